@@ -1,0 +1,528 @@
+//! Frames to packet summaries: link types, IP and TCP header parsing.
+//!
+//! Owns the one place where raw bytes are read. Everything downstream sees a
+//! [`PacketSummary`], a small `Copy` value. Does not own file formats
+//! ([`crate::pcapfile`]), live handles ([`crate::live`]) or TCP state ([`crate::flow`]).
+//!
+//! Lengths follow FEATURES.md "Packets that count": a frame's byte count is the
+//! record's original length, a segment's payload length comes from the IP header,
+//! never from the captured bytes, because snap lengths are usually small.
+
+use etherparse::{IpNumber, LaxIpSlice};
+
+/// Link-layer header types we decode (pcap LINKTYPE_* values).
+pub mod linktype {
+    pub const NULL: u32 = 0;
+    pub const ETHERNET: u32 = 1;
+    pub const PPP: u32 = 9;
+    /// DLT_RAW on OpenBSD and some BSDs; tshark reads it as raw IP.
+    pub const RAW_12: u32 = 12;
+    /// DLT_RAW on some other BSDs; tshark reads it as raw IP.
+    pub const RAW_14: u32 = 14;
+    pub const PPP_HDLC: u32 = 50;
+    pub const RAW: u32 = 101;
+    pub const LOOP: u32 = 108;
+    pub const LINUX_SLL: u32 = 113;
+    pub const IPV4: u32 = 228;
+    pub const IPV6: u32 = 229;
+    pub const LINUX_SLL2: u32 = 276;
+
+    /// True when [`super::parse_frame`] understands this link type.
+    pub fn is_supported(lt: u32) -> bool {
+        matches!(
+            lt,
+            NULL | ETHERNET
+                | PPP
+                | RAW_12
+                | RAW_14
+                | PPP_HDLC
+                | RAW
+                | LOOP
+                | LINUX_SLL
+                | IPV4
+                | IPV6
+                | LINUX_SLL2
+        )
+    }
+}
+
+/// TCP flag bits as they sit in the low 12 bits of header bytes 12..14.
+pub mod tcp_flags {
+    pub const FIN: u16 = 0x001;
+    pub const SYN: u16 = 0x002;
+    pub const RST: u16 = 0x004;
+    pub const PSH: u16 = 0x008;
+    pub const ACK: u16 = 0x010;
+}
+
+/// Why a frame did not become a counted packet. Counted per reason, never logged
+/// per packet.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum SkipReason {
+    /// Link type we do not decode.
+    UnsupportedLinktype,
+    /// Frame shorter than its link-layer header.
+    TruncatedLink,
+    /// Link layer carries something other than IPv4/IPv6 (ARP, LLDP, ...).
+    NotIp,
+    /// IP header missing, cut short, or inconsistent.
+    BadIp,
+    /// IP payload is not TCP (UDP, ICMP, ...).
+    NotTcp,
+    /// Non-first IP fragment or a fragmented first piece: no usable TCP length.
+    IpFragment,
+    /// Fewer than 20 bytes of TCP header captured.
+    TruncatedTcpHeader,
+    /// TCP data offset below 5 words or beyond the IP payload length.
+    BadTcpHeader,
+    /// Record timestamp unusable (no timestamp at all, as in pcapng simple packets).
+    NoTimestamp,
+}
+
+impl SkipReason {
+    pub const ALL: [SkipReason; 9] = [
+        SkipReason::UnsupportedLinktype,
+        SkipReason::TruncatedLink,
+        SkipReason::NotIp,
+        SkipReason::BadIp,
+        SkipReason::NotTcp,
+        SkipReason::IpFragment,
+        SkipReason::TruncatedTcpHeader,
+        SkipReason::BadTcpHeader,
+        SkipReason::NoTimestamp,
+    ];
+
+    /// Stable snake_case name used in summaries, reports and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            SkipReason::UnsupportedLinktype => "unsupported_linktype",
+            SkipReason::TruncatedLink => "truncated_link_header",
+            SkipReason::NotIp => "not_ip",
+            SkipReason::BadIp => "bad_ip_header",
+            SkipReason::NotTcp => "not_tcp",
+            SkipReason::IpFragment => "ip_fragment",
+            SkipReason::TruncatedTcpHeader => "truncated_tcp_header",
+            SkipReason::BadTcpHeader => "bad_tcp_header",
+            SkipReason::NoTimestamp => "no_timestamp",
+        }
+    }
+}
+
+/// Both endpoints of a TCP segment. IPv4 addresses sit in the first 4 bytes.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Endpoints {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub sport: u16,
+    pub dport: u16,
+    pub v6: bool,
+}
+
+/// Up to three SACK blocks, as Wireshark keeps them for bytes in flight
+/// (`dissect_tcpopt_sack` stores blocks 1..3 of an option; a 4th is not kept).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct SackBlocks {
+    pub n: u8,
+    pub left: [u32; 3],
+    pub right: [u32; 3],
+}
+
+impl SackBlocks {
+    /// Bytes covered by the kept blocks, with 32-bit wrapping like tshark.
+    pub fn covered_bytes(&self) -> u32 {
+        let mut sum = 0u32;
+        for i in 0..self.n as usize {
+            sum = sum.wrapping_add(self.right[i].wrapping_sub(self.left[i]));
+        }
+        sum
+    }
+}
+
+/// One counted TCP segment, everything the later stages need and nothing more.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct PacketSummary {
+    /// Capture timestamp, nanoseconds since the Unix epoch.
+    pub ts_ns: i64,
+    /// Original frame length in bytes (pcap `len`, tshark `frame.len`).
+    pub frame_len_bytes: u32,
+    pub ends: Endpoints,
+    pub seq: u32,
+    pub ack: u32,
+    /// Low 12 bits of TCP header bytes 12..14 (see [`tcp_flags`]).
+    pub flags: u16,
+    /// Raw (unscaled) window field.
+    pub window: u16,
+    /// TCP payload length from the IP header, not from captured bytes.
+    pub payload_len_bytes: u32,
+    pub sack: SackBlocks,
+}
+
+/// Parse one frame. `orig_len` is the record's original length; `data` is what
+/// was captured (often a prefix).
+pub fn parse_frame(
+    linktype: u32,
+    data: &[u8],
+    orig_len: u32,
+    ts_ns: i64,
+) -> Result<PacketSummary, SkipReason> {
+    let ip_off = link_payload_offset(linktype, data)?;
+    // Bytes of the IP packet the wire carried, which may exceed what was captured.
+    let ip_wire_len = (orig_len as usize)
+        .saturating_sub(ip_off)
+        .max(data.len() - ip_off);
+    parse_ip(&data[ip_off..], ip_wire_len, orig_len, ts_ns)
+}
+
+const ETHERTYPE_IPV4: u16 = 0x0800;
+const ETHERTYPE_IPV6: u16 = 0x86DD;
+const ETHERTYPE_VLAN: u16 = 0x8100;
+const ETHERTYPE_QINQ: u16 = 0x88A8;
+const ETHERTYPE_QINQ_OLD: u16 = 0x9100;
+const ETHERTYPE_PPPOE_SESSION: u16 = 0x8864;
+/// More stacked VLAN tags than this is not a frame anyone sends.
+const MAX_VLAN_TAGS: usize = 8;
+
+fn be16(d: &[u8], at: usize) -> Option<u16> {
+    d.get(at..at + 2).map(|b| u16::from_be_bytes([b[0], b[1]]))
+}
+
+/// Offset of the IP header inside the frame, or why there is none.
+fn link_payload_offset(linktype: u32, d: &[u8]) -> Result<usize, SkipReason> {
+    use linktype::*;
+    match linktype {
+        ETHERNET => {
+            let mut et = be16(d, 12).ok_or(SkipReason::TruncatedLink)?;
+            let mut off = 14;
+            let mut tags = 0;
+            while matches!(et, ETHERTYPE_VLAN | ETHERTYPE_QINQ | ETHERTYPE_QINQ_OLD) {
+                tags += 1;
+                if tags > MAX_VLAN_TAGS {
+                    return Err(SkipReason::NotIp);
+                }
+                et = be16(d, off + 2).ok_or(SkipReason::TruncatedLink)?;
+                off += 4;
+            }
+            ethertype_payload(et, d, off)
+        }
+        LINUX_SLL => {
+            let et = be16(d, 14).ok_or(SkipReason::TruncatedLink)?;
+            ethertype_payload(et, d, 16)
+        }
+        LINUX_SLL2 => {
+            let et = be16(d, 0).ok_or(SkipReason::TruncatedLink)?;
+            if d.len() < 20 {
+                return Err(SkipReason::TruncatedLink);
+            }
+            ethertype_payload(et, d, 20)
+        }
+        RAW | RAW_12 | RAW_14 | IPV4 | IPV6 => Ok(0),
+        NULL | LOOP => {
+            let b = d.get(0..4).ok_or(SkipReason::TruncatedLink)?;
+            let be = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+            let le = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            // The family is in the capturing host's byte order for NULL; pick the
+            // reading that is a small number.
+            let family = if linktype == LOOP || be < 0x1_0000 {
+                be
+            } else {
+                le
+            };
+            match family {
+                // AF_INET everywhere; AF_INET6 on Linux, BSDs, Darwin, Windows.
+                2 | 10 | 24 | 28 | 30 | 23 => Ok(4),
+                _ => Err(SkipReason::NotIp),
+            }
+        }
+        PPP | PPP_HDLC => ppp_payload(d, 0),
+        _ => Err(SkipReason::UnsupportedLinktype),
+    }
+}
+
+fn ethertype_payload(et: u16, d: &[u8], off: usize) -> Result<usize, SkipReason> {
+    match et {
+        ETHERTYPE_IPV4 | ETHERTYPE_IPV6 => {
+            if d.len() < off {
+                Err(SkipReason::TruncatedLink)
+            } else {
+                Ok(off)
+            }
+        }
+        // PPPoE session header is 6 bytes, then a 2-byte PPP protocol.
+        ETHERTYPE_PPPOE_SESSION => ppp_payload(d, off + 6),
+        _ => Err(SkipReason::NotIp),
+    }
+}
+
+/// PPP: optional 0xFF 0x03 address/control, then a 1- or 2-byte protocol.
+fn ppp_payload(d: &[u8], mut off: usize) -> Result<usize, SkipReason> {
+    if d.get(off..off + 2) == Some(&[0xFF, 0x03]) {
+        off += 2;
+    }
+    let first = *d.get(off).ok_or(SkipReason::TruncatedLink)?;
+    let (proto, len) = if first & 1 == 1 {
+        (first as u16, 1)
+    } else {
+        (be16(d, off).ok_or(SkipReason::TruncatedLink)?, 2)
+    };
+    match proto {
+        0x0021 | 0x0057 => {
+            if d.len() < off + len {
+                Err(SkipReason::TruncatedLink)
+            } else {
+                Ok(off + len)
+            }
+        }
+        _ => Err(SkipReason::NotIp),
+    }
+}
+
+/// Parse IP and TCP. `ip` is the captured IP packet, `ip_wire_len` its length on
+/// the wire as far as the frame tells.
+fn parse_ip(
+    ip: &[u8],
+    ip_wire_len: usize,
+    frame_len: u32,
+    ts_ns: i64,
+) -> Result<PacketSummary, SkipReason> {
+    let (sliced, _ext_err) = LaxIpSlice::from_slice(ip).map_err(|_| SkipReason::BadIp)?;
+    let payload = sliced.payload();
+    if payload.ip_number != IpNumber::TCP {
+        return Err(SkipReason::NotTcp);
+    }
+    if payload.fragmented {
+        return Err(SkipReason::IpFragment);
+    }
+    let mut ends = Endpoints {
+        src: [0; 16],
+        dst: [0; 16],
+        sport: 0,
+        dport: 0,
+        v6: false,
+    };
+    // Header bytes before the TCP segment (IP header plus any extension headers).
+    let ip_headers_len = payload.payload.as_ptr() as usize - ip.as_ptr() as usize;
+    // Length of the TCP segment per the IP header ("reported length" in tshark).
+    let tcp_len = match &sliced {
+        LaxIpSlice::Ipv4(v4) => {
+            let h = v4.header();
+            ends.src[..4].copy_from_slice(&h.source());
+            ends.dst[..4].copy_from_slice(&h.destination());
+            let total = h.total_len() as usize;
+            let ihl = h.slice().len();
+            // Total length 0 is TSO/BIG TCP: the frame is the only length we have.
+            let total = if total == 0 {
+                ip_wire_len
+            } else {
+                total.min(ip_wire_len)
+            };
+            if total < ihl {
+                return Err(SkipReason::BadIp);
+            }
+            total.saturating_sub(ip_headers_len)
+        }
+        LaxIpSlice::Ipv6(v6) => {
+            let h = v6.header();
+            ends.src = h.source();
+            ends.dst = h.destination();
+            ends.v6 = true;
+            let pl = h.payload_length() as usize;
+            // Payload length 0 is a jumbogram / BIG TCP: use the frame.
+            let total = if pl == 0 {
+                ip_wire_len
+            } else {
+                (40 + pl).min(ip_wire_len)
+            };
+            total.saturating_sub(ip_headers_len)
+        }
+    };
+    let t = payload.payload;
+    if t.len() < 20 {
+        return Err(SkipReason::TruncatedTcpHeader);
+    }
+    ends.sport = u16::from_be_bytes([t[0], t[1]]);
+    ends.dport = u16::from_be_bytes([t[2], t[3]]);
+    let seq = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
+    let ack = u32::from_be_bytes([t[8], t[9], t[10], t[11]]);
+    let hdr_len = ((t[12] >> 4) as usize) * 4;
+    let flags = u16::from_be_bytes([t[12], t[13]]) & 0x0FFF;
+    let window = u16::from_be_bytes([t[14], t[15]]);
+    if hdr_len < 20 || tcp_len < hdr_len {
+        return Err(SkipReason::BadTcpHeader);
+    }
+    let captured_hdr = &t[..hdr_len.min(t.len())];
+    Ok(PacketSummary {
+        ts_ns,
+        frame_len_bytes: frame_len,
+        ends,
+        seq,
+        ack,
+        flags,
+        window,
+        payload_len_bytes: (tcp_len - hdr_len) as u32,
+        sack: parse_sack(&captured_hdr[20..], hdr_len - 20),
+    })
+}
+
+/// Walk the TCP options the way tshark's `tcp_dissect_options` does and keep the
+/// SACK blocks of the last SACK option. `opts` is the captured part of the option
+/// area, `opt_area_len` its length per the data offset. Parsing stops where the
+/// capture ends, as tshark stops at the exception it throws there.
+fn parse_sack(opts: &[u8], opt_area_len: usize) -> SackBlocks {
+    let mut out = SackBlocks::default();
+    let mut i = 0;
+    while i < opt_area_len {
+        let Some(&kind) = opts.get(i) else { break };
+        match kind {
+            0 => break,
+            1 => {
+                i += 1;
+                continue;
+            }
+            _ => {}
+        }
+        let Some(&len) = opts.get(i + 1) else { break };
+        let len = len as usize;
+        if len < 2 || len > opt_area_len - i {
+            break;
+        }
+        if kind == 5 {
+            out = SackBlocks::default();
+            let mut rem = len - 2;
+            let mut at = i + 2;
+            let mut n = 0u8;
+            while rem > 0 {
+                if rem < 8 {
+                    break;
+                }
+                let (Some(l), Some(r)) = (opts.get(at..at + 4), opts.get(at + 4..at + 8)) else {
+                    return out;
+                };
+                n += 1;
+                if n < 4 {
+                    out.n = n;
+                    out.left[n as usize - 1] = u32::from_be_bytes([l[0], l[1], l[2], l[3]]);
+                    out.right[n as usize - 1] = u32::from_be_bytes([r[0], r[1], r[2], r[3]]);
+                }
+                rem -= 8;
+                at += 8;
+            }
+        }
+        i += len;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::PacketBuilder;
+
+    fn tcp_frame(payload: &[u8], syn: bool) -> Vec<u8> {
+        let mut b = PacketBuilder::ethernet2([1; 6], [2; 6])
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .tcp(1234, 80, 1000, 65535)
+            .ack(77);
+        if syn {
+            b = b.syn();
+        }
+        let mut out = Vec::new();
+        b.write(&mut out, payload).unwrap();
+        out
+    }
+
+    #[test]
+    fn ethernet_ipv4_tcp_fields() {
+        let f = tcp_frame(&[7; 100], false);
+        let p = parse_frame(linktype::ETHERNET, &f, f.len() as u32, 5).unwrap();
+        assert_eq!(p.payload_len_bytes, 100);
+        assert_eq!(p.seq, 1000);
+        assert_eq!(p.ack, 77);
+        assert_eq!(p.flags & tcp_flags::ACK, tcp_flags::ACK);
+        assert_eq!(p.ends.sport, 1234);
+        assert_eq!(&p.ends.src[..4], &[10, 0, 0, 1]);
+        assert_eq!(p.frame_len_bytes, f.len() as u32);
+    }
+
+    #[test]
+    fn payload_length_comes_from_ip_header_not_snaplen() {
+        let f = tcp_frame(&[7; 1400], false);
+        // Captured only the first 66 bytes, as `tcpdump -s 66` would.
+        let p = parse_frame(linktype::ETHERNET, &f[..66], f.len() as u32, 0).unwrap();
+        assert_eq!(p.payload_len_bytes, 1400);
+        assert_eq!(p.frame_len_bytes, f.len() as u32);
+    }
+
+    #[test]
+    fn ipv4_total_length_zero_uses_frame_length() {
+        let mut f = tcp_frame(&[7; 500], false);
+        f[16] = 0;
+        f[17] = 0;
+        let p = parse_frame(linktype::ETHERNET, &f, f.len() as u32, 0).unwrap();
+        assert_eq!(p.payload_len_bytes, 500);
+    }
+
+    #[test]
+    fn vlan_and_qinq_tags_are_skipped() {
+        let f = tcp_frame(&[1; 10], false);
+        let mut q = f[..12].to_vec();
+        q.extend_from_slice(&[0x88, 0xA8, 0, 5, 0x81, 0x00, 0, 7]);
+        q.extend_from_slice(&f[12..]);
+        let p = parse_frame(linktype::ETHERNET, &q, q.len() as u32, 0).unwrap();
+        assert_eq!(p.payload_len_bytes, 10);
+    }
+
+    #[test]
+    fn truncated_tcp_header_is_a_counted_skip() {
+        let f = tcp_frame(&[], false);
+        let cut = &f[..14 + 20 + 10];
+        assert_eq!(
+            parse_frame(linktype::ETHERNET, cut, f.len() as u32, 0),
+            Err(SkipReason::TruncatedTcpHeader)
+        );
+    }
+
+    #[test]
+    fn sll2_and_raw_ip() {
+        let f = tcp_frame(&[3; 20], false);
+        let ip = &f[14..];
+        let p = parse_frame(linktype::RAW, ip, ip.len() as u32, 0).unwrap();
+        assert_eq!(p.payload_len_bytes, 20);
+        let mut sll2 = vec![
+            0x08, 0x00, 0, 0, 0, 0, 0, 1, 0, 1, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
+        sll2.extend_from_slice(ip);
+        let p = parse_frame(linktype::LINUX_SLL2, &sll2, sll2.len() as u32, 0).unwrap();
+        assert_eq!(p.payload_len_bytes, 20);
+    }
+
+    #[test]
+    fn sack_keeps_three_blocks_like_tshark() {
+        // NOP NOP SACK with 4 blocks (34 bytes) = 36 bytes of options.
+        let mut o = vec![1, 1, 5, 34];
+        for i in 0..4u32 {
+            o.extend_from_slice(&(100 * i).to_be_bytes());
+            o.extend_from_slice(&(100 * i + 10 + i).to_be_bytes());
+        }
+        let s = parse_sack(&o, o.len());
+        assert_eq!(s.n, 3);
+        assert_eq!(s.covered_bytes(), 10 + 11 + 12);
+        // Captured area ends inside the second block: only the first is kept.
+        let s = parse_sack(&o[..16], o.len());
+        assert_eq!(s.n, 1);
+    }
+
+    #[test]
+    fn non_tcp_is_skipped() {
+        let mut out = Vec::new();
+        PacketBuilder::ethernet2([1; 6], [2; 6])
+            .ipv4([1, 1, 1, 1], [2, 2, 2, 2], 9)
+            .udp(1, 2)
+            .write(&mut out, &[0; 4])
+            .unwrap();
+        assert_eq!(
+            parse_frame(linktype::ETHERNET, &out, out.len() as u32, 0),
+            Err(SkipReason::NotTcp)
+        );
+    }
+}

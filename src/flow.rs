@@ -1,0 +1,702 @@
+//! TCP sequence analysis: ACK RTT and bytes in flight per packet, as Wireshark
+//! computes `tcp.analysis.ack_rtt` and `tcp.analysis.bytes_in_flight`
+//! (FEATURES.md "ACK RTT and bytes in flight"; `epan/dissectors/packet-tcp.c`,
+//! `tcp_analyze_sequence_number`, tshark 4.0).
+//!
+//! Owns the flow table: bidirectional flows keyed by the 5-tuple in either order,
+//! a per-direction list of unacknowledged segments, idle and close expiry, a cap
+//! with longest-idle-first eviction and a global budget of remembered segments, so
+//! memory stays bounded whatever the input. Does not own windows or time grids.
+//!
+//! Where tshark and FEATURES.md differ, tshark wins because it is the oracle:
+//! bytes in flight is valid from a direction's first segment (tshark initialises
+//! `valid_bif` to 1), and an RTT of exactly zero is not a sample (tshark prints
+//! `ack_rtt` only when it is non-zero).
+
+use crate::capture::{Endpoints, PacketSummary, SackBlocks, tcp_flags as F};
+use rustc_hash::FxHashMap;
+use std::collections::VecDeque;
+
+/// Wireshark's `TCP_MAX_UNACKED_SEGMENTS`: a direction remembers at most this many.
+pub const MAX_UNACKED_PER_DIRECTION: usize = 10_000;
+/// tshark reports bytes in flight only below this (larger means wrapped arithmetic).
+const BIF_SANITY_LIMIT: u32 = 2_000_000_000;
+
+/// Limits of the flow table. Defaults keep memory under ~150 MB in the worst case.
+#[derive(Copy, Clone, Debug)]
+pub struct FlowConfig {
+    /// Most flows tracked at once; beyond it the longest-idle flow is evicted.
+    pub max_flows: usize,
+    /// A flow with no packet for this long is forgotten. Long enough for a
+    /// zero-window stall (tens of seconds) so it costs no sample.
+    pub idle_timeout_ns: i64,
+    /// A flow closed by RST or FIN from both sides is kept this long for the final
+    /// ACKs and retransmitted FINs.
+    pub close_linger_ns: i64,
+    /// Total unacknowledged segments remembered over all flows (16 bytes each).
+    pub max_segments_total: usize,
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        FlowConfig {
+            max_flows: 262_144,
+            idle_timeout_ns: 300 * 1_000_000_000,
+            close_linger_ns: 10 * 1_000_000_000,
+            max_segments_total: 4_000_000,
+        }
+    }
+}
+
+/// What the analysis says about one packet.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Analysis {
+    /// ACK RTT sample in nanoseconds (can be negative when timestamps go backwards).
+    pub ack_rtt_ns: Option<i64>,
+    /// Bytes in flight after this data segment.
+    pub bytes_in_flight: Option<u32>,
+    /// Identity of the sending direction: unique per flow lifetime and direction.
+    pub direction_id: u64,
+}
+
+/// Flow-table counters, reported in summaries and metrics.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct FlowStats {
+    pub flows_created: u64,
+    pub flows_active: u64,
+    pub flows_peak: u64,
+    pub evicted_idle: u64,
+    pub evicted_closed: u64,
+    pub evicted_cap: u64,
+    pub port_reuse_restarts: u64,
+    /// Segments not remembered because a direction already held 10,000.
+    pub segments_over_direction_cap: u64,
+    /// Segments not remembered because the global budget was used up.
+    pub segments_over_budget: u64,
+    pub segments_remembered: u64,
+}
+
+#[derive(Copy, Clone, Debug)]
+struct Seg {
+    seq: u32,
+    nextseq: u32,
+    ts_ns: i64,
+}
+
+/// Unacknowledged segments of one direction, oldest first.
+///
+/// Wireshark walks its whole list on every ACK and every data segment. Here the
+/// common case, segments sent in sequence order with no overlap ("monotone"),
+/// is O(1) per packet; anything else falls back to a full walk with the same
+/// result. Min/max of relative sequence numbers are cached between removals.
+#[derive(Debug, Default)]
+struct SegList {
+    q: VecDeque<Seg>,
+    /// Every segment starts at or after the previous one's end (serial order).
+    monotone: bool,
+}
+
+fn seq_gt(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) > 0
+}
+fn seq_le(a: u32, b: u32) -> bool {
+    !seq_gt(a, b)
+}
+
+impl SegList {
+    fn push(&mut self, s: Seg) {
+        match self.q.back() {
+            None => self.monotone = true,
+            Some(last) => {
+                if self.monotone && seq_gt(s.seq, last.nextseq.wrapping_sub(1)) {
+                    // s.seq >= last.nextseq in serial arithmetic: still monotone.
+                } else {
+                    self.monotone = false;
+                }
+            }
+        }
+        self.q.push_back(s);
+    }
+
+    /// Apply an ACK: returns (rtt of the oldest exact match, segments removed).
+    fn ack(&mut self, ack: u32, now_ns: i64) -> (Option<i64>, usize) {
+        if self.q.is_empty() {
+            return (None, 0);
+        }
+        let before = self.q.len();
+        let mut rtt = None;
+        if self.monotone {
+            // Entries ending at or before `ack` are all at the front.
+            while let Some(front) = self.q.front() {
+                if front.nextseq == ack {
+                    if rtt.is_none() {
+                        rtt = Some(now_ns - front.ts_ns);
+                    }
+                } else if seq_gt(ack, front.seq) && seq_le(ack, front.nextseq) {
+                    // Partial ACK: trim, no sample (tshark 4.0).
+                    if let Some(f) = self.q.front_mut() {
+                        f.seq = ack;
+                    }
+                    break;
+                } else if seq_gt(front.nextseq, ack) {
+                    break;
+                }
+                self.q.pop_front();
+            }
+        } else {
+            // Full walk, oldest first: the first exact match is the oldest send.
+            let mut kept = VecDeque::with_capacity(self.q.len());
+            let mut monotone = true;
+            for mut s in self.q.drain(..) {
+                if s.nextseq == ack {
+                    if rtt.is_none() {
+                        rtt = Some(now_ns - s.ts_ns);
+                    }
+                    continue;
+                }
+                if seq_gt(ack, s.seq) && seq_le(ack, s.nextseq) {
+                    s.seq = ack;
+                } else if !seq_gt(s.nextseq, ack) {
+                    continue;
+                }
+                if let Some(last) = kept.back() {
+                    let last: &Seg = last;
+                    if !seq_gt(s.seq, last.nextseq.wrapping_sub(1)) {
+                        monotone = false;
+                    }
+                }
+                kept.push_back(s);
+            }
+            self.q = kept;
+            self.monotone = monotone;
+        }
+        (rtt, before - self.q.len())
+    }
+
+    /// Wireshark's bytes-in-flight span: max(nextseq - base) - min(seq - base),
+    /// both as unsigned 32-bit values relative to the direction's base sequence.
+    fn span(&self, base: u32) -> Option<u32> {
+        let front = self.q.front()?;
+        let back = self.q.back()?;
+        if self.monotone {
+            let first = front.seq.wrapping_sub(base);
+            let last = back.nextseq.wrapping_sub(base);
+            // Relative numbers wrap past 2^32 inside the list only on connections
+            // beyond 4 GB; then take the exact walk below.
+            if first <= last && front.nextseq.wrapping_sub(base) >= first {
+                return Some(last - first);
+            }
+        }
+        let mut first = front.seq.wrapping_sub(base);
+        let mut last = front.nextseq.wrapping_sub(base);
+        for s in &self.q {
+            last = last.max(s.nextseq.wrapping_sub(base));
+            first = first.min(s.seq.wrapping_sub(base));
+        }
+        Some(last.wrapping_sub(first))
+    }
+}
+
+#[derive(Debug, Default)]
+struct Dir {
+    base_seq: Option<u32>,
+    nextseq: u32,
+    maxseqtobeacked: u32,
+    window: u16,
+    valid_bif: bool,
+    segs: SegList,
+    /// SACK blocks of this direction's latest packet (reset on every packet).
+    sack: SackBlocks,
+    fin_seen: bool,
+}
+
+impl Dir {
+    fn new() -> Self {
+        Dir {
+            valid_bif: true,
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Flow {
+    key: Endpoints,
+    dirs: [Dir; 2],
+    serial: u64,
+    last_seen_ns: i64,
+    closed: bool,
+    // Intrusive LRU list over slots: most recent at the head.
+    prev: u32,
+    next: u32,
+}
+
+const NIL: u32 = u32::MAX;
+
+/// The flow table and the analysis.
+pub struct FlowTable {
+    cfg: FlowConfig,
+    index: FxHashMap<Endpoints, u32>,
+    slots: Vec<Option<Flow>>,
+    free: Vec<u32>,
+    head: u32,
+    tail: u32,
+    next_serial: u64,
+    segments_total: usize,
+    pub stats: FlowStats,
+}
+
+/// Canonical key: the lower (address, port) first; `dir` says which side sent.
+fn canonical(e: &Endpoints) -> (Endpoints, usize) {
+    if (e.src, e.sport) <= (e.dst, e.dport) {
+        (*e, 0)
+    } else {
+        (
+            Endpoints {
+                src: e.dst,
+                dst: e.src,
+                sport: e.dport,
+                dport: e.sport,
+                v6: e.v6,
+            },
+            1,
+        )
+    }
+}
+
+impl FlowTable {
+    pub fn new(cfg: FlowConfig) -> Self {
+        FlowTable {
+            cfg,
+            index: FxHashMap::default(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            head: NIL,
+            tail: NIL,
+            next_serial: 0,
+            segments_total: 0,
+            stats: FlowStats::default(),
+        }
+    }
+
+    pub fn active_flows(&self) -> usize {
+        self.index.len()
+    }
+
+    fn unlink(&mut self, i: u32) {
+        let (p, n) = {
+            let f = self.slots[i as usize]
+                .as_ref()
+                .expect("linked slot holds a flow");
+            (f.prev, f.next)
+        };
+        if p != NIL {
+            if let Some(pf) = self.slots[p as usize].as_mut() {
+                pf.next = n;
+            }
+        } else {
+            self.head = n;
+        }
+        if n != NIL {
+            if let Some(nf) = self.slots[n as usize].as_mut() {
+                nf.prev = p;
+            }
+        } else {
+            self.tail = p;
+        }
+    }
+
+    fn push_front(&mut self, i: u32) {
+        let old = self.head;
+        if let Some(f) = self.slots[i as usize].as_mut() {
+            f.prev = NIL;
+            f.next = old;
+        }
+        if old != NIL {
+            if let Some(of) = self.slots[old as usize].as_mut() {
+                of.prev = i;
+            }
+        } else {
+            self.tail = i;
+        }
+        self.head = i;
+    }
+
+    fn remove(&mut self, i: u32) {
+        self.unlink(i);
+        if let Some(f) = self.slots[i as usize].take() {
+            self.index.remove(&f.key);
+            self.segments_total -= f.dirs[0].segs.q.len() + f.dirs[1].segs.q.len();
+        }
+        self.free.push(i);
+        self.stats.flows_active = self.index.len() as u64;
+    }
+
+    /// Forget flows idle past their timeout at packet time `now_ns`.
+    pub fn expire(&mut self, now_ns: i64) {
+        while self.tail != NIL {
+            let Some(f) = self.slots[self.tail as usize].as_ref() else {
+                break;
+            };
+            let idle = now_ns.saturating_sub(f.last_seen_ns);
+            // The tail is the longest idle; closed flows may sit further up, and
+            // are collected when they reach the tail or when the table is full.
+            if idle > self.cfg.idle_timeout_ns || (f.closed && idle > self.cfg.close_linger_ns) {
+                if f.closed {
+                    self.stats.evicted_closed += 1;
+                } else {
+                    self.stats.evicted_idle += 1;
+                }
+                let t = self.tail;
+                self.remove(t);
+            } else {
+                break;
+            }
+        }
+    }
+
+    fn new_flow(&mut self, key: Endpoints, now_ns: i64) -> u32 {
+        if self.index.len() >= self.cfg.max_flows && self.tail != NIL {
+            self.stats.evicted_cap += 1;
+            let t = self.tail;
+            self.remove(t);
+        }
+        let serial = self.next_serial;
+        self.next_serial += 1;
+        let flow = Flow {
+            key,
+            dirs: [Dir::new(), Dir::new()],
+            serial,
+            last_seen_ns: now_ns,
+            closed: false,
+            prev: NIL,
+            next: NIL,
+        };
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = Some(flow);
+                i
+            }
+            None => {
+                self.slots.push(Some(flow));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.index.insert(key, i);
+        self.push_front(i);
+        self.stats.flows_created += 1;
+        self.stats.flows_active = self.index.len() as u64;
+        self.stats.flows_peak = self.stats.flows_peak.max(self.stats.flows_active);
+        i
+    }
+
+    /// Analyse one packet. Call in capture order.
+    pub fn process(&mut self, p: &PacketSummary) -> Analysis {
+        let (key, d) = canonical(&p.ends);
+        let i = match self.index.get(&key) {
+            Some(&i) => {
+                self.unlink(i);
+                self.push_front(i);
+                i
+            }
+            None => self.new_flow(key, p.ts_ns),
+        };
+        let syn = p.flags & F::SYN != 0;
+        let ackf = p.flags & F::ACK != 0;
+        // A SYN with a new ISN on a known 5-tuple is a new connection (tshark:
+        // "TCP port numbers reused"); a SYN with the same ISN is a retransmission.
+        let restart = {
+            let f = self.slots[i as usize]
+                .as_ref()
+                .expect("indexed slot holds a flow");
+            syn && !ackf && f.dirs[d].base_seq.is_some_and(|b| b != p.seq)
+        };
+        if restart {
+            let f = self.slots[i as usize]
+                .as_mut()
+                .expect("indexed slot holds a flow");
+            let freed = f.dirs[0].segs.q.len() + f.dirs[1].segs.q.len();
+            f.dirs = [Dir::new(), Dir::new()];
+            f.closed = false;
+            f.serial = self.next_serial;
+            self.next_serial += 1;
+            self.segments_total -= freed;
+            self.stats.port_reuse_restarts += 1;
+        }
+        let budget_left = self
+            .cfg
+            .max_segments_total
+            .saturating_sub(self.segments_total);
+        let f = self.slots[i as usize]
+            .as_mut()
+            .expect("indexed slot holds a flow");
+        f.last_seen_ns = p.ts_ns;
+        let serial = f.serial;
+        let (fwd, rev) = if d == 0 {
+            let (a, b) = f.dirs.split_at_mut(1);
+            (&mut a[0], &mut b[0])
+        } else {
+            let (a, b) = f.dirs.split_at_mut(1);
+            (&mut b[0], &mut a[0])
+        };
+        if syn && !ackf && fwd.base_seq == Some(p.seq) {
+            // Retransmitted SYN: tshark restores nextseq (issue 17616).
+            fwd.nextseq = fwd.maxseqtobeacked;
+        }
+        if syn && ackf && fwd.base_seq.is_some_and(|b| b != p.seq) {
+            fwd.base_seq = Some(p.seq);
+        }
+        let (out, added, removed) = analyze(fwd, rev, p, budget_left);
+        if p.flags & F::FIN != 0 {
+            fwd.fin_seen = true;
+        }
+        let closing = p.flags & F::RST != 0 || (fwd.fin_seen && rev.fin_seen);
+        if closing {
+            f.closed = true;
+        }
+        self.segments_total = self.segments_total + added - removed;
+        match added {
+            1 => self.stats.segments_remembered += 1,
+            _ if p.payload_len_bytes > 0 || p.flags & (F::SYN | F::FIN) != 0 => {
+                if budget_left == 0 {
+                    self.stats.segments_over_budget += 1;
+                } else {
+                    self.stats.segments_over_direction_cap += 1;
+                }
+            }
+            _ => {}
+        }
+        Analysis {
+            direction_id: serial * 2 + d as u64,
+            ..out
+        }
+    }
+}
+
+/// `tcp_analyze_sequence_number`, reduced to the state that affects ACK RTT and
+/// bytes in flight. Returns the analysis and how many segments were added/removed.
+fn analyze(
+    fwd: &mut Dir,
+    rev: &mut Dir,
+    p: &PacketSummary,
+    budget_left: usize,
+) -> (Analysis, usize, usize) {
+    let (seq, ack, seglen) = (p.seq, p.ack, p.payload_len_bytes);
+    let syn_fin = p.flags & (F::SYN | F::FIN) != 0;
+    if fwd.base_seq.is_none() {
+        fwd.base_seq = Some(if p.flags & F::SYN != 0 {
+            seq
+        } else {
+            seq.wrapping_sub(1)
+        });
+    }
+    if rev.base_seq.is_none() && p.flags & F::ACK != 0 {
+        rev.base_seq = Some(ack.wrapping_sub(1));
+    }
+    if p.flags & F::ACK != 0 {
+        rev.valid_bif = true;
+    }
+    // Zero window probe: one byte at the next expected sequence into a zero window.
+    let zwp = seglen == 1 && seq == fwd.nextseq && rev.window == 0;
+    if !zwp && fwd.nextseq != 0 && seq_gt(seq, fwd.nextseq) && p.flags & F::RST == 0 {
+        // A segment was not captured: bytes in flight is unknown until the peer ACKs.
+        fwd.valid_bif = false;
+    }
+    // "ACKed unseen segment" moves the peer's max-seq-to-be-acked back.
+    if rev.maxseqtobeacked != 0
+        && seq_gt(ack, rev.maxseqtobeacked)
+        && p.flags & F::ACK != 0
+        && rev.maxseqtobeacked > rev.nextseq
+    {
+        rev.maxseqtobeacked = rev.nextseq;
+    }
+
+    let mut nextseq = seq.wrapping_add(seglen);
+    let mut added = 0;
+    if (seglen > 0 || syn_fin) && fwd.segs.q.len() < MAX_UNACKED_PER_DIRECTION && budget_left > 0 {
+        if syn_fin {
+            nextseq = nextseq.wrapping_add(1);
+        }
+        fwd.segs.push(Seg {
+            seq,
+            nextseq,
+            ts_ns: p.ts_ns,
+        });
+        added = 1;
+    }
+    if (seq_gt(nextseq, fwd.nextseq) || fwd.nextseq == 0) && !zwp {
+        fwd.nextseq = nextseq;
+    }
+    if (seq == fwd.maxseqtobeacked || fwd.maxseqtobeacked == 0) && !zwp {
+        fwd.maxseqtobeacked = fwd.nextseq;
+    }
+    fwd.window = p.window;
+
+    // The ACK number is applied whether or not the ACK flag is set, as tshark does.
+    let (rtt, removed) = rev.segs.ack(ack, p.ts_ns);
+    let ack_rtt_ns = rtt.filter(|r| *r != 0);
+
+    let mut bytes_in_flight = None;
+    if seglen != 0 && fwd.valid_bif {
+        if let Some(span) = fwd.segs.span(fwd.base_seq.unwrap_or(0)) {
+            let in_flight = span.wrapping_sub(if rev.sack.n > 0 {
+                rev.sack.covered_bytes()
+            } else {
+                0
+            });
+            if in_flight > 0 && in_flight < BIF_SANITY_LIMIT {
+                let v = in_flight - u32::from(syn_fin);
+                if v != 0 {
+                    bytes_in_flight = Some(v);
+                }
+            }
+        }
+    }
+    fwd.sack = p.sack;
+    (
+        Analysis {
+            ack_rtt_ns,
+            bytes_in_flight,
+            direction_id: 0,
+        },
+        added,
+        removed,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: [u8; 16] = [10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    const B: [u8; 16] = [10, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+
+    fn pkt(from_a: bool, ts_ns: i64, seq: u32, ack: u32, flags: u16, len: u32) -> PacketSummary {
+        let (src, dst, sport, dport) = if from_a {
+            (A, B, 4000, 80)
+        } else {
+            (B, A, 80, 4000)
+        };
+        PacketSummary {
+            ts_ns,
+            frame_len_bytes: 54 + len,
+            ends: Endpoints {
+                src,
+                dst,
+                sport,
+                dport,
+                v6: false,
+            },
+            seq,
+            ack,
+            flags,
+            window: 1000,
+            payload_len_bytes: len,
+            sack: SackBlocks::default(),
+        }
+    }
+
+    const MS: i64 = 1_000_000;
+
+    #[test]
+    fn handshake_and_data_give_rtt_and_bif() {
+        let mut t = FlowTable::new(FlowConfig::default());
+        let a = t.process(&pkt(true, 0, 100, 0, F::SYN, 0));
+        assert_eq!(a.ack_rtt_ns, None);
+        let b = t.process(&pkt(false, 10 * MS, 500, 101, F::SYN | F::ACK, 0));
+        assert_eq!(b.ack_rtt_ns, Some(10 * MS));
+        let c = t.process(&pkt(true, 20 * MS, 101, 501, F::ACK, 0));
+        assert_eq!(c.ack_rtt_ns, Some(10 * MS));
+        let d1 = t.process(&pkt(true, 21 * MS, 101, 501, F::ACK, 1000));
+        assert_eq!(d1.bytes_in_flight, Some(1000));
+        let d2 = t.process(&pkt(true, 22 * MS, 1101, 501, F::ACK, 1000));
+        assert_eq!(d2.bytes_in_flight, Some(2000));
+        // Partial ACK: trims, no sample.
+        let e = t.process(&pkt(false, 30 * MS, 501, 601, F::ACK, 0));
+        assert_eq!(e.ack_rtt_ns, None);
+        let d3 = t.process(&pkt(true, 31 * MS, 2101, 501, F::ACK, 1000));
+        assert_eq!(d3.bytes_in_flight, Some(2500));
+        let g = t.process(&pkt(false, 40 * MS, 501, 3101, F::ACK, 0));
+        assert_eq!(g.ack_rtt_ns, Some(9 * MS));
+        assert_eq!(t.segments_total, 0);
+    }
+
+    #[test]
+    fn retransmission_oldest_send_wins() {
+        let mut t = FlowTable::new(FlowConfig::default());
+        t.process(&pkt(true, 0, 1, 1, F::ACK, 100));
+        t.process(&pkt(true, 5 * MS, 1, 1, F::ACK, 100));
+        let r = t.process(&pkt(false, 12 * MS, 1, 101, F::ACK, 0));
+        assert_eq!(r.ack_rtt_ns, Some(12 * MS));
+    }
+
+    #[test]
+    fn capture_gap_disables_bif_until_peer_acks() {
+        let mut t = FlowTable::new(FlowConfig::default());
+        t.process(&pkt(true, 0, 1, 1, F::ACK, 100));
+        let gap = t.process(&pkt(true, MS, 301, 1, F::ACK, 100));
+        assert_eq!(gap.bytes_in_flight, None);
+        t.process(&pkt(false, 2 * MS, 1, 101, F::ACK, 0));
+        let after = t.process(&pkt(true, 3 * MS, 401, 1, F::ACK, 100));
+        assert_eq!(after.bytes_in_flight, Some(200));
+    }
+
+    #[test]
+    fn sequence_wrap_is_serial() {
+        let mut t = FlowTable::new(FlowConfig::default());
+        let s = u32::MAX - 49;
+        t.process(&pkt(true, 0, s, 1, F::ACK, 100));
+        let r = t.process(&pkt(false, MS, 1, s.wrapping_add(100), F::ACK, 0));
+        assert_eq!(r.ack_rtt_ns, Some(MS));
+    }
+
+    #[test]
+    fn sack_blocks_reduce_bif() {
+        let mut t = FlowTable::new(FlowConfig::default());
+        t.process(&pkt(true, 0, 1, 1, F::ACK, 100));
+        t.process(&pkt(true, 1, 101, 1, F::ACK, 100));
+        let mut s = pkt(false, 2, 1, 1, F::ACK, 0);
+        s.sack = SackBlocks {
+            n: 1,
+            left: [101, 0, 0],
+            right: [201, 0, 0],
+        };
+        t.process(&s);
+        let d = t.process(&pkt(true, 3, 201, 1, F::ACK, 100));
+        assert_eq!(d.bytes_in_flight, Some(200));
+    }
+
+    #[test]
+    fn table_cap_evicts_longest_idle() {
+        let mut t = FlowTable::new(FlowConfig {
+            max_flows: 2,
+            ..Default::default()
+        });
+        let mut p = pkt(true, 0, 1, 1, F::ACK, 10);
+        t.process(&p);
+        p.ends.sport = 4001;
+        p.ts_ns = 1;
+        t.process(&p);
+        p.ends.sport = 4000;
+        p.ts_ns = 2;
+        t.process(&p); // refreshes the first flow
+        p.ends.sport = 4002;
+        p.ts_ns = 3;
+        t.process(&p);
+        assert_eq!(t.stats.evicted_cap, 1);
+        assert_eq!(t.active_flows(), 2);
+        let mut probe = p;
+        probe.ends.sport = 4000;
+        assert!(t.index.contains_key(&canonical(&probe.ends).0));
+    }
+
+    #[test]
+    fn idle_flows_expire() {
+        let mut t = FlowTable::new(FlowConfig::default());
+        t.process(&pkt(true, 0, 1, 1, F::ACK, 10));
+        t.expire(301 * 1_000_000_000);
+        assert_eq!(t.active_flows(), 0);
+        assert_eq!(t.stats.evicted_idle, 1);
+        assert_eq!(t.segments_total, 0);
+    }
+}

@@ -1,0 +1,677 @@
+//! Capture files: pcap and pcapng, plain or gzip, either byte order, micro- or
+//! nanosecond timestamps, several interfaces and link types in one pcapng.
+//!
+//! libpcap refuses a pcapng whose interfaces have different link types ("an
+//! interface has a type 0 different from the type of the first interface"), which
+//! real multi-interface captures have, so files are read here. Live capture uses
+//! libpcap through the `pcap` crate ([`crate::live`]).
+//!
+//! Timestamps are converted the way Wireshark's wiretap does, so tshark stays an
+//! oracle even for broken files: a pcap microsecond field of 1,000,000 or more is
+//! multiplied by 1000 in 32-bit arithmetic and added to the seconds.
+//!
+//! Owns bytes-to-records only; no parsing of what is inside a frame.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+/// A record larger than this is corruption, not a packet (BIG TCP frames are
+/// ~200 KB, the largest snap length libpcap allows is 256 KiB).
+const MAX_RECORD_BYTES: usize = 16 * 1024 * 1024;
+/// Read buffer: large enough that refills are rare, small enough to stay in L2/L3.
+const READ_CHUNK: usize = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("cannot open {path}: {source}")]
+    Open { path: PathBuf, source: io::Error },
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error(
+        "{path} is not a pcap or pcapng capture (first bytes {magic}); give a file written by tcpdump, tshark or dumpcap"
+    )]
+    UnknownFormat { path: PathBuf, magic: String },
+    #[error("{path} is corrupt at byte {offset}: {detail}")]
+    Corrupt {
+        path: PathBuf,
+        offset: u64,
+        detail: String,
+    },
+}
+
+/// One record, borrowed from the reader's buffer until the next call.
+#[derive(Debug)]
+pub struct Record<'a> {
+    /// Nanoseconds since the Unix epoch; `None` for pcapng simple packet blocks.
+    pub ts_ns: Option<i64>,
+    pub linktype: u32,
+    pub orig_len: u32,
+    pub data: &'a [u8],
+    /// Interface index inside the file (0 for classic pcap).
+    pub interface: u32,
+}
+
+/// What the reader noticed that is not an error but must not pass silently.
+#[derive(Debug, Default, Clone)]
+pub struct ReaderNotes {
+    /// The file ended inside a record: that record was not delivered.
+    pub cut_short_at: Option<u64>,
+    /// Records with a microsecond/nanosecond field out of range.
+    pub invalid_timestamps: u64,
+    /// pcapng blocks of kinds that carry no packets for us (statistics, names, ...).
+    pub other_blocks: u64,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq)]
+enum Format {
+    Pcap {
+        swapped: bool,
+        nanos: bool,
+        linktype: u32,
+    },
+    Pcapng {
+        big_endian: bool,
+    },
+}
+
+#[derive(Clone, Debug)]
+struct Interface {
+    linktype: u32,
+    snaplen: u32,
+    /// Timestamp units per second.
+    units_per_s: u64,
+    offset_s: i64,
+}
+
+/// Streaming reader over one capture file.
+pub struct CaptureFile {
+    path: PathBuf,
+    src: Box<dyn Read + Send>,
+    buf: Vec<u8>,
+    pos: usize,
+    end: usize,
+    /// File offset of `buf[0]` (of the decompressed stream for gzip).
+    base: u64,
+    eof: bool,
+    format: Format,
+    interfaces: Vec<Interface>,
+    pub notes: ReaderNotes,
+}
+
+impl std::fmt::Debug for CaptureFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaptureFile")
+            .field("path", &self.path)
+            .field("format", &self.format)
+            .finish()
+    }
+}
+
+const PCAP_MAGIC_US: u32 = 0xA1B2_C3D4;
+const PCAP_MAGIC_NS: u32 = 0xA1B2_3C4D;
+const PCAPNG_SHB: u32 = 0x0A0D_0D0A;
+const PCAPNG_BOM: u32 = 0x1A2B_3C4D;
+
+impl CaptureFile {
+    /// Open a file; gzip is detected by its magic bytes, not by the name.
+    pub fn open(path: &Path) -> Result<Self, FileError> {
+        let mut f = File::open(path).map_err(|source| FileError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut magic = [0u8; 2];
+        let n = read_full(&mut f, &mut magic).map_err(|source| FileError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let f = File::open(path).map_err(|source| FileError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        let src: Box<dyn Read + Send> = if n == 2 && magic == [0x1F, 0x8B] {
+            Box::new(flate2::read::MultiGzDecoder::new(
+                io::BufReader::with_capacity(1 << 16, f),
+            ))
+        } else {
+            Box::new(f)
+        };
+        Self::from_reader(path, src)
+    }
+
+    /// Read from any byte stream (tests, pipes). `path` names it in errors.
+    pub fn from_reader(path: &Path, src: Box<dyn Read + Send>) -> Result<Self, FileError> {
+        let mut cf = CaptureFile {
+            path: path.to_owned(),
+            src,
+            buf: vec![0; READ_CHUNK],
+            pos: 0,
+            end: 0,
+            base: 0,
+            eof: false,
+            format: Format::Pcapng { big_endian: false },
+            interfaces: Vec::new(),
+            notes: ReaderNotes::default(),
+        };
+        cf.fill(24)?;
+        let avail = cf.end - cf.pos;
+        if avail < 4 {
+            return Err(cf.unknown_format());
+        }
+        let m_le = u32::from_le_bytes(cf.buf[0..4].try_into().unwrap_or([0; 4]));
+        let m_be = u32::from_be_bytes(cf.buf[0..4].try_into().unwrap_or([0; 4]));
+        let pcap = [(m_le, false), (m_be, true)]
+            .into_iter()
+            .find(|(m, _)| *m == PCAP_MAGIC_US || *m == PCAP_MAGIC_NS);
+        if let Some((m, be)) = pcap {
+            if avail < 24 {
+                return Err(cf.corrupt(0, "pcap file header is cut short"));
+            }
+            let rd = |b: &[u8]| -> u32 {
+                let a: [u8; 4] = b.try_into().unwrap_or([0; 4]);
+                if be {
+                    u32::from_be_bytes(a)
+                } else {
+                    u32::from_le_bytes(a)
+                }
+            };
+            // Link type in the low 16 bits; the upper bits carry FCS information.
+            let linktype = rd(&cf.buf[20..24]) & 0xFFFF;
+            cf.format = Format::Pcap {
+                swapped: be,
+                nanos: m == PCAP_MAGIC_NS,
+                linktype,
+            };
+            cf.pos = 24;
+            return Ok(cf);
+        }
+        if m_le == PCAPNG_SHB {
+            // The section header is read as the first block.
+            cf.format = Format::Pcapng { big_endian: false };
+            cf.read_shb()?;
+            return Ok(cf);
+        }
+        Err(cf.unknown_format())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Link types of the interfaces seen so far (one for classic pcap).
+    pub fn linktypes(&self) -> Vec<u32> {
+        match self.format {
+            Format::Pcap { linktype, .. } => vec![linktype],
+            Format::Pcapng { .. } => self.interfaces.iter().map(|i| i.linktype).collect(),
+        }
+    }
+
+    fn unknown_format(&self) -> FileError {
+        let n = (self.end - self.pos).min(8);
+        let magic = self.buf[self.pos..self.pos + n]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        FileError::UnknownFormat {
+            path: self.path.clone(),
+            magic: if magic.is_empty() {
+                "none: the file is empty".into()
+            } else {
+                magic
+            },
+        }
+    }
+
+    fn corrupt(&self, at: usize, detail: impl Into<String>) -> FileError {
+        FileError::Corrupt {
+            path: self.path.clone(),
+            offset: self.base + at as u64,
+            detail: detail.into(),
+        }
+    }
+
+    /// Make at least `n` bytes available from `pos`, unless the file ends first.
+    fn fill(&mut self, n: usize) -> Result<(), FileError> {
+        if self.end - self.pos >= n || self.eof {
+            return Ok(());
+        }
+        if self.pos > 0 {
+            self.buf.copy_within(self.pos..self.end, 0);
+            self.base += self.pos as u64;
+            self.end -= self.pos;
+            self.pos = 0;
+        }
+        if self.buf.len() < n {
+            self.buf.resize(n.next_power_of_two(), 0);
+        }
+        while self.end < n {
+            match self.src.read(&mut self.buf[self.end..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    break;
+                }
+                Ok(k) => self.end += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if e.kind() == io::ErrorKind::InvalidInput
+                        || e.kind() == io::ErrorKind::InvalidData =>
+                {
+                    // flate2 reports a damaged gzip stream this way.
+                    return Err(self.corrupt(self.end, format!("compressed data is damaged: {e}")));
+                }
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    self.eof = true;
+                    break;
+                }
+                Err(source) => {
+                    return Err(FileError::Read {
+                        path: self.path.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Next record, or `None` at the end of the file. A record cut short by the
+    /// end of the file ends the stream and is noted in [`ReaderNotes::cut_short_at`].
+    pub fn next_record(&mut self) -> Result<Option<Record<'_>>, FileError> {
+        match self.format {
+            Format::Pcap {
+                swapped,
+                nanos,
+                linktype,
+            } => self.next_pcap(swapped, nanos, linktype),
+            Format::Pcapng { .. } => self.next_pcapng(),
+        }
+    }
+
+    fn next_pcap(
+        &mut self,
+        swapped: bool,
+        nanos: bool,
+        linktype: u32,
+    ) -> Result<Option<Record<'_>>, FileError> {
+        self.fill(16)?;
+        let avail = self.end - self.pos;
+        if avail == 0 {
+            return Ok(None);
+        }
+        if avail < 16 {
+            self.notes.cut_short_at = Some(self.base + self.pos as u64);
+            return Ok(None);
+        }
+        let h = &self.buf[self.pos..self.pos + 16];
+        let rd = |i: usize| -> u32 {
+            let a = [h[i], h[i + 1], h[i + 2], h[i + 3]];
+            if swapped {
+                u32::from_be_bytes(a)
+            } else {
+                u32::from_le_bytes(a)
+            }
+        };
+        let (sec, frac, incl, orig) = (rd(0), rd(4), rd(8) as usize, rd(12));
+        if incl > MAX_RECORD_BYTES {
+            return Err(self.corrupt(
+                self.pos + 8,
+                format!("record claims {incl} captured bytes (more than {MAX_RECORD_BYTES})"),
+            ));
+        }
+        self.fill(16 + incl)?;
+        if self.end - self.pos < 16 + incl {
+            self.notes.cut_short_at = Some(self.base + self.pos as u64);
+            return Ok(None);
+        }
+        let frac_ns = if nanos {
+            if frac >= 1_000_000_000 {
+                self.notes.invalid_timestamps += 1;
+            }
+            frac
+        } else {
+            if frac >= 1_000_000 {
+                self.notes.invalid_timestamps += 1;
+            }
+            // wiretap multiplies in 32 bits; keep its result so tshark agrees.
+            frac.wrapping_mul(1000)
+        };
+        let ts_ns = sec as i64 * 1_000_000_000 + frac_ns as i64;
+        let start = self.pos + 16;
+        self.pos = start + incl;
+        Ok(Some(Record {
+            ts_ns: Some(ts_ns),
+            linktype,
+            orig_len: orig.max(incl as u32),
+            data: &self.buf[start..start + incl],
+            interface: 0,
+        }))
+    }
+
+    fn rd32(&self, at: usize) -> u32 {
+        let a = [
+            self.buf[at],
+            self.buf[at + 1],
+            self.buf[at + 2],
+            self.buf[at + 3],
+        ];
+        match self.format {
+            Format::Pcapng { big_endian: true } => u32::from_be_bytes(a),
+            _ => u32::from_le_bytes(a),
+        }
+    }
+
+    fn rd16(&self, at: usize) -> u16 {
+        let a = [self.buf[at], self.buf[at + 1]];
+        match self.format {
+            Format::Pcapng { big_endian: true } => u16::from_be_bytes(a),
+            _ => u16::from_le_bytes(a),
+        }
+    }
+
+    /// Read a section header block at `pos`; sets the byte order for the section.
+    fn read_shb(&mut self) -> Result<(), FileError> {
+        self.fill(28)?;
+        if self.end - self.pos < 28 {
+            return Err(self.corrupt(self.pos, "pcapng section header is cut short"));
+        }
+        let bom = &self.buf[self.pos + 8..self.pos + 12];
+        let big_endian = if u32::from_le_bytes(bom.try_into().unwrap_or([0; 4])) == PCAPNG_BOM {
+            false
+        } else if u32::from_be_bytes(bom.try_into().unwrap_or([0; 4])) == PCAPNG_BOM {
+            true
+        } else {
+            return Err(self.corrupt(self.pos + 8, "pcapng byte-order magic is wrong"));
+        };
+        self.format = Format::Pcapng { big_endian };
+        let len = self.rd32(self.pos + 4) as usize;
+        if !(28..=MAX_RECORD_BYTES).contains(&len) || len % 4 != 0 {
+            return Err(self.corrupt(
+                self.pos + 4,
+                format!("section header length {len} is invalid"),
+            ));
+        }
+        self.fill(len)?;
+        if self.end - self.pos < len {
+            return Err(self.corrupt(self.pos, "pcapng section header is cut short"));
+        }
+        self.interfaces.clear();
+        self.pos += len;
+        Ok(())
+    }
+
+    fn next_pcapng(&mut self) -> Result<Option<Record<'_>>, FileError> {
+        loop {
+            self.fill(12)?;
+            let avail = self.end - self.pos;
+            if avail == 0 {
+                return Ok(None);
+            }
+            if avail < 12 {
+                self.notes.cut_short_at = Some(self.base + self.pos as u64);
+                return Ok(None);
+            }
+            let raw_type = u32::from_le_bytes(
+                self.buf[self.pos..self.pos + 4]
+                    .try_into()
+                    .unwrap_or([0; 4]),
+            );
+            if raw_type == PCAPNG_SHB {
+                self.read_shb()?;
+                continue;
+            }
+            let btype = self.rd32(self.pos);
+            let len = self.rd32(self.pos + 4) as usize;
+            if len < 12 || len % 4 != 0 || len > MAX_RECORD_BYTES {
+                return Err(self.corrupt(self.pos + 4, format!("block length {len} is invalid")));
+            }
+            self.fill(len)?;
+            if self.end - self.pos < len {
+                self.notes.cut_short_at = Some(self.base + self.pos as u64);
+                return Ok(None);
+            }
+            let b = self.pos;
+            if self.rd32(b + len - 4) as usize != len {
+                return Err(self.corrupt(
+                    b + len - 4,
+                    "block trailer length does not match its header",
+                ));
+            }
+            self.pos += len;
+            match btype {
+                // Interface description block.
+                1 => {
+                    if len < 20 {
+                        return Err(self.corrupt(b, "interface block is too short"));
+                    }
+                    let linktype = self.rd16(b + 8) as u32;
+                    let snaplen = self.rd32(b + 12);
+                    let mut iface = Interface {
+                        linktype,
+                        snaplen,
+                        units_per_s: 1_000_000,
+                        offset_s: 0,
+                    };
+                    self.read_idb_options(b + 16, b + len - 4, &mut iface);
+                    self.interfaces.push(iface);
+                }
+                // Enhanced packet block.
+                6 => {
+                    if len < 32 {
+                        return Err(self.corrupt(b, "enhanced packet block is too short"));
+                    }
+                    let ifid = self.rd32(b + 8);
+                    let ts = ((self.rd32(b + 12) as u64) << 32) | self.rd32(b + 16) as u64;
+                    let cap = self.rd32(b + 20) as usize;
+                    let orig = self.rd32(b + 24);
+                    return self.packet(b, len, ifid, Some(ts), 28, cap, orig);
+                }
+                // Obsolete packet block.
+                2 => {
+                    if len < 32 {
+                        return Err(self.corrupt(b, "packet block is too short"));
+                    }
+                    let ifid = self.rd16(b + 8) as u32;
+                    let ts = ((self.rd32(b + 12) as u64) << 32) | self.rd32(b + 16) as u64;
+                    let cap = self.rd32(b + 20) as usize;
+                    let orig = self.rd32(b + 24);
+                    return self.packet(b, len, ifid, Some(ts), 28, cap, orig);
+                }
+                // Simple packet block: no timestamp, interface 0.
+                3 => {
+                    if len < 16 {
+                        return Err(self.corrupt(b, "simple packet block is too short"));
+                    }
+                    let orig = self.rd32(b + 8);
+                    let snap = self.interfaces.first().map(|i| i.snaplen).unwrap_or(0);
+                    let mut cap = (len - 16).min(orig as usize);
+                    if snap > 0 {
+                        cap = cap.min(snap as usize);
+                    }
+                    return self.packet(b, len, 0, None, 12, cap, orig);
+                }
+                _ => self.notes.other_blocks += 1,
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn packet(
+        &mut self,
+        b: usize,
+        len: usize,
+        ifid: u32,
+        ts: Option<u64>,
+        data_off: usize,
+        cap: usize,
+        orig: u32,
+    ) -> Result<Option<Record<'_>>, FileError> {
+        if data_off + cap + 4 > len {
+            return Err(self.corrupt(
+                b,
+                format!(
+                    "packet claims {cap} captured bytes but its block holds {}",
+                    len - data_off - 4
+                ),
+            ));
+        }
+        let Some(iface) = self.interfaces.get(ifid as usize) else {
+            return Err(self.corrupt(
+                b,
+                format!("packet names interface {ifid}, which was never described"),
+            ));
+        };
+        let ts_ns = ts.map(|t| {
+            let ns = (t as u128 * 1_000_000_000) / iface.units_per_s as u128;
+            (ns as i64).wrapping_add(iface.offset_s.wrapping_mul(1_000_000_000))
+        });
+        Ok(Some(Record {
+            ts_ns,
+            linktype: iface.linktype,
+            orig_len: orig.max(cap as u32),
+            data: &self.buf[b + data_off..b + data_off + cap],
+            interface: ifid,
+        }))
+    }
+
+    fn read_idb_options(&self, mut at: usize, end: usize, iface: &mut Interface) {
+        while at + 4 <= end {
+            let code = self.rd16(at);
+            let olen = self.rd16(at + 2) as usize;
+            let val = at + 4;
+            if code == 0 || val + olen > end {
+                break;
+            }
+            match (code, olen) {
+                // if_tsresol: power of 10, or of 2 when the high bit is set.
+                (9, 1) => {
+                    let v = self.buf[val];
+                    let units = if v & 0x80 != 0 {
+                        1u64.checked_shl((v & 0x7F) as u32)
+                    } else {
+                        10u64.checked_pow(v as u32)
+                    };
+                    if let Some(u) = units.filter(|u| *u > 0) {
+                        iface.units_per_s = u;
+                    }
+                }
+                // if_tsoffset: seconds added to every timestamp.
+                (14, 8) => {
+                    let lo = self.rd32(val) as u64;
+                    let hi = self.rd32(val + 4) as u64;
+                    let v = match self.format {
+                        Format::Pcapng { big_endian: true } => (lo << 32) | hi,
+                        _ => (hi << 32) | lo,
+                    };
+                    iface.offset_s = v as i64;
+                }
+                _ => {}
+            }
+            at = val + olen.div_ceil(4) * 4;
+        }
+    }
+}
+
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Writes classic pcap files (nanosecond magic). Used for the project's own
+/// fixtures and tests; small and dependency-free.
+pub struct PcapWriter<W: io::Write> {
+    out: W,
+}
+
+impl<W: io::Write> PcapWriter<W> {
+    pub fn new(mut out: W, linktype: u32, snaplen: u32) -> io::Result<Self> {
+        out.write_all(&PCAP_MAGIC_NS.to_le_bytes())?;
+        out.write_all(&2u16.to_le_bytes())?;
+        out.write_all(&4u16.to_le_bytes())?;
+        out.write_all(&0i32.to_le_bytes())?;
+        out.write_all(&0u32.to_le_bytes())?;
+        out.write_all(&snaplen.to_le_bytes())?;
+        out.write_all(&linktype.to_le_bytes())?;
+        Ok(PcapWriter { out })
+    }
+
+    /// Write one record; `ts_ns` must be non-negative.
+    pub fn write(&mut self, ts_ns: i64, data: &[u8], orig_len: u32) -> io::Result<()> {
+        let sec = (ts_ns.div_euclid(1_000_000_000)) as u32;
+        let ns = (ts_ns.rem_euclid(1_000_000_000)) as u32;
+        self.out.write_all(&sec.to_le_bytes())?;
+        self.out.write_all(&ns.to_le_bytes())?;
+        self.out.write_all(&(data.len() as u32).to_le_bytes())?;
+        self.out.write_all(&orig_len.to_le_bytes())?;
+        self.out.write_all(data)
+    }
+
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reader(bytes: Vec<u8>) -> Result<CaptureFile, FileError> {
+        CaptureFile::from_reader(Path::new("mem"), Box::new(io::Cursor::new(bytes)))
+    }
+
+    #[test]
+    fn pcap_roundtrip_nanoseconds() {
+        let mut w = PcapWriter::new(Vec::new(), 1, 65535).unwrap();
+        w.write(1_700_000_000_123_456_789, &[1, 2, 3], 60).unwrap();
+        w.write(1_700_000_001_000_000_000, &[4], 4).unwrap();
+        let mut r = reader(w.into_inner()).unwrap();
+        let a = r.next_record().unwrap().unwrap();
+        assert_eq!(a.ts_ns, Some(1_700_000_000_123_456_789));
+        assert_eq!(a.orig_len, 60);
+        assert_eq!(a.data, &[1, 2, 3]);
+        assert!(r.next_record().unwrap().is_some());
+        assert!(r.next_record().unwrap().is_none());
+        assert!(r.notes.cut_short_at.is_none());
+    }
+
+    #[test]
+    fn record_cut_short_is_noted_not_delivered() {
+        let mut w = PcapWriter::new(Vec::new(), 1, 65535).unwrap();
+        w.write(5, &[1; 40], 40).unwrap();
+        w.write(6, &[1; 40], 40).unwrap();
+        let mut b = w.into_inner();
+        b.truncate(b.len() - 3);
+        let mut r = reader(b).unwrap();
+        assert!(r.next_record().unwrap().is_some());
+        assert!(r.next_record().unwrap().is_none());
+        assert_eq!(r.notes.cut_short_at, Some(24 + 56));
+    }
+
+    #[test]
+    fn garbage_is_an_unknown_format() {
+        assert!(matches!(
+            reader(b"hello world, not a capture".to_vec()),
+            Err(FileError::UnknownFormat { .. })
+        ));
+        assert!(matches!(
+            reader(Vec::new()),
+            Err(FileError::UnknownFormat { .. })
+        ));
+    }
+
+    #[test]
+    fn absurd_record_length_is_corrupt() {
+        let mut b = PcapWriter::new(Vec::new(), 1, 65535).unwrap().into_inner();
+        b.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0x7f, 0, 0, 0, 0]);
+        let mut r = reader(b).unwrap();
+        assert!(matches!(r.next_record(), Err(FileError::Corrupt { .. })));
+    }
+}
