@@ -156,6 +156,10 @@ pub struct PacketSummary {
     /// TCP payload length from the IP header, not from captured bytes.
     pub payload_len_bytes: u32,
     pub sack: SackBlocks,
+    /// The snap length cut the TCP options where tshark's option dissector reads.
+    /// tshark then aborts the frame after its sequence analysis and prints no
+    /// `ack_rtt` or `bytes_in_flight` for it (the analysis state still advances).
+    pub options_cut: bool,
 }
 
 /// Parse one frame. `orig_len` is the record's original length; `data` is what
@@ -351,6 +355,7 @@ fn parse_ip(
         return Err(SkipReason::BadTcpHeader);
     }
     let captured_hdr = &t[..hdr_len.min(t.len())];
+    let (sack, options_cut) = parse_options(&captured_hdr[20..], hdr_len - 20);
     Ok(PacketSummary {
         ts_ns,
         frame_len_bytes: frame_len,
@@ -360,19 +365,22 @@ fn parse_ip(
         flags,
         window,
         payload_len_bytes: (tcp_len - hdr_len) as u32,
-        sack: parse_sack(&captured_hdr[20..], hdr_len - 20),
+        sack,
+        options_cut,
     })
 }
 
 /// Walk the TCP options the way tshark's `tcp_dissect_options` does and keep the
 /// SACK blocks of the last SACK option. `opts` is the captured part of the option
-/// area, `opt_area_len` its length per the data offset. Parsing stops where the
-/// capture ends, as tshark stops at the exception it throws there.
-fn parse_sack(opts: &[u8], opt_area_len: usize) -> SackBlocks {
+/// area, `opt_area_len` its length per the data offset. Returns the blocks and
+/// whether the walk needed a byte beyond the capture (tshark throws there).
+fn parse_options(opts: &[u8], opt_area_len: usize) -> (SackBlocks, bool) {
     let mut out = SackBlocks::default();
     let mut i = 0;
     while i < opt_area_len {
-        let Some(&kind) = opts.get(i) else { break };
+        let Some(&kind) = opts.get(i) else {
+            return (out, true);
+        };
         match kind {
             0 => break,
             1 => {
@@ -381,7 +389,9 @@ fn parse_sack(opts: &[u8], opt_area_len: usize) -> SackBlocks {
             }
             _ => {}
         }
-        let Some(&len) = opts.get(i + 1) else { break };
+        let Some(&len) = opts.get(i + 1) else {
+            return (out, true);
+        };
         let len = len as usize;
         if len < 2 || len > opt_area_len - i {
             break;
@@ -396,7 +406,7 @@ fn parse_sack(opts: &[u8], opt_area_len: usize) -> SackBlocks {
                     break;
                 }
                 let (Some(l), Some(r)) = (opts.get(at..at + 4), opts.get(at + 4..at + 8)) else {
-                    return out;
+                    return (out, true);
                 };
                 n += 1;
                 if n < 4 {
@@ -407,10 +417,13 @@ fn parse_sack(opts: &[u8], opt_area_len: usize) -> SackBlocks {
                 rem -= 8;
                 at += 8;
             }
+        } else if opts.len() < i + len {
+            // Other option dissectors read their whole option.
+            return (out, true);
         }
         i += len;
     }
-    out
+    (out, false)
 }
 
 #[cfg(test)]
@@ -504,12 +517,14 @@ mod tests {
             o.extend_from_slice(&(100 * i).to_be_bytes());
             o.extend_from_slice(&(100 * i + 10 + i).to_be_bytes());
         }
-        let s = parse_sack(&o, o.len());
+        let (s, cut) = parse_options(&o, o.len());
         assert_eq!(s.n, 3);
+        assert!(!cut);
         assert_eq!(s.covered_bytes(), 10 + 11 + 12);
         // Captured area ends inside the second block: only the first is kept.
-        let s = parse_sack(&o[..16], o.len());
+        let (s, cut) = parse_options(&o[..16], o.len());
         assert_eq!(s.n, 1);
+        assert!(cut);
     }
 
     #[test]

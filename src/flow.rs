@@ -466,6 +466,12 @@ impl FlowTable {
             }
             _ => {}
         }
+        if p.options_cut {
+            return Analysis {
+                direction_id: serial * 2 + d as u64,
+                ..Analysis::default()
+            };
+        }
         Analysis {
             direction_id: serial * 2 + d as u64,
             ..out
@@ -593,6 +599,7 @@ mod tests {
             window: 1000,
             payload_len_bytes: len,
             sack: SackBlocks::default(),
+            options_cut: false,
         }
     }
 
