@@ -393,8 +393,26 @@ impl FlowTable {
     /// Analyse one packet. Call in capture order.
     pub fn process(&mut self, p: &PacketSummary) -> Analysis {
         let (key, d) = canonical(&p.ends);
-        let i = match self.index.get(&key) {
-            Some(&i) => {
+        let mut found = self.index.get(&key).copied();
+        if let Some(i) = found {
+            // Expiry is decided here too, so results do not depend on how often
+            // `expire` runs.
+            if let Some(f) = self.slots[i as usize].as_ref() {
+                let idle = p.ts_ns.saturating_sub(f.last_seen_ns);
+                if idle > self.cfg.idle_timeout_ns || (f.closed && idle > self.cfg.close_linger_ns)
+                {
+                    if f.closed {
+                        self.stats.evicted_closed += 1;
+                    } else {
+                        self.stats.evicted_idle += 1;
+                    }
+                    self.remove(i);
+                    found = None;
+                }
+            }
+        }
+        let i = match found {
+            Some(i) => {
                 self.unlink(i);
                 self.push_front(i);
                 i

@@ -122,6 +122,11 @@ impl LiveCapture {
                     detail: e.to_string(),
                 })?;
         }
+        // libpcap's own read timeout does not fire on an idle TPACKET_V3 ring
+        // (poll blocks forever), so read non-blocking and poll the fd ourselves.
+        let cap = cap
+            .setnonblock()
+            .map_err(|e| classify_open_error(&cfg.iface, e))?;
         let linktype = cap.get_datalink().0 as u32;
         Ok(LiveCapture {
             cap,
@@ -159,7 +164,7 @@ impl LiveCapture {
                         continue;
                     }
                 }
-                Err(pcap::Error::TimeoutExpired) => {}
+                Err(pcap::Error::TimeoutExpired) => self.wait_readable(),
                 Err(e) => {
                     return Err(LiveError::Read {
                         iface: self.cfg.iface.clone(),
@@ -172,6 +177,20 @@ impl LiveCapture {
         }
         engine.advance_to(now_ns() - self.cfg.grace_ns, emit);
         self.stats()
+    }
+
+    /// Sleep until the capture fd is readable or the read timeout passes.
+    fn wait_readable(&self) {
+        use std::os::unix::io::AsRawFd;
+        let mut pfd = libc::pollfd {
+            fd: self.cap.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the duration of the call.
+        unsafe {
+            libc::poll(&mut pfd, 1, self.cfg.timeout_ms);
+        }
     }
 
     pub fn stats(&mut self) -> Result<KernelStats, LiveError> {

@@ -1,0 +1,149 @@
+//! The binary as users meet it: exit codes, one-line errors, the public captures
+//! from ../shared (when present), several files as separate captures.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn nf() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_netforecast"))
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn sample() -> PathBuf {
+    repo().join("tests/data/netns-bulk-steps.pcap")
+}
+
+fn public_dir() -> Option<PathBuf> {
+    let d = repo().join("../shared/fixtures/public");
+    d.is_dir().then_some(d)
+}
+
+fn extract(args: &[&Path]) -> (i32, String, String) {
+    let out = nf()
+        .arg("extract")
+        .args(args)
+        .args(["--out", "-"])
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn every_public_capture_is_read_without_a_panic() {
+    let Some(dir) = public_dir() else {
+        eprintln!("../shared/fixtures/public not present; skipped");
+        return;
+    };
+    let mut seen = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "md") {
+            continue;
+        }
+        seen += 1;
+        let (code, stdout, stderr) = extract(&[&p]);
+        assert!(!stderr.contains("panicked"), "{}: {stderr}", p.display());
+        match code {
+            0 => assert!(
+                stdout.starts_with("window_start,size,delay,bif,"),
+                "{}",
+                p.display()
+            ),
+            1 => assert_eq!(
+                stderr.trim().lines().count(),
+                1,
+                "{}: one error line, got {stderr}",
+                p.display()
+            ),
+            c => panic!("{}: exit code {c}", p.display()),
+        }
+    }
+    assert!(seen >= 18);
+}
+
+#[test]
+fn cut_short_pcapng_is_one_clear_error() {
+    let Some(dir) = public_dir() else { return };
+    let (code, _, stderr) = extract(&[&dir.join("pcapng-cut-short.bin")]);
+    assert_eq!(code, 1);
+    assert_eq!(stderr.trim().lines().count(), 1);
+    assert!(stderr.contains("pcapng-cut-short.bin"), "{stderr}");
+}
+
+#[test]
+fn missing_file_names_the_path_and_exits_1() {
+    let (code, _, stderr) = extract(&[Path::new("/nonexistent/x.pcap")]);
+    assert_eq!(code, 1);
+    assert_eq!(stderr.trim().lines().count(), 1);
+    assert!(stderr.contains("/nonexistent/x.pcap"));
+}
+
+#[test]
+fn bad_usage_exits_2() {
+    let out = nf()
+        .args(["extract", "--window-ms", "0", "x.pcap"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = nf().args(["extract"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn sample_capture_gives_contiguous_windows_with_the_header() {
+    let (code, stdout, stderr) = extract(&[&sample()]);
+    assert_eq!(code, 0, "{stderr}");
+    let mut lines = stdout.lines();
+    assert_eq!(
+        lines.next(),
+        Some(
+            "window_start,size,delay,bif,iat_mean,iat_std,throughput_mbps,delay_grad,bif_grad,is_silent"
+        )
+    );
+    let starts: Vec<i64> = lines
+        .map(|l| {
+            let (s, ns) = l.split(',').next().unwrap().split_once('.').unwrap();
+            assert_eq!(ns.len(), 9);
+            s.parse::<i64>().unwrap() * 1_000_000_000 + ns.parse::<i64>().unwrap()
+        })
+        .collect();
+    assert!(starts.len() > 70, "{} windows", starts.len());
+    assert!(starts.windows(2).all(|w| w[1] - w[0] == 50_000_000));
+    assert!(stderr.contains("packets/s"));
+}
+
+#[test]
+fn several_files_are_separate_captures() {
+    let s = sample();
+    let (_, one, _) = extract(&[&s]);
+    let (_, two, _) = extract(&[&s, &s]);
+    let body: Vec<&str> = one.lines().skip(1).collect();
+    let both: Vec<&str> = two.lines().skip(1).collect();
+    // Same file twice: the second capture starts from fresh state, so its rows
+    // repeat the first's exactly (nothing carried over).
+    assert_eq!(both.len(), 2 * body.len());
+    assert_eq!(&both[..body.len()], &body[..]);
+    assert_eq!(&both[body.len()..], &body[..]);
+}
+
+#[test]
+fn window_width_option_changes_the_grid() {
+    let out = nf()
+        .args(["extract", "--window-ms", "100", "-q", "--out", "-"])
+        .arg(sample())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<&str> = text.lines().skip(1).collect();
+    let (_, fifty, _) = extract(&[&sample()]);
+    let n50 = fifty.lines().count() - 1;
+    assert!((rows.len() as i64 - (n50 as i64 + 1) / 2).abs() <= 1);
+    assert!(out.stderr.is_empty(), "-q prints nothing");
+}
