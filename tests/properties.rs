@@ -173,3 +173,44 @@ fn reader_survives_truncation_at_every_offset() {
         }
     }
 }
+
+#[test]
+fn a_million_flows_keep_memory_bounded() {
+    let cfg = EngineConfig {
+        flow: netforecast::flow::FlowConfig {
+            max_flows: 50_000,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let mut e = Engine::new(cfg);
+    let mut rows = 0u64;
+    let t0 = 1_700_000_000_000_000_000i64;
+    for i in 0..1_000_000u32 {
+        let b = i.to_be_bytes();
+        let p = PacketSummary {
+            ts_ns: t0 + i as i64 * 1_000,
+            frame_len_bytes: 74,
+            ends: Endpoints {
+                src: [10, b[1], b[2], b[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                dst: [198, 18, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                sport: 1024 + (i % 60000) as u16,
+                dport: 80,
+                v6: false,
+            },
+            seq: i,
+            ack: 0,
+            flags: 0x02,
+            window: 100,
+            payload_len_bytes: 0,
+            sack: SackBlocks::default(),
+            options_cut: false,
+        };
+        e.packet(&p, &mut |_| rows += 1);
+    }
+    let c = e.counters();
+    assert_eq!(c.flow.flows_created, 1_000_000);
+    assert!(c.flow.flows_peak <= 50_000, "peak {}", c.flow.flows_peak);
+    assert_eq!(c.flow.evicted_cap, 1_000_000 - 50_000);
+    assert_eq!(c.flow.flows_active, 50_000);
+}

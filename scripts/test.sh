@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Sets up and runs every test: unit, property and CLI tests (cargo), the tshark
+# oracle over crafted edge cases, the committed capture and ../shared's public
+# captures, and the live capture test in network namespaces (as root).
+# Ends with one "N passed, N failed" line.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh || exit 1
+export PATH="$HOME/.cargo/bin:$PATH"
+passed=0 failed=0
+step() { # name, command...
+  local name=$1; shift
+  echo "=== $name" >&2
+  if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "=== FAILED: $name" >&2; fi
+}
+cargo build --release --bins --examples -q || { echo "0 passed, 1 failed"; exit 1; }
+step "cargo test" cargo test --release -q
+crafted=target/crafted
+step "craft edge-case captures" cargo run --release -q --example craft -- "$crafted"
+oracle_files=("$crafted"/*.pcap tests/data/*.pcap)
+if [ -d ../shared/fixtures/public ]; then
+  for f in ../shared/fixtures/public/*; do
+    case "$f" in *.md|*cut-short*) ;; *) oracle_files+=("$f") ;; esac
+  done
+else
+  echo "test: ../shared/fixtures/public not found; oracle runs on the project's own captures only" >&2
+fi
+if [ "$(id -u)" = 0 ]; then
+  # A fresh real transfer: four bbr flows through a changing bottleneck.
+  scripts/lab/netns-transfer.sh --out target/real-bbr4.pcap --seconds 3 --parallel 4 --cc bbr \
+    --rates "60:1,15:1,100:1" && oracle_files+=(target/real-bbr4.pcap)
+fi
+step "tshark oracle" python3 scripts/oracle.py "${oracle_files[@]}"
+if [ "$(id -u)" = 0 ]; then
+  step "live capture in network namespaces" python3 tests/live_netns.py
+else
+  echo "test: not root, live namespace test skipped" >&2
+fi
+echo "test.sh: $passed passed, $failed failed"
+[ "$failed" = 0 ]
