@@ -249,6 +249,11 @@ pub fn extract(
     let stop = shutdown_flag();
     match source {
         Source::Files(paths) => {
+            // Refuse unreadable inputs before creating the output, so a typo does
+            // not leave a header-only CSV behind.
+            for p in &paths {
+                CaptureFile::open(p)?;
+            }
             let mut csv = FeaturesCsv::create(out, false)?;
             let mut pkts = packets_out
                 .map(|p| CsvFile::create(p, PACKETS_HEADER))

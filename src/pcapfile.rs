@@ -191,6 +191,12 @@ impl CaptureFile {
             cf.read_shb()?;
             return Ok(cf);
         }
+        if matches!(m_le, 1..=6) || matches!(m_be, 1..=6) {
+            return Err(cf.corrupt(
+                0,
+                "it starts with a pcapng block but no section header: the file is a fragment or was cut at the start",
+            ));
+        }
         Err(cf.unknown_format())
     }
 
@@ -665,6 +671,55 @@ mod tests {
             reader(Vec::new()),
             Err(FileError::UnknownFormat { .. })
         ));
+    }
+
+    /// A big-endian pcapng section with two interfaces of different link types,
+    /// the second with nanosecond resolution.
+    #[test]
+    fn pcapng_big_endian_two_link_types_nanoseconds() {
+        fn block(t: u32, body: &[u8]) -> Vec<u8> {
+            let len = (12 + body.len()) as u32;
+            let mut b = t.to_be_bytes().to_vec();
+            b.extend_from_slice(&len.to_be_bytes());
+            b.extend_from_slice(body);
+            b.extend_from_slice(&len.to_be_bytes());
+            b
+        }
+        let mut f = block(
+            PCAPNG_SHB,
+            &[
+                0x1A, 0x2B, 0x3C, 0x4D, 0, 1, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            ],
+        );
+        f.extend(block(1, &[0, 1, 0, 0, 0, 0, 0, 0]));
+        // if_tsresol = 9 (nanoseconds), then end of options.
+        f.extend(block(
+            1,
+            &[0, 113, 0, 0, 0, 0, 0, 0, 0, 9, 0, 1, 9, 0, 0, 0, 0, 0, 0, 0],
+        ));
+        let epb = |ifid: u32, ts: u64| {
+            let mut b = ifid.to_be_bytes().to_vec();
+            b.extend_from_slice(&((ts >> 32) as u32).to_be_bytes());
+            b.extend_from_slice(&(ts as u32).to_be_bytes());
+            b.extend_from_slice(&4u32.to_be_bytes());
+            b.extend_from_slice(&60u32.to_be_bytes());
+            b.extend_from_slice(&[1, 2, 3, 4]);
+            block(6, &b)
+        };
+        f.extend(epb(0, 1_700_000_000_000_001));
+        f.extend(epb(1, 1_700_000_000_000_000_007));
+        let mut r = reader(f).unwrap();
+        let a = r.next_record().unwrap().unwrap();
+        assert_eq!(
+            (a.linktype, a.ts_ns, a.orig_len),
+            (1, Some(1_700_000_000_000_001_000), 60)
+        );
+        let b = r.next_record().unwrap().unwrap();
+        assert_eq!(
+            (b.linktype, b.ts_ns, b.interface),
+            (113, Some(1_700_000_000_000_000_007), 1)
+        );
+        assert!(r.next_record().unwrap().is_none());
     }
 
     #[test]
