@@ -7,7 +7,8 @@
 //! - [`window`]: the epoch-aligned time grid and the nine features per window;
 //! - [`pipeline`]: the engine tying the three together with its counters;
 //! - [`sink`]: CSV output;
-//! - [`app`] and [`cli`]: commands, threads, signals and summaries.
+//! - [`app`] and [`cli`]: commands, threads, signals and summaries;
+//! - [`lab`]: schedules and delay-line logic of the traffic lab (`nf-lab`).
 //!
 //! The contract for every number is `spec/FEATURES.md`; tshark 4.0 is the oracle.
 
@@ -15,6 +16,7 @@ pub mod app;
 pub mod capture;
 pub mod cli;
 pub mod flow;
+pub mod lab;
 pub mod live;
 pub mod pcapfile;
 pub mod pipeline;
