@@ -17,7 +17,7 @@ cargo build --release --bins --examples -q || { echo "0 passed, 1 failed"; exit 
 step "cargo test" cargo test --release -q
 crafted=target/crafted
 step "craft edge-case captures" cargo run --release -q --example craft -- "$crafted"
-oracle_files=("$crafted"/*.pcap tests/data/*.pcap)
+oracle_files=("$crafted"/*.pcap tests/data/*.pcap tests/data/*.pcap.gz)
 if [ -d ../shared/fixtures/public ]; then
   for f in ../shared/fixtures/public/*; do
     case "$f" in *.md|*cut-short*) ;; *) oracle_files+=("$f") ;; esac
@@ -33,6 +33,8 @@ fi
 step "tshark oracle" python3 scripts/oracle.py "${oracle_files[@]}"
 if [ "$(id -u)" = 0 ]; then
   step "live capture in network namespaces" python3 tests/live_netns.py
+  step "lab: delay line imposes its delay and loss" tests/lab_delayline.sh
+  step "lab: throughput follows the schedule" python3 tests/lab_follow.py
 else
   echo "test: not root, live namespace test skipped" >&2
 fi

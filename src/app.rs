@@ -42,7 +42,7 @@ pub enum Source {
 }
 
 /// Result of one capture (a file, or the live run).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct CaptureSummary {
     pub name: String,
     pub counters: Counters,
@@ -77,10 +77,11 @@ impl CaptureSummary {
             0.0
         };
         let mut s = format!(
-            "{}: {} frames read, {} counted, {} skipped{}, {} filtered\n  windows {} ({} silent), late packets {}, time jumps {}\n  flows {} (peak {}, ended idle {} / closed {} / over cap {}, port reuse {}), ACK RTT samples {}, bytes-in-flight samples {}\n  {:.3} s, {:.0} packets/s",
+            "{}: {} frames read, {} counted ({} bytes), {} skipped{}, {} filtered\n  windows {} ({} silent), late packets {}, time jumps {}\n  flows {} (peak {}, ended idle {} / closed {} / over cap {}, port reuse {}), ACK RTT samples {}, bytes-in-flight samples {}\n  {:.3} s, {:.0} packets/s",
             self.name,
             c.frames,
             c.counted,
+            c.counted_bytes,
             c.skipped_total(),
             reasons,
             c.filtered,
@@ -242,6 +243,7 @@ pub fn extract(
     source: Source,
     out: &Path,
     packets_out: Option<&Path>,
+    summary_json: Option<&Path>,
     cfg: EngineConfig,
     filter: Option<&str>,
     quiet: bool,
@@ -275,6 +277,9 @@ pub fn extract(
             if let Some(p) = pkts.as_mut() {
                 p.flush()?;
             }
+            if let Some(p) = summary_json {
+                write_summary_json(p, &summaries)?;
+            }
             if !quiet && summaries.len() > 1 {
                 let frames: u64 = summaries.iter().map(|s| s.counters.frames).sum();
                 let counted: u64 = summaries.iter().map(|s| s.counters.counted).sum();
@@ -297,9 +302,24 @@ pub fn extract(
             if let Some(f) = filter {
                 live_cfg.filter = f.to_owned();
             }
-            extract_live(&live_cfg, out, cfg, &stop, quiet).map(|s| vec![s])
+            let s = vec![extract_live(&live_cfg, out, cfg, &stop, quiet)?];
+            if let Some(p) = summary_json {
+                write_summary_json(p, &s)?;
+            }
+            Ok(s)
         }
     }
+}
+
+/// The summaries as JSON, one object per capture, for scripts (the lab manifest).
+fn write_summary_json(path: &Path, s: &[CaptureSummary]) -> Result<(), AppError> {
+    let text = serde_json::to_string_pretty(s).unwrap_or_else(|_| "[]".into());
+    std::fs::write(path, text + "\n").map_err(|source| {
+        AppError::Sink(SinkError::Write {
+            what: path.display().to_string(),
+            source,
+        })
+    })
 }
 
 /// Live extract: the capture thread runs the engine and hands closed windows to

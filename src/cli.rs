@@ -83,6 +83,9 @@ pub struct ExtractArgs {
     /// in flight) to this CSV, to check a capture against tshark.
     #[arg(long, value_name = "CSV")]
     pub packets_out: Option<PathBuf>,
+    /// Write the summary (counters per capture) as JSON to this file.
+    #[arg(long, value_name = "JSON")]
+    pub summary_json: Option<PathBuf>,
     /// Live: bytes kept per packet.
     #[arg(long, default_value_t = 256)]
     pub snaplen: i32,
@@ -110,6 +113,7 @@ pub fn run(cli: Cli) -> Result<(), AppError> {
                 source,
                 &a.out,
                 a.packets_out.as_deref(),
+                a.summary_json.as_deref(),
                 a.shared.engine_config(),
                 a.shared.filter.as_deref(),
                 a.shared.quiet,

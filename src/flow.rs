@@ -60,7 +60,7 @@ pub struct Analysis {
 }
 
 /// Flow-table counters, reported in summaries and metrics.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct FlowStats {
     pub flows_created: u64,
     pub flows_active: u64,

@@ -61,7 +61,7 @@ pub enum LiveError {
 }
 
 /// Kernel counters from `pcap_stats` at the end of a live run.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct KernelStats {
     pub received: u64,
     pub dropped: u64,

@@ -28,7 +28,7 @@ impl Default for EngineConfig {
 }
 
 /// Everything counted about one capture.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct Counters {
     /// Frames handed to the engine.
     pub frames: u64,
@@ -37,12 +37,25 @@ pub struct Counters {
     /// TCP segments that entered the windows.
     pub counted: u64,
     /// Frames not counted, by reason (index = position in [`SkipReason::ALL`]).
+    #[serde(serialize_with = "skips_by_name")]
     pub skipped: [u64; SkipReason::ALL.len()],
     pub counted_bytes: u64,
     pub rtt_samples: u64,
     pub bif_samples: u64,
     pub flow: FlowStats,
     pub window: WindowStats,
+}
+
+fn skips_by_name<S: serde::Serializer>(
+    v: &[u64; SkipReason::ALL.len()],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut m = s.serialize_map(Some(v.len()))?;
+    for r in SkipReason::ALL {
+        m.serialize_entry(r.name(), &v[r as usize])?;
+    }
+    m.end()
 }
 
 impl Counters {

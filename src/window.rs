@@ -63,7 +63,7 @@ impl WindowRow {
 }
 
 /// Counters the aggregator keeps about time itself.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct WindowStats {
     pub windows: u64,
     pub silent_windows: u64,

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Build a training corpus of lab traces within a time budget, with a manifest.
+#
+#   sudo scripts/lab/make-corpus.sh --out corpus --traces 48 --seconds 60 [--budget-min 60]
+#        [--seed-base 100] [--profiles "steps ramps random-walk outages cellular loss-bursts delay-steps on-off"]
+#        [--ccs "cubic bbr reno"] [--gzip]
+#
+# Trace i plays profile i mod P with congestion control (i div P) mod C, seed
+# seed-base + i, and 1 flow (every fourth trace: 2 flows, every eighth: 3). Traces
+# run one after another (a trace needs both cores: sender, delay line, capture).
+# Each takes its duration plus ~3 s of setup, so the run refuses a plan that
+# cannot fit the budget and stops starting traces when the budget is spent.
+# corpus/manifest.csv: name,profile,seed,cc,flows,seconds,packets,wire_bytes,kernel_drops,pcap.
+# Large corpora stay out of git (corpus/ is ignored).
+set -euo pipefail
+here=$(cd "$(dirname "$0")/../.." && pwd)
+out="" traces=24 seconds=60 budget_min=60 seed_base=100 gzip=0
+profiles="steps ramps random-walk outages cellular loss-bursts delay-steps on-off"
+ccs="cubic bbr reno"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --out) out=$2; shift 2 ;;
+    --traces) traces=$2; shift 2 ;;
+    --seconds) seconds=$2; shift 2 ;;
+    --budget-min) budget_min=$2; shift 2 ;;
+    --seed-base) seed_base=$2; shift 2 ;;
+    --profiles) profiles=$2; shift 2 ;;
+    --ccs) ccs=$2; shift 2 ;;
+    --gzip) gzip=1; shift ;;
+    *) echo "make-corpus: unknown option $1 (see the header of $0)" >&2; exit 2 ;;
+  esac
+done
+[ -n "$out" ] || { echo "make-corpus: give --out DIR" >&2; exit 2; }
+[ "$(id -u)" = 0 ] || { echo "make-corpus: needs root for network namespaces; run with sudo" >&2; exit 1; }
+need=$(( traces * (seconds + 4) ))
+if [ "$need" -gt $(( budget_min * 60 )) ]; then
+  echo "make-corpus: $traces traces of ${seconds}s need about $((need / 60)) min, over the ${budget_min} min budget; lower --traces or --seconds, or raise --budget-min" >&2
+  exit 2
+fi
+cargo build --release -q --manifest-path "$here/Cargo.toml"
+nf=$here/target/release/netforecast
+read -ra P <<< "$profiles"
+read -ra C <<< "$ccs"
+mkdir -p "$out"
+manifest=$out/manifest.csv
+[ -s "$manifest" ] || echo "name,profile,seed,cc,flows,seconds,packets,wire_bytes,kernel_drops,pcap" > "$manifest"
+start=$(date +%s)
+made=0
+for ((i = 0; i < traces; i++)); do
+  if [ $(( $(date +%s) - start + seconds + 4 )) -gt $(( budget_min * 60 )) ]; then
+    echo "make-corpus: time budget spent after $made traces" >&2
+    break
+  fi
+  profile=${P[i % ${#P[@]}]}
+  cc=${C[(i / ${#P[@]}) % ${#C[@]}]}
+  seed=$((seed_base + i))
+  flows=1; [ $((i % 4)) = 3 ] && flows=2; [ $((i % 8)) = 7 ] && flows=3
+  name=$profile-s$seed-$cc-f$flows
+  if grep -q "^$name," "$manifest"; then made=$((made + 1)); continue; fi
+  "$here/scripts/lab/run.sh" --profile "$profile" --seed "$seed" --seconds "$seconds" --cc "$cc" \
+    --flows "$flows" --out "$out" --name "$name" 2>> "$out/lab.log"
+  pcap=$out/$name.pcap
+  "$nf" extract "$pcap" --out /dev/null -q --summary-json "$out/$name.summary.json"
+  wire=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[0]['counters']['counted_bytes'])" "$out/$name.summary.json")
+  read -r packets drops < <(python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print(j['packets'], j['kernel_drops'])" "$out/$name.json")
+  if [ "$gzip" = 1 ]; then gzip -f "$pcap"; pcap=$pcap.gz; fi
+  echo "$name,$profile,$seed,$cc,$flows,$seconds,$packets,$wire,$drops,$(basename "$pcap")" >> "$manifest"
+  made=$((made + 1))
+  echo "make-corpus: $made/$traces $name: $packets packets, kernel drops $drops" >&2
+done
+echo "make-corpus: $made traces in $(( ($(date +%s) - start) / 60 )) min; manifest $manifest" >&2
