@@ -22,6 +22,78 @@ pub struct Cli {
 pub enum Command {
     /// The nine window features (FEATURES.md) of capture files or a live interface, as CSV.
     Extract(ExtractArgs),
+    /// The forecasting pipeline fed from capture files: predictions, metrics against
+    /// naive baselines, the phase-shift plot.
+    Replay(ReplayCmd),
+    /// Train the LSTM on features CSVs (one capture each) and write a model directory.
+    Train(TrainCmd),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ReplayCmd {
+    /// Capture files (pcap or pcapng, plain or gzip), each a separate capture.
+    #[arg(value_name = "PCAP", required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Model directory (MODEL.md); default: the shipped model_files/.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Predictions CSV (`-` for standard output).
+    #[arg(long, short = 'o')]
+    pub out: Option<PathBuf>,
+    /// Report JSON with the model's and the baselines' metrics.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// PNG of actual vs forecast throughput, congestion probability below.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Pace the replay by the packet timestamps instead of as fast as possible.
+    #[arg(long)]
+    pub realtime: bool,
+    #[command(flatten)]
+    pub shared: Shared,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TrainCmd {
+    /// Features CSVs written by `netforecast extract`, one capture each.
+    #[arg(value_name = "FEATURES.csv", required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Model directory to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Window width the features were extracted with, ms.
+    #[arg(long, default_value_t = 50)]
+    pub window_ms: u32,
+    /// Congestion threshold, Mbit/s (stored with the model).
+    #[arg(long, default_value_t = 20.0)]
+    pub threshold_mbps: f64,
+    /// `lstm`, or `linear` for the simpler baseline model.
+    #[arg(long, default_value = "lstm")]
+    pub arch: String,
+    #[arg(long, default_value_t = 64)]
+    pub hidden: i64,
+    /// AdamW weight decay.
+    #[arg(long, default_value_t = 1e-4)]
+    pub weight_decay: f64,
+    #[arg(long, default_value_t = 2)]
+    pub layers: i64,
+    #[arg(long, default_value_t = 40)]
+    pub epochs: usize,
+    /// Stop after this many epochs without a better validation MAE.
+    #[arg(long, default_value_t = 6)]
+    pub patience: usize,
+    #[arg(long, default_value_t = 256)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Share of captures held out for validation (ignored with --val).
+    #[arg(long, default_value_t = 0.2)]
+    pub val_frac: f64,
+    /// Captures to validate on (features CSVs among the inputs), by path or name.
+    #[arg(long, value_name = "FEATURES.csv")]
+    pub val: Vec<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -118,6 +190,45 @@ pub fn run(cli: Cli) -> Result<(), AppError> {
                 a.shared.filter.as_deref(),
                 a.shared.quiet,
             )?;
+            Ok(())
+        }
+        Command::Replay(r) => {
+            let args = app::ReplayArgs {
+                inputs: r.inputs.clone(),
+                model: r
+                    .model
+                    .clone()
+                    .unwrap_or_else(crate::model::default_model_dir),
+                out: r.out.clone(),
+                report: r.report.clone(),
+                plot: r.plot.clone(),
+                realtime: r.realtime,
+                window_ms: r.shared.window_ms,
+                quiet: r.shared.quiet,
+            };
+            app::replay(&args, r.shared.engine_config(), r.shared.filter.as_deref())?;
+            Ok(())
+        }
+        Command::Train(t) => {
+            let cfg = crate::train::TrainConfig {
+                inputs: t.inputs.clone(),
+                out: t.out.clone(),
+                window_ms: t.window_ms,
+                threshold_mbps: t.threshold_mbps,
+                arch: t.arch.clone(),
+                hidden: t.hidden,
+                layers: t.layers,
+                weight_decay: t.weight_decay,
+                epochs: t.epochs,
+                patience: t.patience,
+                batch: t.batch.max(1),
+                lr: t.lr,
+                seed: t.seed,
+                val_frac: t.val_frac,
+                val: t.val.clone(),
+                command: std::env::args().collect::<Vec<_>>().join(" "),
+            };
+            crate::train::train(&cfg)?;
             Ok(())
         }
     }

@@ -6,6 +6,8 @@
 //! - [`flow`]: Wireshark-exact TCP sequence analysis (ACK RTT, bytes in flight);
 //! - [`window`]: the epoch-aligned time grid and the nine features per window;
 //! - [`pipeline`]: the engine tying the three together with its counters;
+//! - [`model`]: the TorchScript forecaster and its 15-window ring ([`train`] makes one);
+//! - [`eval`] and [`plot`]: metrics against naive baselines, the phase-shift plot;
 //! - [`sink`]: CSV output;
 //! - [`app`] and [`cli`]: commands, threads, signals and summaries;
 //! - [`lab`]: schedules and delay-line logic of the traffic lab (`nf-lab`).
@@ -15,10 +17,15 @@
 pub mod app;
 pub mod capture;
 pub mod cli;
+pub mod eval;
 pub mod flow;
 pub mod lab;
 pub mod live;
+pub mod model;
 pub mod pcapfile;
 pub mod pipeline;
+pub mod plot;
+pub mod rng;
 pub mod sink;
+pub mod train;
 pub mod window;

@@ -1,0 +1,272 @@
+//! Forecast evaluation: error metrics, the naive baselines every forecast is
+//! judged against, and the congestion-label scores (INTERFACE.md "Report JSON").
+//!
+//! Owns numbers about forecasts; does not own models or plots' drawing.
+//! At 50 ms "next window = this window" is already strong, so every number the
+//! model gets is printed next to the baselines' on the same windows.
+
+use serde::{Deserialize, Serialize};
+
+/// Smoothing of the EWMA baseline: weight of the newest window.
+pub const EWMA_ALPHA: f64 = 0.3;
+/// Windows averaged by the mean baseline (the model's lookback).
+pub const MEAN_WINDOWS: usize = 15;
+
+/// Metrics of one forecaster on one set of windows.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    pub r2: f64,
+    pub mae_mbps: f64,
+    pub rmse_mbps: f64,
+    /// MAE over the persistence forecast's MAE on the same windows.
+    pub mase: f64,
+    pub roc_auc: f64,
+    pub pr_auc: f64,
+    /// Share of windows whose actual throughput is below the threshold.
+    pub prevalence: f64,
+}
+
+/// Forecasts of every forecaster for the same target windows.
+#[derive(Clone, Debug, Default)]
+pub struct Forecasts {
+    pub actual: Vec<f64>,
+    pub model: Vec<f64>,
+    pub model_prob: Vec<f64>,
+    pub persistence: Vec<f64>,
+    pub mean: Vec<f64>,
+    pub ewma: Vec<f64>,
+}
+
+/// Keeps the baselines' state for one capture; feed each window's actual.
+#[derive(Clone, Debug, Default)]
+pub struct Baselines {
+    recent: std::collections::VecDeque<f64>,
+    ewma: Option<f64>,
+}
+
+impl Baselines {
+    /// Record window `t`'s actual throughput; afterwards [`Baselines::forecast`]
+    /// gives the baselines' forecasts for `t+1`.
+    pub fn push(&mut self, mbps: f64) {
+        self.recent.push_back(mbps);
+        if self.recent.len() > MEAN_WINDOWS {
+            self.recent.pop_front();
+        }
+        self.ewma = Some(match self.ewma {
+            None => mbps,
+            Some(e) => EWMA_ALPHA * mbps + (1.0 - EWMA_ALPHA) * e,
+        });
+    }
+
+    /// (persistence, mean of the last 15, EWMA) for the next window.
+    pub fn forecast(&self) -> Option<(f64, f64, f64)> {
+        let last = *self.recent.back()?;
+        let mean = self.recent.iter().sum::<f64>() / self.recent.len() as f64;
+        Some((last, mean, self.ewma.unwrap_or(last)))
+    }
+}
+
+pub fn mae(a: &[f64], p: &[f64]) -> f64 {
+    if a.is_empty() {
+        return f64::NAN;
+    }
+    a.iter().zip(p).map(|(x, y)| (x - y).abs()).sum::<f64>() / a.len() as f64
+}
+
+pub fn rmse(a: &[f64], p: &[f64]) -> f64 {
+    if a.is_empty() {
+        return f64::NAN;
+    }
+    (a.iter().zip(p).map(|(x, y)| (x - y) * (x - y)).sum::<f64>() / a.len() as f64).sqrt()
+}
+
+/// Coefficient of determination against the mean of the actuals.
+pub fn r2(a: &[f64], p: &[f64]) -> f64 {
+    if a.is_empty() {
+        return f64::NAN;
+    }
+    let m = a.iter().sum::<f64>() / a.len() as f64;
+    let ss_tot: f64 = a.iter().map(|x| (x - m) * (x - m)).sum();
+    let ss_res: f64 = a.iter().zip(p).map(|(x, y)| (x - y) * (x - y)).sum();
+    if ss_tot == 0.0 {
+        f64::NAN
+    } else {
+        1.0 - ss_res / ss_tot
+    }
+}
+
+/// ROC-AUC of `score` for the positive `label`s (Mann-Whitney, ties count half).
+pub fn roc_auc(label: &[bool], score: &[f64]) -> f64 {
+    let pos = label.iter().filter(|l| **l).count();
+    let neg = label.len() - pos;
+    if pos == 0 || neg == 0 {
+        return f64::NAN;
+    }
+    let mut idx: Vec<usize> = (0..score.len()).collect();
+    idx.sort_by(|a, b| score[*a].total_cmp(&score[*b]));
+    // Average ranks over ties.
+    let mut rank_sum_pos = 0.0;
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && score[idx[j + 1]] == score[idx[i]] {
+            j += 1;
+        }
+        let avg_rank = (i + j) as f64 / 2.0 + 1.0;
+        for k in &idx[i..=j] {
+            if label[*k] {
+                rank_sum_pos += avg_rank;
+            }
+        }
+        i = j + 1;
+    }
+    (rank_sum_pos - (pos * (pos + 1)) as f64 / 2.0) / (pos as f64 * neg as f64)
+}
+
+/// Area under the precision-recall curve as average precision (ties grouped).
+pub fn pr_auc(label: &[bool], score: &[f64]) -> f64 {
+    let pos = label.iter().filter(|l| **l).count();
+    if pos == 0 {
+        return f64::NAN;
+    }
+    let mut idx: Vec<usize> = (0..score.len()).collect();
+    idx.sort_by(|a, b| score[*b].total_cmp(&score[*a]));
+    let (mut tp, mut fp, mut ap, mut prev_recall) = (0usize, 0usize, 0.0, 0.0);
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && score[idx[j + 1]] == score[idx[i]] {
+            j += 1;
+        }
+        for k in &idx[i..=j] {
+            if label[*k] {
+                tp += 1;
+            } else {
+                fp += 1;
+            }
+        }
+        let recall = tp as f64 / pos as f64;
+        let precision = tp as f64 / (tp + fp) as f64;
+        ap += (recall - prev_recall) * precision;
+        prev_recall = recall;
+        i = j + 1;
+    }
+    ap
+}
+
+/// Metrics of a throughput forecast `p` (and a congestion score: probability for
+/// the model; for baselines, lower forecast throughput means more likely below).
+pub fn metrics(
+    actual: &[f64],
+    p: &[f64],
+    score: Option<&[f64]>,
+    persistence_mae: f64,
+    threshold_mbps: f64,
+) -> Metrics {
+    let label: Vec<bool> = actual.iter().map(|a| *a < threshold_mbps).collect();
+    let neg: Vec<f64>;
+    let s = match score {
+        Some(s) => s,
+        None => {
+            neg = p.iter().map(|x| -x).collect();
+            &neg
+        }
+    };
+    let m = mae(actual, p);
+    Metrics {
+        r2: r2(actual, p),
+        mae_mbps: m,
+        rmse_mbps: rmse(actual, p),
+        mase: m / persistence_mae,
+        roc_auc: roc_auc(&label, s),
+        pr_auc: pr_auc(&label, s),
+        prevalence: label.iter().filter(|l| **l).count() as f64 / label.len().max(1) as f64,
+    }
+}
+
+/// Model and baselines, scored on the same windows.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Scoreboard {
+    pub model: Metrics,
+    pub persistence: Metrics,
+    pub mean_last_15: Metrics,
+    pub ewma: Metrics,
+}
+
+impl Scoreboard {
+    pub fn compute(f: &Forecasts, threshold_mbps: f64) -> Scoreboard {
+        let pm = mae(&f.actual, &f.persistence);
+        Scoreboard {
+            model: metrics(&f.actual, &f.model, Some(&f.model_prob), pm, threshold_mbps),
+            persistence: metrics(&f.actual, &f.persistence, None, pm, threshold_mbps),
+            mean_last_15: metrics(&f.actual, &f.mean, None, pm, threshold_mbps),
+            ewma: metrics(&f.actual, &f.ewma, None, pm, threshold_mbps),
+        }
+    }
+
+    /// The table printed after `replay` and `train`.
+    pub fn table(&self) -> String {
+        let mut s = format!(
+            "{:<16} {:>8} {:>9} {:>10} {:>7} {:>8} {:>7}\n",
+            "forecaster", "R2", "MAE Mb/s", "RMSE Mb/s", "MASE", "ROC-AUC", "PR-AUC"
+        );
+        for (name, m) in [
+            ("model", &self.model),
+            ("persistence", &self.persistence),
+            ("mean of last 15", &self.mean_last_15),
+            ("EWMA 0.3", &self.ewma),
+        ] {
+            s += &format!(
+                "{:<16} {:>8.4} {:>9.3} {:>10.3} {:>7.3} {:>8.4} {:>7.4}\n",
+                name, m.r2, m.mae_mbps, m.rmse_mbps, m.mase, m.roc_auc, m.pr_auc
+            );
+        }
+        s += &format!(
+            "congestion prevalence (actual below threshold): {:.3}",
+            self.model.prevalence
+        );
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auc_known_values() {
+        let l = [true, true, false, false];
+        assert_eq!(roc_auc(&l, &[0.9, 0.8, 0.2, 0.1]), 1.0);
+        assert_eq!(roc_auc(&l, &[0.1, 0.2, 0.8, 0.9]), 0.0);
+        assert_eq!(roc_auc(&l, &[0.5, 0.5, 0.5, 0.5]), 0.5);
+        assert_eq!(pr_auc(&l, &[0.9, 0.8, 0.2, 0.1]), 1.0);
+        // Ranking pos, neg, pos, neg: AP = (1/2)*1 + (1/2)*(2/3).
+        let l2 = [true, false, true, false];
+        assert!((pr_auc(&l2, &[0.9, 0.8, 0.7, 0.1]) - (0.5 + 1.0 / 3.0)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn errors_and_r2() {
+        let a = [1.0, 2.0, 3.0];
+        assert_eq!(mae(&a, &[1.0, 2.0, 4.0]), 1.0 / 3.0);
+        assert_eq!(r2(&a, &a), 1.0);
+        assert_eq!(r2(&a, &[2.0, 2.0, 2.0]), 0.0);
+        assert!((rmse(&a, &[1.0, 2.0, 5.0]) - (4.0f64 / 3.0).sqrt()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn baselines_follow_their_definitions() {
+        let mut b = Baselines::default();
+        assert!(b.forecast().is_none());
+        b.push(10.0);
+        b.push(20.0);
+        let (p, m, e) = b.forecast().unwrap();
+        assert_eq!(p, 20.0);
+        assert_eq!(m, 15.0);
+        assert!((e - (0.3 * 20.0 + 0.7 * 10.0)).abs() < 1e-12);
+        for _ in 0..20 {
+            b.push(1.0);
+        }
+        assert_eq!(b.forecast().unwrap().1, 1.0);
+    }
+}

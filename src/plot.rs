@@ -1,0 +1,132 @@
+//! The phase-shift plot of `replay --plot`: actual vs forecast throughput over
+//! time, congestion probability below (INTERFACE.md "Plot").
+//!
+//! Text is drawn with DejaVu Sans from Debian's fonts-dejavu-core (installed by
+//! scripts/setup.sh) through fontconfig; without it the plot is refused with a
+//! clear message.
+
+use plotters::prelude::*;
+use std::path::{Path, PathBuf};
+
+const FONT_PATHS: [&str; 2] = [
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlotError {
+    #[error("no font for the plot: install fonts-dejavu-core (apt-get install fonts-dejavu-core)")]
+    NoFont,
+    #[error("cannot draw {path}: {detail}")]
+    Draw { path: PathBuf, detail: String },
+}
+
+/// One plotted window: its start (s since the first), actual, forecast, probability.
+#[derive(Copy, Clone, Debug)]
+pub struct Point {
+    pub t_s: f64,
+    pub actual_mbps: f64,
+    pub predicted_mbps: f64,
+    pub congestion_prob: f64,
+}
+
+/// plotters finds "sans-serif" through fontconfig; make sure a font is there so
+/// a missing package gives a clear message instead of a drawing error.
+fn register_font() -> Result<(), PlotError> {
+    if FONT_PATHS.iter().any(|p| Path::new(p).exists()) {
+        Ok(())
+    } else {
+        Err(PlotError::NoFont)
+    }
+}
+
+/// Draw a 1600x900 PNG.
+pub fn phase_shift_png(
+    path: &Path,
+    title: &str,
+    threshold_mbps: f64,
+    pts: &[Point],
+) -> Result<(), PlotError> {
+    register_font()?;
+    let err = |e: String| PlotError::Draw {
+        path: path.to_owned(),
+        detail: e,
+    };
+    let root = BitMapBackend::new(path, (1600, 900)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+    let (top, bottom) = root.split_vertically(620);
+    let t_max = pts.last().map(|p| p.t_s).unwrap_or(1.0).max(1e-3);
+    let y_max = pts
+        .iter()
+        .map(|p| p.actual_mbps.max(p.predicted_mbps))
+        .fold(threshold_mbps, f64::max)
+        * 1.08;
+    let mut c = ChartBuilder::on(&top)
+        .caption(title, ("sans-serif", 24))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..t_max, 0.0..y_max)
+        .map_err(|e| err(e.to_string()))?;
+    c.configure_mesh()
+        .y_desc("throughput (Mbit/s)")
+        .x_desc("time (s)")
+        .label_style(("sans-serif", 16))
+        .draw()
+        .map_err(|e| err(e.to_string()))?;
+    let actual = RGBColor(40, 40, 40);
+    let forecast = RGBColor(220, 80, 20);
+    c.draw_series(LineSeries::new(
+        pts.iter().map(|p| (p.t_s, p.actual_mbps)),
+        actual.stroke_width(2),
+    ))
+    .map_err(|e| err(e.to_string()))?
+    .label("actual")
+    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], actual.stroke_width(2)));
+    c.draw_series(LineSeries::new(
+        pts.iter().map(|p| (p.t_s, p.predicted_mbps)),
+        forecast.stroke_width(2),
+    ))
+    .map_err(|e| err(e.to_string()))?
+    .label("forecast (at its target window)")
+    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], forecast.stroke_width(2)));
+    c.draw_series(LineSeries::new(
+        [(0.0, threshold_mbps), (t_max, threshold_mbps)],
+        BLUE.mix(0.5),
+    ))
+    .map_err(|e| err(e.to_string()))?
+    .label(format!("threshold {threshold_mbps} Mbit/s"))
+    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE.mix(0.5)));
+    c.configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 16))
+        .draw()
+        .map_err(|e| err(e.to_string()))?;
+    let mut b = ChartBuilder::on(&bottom)
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..t_max, 0.0..1.0)
+        .map_err(|e| err(e.to_string()))?;
+    b.configure_mesh()
+        .y_desc("P(below threshold)")
+        .x_desc("time (s)")
+        .label_style(("sans-serif", 16))
+        .draw()
+        .map_err(|e| err(e.to_string()))?;
+    b.draw_series(AreaSeries::new(
+        pts.iter().map(|p| (p.t_s, p.congestion_prob)),
+        0.0,
+        RGBColor(200, 30, 60).mix(0.35),
+    ))
+    .map_err(|e| err(e.to_string()))?;
+    b.draw_series(
+        pts.iter()
+            .filter(|p| p.actual_mbps < threshold_mbps)
+            .map(|p| Circle::new((p.t_s, 0.02), 2, BLACK.filled())),
+    )
+    .map_err(|e| err(e.to_string()))?;
+    root.present().map_err(|e| err(e.to_string()))?;
+    Ok(())
+}

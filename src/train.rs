@@ -1,0 +1,659 @@
+//! `netforecast train`: an LSTM forecaster trained in Rust with tch and exported
+//! as a TorchScript module with the MODEL.md signature.
+//!
+//! Data: features CSVs (`netforecast extract`), one capture per file. Sequences
+//! of 15 windows never cross a capture or a gap in the grid. The validation
+//! split is by capture, never by window. Robust scaling (median/IQR per feature,
+//! fitted on training windows) is part of the exported module, so the file is
+//! the whole model. The throughput head is residual on the last window's
+//! throughput, so an untrained network starts as the persistence forecast and
+//! training has to earn every improvement over it.
+
+use crate::eval::{Baselines, Forecasts, Scoreboard};
+use crate::model::{LOOKBACK, META_FILE, MODULE_FILE, ModelMeta, N_FEATURES};
+use crate::sink::FEATURES_HEADER;
+use crate::window::FEATURE_NAMES;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use tch::nn::{self, Module, OptimizerConfig, RNN};
+use tch::{Device, Kind, Tensor};
+
+/// Index of `throughput_mbps` in the feature vector.
+const THR: usize = 5;
+
+#[derive(Clone, Debug)]
+pub struct TrainConfig {
+    pub inputs: Vec<PathBuf>,
+    pub out: PathBuf,
+    pub window_ms: u32,
+    pub threshold_mbps: f64,
+    /// `lstm` (default) or `linear` (a linear map of the scaled 15x9 window, the
+    /// simpler model the LSTM must beat to be shipped).
+    pub arch: String,
+    pub hidden: i64,
+    pub layers: i64,
+    /// AdamW weight decay.
+    pub weight_decay: f64,
+    pub epochs: usize,
+    pub patience: usize,
+    pub batch: usize,
+    pub lr: f64,
+    pub seed: u64,
+    /// Share of captures held out for validation when `val` is empty.
+    pub val_frac: f64,
+    /// Captures used for validation (their file names or paths), if given.
+    pub val: Vec<PathBuf>,
+    /// The command line, written into the model's README.
+    pub command: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("cannot read {path}: {detail}")]
+    Read { path: PathBuf, detail: String },
+    #[error("{path} line {line}: {detail}")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        detail: String,
+    },
+    #[error("{0}")]
+    Data(String),
+    #[error("libtorch: {0}")]
+    Torch(String),
+    #[error("cannot write {path}: {detail}")]
+    Write { path: PathBuf, detail: String },
+}
+
+fn torch<T>(r: Result<T, tch::TchError>) -> Result<T, TrainError> {
+    r.map_err(|e| TrainError::Torch(e.to_string().lines().next().unwrap_or("").to_owned()))
+}
+
+/// One capture's windows, split into runs of contiguous windows.
+#[derive(Clone, Debug)]
+pub struct Capture {
+    pub name: String,
+    pub segments: Vec<Vec<[f32; N_FEATURES]>>,
+}
+
+/// Read a features CSV written by `extract` (the INTERFACE.md header is checked).
+pub fn read_features_csv(path: &Path, window_ms: u32) -> Result<Capture, TrainError> {
+    let text = std::fs::read_to_string(path).map_err(|e| TrainError::Read {
+        path: path.to_owned(),
+        detail: e.to_string(),
+    })?;
+    let mut lines = text.lines();
+    if lines.next().map(str::trim) != Some(FEATURES_HEADER) {
+        return Err(TrainError::Parse {
+            path: path.to_owned(),
+            line: 1,
+            detail: format!(
+                "expected the features header {FEATURES_HEADER}; make it with `netforecast extract`"
+            ),
+        });
+    }
+    let w_ns = window_ms as i64 * 1_000_000;
+    let mut segments: Vec<Vec<[f32; N_FEATURES]>> = Vec::new();
+    let mut last_start: Option<i64> = None;
+    for (i, line) in lines.enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let mut it = line.split(',');
+        let start = it
+            .next()
+            .and_then(parse_epoch_ns)
+            .ok_or_else(|| TrainError::Parse {
+                path: path.to_owned(),
+                line: i + 2,
+                detail: "window_start is not seconds.nanoseconds".into(),
+            })?;
+        let mut v = [0f32; N_FEATURES];
+        for (k, slot) in v.iter_mut().enumerate() {
+            let x: f64 = it
+                .next()
+                .and_then(|s| s.trim().parse().ok())
+                .ok_or_else(|| TrainError::Parse {
+                    path: path.to_owned(),
+                    line: i + 2,
+                    detail: format!(
+                        "column {} ({}) is missing or not a number",
+                        k + 2,
+                        FEATURE_NAMES[k]
+                    ),
+                })?;
+            if !x.is_finite() {
+                return Err(TrainError::Parse {
+                    path: path.to_owned(),
+                    line: i + 2,
+                    detail: format!("{} is {x}", FEATURE_NAMES[k]),
+                });
+            }
+            *slot = x as f32;
+        }
+        if last_start.is_none_or(|l| start - l != w_ns) {
+            segments.push(Vec::new());
+        }
+        last_start = Some(start);
+        if let Some(s) = segments.last_mut() {
+            s.push(v);
+        }
+    }
+    Ok(Capture {
+        name: path
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        segments,
+    })
+}
+
+fn parse_epoch_ns(s: &str) -> Option<i64> {
+    let (a, b) = s.trim().split_once('.')?;
+    let neg = a.starts_with('-');
+    let secs: i64 = a.trim_start_matches('-').parse().ok()?;
+    let frac = format!("{b:0<9}");
+    let ns: i64 = frac.get(..9)?.parse().ok()?;
+    let v = secs * 1_000_000_000 + ns;
+    Some(if neg { -v } else { v })
+}
+
+/// Sequences of one set of captures, with the baselines' forecasts beside them.
+#[derive(Default)]
+struct Dataset {
+    x: Vec<f32>,
+    y: Vec<f32>,
+    baselines: Forecasts,
+    windows: usize,
+}
+
+impl Dataset {
+    fn len(&self) -> usize {
+        self.y.len()
+    }
+
+    fn add(&mut self, c: &Capture) {
+        for seg in &c.segments {
+            self.windows += seg.len();
+            let mut base = Baselines::default();
+            for t in 0..seg.len() {
+                base.push(seg[t][THR] as f64);
+                if t + 1 < LOOKBACK || t + 1 >= seg.len() {
+                    continue;
+                }
+                for row in &seg[t + 1 - LOOKBACK..=t] {
+                    self.x.extend_from_slice(row);
+                }
+                let target = seg[t + 1][THR];
+                self.y.push(target);
+                let (p, m, e) = base.forecast().unwrap_or((0.0, 0.0, 0.0));
+                self.baselines.actual.push(target as f64);
+                self.baselines.persistence.push(p);
+                self.baselines.mean.push(m);
+                self.baselines.ewma.push(e);
+            }
+        }
+    }
+
+    fn batch(&self, idx: &[usize]) -> (Tensor, Tensor) {
+        let mut xb = Vec::with_capacity(idx.len() * LOOKBACK * N_FEATURES);
+        let mut yb = Vec::with_capacity(idx.len());
+        for &i in idx {
+            xb.extend_from_slice(
+                &self.x[i * LOOKBACK * N_FEATURES..(i + 1) * LOOKBACK * N_FEATURES],
+            );
+            yb.push(self.y[i]);
+        }
+        (
+            Tensor::from_slice(&xb).reshape([idx.len() as i64, LOOKBACK as i64, N_FEATURES as i64]),
+            Tensor::from_slice(&yb),
+        )
+    }
+}
+
+/// Median and interquartile range of each feature over the training windows.
+fn robust_scaling(train: &[Capture]) -> ([f32; N_FEATURES], [f32; N_FEATURES]) {
+    let mut med = [0f32; N_FEATURES];
+    let mut iqr = [1f32; N_FEATURES];
+    for k in 0..N_FEATURES {
+        let mut v: Vec<f32> = train
+            .iter()
+            .flat_map(|c| c.segments.iter().flatten().map(move |r| r[k]))
+            .collect();
+        if v.is_empty() {
+            continue;
+        }
+        v.sort_by(|a, b| a.total_cmp(b));
+        let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+        med[k] = q(0.5);
+        let spread = q(0.75) - q(0.25);
+        // A constant feature (or a 0/1 flag that is mostly 0) would divide by 0:
+        // fall back to its standard deviation, then to 1.
+        iqr[k] = if spread > 0.0 {
+            spread
+        } else {
+            let m = v.iter().sum::<f32>() / v.len() as f32;
+            let sd = (v.iter().map(|x| (x - m) * (x - m)).sum::<f32>() / v.len() as f32).sqrt();
+            if sd > 0.0 { sd } else { 1.0 }
+        };
+    }
+    (med, iqr)
+}
+
+/// The network: scaling, a stacked LSTM (or nothing, for `linear`), and a
+/// two-output head.
+struct Net {
+    lstm: Option<nn::LSTM>,
+    head: nn::Linear,
+    med: Tensor,
+    iqr: Tensor,
+    thr_iqr: f64,
+    hidden: i64,
+    layers: i64,
+}
+
+impl Net {
+    fn new(
+        vs: &nn::Path,
+        arch: &str,
+        hidden: i64,
+        layers: i64,
+        med: &[f32; N_FEATURES],
+        iqr: &[f32; N_FEATURES],
+    ) -> Net {
+        let cfg = nn::RNNConfig {
+            num_layers: layers,
+            batch_first: true,
+            train: false,
+            ..Default::default()
+        };
+        let linear = arch == "linear";
+        Net {
+            lstm: (!linear).then(|| nn::lstm(vs / "lstm", N_FEATURES as i64, hidden, cfg)),
+            head: if linear {
+                nn::linear(
+                    vs / "head",
+                    (LOOKBACK * N_FEATURES) as i64,
+                    2,
+                    Default::default(),
+                )
+            } else {
+                nn::linear(vs / "head", hidden, 2, Default::default())
+            },
+            med: Tensor::from_slice(med),
+            iqr: Tensor::from_slice(iqr),
+            thr_iqr: iqr[THR] as f64,
+            hidden,
+            layers,
+        }
+    }
+
+    /// (throughput forecast in Mbit/s before clamping, congestion logit), each [B].
+    fn forward(&self, x: &Tensor) -> (Tensor, Tensor) {
+        let xs = (x - &self.med) / &self.iqr;
+        let o = match &self.lstm {
+            Some(lstm) => {
+                // The zero state is made from the input so a traced module keeps a
+                // dynamic batch size (a constant zero state bakes in the traced B).
+                let z = xs
+                    .select(1, 0)
+                    .narrow(1, 0, 1)
+                    .zeros_like()
+                    .repeat([1, self.hidden]);
+                let h0 = Tensor::stack(
+                    &(0..self.layers)
+                        .map(|_| z.shallow_clone())
+                        .collect::<Vec<_>>(),
+                    0,
+                );
+                let c0 = h0.zeros_like();
+                let (out, _) = lstm.seq_init(&xs, &nn::LSTMState((h0, c0)));
+                self.head.forward(&out.select(1, LOOKBACK as i64 - 1))
+            }
+            None => self.head.forward(&xs.flatten(1, 2)),
+        };
+        let last_thr = x.select(1, LOOKBACK as i64 - 1).select(1, THR as i64);
+        let thr = last_thr + o.select(1, 0) * self.thr_iqr;
+        (thr, o.select(1, 1))
+    }
+
+    /// The MODEL.md output: [B, 2] = (throughput >= 0, probability below threshold).
+    fn export_forward(&self, x: &Tensor) -> Tensor {
+        let (thr, logit) = self.forward(x);
+        Tensor::stack(&[thr.relu(), logit.sigmoid()], 1)
+    }
+}
+
+/// Result of a training run.
+pub struct TrainSummary {
+    pub val_scores: Scoreboard,
+    pub epochs_run: usize,
+    pub best_epoch: usize,
+}
+
+fn date_utc() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = secs.div_euclid(86_400) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+fn predict_all(net: &Net, ds: &Dataset, threshold: f64) -> (Vec<f64>, Vec<f64>) {
+    let _g = tch::no_grad_guard();
+    let mut thr = Vec::with_capacity(ds.len());
+    let mut prob = Vec::with_capacity(ds.len());
+    let idx: Vec<usize> = (0..ds.len()).collect();
+    for chunk in idx.chunks(2048) {
+        let (xb, _) = ds.batch(chunk);
+        let out = net.export_forward(&xb);
+        let v: Vec<f32> = Vec::try_from(out.reshape([-1])).unwrap_or_default();
+        for pair in v.chunks(2) {
+            thr.push(pair[0] as f64);
+            prob.push(pair[1] as f64);
+        }
+    }
+    let _ = threshold;
+    (thr, prob)
+}
+
+/// Train, export and write the MODEL.md directory.
+pub fn train(cfg: &TrainConfig) -> Result<TrainSummary, TrainError> {
+    tch::set_num_threads(1);
+    tch::manual_seed(cfg.seed as i64);
+    let mut caps = Vec::new();
+    for p in &cfg.inputs {
+        caps.push((p.clone(), read_features_csv(p, cfg.window_ms)?));
+    }
+    if caps.len() < 2 {
+        return Err(TrainError::Data(
+            "give at least two captures (one features CSV each): validation is split by capture"
+                .into(),
+        ));
+    }
+    // Validation captures: the named ones, or a seeded choice of val_frac of them.
+    let is_val: Vec<bool> = if !cfg.val.is_empty() {
+        caps.iter()
+            .map(|(p, c)| {
+                cfg.val
+                    .iter()
+                    .any(|v| v == p || v.file_name().is_some_and(|n| n.to_string_lossy() == c.name))
+            })
+            .collect()
+    } else {
+        let mut order: Vec<usize> = (0..caps.len()).collect();
+        crate::rng::Rng::new(cfg.seed).shuffle(&mut order);
+        let n_val = ((caps.len() as f64 * cfg.val_frac).round() as usize).clamp(1, caps.len() - 1);
+        let mut v = vec![false; caps.len()];
+        for &i in &order[..n_val] {
+            v[i] = true;
+        }
+        v
+    };
+    let train_caps: Vec<Capture> = caps
+        .iter()
+        .zip(&is_val)
+        .filter(|(_, v)| !**v)
+        .map(|((_, c), _)| c.clone())
+        .collect();
+    let val_caps: Vec<Capture> = caps
+        .iter()
+        .zip(&is_val)
+        .filter(|(_, v)| **v)
+        .map(|((_, c), _)| c.clone())
+        .collect();
+    if train_caps.is_empty() || val_caps.is_empty() {
+        return Err(TrainError::Data(
+            "the validation split left no training or no validation capture".into(),
+        ));
+    }
+    let mut tr = Dataset::default();
+    train_caps.iter().for_each(|c| tr.add(c));
+    let mut va = Dataset::default();
+    val_caps.iter().for_each(|c| va.add(c));
+    if tr.len() < 64 || va.is_empty_seq() {
+        return Err(TrainError::Data(format!(
+            "too little data: {} training and {} validation sequences of 16 windows",
+            tr.len(),
+            va.len()
+        )));
+    }
+    let (med, iqr) = robust_scaling(&train_caps);
+    eprintln!(
+        "train: {} training captures ({} windows, {} sequences), {} validation captures ({} windows, {} sequences)",
+        train_caps.len(),
+        tr.windows,
+        tr.len(),
+        val_caps.len(),
+        va.windows,
+        va.len()
+    );
+
+    let mut vs = nn::VarStore::new(Device::Cpu);
+    if cfg.arch != "lstm" && cfg.arch != "linear" {
+        return Err(TrainError::Data(format!(
+            "unknown --arch {:?}: use lstm or linear",
+            cfg.arch
+        )));
+    }
+    let net = Net::new(&vs.root(), &cfg.arch, cfg.hidden, cfg.layers, &med, &iqr);
+    let mut best_vs = nn::VarStore::new(Device::Cpu);
+    let best_net = Net::new(
+        &best_vs.root(),
+        &cfg.arch,
+        cfg.hidden,
+        cfg.layers,
+        &med,
+        &iqr,
+    );
+    let mut opt = torch(
+        nn::AdamW {
+            wd: cfg.weight_decay,
+            ..Default::default()
+        }
+        .build(&vs, cfg.lr),
+    )?;
+    let thr_iqr = iqr[THR] as f64;
+    let persistence_mae = crate::eval::mae(&va.baselines.actual, &va.baselines.persistence);
+    let mut rng = crate::rng::Rng::new(cfg.seed ^ 0x5EED);
+    let mut best = (f64::INFINITY, 0usize);
+    let tty = std::io::stderr().is_terminal();
+    let mut epochs_run = 0;
+    for epoch in 1..=cfg.epochs {
+        epochs_run = epoch;
+        let mut order: Vec<usize> = (0..tr.len()).collect();
+        rng.shuffle(&mut order);
+        let mut loss_sum = 0.0;
+        let nb = order.len().div_ceil(cfg.batch);
+        for (bi, chunk) in order.chunks(cfg.batch).enumerate() {
+            let (xb, yb) = tr.batch(chunk);
+            let (thr, logit) = net.forward(&xb);
+            let label = yb.lt(cfg.threshold_mbps).to_kind(Kind::Float);
+            let l_reg = ((&thr - &yb).abs() / thr_iqr).mean(Kind::Float);
+            let l_cls = logit.binary_cross_entropy_with_logits::<Tensor>(
+                &label,
+                None,
+                None,
+                tch::Reduction::Mean,
+            );
+            let loss = l_reg + l_cls * 0.5;
+            opt.backward_step(&loss);
+            loss_sum += loss.double_value(&[]);
+            if tty && bi % 16 == 0 {
+                let filled = (bi + 1) * 20 / nb;
+                eprint!(
+                    "\repoch {epoch:>3}/{} [{}{}] loss {:.4}   ",
+                    cfg.epochs,
+                    "#".repeat(filled),
+                    "-".repeat(20 - filled),
+                    loss_sum / (bi + 1) as f64
+                );
+            }
+        }
+        let (pred, _) = predict_all(&net, &va, cfg.threshold_mbps);
+        let val_mae = crate::eval::mae(&va.baselines.actual, &pred);
+        let mark = if val_mae < best.0 { "*" } else { " " };
+        eprint!(
+            "{}epoch {epoch:>3}/{} loss {:.4}  validation MAE {:.3} Mbit/s (MASE {:.3}){mark}\n",
+            if tty { "\r" } else { "" },
+            cfg.epochs,
+            loss_sum / nb as f64,
+            val_mae,
+            val_mae / persistence_mae
+        );
+        if val_mae < best.0 {
+            best = (val_mae, epoch);
+            torch(best_vs.copy(&vs))?;
+        } else if epoch - best.1 >= cfg.patience {
+            eprintln!(
+                "train: no improvement for {} epochs; stopping early",
+                cfg.patience
+            );
+            break;
+        }
+    }
+    torch(vs.copy(&best_vs))?;
+    drop(best_net);
+    vs.freeze();
+
+    let (pred, prob) = predict_all(&net, &va, cfg.threshold_mbps);
+    let mut f = va.baselines.clone();
+    f.model = pred;
+    f.model_prob = prob;
+    let scores = Scoreboard::compute(&f, cfg.threshold_mbps);
+    eprintln!(
+        "\nvalidation ({} sequences from {} held-out captures):\n{}",
+        va.len(),
+        val_caps.len(),
+        scores.table()
+    );
+
+    // Export and prove the export: the module must give the same numbers as the
+    // network at several batch sizes, not just the traced one.
+    std::fs::create_dir_all(&cfg.out).map_err(|e| TrainError::Write {
+        path: cfg.out.clone(),
+        detail: e.to_string(),
+    })?;
+    let example = va.batch(&[0, 1, 2]).0;
+    let module = torch(tch::CModule::create_by_tracing(
+        "NetForecast",
+        "forward",
+        &[example],
+        &mut |inp| vec![net.export_forward(&inp[0])],
+    ))?;
+    let module_path = cfg.out.join(MODULE_FILE);
+    torch(module.save(&module_path))?;
+    let loaded = torch(tch::CModule::load(&module_path))?;
+    for b in [1usize, 7, 1000] {
+        let idx: Vec<usize> = (0..b).map(|i| i % va.len()).collect();
+        let (xb, _) = va.batch(&idx);
+        let _g = tch::no_grad_guard();
+        let a = net.export_forward(&xb);
+        let m = torch(loaded.forward_ts(&[&xb]))?;
+        let diff = (a - &m).abs().max().double_value(&[]);
+        if m.size() != [b as i64, 2] || diff > 1e-4 {
+            return Err(TrainError::Torch(format!(
+                "the exported module disagrees with the network at batch {b}: shape {:?}, max difference {diff}",
+                m.size()
+            )));
+        }
+    }
+
+    let version = if cfg.arch == "linear" {
+        format!("linear-{}-s{}", date_utc(), cfg.seed)
+    } else {
+        format!(
+            "lstm{}x{}-{}-s{}",
+            cfg.layers,
+            cfg.hidden,
+            date_utc(),
+            cfg.seed
+        )
+    };
+    let meta = ModelMeta {
+        feature_names: FEATURE_NAMES.iter().map(|s| s.to_string()).collect(),
+        window_ms: cfg.window_ms,
+        lookback: LOOKBACK,
+        threshold_mbps: cfg.threshold_mbps,
+        model_version: version.clone(),
+        architecture: serde_json::json!({
+            "type": cfg.arch,
+            "layers": if cfg.arch == "lstm" { cfg.layers } else { 0 },
+            "hidden": if cfg.arch == "lstm" { cfg.hidden } else { 0 },
+            "weight_decay": cfg.weight_decay,
+            "input": "float32 [B, 15, 9], raw features in FEATURES.md order, oldest window first",
+            "output": "float32 [B, 2]: throughput_mbps of the next window (>= 0), probability it is below threshold_mbps",
+            "throughput_head": "residual on the last window's throughput, scaled by the throughput IQR",
+            "scaling": {"kind": "median/IQR per feature, fitted on training windows", "median": med, "iqr": iqr},
+            "loss": "L1 on the scaled throughput + 0.5 * binary cross-entropy on the label",
+        }),
+        training: serde_json::json!({
+            "captures": train_caps.iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
+            "windows": tr.windows,
+            "sequences": tr.len(),
+            "epochs_run": epochs_run,
+            "best_epoch": best.1,
+            "batch": cfg.batch,
+            "learning_rate": cfg.lr,
+            "seed": cfg.seed,
+            "how_made": "features extracted by `netforecast extract` from traffic-lab captures (scripts/lab/make-corpus.sh)",
+        }),
+        validation: serde_json::json!({
+            "captures": val_caps.iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
+            "sequences": va.len(),
+            "metrics": scores,
+        }),
+        libtorch_version: "2.13.0".into(),
+        created: date_utc(),
+    };
+    let meta_path = cfg.out.join(META_FILE);
+    std::fs::write(
+        &meta_path,
+        serde_json::to_string_pretty(&meta).unwrap_or_default() + "\n",
+    )
+    .map_err(|e| TrainError::Write {
+        path: meta_path.clone(),
+        detail: e.to_string(),
+    })?;
+    let readme = format!(
+        "# Model {version}\n\nTrained by netforecast on {} with:\n\n```sh\n{}\n```\n\n\
+         {} training captures ({} sequences), {} validation captures ({} sequences), best epoch {} of {}.\n\n\
+         Validation (held-out captures):\n\n```\n{}\n```\n",
+        date_utc(),
+        cfg.command,
+        train_caps.len(),
+        tr.len(),
+        val_caps.len(),
+        va.len(),
+        best.1,
+        epochs_run,
+        scores.table()
+    );
+    let readme_path = cfg.out.join("README.md");
+    std::fs::write(&readme_path, readme).map_err(|e| TrainError::Write {
+        path: readme_path,
+        detail: e.to_string(),
+    })?;
+    eprintln!("train: wrote {} ({version})", cfg.out.display());
+    Ok(TrainSummary {
+        val_scores: scores,
+        epochs_run,
+        best_epoch: best.1,
+    })
+}
+
+impl Dataset {
+    fn is_empty_seq(&self) -> bool {
+        self.y.is_empty()
+    }
+}
