@@ -3,7 +3,8 @@
 # Idempotent: a second run only checks.
 set -euo pipefail
 need_apt=()
-for pkg in libpcap-dev tshark tcpdump iperf3 iproute2 ethtool python3 pkg-config gcc; do
+for pkg in libpcap-dev tshark tcpdump iperf3 iproute2 ethtool python3 python3-pip pkg-config gcc g++ \
+  libfontconfig1-dev libfreetype6-dev fonts-dejavu-core time; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -23,4 +24,6 @@ if ! command -v cargo >/dev/null 2>&1; then
     export PATH="$HOME/.cargo/bin:$PATH"
   fi
 fi
+# CPU libtorch for tch, from pinned PyPI wheels (scripts/setup-libtorch.sh).
+"$(dirname "$0")/setup-libtorch.sh"
 echo "setup: ok ($(cargo --version), $(tshark --version 2>/dev/null | head -1))" >&2

@@ -367,8 +367,13 @@ fn predict_all(net: &Net, ds: &Dataset, threshold: f64) -> (Vec<f64>, Vec<f64>) 
     (thr, prob)
 }
 
+/// libtorch's random generator is global to the process: two trainings at once
+/// would interleave its draws and neither would be reproducible.
+static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Train, export and write the MODEL.md directory.
 pub fn train(cfg: &TrainConfig) -> Result<TrainSummary, TrainError> {
+    let _one_at_a_time = TRAINING.lock().unwrap_or_else(|p| p.into_inner());
     tch::set_num_threads(1);
     tch::manual_seed(cfg.seed as i64);
     let mut caps = Vec::new();

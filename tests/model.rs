@@ -1,0 +1,190 @@
+//! The model stage: training exports a module that any batch size can run,
+//! the loader refuses what does not fit, and bad values never reach the model.
+
+use netforecast::model::{Forecaster, LOOKBACK, META_FILE, ModelError, N_FEATURES};
+use netforecast::rng::Rng;
+use netforecast::sink::FEATURES_HEADER;
+use netforecast::train::{TrainConfig, train};
+use netforecast::window::WindowRow;
+use std::path::{Path, PathBuf};
+use tch::{Kind, Tensor};
+
+/// A features CSV with a throughput that wanders between 5 and 40 Mbit/s.
+fn synthetic_capture(dir: &Path, name: &str, seed: u64, n: usize) -> PathBuf {
+    let mut r = Rng::new(seed);
+    let mut thr: f64 = 20.0;
+    let mut s = format!("{FEATURES_HEADER}\n");
+    for k in 0..n {
+        thr = (thr + r.normal() * 2.0).clamp(5.0, 40.0);
+        let size = (thr * 1e6 * 0.05 / 8.0).round();
+        s += &format!(
+            "{}.{:09},{},{},{},{},{},{},0,0,0\n",
+            1_700_000_000 + (k / 20),
+            (k % 20) * 50_000_000,
+            size,
+            0.02 + r.f64() * 0.01,
+            (size * 0.8).round(),
+            0.0005,
+            0.0001,
+            size * 8.0 / 0.05 / 1e6
+        );
+    }
+    let p = dir.join(name);
+    std::fs::write(&p, s).unwrap();
+    p
+}
+
+fn train_tiny(dir: &Path) -> PathBuf {
+    let inputs: Vec<PathBuf> = (0..4)
+        .map(|i| synthetic_capture(dir, &format!("c{i}.csv"), i, 400))
+        .collect();
+    let out = dir.join("model");
+    let cfg = TrainConfig {
+        inputs,
+        out: out.clone(),
+        window_ms: 50,
+        threshold_mbps: 20.0,
+        arch: "lstm".into(),
+        hidden: 16,
+        layers: 2,
+        weight_decay: 1e-4,
+        epochs: 3,
+        patience: 3,
+        batch: 64,
+        lr: 1e-3,
+        seed: 7,
+        val_frac: 0.25,
+        val: Vec::new(),
+        command: "test".into(),
+    };
+    train(&cfg).expect("training succeeds");
+    out
+}
+
+fn row(start_ns: i64, v: f64) -> WindowRow {
+    WindowRow {
+        start_ns,
+        size_bytes: 100_000,
+        delay_s: v,
+        bif_bytes: 50_000,
+        iat_mean_s: 0.0005,
+        iat_std_s: 0.0001,
+        throughput_mbps: 16.0,
+        delay_grad_s: 0.0,
+        bif_grad_bytes: 0,
+        is_silent: false,
+        packets: 70,
+    }
+}
+
+#[test]
+fn trained_module_runs_any_batch_size_and_the_loader_checks_model_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = train_tiny(dir.path());
+
+    let mut f = Forecaster::load(&model, 50).expect("loads");
+    for b in [1i64, 7, 1000] {
+        let x = Tensor::rand(
+            [b, LOOKBACK as i64, N_FEATURES as i64],
+            (Kind::Float, tch::Device::Cpu),
+        ) * 30.0;
+        let out = f.run(&x).expect("runs");
+        assert_eq!(out.size(), [b, 2], "batch {b}");
+        let p = out.select(1, 1);
+        assert!(p.min().double_value(&[]) >= 0.0 && p.max().double_value(&[]) <= 1.0);
+        assert!(out.select(1, 0).min().double_value(&[]) >= 0.0);
+    }
+
+    // The ring: no forecast before 15 windows, then one per window, at t+1.
+    let w = 50_000_000;
+    for k in 0..LOOKBACK as i64 - 1 {
+        assert!(f.push(&row(k * w, 0.03)).unwrap().is_none());
+    }
+    let fc = f
+        .push(&row(14 * w, 0.03))
+        .unwrap()
+        .expect("a forecast after 15 windows");
+    assert_eq!(fc.target_start_ns, 15 * w);
+    // NaN and infinity are replaced before the model and counted.
+    let fc = f.push(&row(15 * w, f64::NAN)).unwrap().unwrap();
+    assert!(fc.throughput_mbps.is_finite() && fc.congestion_prob.is_finite());
+    let fc = f.push(&row(16 * w, f64::INFINITY)).unwrap().unwrap();
+    assert!(fc.throughput_mbps.is_finite());
+    assert_eq!(f.nonfinite_features, 2);
+
+    // A window width the model was not trained for is refused, naming it.
+    match Forecaster::load(&model, 100) {
+        Err(ModelError::Mismatch { what, .. }) => assert_eq!(what, "window_ms"),
+        other => panic!("expected a window_ms mismatch, got {:?}", other.err()),
+    }
+    // Feature order and lookback mismatches are refused too.
+    let meta_path = model.join(META_FILE);
+    let orig = std::fs::read_to_string(&meta_path).unwrap();
+    std::fs::write(
+        &meta_path,
+        orig.replacen("\"size\",\n    \"delay\"", "\"delay\",\n    \"size\"", 1),
+    )
+    .unwrap();
+    match Forecaster::load(&model, 50) {
+        Err(e @ ModelError::Mismatch { .. }) => {
+            assert!(e.to_string().contains("feature order"), "{e}")
+        }
+        other => panic!("expected a feature order mismatch, got {:?}", other.err()),
+    }
+    std::fs::write(
+        &meta_path,
+        orig.replace("\"lookback\": 15", "\"lookback\": 20"),
+    )
+    .unwrap();
+    match Forecaster::load(&model, 50) {
+        Err(ModelError::Mismatch { what, .. }) => assert_eq!(what, "lookback"),
+        other => panic!("expected a lookback mismatch, got {:?}", other.err()),
+    }
+    std::fs::write(&meta_path, &orig).unwrap();
+
+    // A module with another signature is a clear error, not a crash.
+    let bad = tch::CModule::create_by_tracing(
+        "Bad",
+        "forward",
+        &[Tensor::zeros([2, 15, 9], (Kind::Float, tch::Device::Cpu))],
+        &mut |x| vec![x[0].sum_dim_intlist(&[1i64][..], false, Kind::Float)],
+    )
+    .unwrap();
+    bad.save(model.join("netforecast.pt")).unwrap();
+    match Forecaster::load(&model, 50) {
+        Err(e @ ModelError::Signature { .. }) => assert!(e.to_string().contains("[B,15,9]"), "{e}"),
+        other => panic!("expected a signature error, got {:?}", other.err()),
+    }
+    // A corrupt file is a load error.
+    std::fs::write(model.join("netforecast.pt"), b"not a module").unwrap();
+    assert!(matches!(
+        Forecaster::load(&model, 50),
+        Err(ModelError::Load { .. })
+    ));
+}
+
+#[test]
+fn missing_model_names_the_path() {
+    match Forecaster::load(Path::new("/nonexistent/model"), 50) {
+        Err(e @ ModelError::NotFound { .. }) => {
+            assert!(e.to_string().contains("/nonexistent/model"))
+        }
+        other => panic!("expected NotFound, got {:?}", other.err()),
+    }
+}
+
+#[test]
+fn training_is_reproducible_with_a_fixed_seed() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let ma = train_tiny(a.path());
+    let mb = train_tiny(b.path());
+    let fa = Forecaster::load(&ma, 50).unwrap();
+    let fb = Forecaster::load(&mb, 50).unwrap();
+    let x = Tensor::ones([3, 15, 9], (Kind::Float, tch::Device::Cpu)) * 12.0;
+    let d = (fa.run(&x).unwrap() - fb.run(&x).unwrap())
+        .abs()
+        .max()
+        .double_value(&[]);
+    assert_eq!(d, 0.0, "same seed, same data, same model");
+}
