@@ -147,3 +147,104 @@ fn window_width_option_changes_the_grid() {
     assert!((rows.len() as i64 - (n50 as i64 + 1) / 2).abs() <= 1);
     assert!(out.stderr.is_empty(), "-q prints nothing");
 }
+
+/// `replay` end to end with a model trained here on the committed captures:
+/// predictions CSV on the rows of the windows they predict, the report with the
+/// model and the three baselines, the plot.
+#[test]
+fn replay_writes_predictions_report_and_plot() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let lab = repo().join("tests/data/lab-cellular-s3.pcap.gz");
+    let mut feats = Vec::new();
+    for (i, cap) in [sample(), lab.clone()].iter().enumerate() {
+        let f = d.join(format!("f{i}.csv"));
+        let st = nf()
+            .args(["extract", "-q", "--out"])
+            .arg(&f)
+            .arg(cap)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        feats.push(f);
+    }
+    let model = d.join("model");
+    let out = nf()
+        .args(["train", "--epochs", "2", "--hidden", "8", "--out"])
+        .arg(&model)
+        .args(&feats)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (pred, report, plot) = (d.join("p.csv"), d.join("r.json"), d.join("p.png"));
+    let out = nf()
+        .args(["replay", "--model"])
+        .arg(&model)
+        .arg("--out")
+        .arg(&pred)
+        .arg("--report")
+        .arg(&report)
+        .arg("--plot")
+        .arg(&plot)
+        .arg(&lab)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("persistence") && stderr.contains("MASE"),
+        "{stderr}"
+    );
+    let text = std::fs::read_to_string(&pred).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("window_start,actual_mbps,predicted_mbps,congestion_prob")
+    );
+    let rows: Vec<&str> = lines.collect();
+    // 411 windows in the capture; the first 15 have no forecast.
+    assert_eq!(rows.len(), 411 - 15);
+    let feats_text = std::fs::read_to_string(&feats[1]).unwrap();
+    let sixteenth = feats_text.lines().nth(16).unwrap();
+    assert!(
+        rows[0].starts_with(sixteenth.split(',').next().unwrap()),
+        "first forecast sits on window 16"
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(r["windows"], 396);
+    for k in ["model", "persistence", "mean_last_15", "ewma"] {
+        for m in [
+            "r2",
+            "mae_mbps",
+            "rmse_mbps",
+            "mase",
+            "roc_auc",
+            "pr_auc",
+            "prevalence",
+        ] {
+            assert!(r[k][m].is_number(), "{k}.{m} in {r}");
+        }
+    }
+    assert_eq!(r["persistence"]["mase"], 1.0);
+    assert!(r["skipped_packets"].is_object());
+    let png = std::fs::read(&plot).unwrap();
+    assert!(png.len() > 10_000 && png.starts_with(b"\x89PNG"));
+}
+
+#[test]
+fn replay_with_a_missing_model_is_one_line() {
+    let out = nf()
+        .args(["replay", "--model", "/nonexistent/m"])
+        .arg(sample())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    assert!(e.contains("/nonexistent/m"));
+}
