@@ -13,13 +13,54 @@ use std::path::PathBuf;
     version,
     about = "Watch TCP traffic, cut it into 50 ms windows, forecast the next window's throughput."
 )]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+    /// With no command: the daemon (same as `netforecast run`).
+    #[command(flatten)]
+    pub run: RunCmd,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct RunCmd {
+    /// Interface to capture on.
+    #[arg(long, short = 'i')]
+    pub iface: Option<String>,
+    /// TOML configuration file (see scripts/netforecast.toml.example).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Model directory (MODEL.md); default: the shipped model_files/.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Window width in milliseconds (must match the model).
+    #[arg(long)]
+    pub window_ms: Option<u32>,
+    /// BPF capture filter (default `tcp`).
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Prometheus endpoint address (default 127.0.0.1:9898; empty disables).
+    #[arg(long)]
+    pub metrics_addr: Option<String>,
+    /// Predictions CSV (default when no database is configured:
+    /// ./netforecast-predictions.csv), rotated by size.
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+    /// Switch to this user once the capture is open (needs root).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Print nothing but errors and the final summary.
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// The daemon: live capture, a forecast every window, InfluxDB and/or CSV,
+    /// until SIGINT or SIGTERM. The InfluxDB settings come from the config file
+    /// and the environment (INFLUX_URL, INFLUX_ORG, INFLUX_BUCKET, INFLUX_TOKEN
+    /// or INFLUX_TOKEN_FILE, INFLUX_VERSION, INFLUX_DB), never from arguments.
+    Run(RunCmd),
     /// The nine window features (FEATURES.md) of capture files or a live interface, as CSV.
     Extract(ExtractArgs),
     /// The forecasting pipeline fed from capture files: predictions, metrics against
@@ -168,9 +209,43 @@ pub struct ExtractArgs {
     pub shared: Shared,
 }
 
+fn run_daemon(r: RunCmd) -> Result<(), AppError> {
+    let mut cfg =
+        crate::config::DaemonConfig::load(r.config.as_deref(), &crate::config::ProcessEnv)
+            .map_err(|e| AppError::Usage(e.to_string()))?;
+    if let Some(v) = r.iface {
+        cfg.iface = v;
+    }
+    if let Some(v) = r.model {
+        cfg.model = Some(v);
+    }
+    if let Some(v) = r.window_ms {
+        cfg.window_ms = v;
+    }
+    if let Some(v) = r.filter {
+        cfg.filter = v;
+    }
+    if let Some(v) = r.metrics_addr {
+        cfg.metrics_addr = v;
+    }
+    if let Some(v) = r.csv {
+        cfg.csv = Some(v);
+    }
+    if let Some(v) = r.user {
+        cfg.user = Some(v);
+    }
+    let s = crate::daemon::run(cfg, r.quiet)?;
+    eprintln!("{}", s.line());
+    Ok(())
+}
+
 /// Run the parsed command.
 pub fn run(cli: Cli) -> Result<(), AppError> {
-    match cli.command {
+    let Some(command) = cli.command else {
+        return run_daemon(cli.run);
+    };
+    match command {
+        Command::Run(r) => run_daemon(r),
         Command::Extract(a) => {
             let source = match &a.iface {
                 Some(iface) => {

@@ -8,7 +8,8 @@
 //! - [`pipeline`]: the engine tying the three together with its counters;
 //! - [`model`]: the TorchScript forecaster and its 15-window ring ([`train`] makes one);
 //! - [`eval`] and [`plot`]: metrics against naive baselines, the phase-shift plot;
-//! - [`sink`]: CSV output;
+//! - [`sink`], [`influx`], [`metrics`]: CSV files, InfluxDB, the Prometheus endpoint;
+//! - [`daemon`] and [`config`]: the live service (capture, inference and writer threads);
 //! - [`app`] and [`cli`]: commands, threads, signals and summaries;
 //! - [`lab`]: schedules and delay-line logic of the traffic lab (`nf-lab`).
 //!
@@ -17,10 +18,14 @@
 pub mod app;
 pub mod capture;
 pub mod cli;
+pub mod config;
+pub mod daemon;
 pub mod eval;
 pub mod flow;
+pub mod influx;
 pub mod lab;
 pub mod live;
+pub mod metrics;
 pub mod model;
 pub mod pcapfile;
 pub mod pipeline;

@@ -148,7 +148,20 @@ impl LiveCapture {
         stop: &Arc<AtomicBool>,
         emit: &mut impl FnMut(WindowRow),
     ) -> Result<KernelStats, LiveError> {
+        self.run_with_tick(engine, stop, emit, &mut |_, _| {})
+    }
+
+    /// [`LiveCapture::run`], calling `tick` about once a second with the engine
+    /// and the kernel's counters (the daemon publishes them as metrics).
+    pub fn run_with_tick(
+        &mut self,
+        engine: &mut Engine,
+        stop: &Arc<AtomicBool>,
+        emit: &mut impl FnMut(WindowRow),
+        tick: &mut impl FnMut(&Engine, KernelStats),
+    ) -> Result<KernelStats, LiveError> {
         engine.start_at(now_ns());
+        let mut last_tick = now_ns();
         // Reading the clock costs ~20 ns; once per this many packets under load.
         const CLOCK_EVERY: u32 = 64;
         let mut since_clock = 0u32;
@@ -173,7 +186,13 @@ impl LiveCapture {
                 }
             }
             since_clock = 0;
-            engine.advance_to(now_ns() - self.cfg.grace_ns, emit);
+            let now = now_ns();
+            engine.advance_to(now - self.cfg.grace_ns, emit);
+            if now - last_tick >= 1_000_000_000 {
+                last_tick = now;
+                let k = self.stats()?;
+                tick(engine, k);
+            }
         }
         engine.advance_to(now_ns() - self.cfg.grace_ns, emit);
         self.stats()

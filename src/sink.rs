@@ -32,6 +32,19 @@ pub fn format_epoch_ns(ns: i64, out: &mut String) {
     );
 }
 
+/// Time of day (UTC) of an epoch timestamp, `HH:MM:SS.mmm`, for status lines.
+pub fn hms(ns: i64) -> String {
+    let ms = ns.div_euclid(1_000_000);
+    let s = ms.div_euclid(1000);
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        (s / 3600) % 24,
+        (s / 60) % 60,
+        s % 60,
+        ms % 1000
+    )
+}
+
 /// Append one CSV line (with newline) for `r`.
 pub fn format_features_row(r: &WindowRow, out: &mut String) {
     format_epoch_ns(r.start_ns, out);

@@ -1,0 +1,326 @@
+//! Daemon configuration: a TOML file, then the environment on top
+//! (INFLUX_URL, INFLUX_ORG, INFLUX_BUCKET, INFLUX_DB, INFLUX_VERSION,
+//! INFLUX_TOKEN or INFLUX_TOKEN_FILE), then command-line options.
+//!
+//! The InfluxDB token is a [`Secret`]: it is read from the environment or a
+//! file, never from argv, and it prints as `***` in logs, errors and debug output.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// A value that must never be printed.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The value, for the one place that sends it (an HTTP header).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() { "(none)" } else { "***" })
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {path}: {detail}")]
+    Read { path: PathBuf, detail: String },
+    #[error("the config file {path} is not valid: {detail}")]
+    Parse { path: PathBuf, detail: String },
+    #[error("cannot read the InfluxDB token file {path}: {detail}")]
+    TokenFile { path: PathBuf, detail: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Which InfluxDB write API to use.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Deserialize)]
+pub enum InfluxApi {
+    /// `/api/v2/write?org=&bucket=` with a token (InfluxDB 2, VictoriaMetrics).
+    V2,
+    /// `/write?db=` (InfluxDB 1.x).
+    V1,
+}
+
+/// The `[influx]` table.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InfluxConfig {
+    /// Empty: no database; forecasts go to the local CSV only.
+    pub url: String,
+    /// 2 or 1.
+    pub version: u8,
+    pub org: String,
+    pub bucket: String,
+    /// InfluxDB 1.x database.
+    pub database: String,
+    /// File holding the token (or INFLUX_TOKEN / INFLUX_TOKEN_FILE).
+    pub token_file: Option<PathBuf>,
+    #[serde(skip)]
+    pub token: Secret,
+    /// Points per write.
+    pub batch_points: usize,
+    /// Longest a point waits before its batch is written, ms.
+    pub batch_age_ms: u64,
+    /// Points held while the server is unreachable; the oldest are dropped beyond
+    /// this. 100,000 points is over an hour at 20 points/s.
+    pub buffer_points: usize,
+    pub gzip: bool,
+    /// Measurement name.
+    pub measurement: String,
+}
+
+impl Default for InfluxConfig {
+    fn default() -> Self {
+        InfluxConfig {
+            url: String::new(),
+            version: 2,
+            org: String::new(),
+            bucket: "netforecast".into(),
+            database: "netforecast".into(),
+            token_file: None,
+            token: Secret::default(),
+            batch_points: 200,
+            batch_age_ms: 1000,
+            buffer_points: 100_000,
+            gzip: true,
+            measurement: "traffic_prediction".into(),
+        }
+    }
+}
+
+impl InfluxConfig {
+    pub fn api(&self) -> InfluxApi {
+        if self.version == 1 {
+            InfluxApi::V1
+        } else {
+            InfluxApi::V2
+        }
+    }
+    pub fn enabled(&self) -> bool {
+        !self.url.is_empty()
+    }
+}
+
+/// The whole daemon configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DaemonConfig {
+    pub iface: String,
+    pub filter: String,
+    pub snaplen: i32,
+    pub buffer_mib: i32,
+    pub window_ms: u32,
+    pub model: Option<PathBuf>,
+    /// Host tag on every point (default: the machine's hostname).
+    pub host: String,
+    /// Predictions CSV (the local log); written when set, and by default when
+    /// no database is configured.
+    pub csv: Option<PathBuf>,
+    /// Rotate the CSV beyond this many MiB, keeping `csv_keep` old files.
+    pub csv_max_mib: u64,
+    pub csv_keep: u32,
+    /// Prometheus endpoint; empty disables it. Localhost unless told otherwise.
+    pub metrics_addr: String,
+    /// Seconds allowed for flushing everything at shutdown.
+    pub shutdown_deadline_s: u64,
+    /// Drop root privileges to this user once the capture is open.
+    pub user: Option<String>,
+    pub influx: InfluxConfig,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            iface: String::new(),
+            filter: "tcp".into(),
+            snaplen: 256,
+            buffer_mib: 64,
+            window_ms: 50,
+            model: None,
+            host: hostname(),
+            csv: None,
+            csv_max_mib: 100,
+            csv_keep: 5,
+            metrics_addr: "127.0.0.1:9898".into(),
+            shutdown_deadline_s: 10,
+            user: None,
+            influx: InfluxConfig::default(),
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Where the environment comes from (the process, or a map in tests).
+pub trait Env {
+    fn get(&self, key: &str) -> Option<String>;
+}
+
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn get(&self, key: &str) -> Option<String> {
+        std::env::var(key).ok().filter(|v| !v.is_empty())
+    }
+}
+
+impl DaemonConfig {
+    /// Read the TOML file (if any), then apply the environment.
+    pub fn load(file: Option<&Path>, env: &dyn Env) -> Result<Self, ConfigError> {
+        let mut cfg = match file {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| ConfigError::Read {
+                    path: p.to_owned(),
+                    detail: e.to_string(),
+                })?;
+                toml::from_str::<DaemonConfig>(&text).map_err(|e| ConfigError::Parse {
+                    path: p.to_owned(),
+                    detail: e.message().to_owned(),
+                })?
+            }
+            None => DaemonConfig::default(),
+        };
+        let i = &mut cfg.influx;
+        if let Some(v) = env.get("INFLUX_URL") {
+            i.url = v;
+        }
+        if let Some(v) = env.get("INFLUX_ORG") {
+            i.org = v;
+        }
+        if let Some(v) = env.get("INFLUX_BUCKET") {
+            i.bucket = v;
+        }
+        if let Some(v) = env.get("INFLUX_DB") {
+            i.database = v;
+        }
+        if let Some(v) = env.get("INFLUX_VERSION") {
+            i.version = match v.trim() {
+                "1" => 1,
+                "2" => 2,
+                other => {
+                    return Err(ConfigError::Invalid(format!(
+                        "INFLUX_VERSION is {other:?}; use 1 or 2"
+                    )));
+                }
+            };
+        }
+        if let Some(v) = env.get("INFLUX_TOKEN_FILE") {
+            i.token_file = Some(PathBuf::from(v));
+        }
+        if let Some(v) = env.get("INFLUX_TOKEN") {
+            i.token = Secret::new(v.trim());
+        } else if let Some(p) = &i.token_file {
+            let t = std::fs::read_to_string(p).map_err(|e| ConfigError::TokenFile {
+                path: p.clone(),
+                detail: e.to_string(),
+            })?;
+            i.token = Secret::new(t.trim());
+        }
+        Ok(cfg)
+    }
+
+    /// Checks that need the whole configuration.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.iface.is_empty() {
+            return Err(ConfigError::Invalid(
+                "no interface: give --iface IF (or iface in the config file)".into(),
+            ));
+        }
+        let i = &self.influx;
+        if i.enabled() {
+            if !(i.url.starts_with("http://") || i.url.starts_with("https://")) {
+                return Err(ConfigError::Invalid(format!(
+                    "INFLUX_URL {:?} must start with http:// or https://",
+                    i.url
+                )));
+            }
+            if i.version == 2 && i.bucket.is_empty() {
+                return Err(ConfigError::Invalid(
+                    "InfluxDB 2 needs a bucket (INFLUX_BUCKET)".into(),
+                ));
+            }
+            if i.version == 1 && i.database.is_empty() {
+                return Err(ConfigError::Invalid(
+                    "InfluxDB 1 needs a database (INFLUX_DB)".into(),
+                ));
+            }
+            if i.batch_points == 0 || i.buffer_points < i.batch_points {
+                return Err(ConfigError::Invalid(
+                    "influx.buffer_points must be at least influx.batch_points (> 0)".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    struct Map(HashMap<&'static str, String>);
+    impl Env for Map {
+        fn get(&self, k: &str) -> Option<String> {
+            self.0.get(k).cloned()
+        }
+    }
+
+    #[test]
+    fn env_overrides_file_and_the_token_never_prints() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            "iface = \"eth0\"\n[influx]\nurl = \"http://a:8086\"\nbucket = \"b\"\n",
+        )
+        .unwrap();
+        let tok = dir.path().join("tok");
+        std::fs::write(&tok, "s3cr3t-token\n").unwrap();
+        let env = Map(HashMap::from([
+            ("INFLUX_URL", "http://127.0.0.1:8428".to_string()),
+            ("INFLUX_TOKEN_FILE", tok.display().to_string()),
+        ]));
+        let c = DaemonConfig::load(Some(&f), &env).unwrap();
+        assert_eq!(c.influx.url, "http://127.0.0.1:8428");
+        assert_eq!(c.influx.bucket, "b");
+        assert_eq!(c.influx.token.expose(), "s3cr3t-token");
+        let shown = format!("{c:?} {}", c.influx.token);
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_versions_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "ifaec = \"eth0\"\n").unwrap();
+        let e = DaemonConfig::load(Some(&f), &Map(HashMap::new())).unwrap_err();
+        assert!(e.to_string().contains("ifaec"), "{e}");
+        let env = Map(HashMap::from([("INFLUX_VERSION", "3".to_string())]));
+        assert!(DaemonConfig::load(None, &env).is_err());
+    }
+}

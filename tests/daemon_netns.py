@@ -1,0 +1,241 @@
+#!/usr/bin/env python3
+"""The daemon against real servers, in a network namespace pair this test makes
+(needs root).
+
+Inside the sender namespace (its own loopback) the test starts VictoriaMetrics
+1.79 (takes InfluxDB's /api/v2/write), influxd 1.6.7 (the 1.x /write API) and
+Prometheus 2.42, then two daemons capturing live on the sender's veth while an
+iperf3 transfer runs: daemon A writes to VictoriaMetrics, daemon B to influxd,
+both also to a predictions CSV. VictoriaMetrics is stopped for 30 s mid-run and
+started again. After SIGTERM the test checks:
+
+  * the points read back from each server equal the predictions CSV of the same
+    daemon (window start, actual and forecast), and their count equals the
+    daemon's count of forecasts: nothing lost, the outage included;
+  * Prometheus scraped daemon A's endpoint and a query returns its counters;
+  * /healthz answered while capturing.
+"""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+NF = os.path.abspath(os.environ.get("NETFORECAST", "target/release/netforecast"))
+MODEL = os.path.abspath(os.environ.get("NETFORECAST_MODEL", "model_files"))
+
+
+def sh(*cmd, check=True):
+    return subprocess.run(cmd, check=check, capture_output=True, text=True)
+
+
+def ns_get(ns, url, data=None, timeout=5):
+    """HTTP from inside the namespace (its loopback is not ours)."""
+    cmd = ["ip", "netns", "exec", ns, "python3", "-c",
+           "import sys,urllib.request as u;"
+           "d=sys.argv[2].encode() if len(sys.argv)>2 else None;"
+           "r=u.urlopen(u.Request(sys.argv[1],data=d),timeout=%d);sys.stdout.write(r.read().decode())" % timeout, url]
+    if data is not None:
+        cmd.append(data)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 5)
+
+
+def wait_http(ns, url, secs=20):
+    end = time.time() + secs
+    while time.time() < end:
+        if ns_get(ns, url).returncode == 0:
+            return True
+        time.sleep(0.3)
+    return False
+
+
+def read_csv(path):
+    with open(path) as f:
+        return {int(r["window_start"].replace(".", "")) // 1_000_000: (float(r["actual_mbps"]), float(r["predicted_mbps"]))
+                for r in csv.DictReader(f)}
+
+
+def forecasts_of(summary):
+    for line in summary.splitlines():
+        if "forecasts" in line and "stopped after" in line:
+            return int(line.split(" forecasts")[0].split()[-1]), line
+    return None, summary.strip()[-300:]
+
+
+def main():
+    if os.geteuid() != 0:
+        print("daemon_netns: needs root; skipped\ndaemon: 0 passed, 0 failed, 1 skipped")
+        return 0
+    if not os.path.exists(os.path.join(MODEL, "netforecast.pt")):
+        print(f"daemon_netns: no model in {MODEL}; FAIL\ndaemon: 0 passed, 1 failed")
+        return 1
+    tag = str(os.getpid())
+    snd, rcv, vs, vr = f"nfd-s-{tag}", f"nfd-r-{tag}", f"nfds{tag}", f"nfdr{tag}"
+    td = tempfile.mkdtemp()
+    procs = {}
+    failures = []
+
+    def start(name, cmd, **kw):
+        procs[name] = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
+                                       stderr=open(os.path.join(td, name + ".log"), "w"), **kw)
+        return procs[name]
+
+    def ex(*cmd):
+        return ["ip", "netns", "exec", snd, *cmd]
+
+    try:
+        sh("ip", "netns", "add", snd)
+        sh("ip", "netns", "add", rcv)
+        sh("ip", "link", "add", vs, "netns", snd, "type", "veth", "peer", "name", vr, "netns", rcv)
+        sh("ip", "-n", snd, "addr", "add", "198.18.2.1/30", "dev", vs)
+        sh("ip", "-n", rcv, "addr", "add", "198.18.2.2/30", "dev", vr)
+        for n, d in ((snd, vs), (rcv, vr)):
+            sh("ip", "-n", n, "link", "set", "lo", "up")
+            sh("ip", "-n", n, "link", "set", d, "up")
+        sh("ip", "netns", "exec", snd, "tc", "qdisc", "replace", "dev", vs, "root", "tbf",
+           "rate", "30mbit", "burst", "32000", "latency", "40ms")
+
+        vm_cmd = ex("victoria-metrics", "-httpListenAddr", "127.0.0.1:8428", "-storageDataPath", os.path.join(td, "vm"),
+                    "-search.latencyOffset", "0s")
+        start("vm", vm_cmd)
+        conf = os.path.join(td, "influxdb.conf")
+        with open(conf, "w") as f:
+            f.write(f"""reporting-disabled = true
+bind-address = "127.0.0.1:8088"
+[meta]
+  dir = "{td}/influx/meta"
+[data]
+  dir = "{td}/influx/data"
+  wal-dir = "{td}/influx/wal"
+[http]
+  bind-address = "127.0.0.1:8086"
+  log-enabled = false
+""")
+        start("influxd", ex("influxd", "-config", conf))
+        prom_conf = os.path.join(td, "prometheus.yml")
+        with open(prom_conf, "w") as f:
+            f.write("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: netforecast\n"
+                    "    static_configs:\n      - targets: ['127.0.0.1:9898']\n")
+        start("prometheus", ex("prometheus", f"--config.file={prom_conf}", f"--storage.tsdb.path={td}/prom",
+                               "--web.listen-address=127.0.0.1:9090"))
+        for name, url in (("VictoriaMetrics", "http://127.0.0.1:8428/health"), ("influxd", "http://127.0.0.1:8086/ping"),
+                          ("Prometheus", "http://127.0.0.1:9090/-/ready")):
+            if not wait_http(snd, url):
+                raise RuntimeError(f"{name} did not start: {open(os.path.join(td, name.lower() if name != 'VictoriaMetrics' else 'vm') + '.log').read()[-500:] if False else ''}")
+        ns_get(snd, "http://127.0.0.1:8086/query", data="q=CREATE DATABASE nf")
+
+        start("iperf-s", ["ip", "netns", "exec", rcv, "iperf3", "-s", "-1", "-B", "198.18.2.2"])
+        env_a = dict(os.environ, INFLUX_URL="http://127.0.0.1:8428", INFLUX_ORG="lab", INFLUX_BUCKET="nf",
+                     INFLUX_TOKEN="not-a-real-token-but-secret")
+        env_b = dict(os.environ, INFLUX_URL="http://127.0.0.1:8086", INFLUX_VERSION="1", INFLUX_DB="nf")
+        env_a.pop("INFLUX_VERSION", None)
+        csv_a, csv_b = os.path.join(td, "a.csv"), os.path.join(td, "b.csv")
+        da = subprocess.Popen(ex(NF, "--iface", vs, "--model", MODEL, "--csv", csv_a, "--metrics-addr", "127.0.0.1:9898"),
+                              env=env_a, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        db = subprocess.Popen(ex(NF, "--iface", vs, "--model", MODEL, "--csv", csv_b, "--metrics-addr", "127.0.0.1:9899"),
+                              env=env_b, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        procs["daemon-a"], procs["daemon-b"] = da, db
+        time.sleep(2)
+        if ns_get(snd, "http://127.0.0.1:9898/healthz").stdout.strip() != "ok":
+            failures.append("/healthz did not answer ok while capturing")
+        client = subprocess.Popen(["ip", "netns", "exec", snd, "iperf3", "-c", "198.18.2.2", "-t", "40"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs["iperf-c"] = client
+        time.sleep(4)
+        # Outage: VictoriaMetrics away for 30 s.
+        procs["vm"].send_signal(signal.SIGTERM)
+        procs["vm"].wait(timeout=20)
+        outage_from = time.time()
+        time.sleep(30)
+        start("vm", vm_cmd)
+        wait_http(snd, "http://127.0.0.1:8428/health")
+        print(f"daemon_netns: VictoriaMetrics was down for {time.time() - outage_from:.1f} s")
+        client.wait(timeout=60)
+        time.sleep(3)
+        prom = ns_get(snd, "http://127.0.0.1:9090/api/v1/query?query=netforecast_forecasts_total").stdout
+        prom_frames = ns_get(snd, "http://127.0.0.1:9090/api/v1/query?query=netforecast_packets_counted_total").stdout
+        for d in (da, db):
+            d.send_signal(signal.SIGTERM)
+        out_a = da.communicate(timeout=30)[1]
+        out_b = db.communicate(timeout=30)[1]
+        if da.returncode != 0 or db.returncode != 0:
+            failures.append(f"daemon exit codes {da.returncode}, {db.returncode}: {out_a[-300:]} {out_b[-300:]}")
+        if "not-a-real-token" in out_a:
+            failures.append("the token appeared in the daemon's output")
+        fa, line_a = forecasts_of(out_a)
+        fb, line_b = forecasts_of(out_b)
+        print(f"daemon_netns: A {line_a}\ndaemon_netns: B {line_b}")
+
+        # VictoriaMetrics: every point (actual_mbps is in all of them) and the forecasts.
+        ns_get(snd, "http://127.0.0.1:8428/internal/force_flush")
+        time.sleep(1)
+        exp = ns_get(snd, "http://127.0.0.1:8428/api/v1/export?match[]={__name__=~\"traffic_prediction_(actual|predicted)_mbps\"}",
+                     timeout=20).stdout
+        series = {}
+        for line in exp.splitlines():
+            j = json.loads(line)
+            series[j["metric"]["__name__"]] = dict(zip(j["timestamps"], j["values"]))
+        actual = series.get("traffic_prediction_actual_mbps", {})
+        pred = series.get("traffic_prediction_predicted_mbps", {})
+        rows_a = read_csv(csv_a)
+        if len(actual) != fa:
+            failures.append(f"VictoriaMetrics holds {len(actual)} points, daemon A made {fa} forecasts")
+        # VictoriaMetrics keeps about 12 significant digits of a float.
+        def near(a, b):
+            return a is not None and abs(a - b) <= 1e-9 * max(abs(a), abs(b), 1e-12)
+        mism = [t for t, (act, p) in rows_a.items() if not near(pred.get(t), p) or not near(actual.get(t), act)]
+        if len(pred) != len(rows_a) or mism:
+            failures.append(f"VictoriaMetrics predictions {len(pred)} vs CSV {len(rows_a)}, {len(mism)} differ")
+        print(f"daemon_netns: VictoriaMetrics: {len(actual)} points, {len(pred)} forecasts at their target windows; "
+              f"CSV {len(rows_a)} rows; daemon forecasts {fa}")
+
+        # influxd 1.6.7 through /write?db=.
+        q = ns_get(snd, "http://127.0.0.1:8086/query?db=nf&epoch=ms&q=" + urllib.request.quote(
+            "SELECT actual_mbps, predicted_mbps FROM traffic_prediction"), timeout=20).stdout
+        vals = json.loads(q)["results"][0].get("series", [{}])[0].get("values", [])
+        rows_b = read_csv(csv_b)
+        got_b = {v[0]: (v[1], v[2]) for v in vals}
+        with_pred = {t: v for t, v in got_b.items() if v[1] is not None}
+        mism_b = [t for t, v in rows_b.items() if with_pred.get(t) != v]
+        if len(got_b) != fb or len(with_pred) != len(rows_b) or mism_b:
+            failures.append(f"influxd holds {len(got_b)} points ({len(with_pred)} with a forecast), daemon B made {fb} "
+                            f"forecasts and wrote {len(rows_b)} CSV rows; {len(mism_b)} differ")
+        print(f"daemon_netns: influxd 1.6.7: {len(got_b)} points, {len(with_pred)} forecasts; CSV {len(rows_b)} rows; "
+              f"daemon forecasts {fb}")
+
+        # Prometheus scraped the endpoint.
+        try:
+            r1 = json.loads(prom)["data"]["result"]
+            r2 = json.loads(prom_frames)["data"]["result"]
+            v1, v2 = float(r1[0]["value"][1]), float(r2[0]["value"][1])
+            print(f"daemon_netns: Prometheus: netforecast_forecasts_total {v1:.0f}, netforecast_packets_counted_total {v2:.0f}")
+            if v1 <= 0 or v2 <= 0:
+                failures.append("Prometheus returned zero counters")
+        except (ValueError, KeyError, IndexError):
+            failures.append(f"Prometheus query failed: {prom[:300]}")
+    except Exception as e:  # noqa: BLE001 - report any setup failure as a test failure
+        failures.append(f"{type(e).__name__}: {e}")
+    finally:
+        for name, p in procs.items():
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        sh("ip", "netns", "del", snd, check=False)
+        sh("ip", "netns", "del", rcv, check=False)
+    for f in failures:
+        print(f"daemon_netns: FAIL {f}")
+    print(f"daemon: {0 if failures else 1} passed, {1 if failures else 0} failed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
