@@ -4,9 +4,13 @@
 set -euo pipefail
 need_apt=()
 for pkg in libpcap-dev tshark tcpdump iperf3 iproute2 ethtool python3 python3-pip pkg-config gcc g++ \
-  libfontconfig1-dev libfreetype6-dev fonts-dejavu-core time; do
+  libfontconfig1-dev libfreetype6-dev fonts-dejavu-core time \
+  influxdb victoria-metrics prometheus python3-yaml; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
+# Node.js and npm for the dashboard type check; a machine may already have them
+# from elsewhere (then Debian's npm package would conflict).
+command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}" >&2
   apt-get update -qq

@@ -31,10 +31,12 @@ if [ "$(id -u)" = 0 ]; then
     --rates "60:1,15:1,100:1" && oracle_files+=(target/real-bbr4.pcap)
 fi
 step "tshark oracle" python3 scripts/oracle.py "${oracle_files[@]}"
+step "grafana dashboard and provisioning" scripts/check-grafana.sh
 if [ "$(id -u)" = 0 ]; then
   step "live capture in network namespaces" python3 tests/live_netns.py
   step "lab: delay line imposes its delay and loss" tests/lab_delayline.sh
   step "lab: throughput follows the schedule" python3 tests/lab_follow.py
+  step "daemon: VictoriaMetrics, influxd 1.6.7, Prometheus, 30 s outage" python3 tests/daemon_netns.py
 else
   echo "test: not root, live namespace test skipped" >&2
 fi

@@ -170,7 +170,7 @@ fn drop_privileges(user: &str) -> Result<(), AppError> {
     }
 }
 
-fn point_for(row: &WindowRow, prev: Option<&Forecast>, next: Option<&Forecast>) -> Point {
+fn point_for(row: &WindowRow, prev: Option<&Forecast>, next: Option<&Forecast>, kernel_drops: i64) -> Point {
     let mut fields: Vec<(&'static str, f64)> = Vec::with_capacity(16);
     fields.push(("actual_mbps", row.throughput_mbps));
     if let Some(f) = prev {
@@ -184,6 +184,7 @@ fn point_for(row: &WindowRow, prev: Option<&Forecast>, next: Option<&Forecast>) 
     for (name, v) in FEATURE_NAMES.iter().zip(row.features()) {
         fields.push((name, v));
     }
+    fields.push(("kernel_drops", kernel_drops as f64));
     Point {
         ts_ms: row.start_ns.div_euclid(1_000_000),
         fields,
@@ -256,7 +257,7 @@ pub fn run(cfg: DaemonConfig, quiet: bool) -> Result<DaemonSummary, AppError> {
                 }
                 if prev.is_some() || next.is_some() {
                     let out = Out {
-                        point: point_for(&row, prev.as_ref(), next.as_ref()),
+                        point: point_for(&row, prev.as_ref(), next.as_ref(), m.kernel_drops.get()),
                         csv: prev.map(|p| (row.start_ns, row.throughput_mbps, p)),
                     };
                     if out_tx.try_send(out).is_err() {
