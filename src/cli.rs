@@ -118,14 +118,14 @@ pub struct TrainCmd {
     pub weight_decay: f64,
     #[arg(long, default_value_t = 2)]
     pub layers: i64,
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = 80)]
     pub epochs: usize,
     /// Stop after this many epochs without a better validation MAE.
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value_t = 12)]
     pub patience: usize,
     #[arg(long, default_value_t = 256)]
     pub batch: usize,
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 3e-4)]
     pub lr: f64,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,

@@ -170,7 +170,12 @@ fn drop_privileges(user: &str) -> Result<(), AppError> {
     }
 }
 
-fn point_for(row: &WindowRow, prev: Option<&Forecast>, next: Option<&Forecast>, kernel_drops: i64) -> Point {
+fn point_for(
+    row: &WindowRow,
+    prev: Option<&Forecast>,
+    next: Option<&Forecast>,
+    kernel_drops: i64,
+) -> Point {
     let mut fields: Vec<(&'static str, f64)> = Vec::with_capacity(16);
     fields.push(("actual_mbps", row.throughput_mbps));
     if let Some(f) = prev {

@@ -211,14 +211,39 @@ impl Dataset {
     }
 }
 
-/// Median and interquartile range of each feature over the training windows.
+/// Per-feature multiplier before the log: seconds become milliseconds so the
+/// log sees useful magnitudes; bytes and Mbit/s stay as they are.
+const LOG_MULT: [f32; N_FEATURES] = [1.0, 1000.0, 1.0, 1000.0, 1000.0, 1.0, 1000.0, 1.0, 1.0];
+/// Features that get the signed log (all but the 0/1 silent flag): rates span
+/// 1-300 Mbit/s, so the network sees relative changes, not absolute ones.
+const LOG_MASK: [f32; N_FEATURES] = [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0];
+
+/// `sign(x) * ln(1 + |x| * mult)` where the mask says so (the formula the
+/// exported module applies, here in f32 for fitting the scaling).
+fn transform_row(r: &[f32; N_FEATURES]) -> [f32; N_FEATURES] {
+    let mut o = *r;
+    for k in 0..N_FEATURES {
+        if LOG_MASK[k] > 0.0 {
+            o[k] = r[k].signum() * (r[k].abs() * LOG_MULT[k]).ln_1p();
+        }
+    }
+    o
+}
+
+/// Median and interquartile range of each transformed feature over the
+/// training windows.
 fn robust_scaling(train: &[Capture]) -> ([f32; N_FEATURES], [f32; N_FEATURES]) {
     let mut med = [0f32; N_FEATURES];
     let mut iqr = [1f32; N_FEATURES];
     for k in 0..N_FEATURES {
         let mut v: Vec<f32> = train
             .iter()
-            .flat_map(|c| c.segments.iter().flatten().map(move |r| r[k]))
+            .flat_map(|c| {
+                c.segments
+                    .iter()
+                    .flatten()
+                    .map(move |r| transform_row(r)[k])
+            })
             .collect();
         if v.is_empty() {
             continue;
@@ -240,14 +265,51 @@ fn robust_scaling(train: &[Capture]) -> ([f32; N_FEATURES], [f32; N_FEATURES]) {
     (med, iqr)
 }
 
-/// The network: scaling, a stacked LSTM (or nothing, for `linear`), and a
-/// two-output head.
+/// Naive forecasts the network weighs: persistence, means of the last 2, 3, 5,
+/// 10 and 15 windows, EWMA(0.3) and a one-step linear trend.
+const N_CAND: i64 = 8;
+
+/// Row-major [15, N_CAND] weights of the naive forecasts over the history
+/// (window 0 oldest): persistence, means of the last 2/3/5/10/15, EWMA, trend.
+fn candidate_matrix() -> Vec<f32> {
+    let l = LOOKBACK;
+    let n = N_CAND as usize;
+    let mut w = vec![0f32; l * n];
+    let mut set = |j: usize, c: usize, v: f32| w[j * n + c] = v;
+    set(l - 1, 0, 1.0);
+    for (c, k) in [(1, 2usize), (2, 3), (3, 5), (4, 10), (5, 15)] {
+        for j in l - k..l {
+            set(j, c, 1.0 / k as f32);
+        }
+    }
+    let a = crate::eval::EWMA_ALPHA as f32;
+    for j in 0..l {
+        // The EWMA started at the oldest window carries its leftover weight there.
+        let v = if j == 0 {
+            (1.0 - a).powi(l as i32 - 1)
+        } else {
+            a * (1.0 - a).powi((l - 1 - j) as i32)
+        };
+        set(j, 6, v);
+    }
+    set(l - 1, 7, 2.0);
+    set(l - 2, 7, -1.0);
+    w
+}
+
+/// The network: scaling, a stacked LSTM (or nothing, for `linear`), and a head
+/// with softmax weights over [`N_CAND`] naive forecasts, a relative residual and
+/// the congestion logit. Stable periods can lean on the means, volatile ones on
+/// persistence; the weights are the network's to learn.
 struct Net {
     lstm: Option<nn::LSTM>,
     head: nn::Linear,
     med: Tensor,
     iqr: Tensor,
-    thr_iqr: f64,
+    log_mult: Tensor,
+    log_mask: Tensor,
+    /// [15, N_CAND]: column i turns the throughput history into forecast i.
+    cand_w: Tensor,
     hidden: i64,
     layers: i64,
 }
@@ -274,15 +336,17 @@ impl Net {
                 nn::linear(
                     vs / "head",
                     (LOOKBACK * N_FEATURES) as i64,
-                    2,
+                    N_CAND + 2,
                     Default::default(),
                 )
             } else {
-                nn::linear(vs / "head", hidden, 2, Default::default())
+                nn::linear(vs / "head", hidden, N_CAND + 2, Default::default())
             },
             med: Tensor::from_slice(med),
             iqr: Tensor::from_slice(iqr),
-            thr_iqr: iqr[THR] as f64,
+            log_mult: Tensor::from_slice(&LOG_MULT),
+            log_mask: Tensor::from_slice(&LOG_MASK),
+            cand_w: Tensor::from_slice(&candidate_matrix()).reshape([LOOKBACK as i64, N_CAND]),
             hidden,
             layers,
         }
@@ -290,7 +354,10 @@ impl Net {
 
     /// (throughput forecast in Mbit/s before clamping, congestion logit), each [B].
     fn forward(&self, x: &Tensor) -> (Tensor, Tensor) {
-        let xs = (x - &self.med) / &self.iqr;
+        let logged: Tensor = x.sign() * (x.abs() * &self.log_mult).log1p();
+        let keep: Tensor = self.log_mask.ones_like() - &self.log_mask;
+        let xt: Tensor = &logged * &self.log_mask + x * keep;
+        let xs: Tensor = (xt - &self.med) / &self.iqr;
         let o = match &self.lstm {
             Some(lstm) => {
                 // The zero state is made from the input so a traced module keeps a
@@ -312,9 +379,15 @@ impl Net {
             }
             None => self.head.forward(&xs.flatten(1, 2)),
         };
-        let last_thr = x.select(1, LOOKBACK as i64 - 1).select(1, THR as i64);
-        let thr = last_thr + o.select(1, 0) * self.thr_iqr;
-        (thr, o.select(1, 1))
+        // The naive forecasts are linear in the throughput history: one matmul
+        // with a constant [15, 8] matrix (clamped at 0 for the trend).
+        let h = x.select(2, THR as i64).clamp_min(0.0);
+        let cands = h.matmul(&self.cand_w).clamp_min(0.0);
+        let gates = o.narrow(1, 0, N_CAND).softmax(1, Kind::Float);
+        let mix = (cands * gates).sum_dim_intlist(&[1i64][..], false, Kind::Float);
+        // A relative residual on top of the mix (0 = the mix itself).
+        let thr = (mix.log1p() + o.select(1, N_CAND)).expm1();
+        (thr, o.select(1, N_CAND + 1))
     }
 
     /// The MODEL.md output: [B, 2] = (throughput >= 0, probability below threshold).
@@ -452,6 +525,13 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary, TrainError> {
         )));
     }
     let net = Net::new(&vs.root(), &cfg.arch, cfg.hidden, cfg.layers, &med, &iqr);
+    // Start near persistence: its gate gets a head start, so training begins at
+    // the strongest naive forecast and has to earn every departure from it.
+    if let Some(bs) = net.head.bs.as_ref() {
+        tch::no_grad(|| {
+            let _ = bs.narrow(0, 0, 1).fill_(2.0);
+        });
+    }
     let mut best_vs = nn::VarStore::new(Device::Cpu);
     let best_net = Net::new(
         &best_vs.root(),
@@ -559,8 +639,12 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary, TrainError> {
     let module_path = cfg.out.join(MODULE_FILE);
     torch(module.save(&module_path))?;
     let loaded = torch(tch::CModule::load(&module_path))?;
-    for b in [1usize, 7, 1000] {
-        let idx: Vec<usize> = (0..b).map(|i| i % va.len()).collect();
+    for b in [3usize, 1, 7, 1000] {
+        let idx: Vec<usize> = if b == 3 {
+            vec![0, 1, 2]
+        } else {
+            (0..b).map(|i| i % va.len()).collect()
+        };
         let (xb, _) = va.batch(&idx);
         let _g = tch::no_grad_guard();
         let a = net.export_forward(&xb);
@@ -598,8 +682,9 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary, TrainError> {
             "weight_decay": cfg.weight_decay,
             "input": "float32 [B, 15, 9], raw features in FEATURES.md order, oldest window first",
             "output": "float32 [B, 2]: throughput_mbps of the next window (>= 0), probability it is below threshold_mbps",
-            "throughput_head": "residual on the last window's throughput, scaled by the throughput IQR",
-            "scaling": {"kind": "median/IQR per feature, fitted on training windows", "median": med, "iqr": iqr},
+            "input_transform": {"kind": "sign(x) * ln(1 + |x| * mult) where mask = 1", "mult": LOG_MULT, "mask": LOG_MASK},
+            "throughput_head": "softmax weights over 8 naive forecasts of the window history (persistence, means of the last 2/3/5/10/15, EWMA 0.3, linear trend), then expm1(log1p(mix) + r)",
+            "scaling": {"kind": "median/IQR per transformed feature, fitted on training windows", "median": med, "iqr": iqr},
             "loss": "L1 on the scaled throughput + 0.5 * binary cross-entropy on the label",
         }),
         training: serde_json::json!({

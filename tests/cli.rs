@@ -248,3 +248,40 @@ fn replay_with_a_missing_model_is_one_line() {
     assert_eq!(e.trim().lines().count(), 1, "{e}");
     assert!(e.contains("/nonexistent/m"));
 }
+
+/// Without capture privileges the daemon and live extract say what to do in one
+/// line (run as root with setpriv to drop to nobody; skipped when not root).
+#[test]
+fn capture_without_permission_says_what_to_do() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || Command::new("setpriv").arg("--version").output().is_err()
+    {
+        eprintln!("not root or no setpriv; skipped");
+        return;
+    }
+    for args in [
+        &["extract", "--iface", "lo", "--out", "-"][..],
+        &["--iface", "lo", "--metrics-addr", ""][..],
+    ] {
+        let out = Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+            ])
+            .arg(env!("CARGO_BIN_EXE_netforecast"))
+            .args(args)
+            .current_dir(std::env::temp_dir())
+            .output()
+            .unwrap();
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {e}");
+        assert_eq!(e.trim().lines().count(), 1, "{e}");
+        assert!(
+            e.contains("no permission to capture on lo") && e.contains("setcap"),
+            "{e}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+}
