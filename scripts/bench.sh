@@ -44,6 +44,9 @@ run() {
 mkdir -p target/bench
 echo
 run "netforecast extract" 5 $nf extract "$cap" --out /dev/null -q
+if [ -s model_files/netforecast.pt ]; then
+  run "netforecast replay (with model)" 3 $nf replay "$cap" --model model_files -q
+fi
 run "tcpdump -r F -w /dev/null" 5 tcpdump -r "$cap" -w /dev/null
 run "tshark -T fields (oracle fields)" 1 tshark -n -r "$cap" -T fields -e frame.time_epoch -e frame.len \
   -e ip.src -e ip.dst -e ipv6.src -e ipv6.dst -e tcp.srcport -e tcp.dstport \

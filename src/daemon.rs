@@ -557,3 +557,52 @@ impl DaemonSummary {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_rotates_by_size_and_keeps_the_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("p.csv");
+        let mut c = RotatingCsv::open(&p, 1, 2).unwrap();
+        let line = format!("{}\n", "x".repeat(1000));
+        for _ in 0..3000 {
+            c.write(&line).unwrap();
+        }
+        c.flush().unwrap();
+        for f in [p.clone(), c.rotated(1), c.rotated(2)] {
+            let text = std::fs::read_to_string(&f).unwrap();
+            assert!(text.starts_with(PREDICTIONS_HEADER), "{}", f.display());
+            assert!(text.len() <= 1 << 20);
+        }
+        assert!(!c.rotated(3).exists(), "keeps only 2 old files");
+    }
+
+    #[test]
+    fn points_carry_the_forecast_at_its_target_and_as_issued() {
+        let row = WindowRow {
+            start_ns: 1_700_000_000_050_000_000,
+            size_bytes: 1000,
+            delay_s: 0.01,
+            bif_bytes: 10,
+            iat_mean_s: 0.0,
+            iat_std_s: 0.0,
+            throughput_mbps: 0.16,
+            delay_grad_s: 0.0,
+            bif_grad_bytes: 0,
+            is_silent: false,
+            packets: 1,
+        };
+        let f = |t: i64, v: f64| Forecast { target_start_ns: t, throughput_mbps: v, congestion_prob: 0.9 };
+        let p = point_for(&row, Some(&f(row.start_ns, 1.5)), Some(&f(row.start_ns + 50_000_000, 2.5)), 3);
+        assert_eq!(p.ts_ms, 1_700_000_000_050);
+        let get = |k: &str| p.fields.iter().find(|(n, _)| *n == k).map(|(_, v)| *v);
+        assert_eq!(get("actual_mbps"), Some(0.16));
+        assert_eq!(get("predicted_mbps"), Some(1.5));
+        assert_eq!(get("issued_predicted_mbps"), Some(2.5));
+        assert_eq!(get("kernel_drops"), Some(3.0));
+        assert_eq!(get("bif"), Some(10.0));
+    }
+}

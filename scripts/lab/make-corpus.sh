@@ -32,7 +32,10 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$out" ] || { echo "make-corpus: give --out DIR" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || { echo "make-corpus: needs root for network namespaces; run with sudo" >&2; exit 1; }
-need=$(( traces * (seconds + 4) ))
+done_before=0
+[ -s "$out/manifest.csv" ] && done_before=$(( $(wc -l < "$out/manifest.csv") - 1 ))
+# A resumed run only needs time for the traces still missing.
+need=$(( (traces - done_before) * (seconds + 4) ))
 if [ "$need" -gt $(( budget_min * 60 )) ]; then
   echo "make-corpus: $traces traces of ${seconds}s need about $((need / 60)) min, over the ${budget_min} min budget; lower --traces or --seconds, or raise --budget-min" >&2
   exit 2
@@ -57,8 +60,12 @@ for ((i = 0; i < traces; i++)); do
   flows=1; [ $((i % 4)) = 3 ] && flows=2; [ $((i % 8)) = 7 ] && flows=3
   name=$profile-s$seed-$cc-f$flows
   if grep -q "^$name," "$manifest"; then made=$((made + 1)); continue; fi
-  "$here/scripts/lab/run.sh" --profile "$profile" --seed "$seed" --seconds "$seconds" --cc "$cc" \
-    --flows "$flows" --out "$out" --name "$name" 2>> "$out/lab.log"
+  if ! "$here/scripts/lab/run.sh" --profile "$profile" --seed "$seed" --seconds "$seconds" --cc "$cc" \
+    --flows "$flows" --out "$out" --name "$name" 2>> "$out/lab.log"; then
+    echo "make-corpus: $name failed (see $out/lab.log); continuing" >&2
+    rm -f "$out/$name.pcap"
+    continue
+  fi
   pcap=$out/$name.pcap
   "$nf" extract "$pcap" --out /dev/null -q --summary-json "$out/$name.summary.json"
   wire=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[0]['counters']['counted_bytes'])" "$out/$name.summary.json")

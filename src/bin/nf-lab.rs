@@ -411,8 +411,10 @@ fn sink(listen: SocketAddr, duration_s: f64) -> Result<(), String> {
     while start.elapsed().as_secs_f64() < duration_s && !stop.load(Ordering::Relaxed) {
         match l.accept() {
             Ok((mut s, _)) => {
+                // No read timeout: outages plus RTO backoff stall a flow for many
+                // seconds, and closing it then would end the trace. The process
+                // ends at its deadline, which bounds every connection.
                 let _ = s.set_nonblocking(false);
-                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
                 let total = Arc::clone(&total);
                 std::thread::spawn(move || {
                     let mut buf = vec![0u8; 1 << 18];
