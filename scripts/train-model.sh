@@ -50,12 +50,25 @@ echo "train-model: ${#train_csv[@]} captures for training and validation, ${#tes
 printf '  %s\n' "${test_pcap[@]}" >&2
 "$nf" train "${train_csv[@]}" --out "$out" --seed "$seed" "${extra[@]}"
 "$nf" replay "${test_pcap[@]}" --model "$out" --report "$out/heldout-report.json" --plot "$out/heldout.png" -q
-python3 - "$out/heldout-report.json" <<'PY'
+python3 - "$out/heldout-report.json" "$holdout" "$corpus" "$seed" "${extra[*]:-}" >> "$out/README.md" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
-print(f"held-out: {len(r['captures'])} captures, {r['windows']} windows, {r['packets']} packets")
-print(f"{'forecaster':<16}{'R2':>8}{'MAE':>9}{'RMSE':>9}{'MASE':>8}{'ROC-AUC':>9}{'PR-AUC':>8}")
+holdout, corpus, seed, extra = sys.argv[2:6]
+print(f"\n## Held-out evaluation\n")
+print(f"Captures never used for training or validation: every `{holdout}` trace (a profile the model never saw)")
+print(f"and the highest-seed trace of every other profile. {len(r['captures'])} captures, {r['windows']} windows, "
+      f"{r['packets']} packets, threshold {r['threshold_mbps']} Mbit/s; metrics pooled over all windows:\n")
+print("| forecaster | R2 | MAE Mbit/s | RMSE Mbit/s | MASE | ROC-AUC | PR-AUC |")
+print("|---|---|---|---|---|---|---|")
 for k in ("model", "persistence", "mean_last_15", "ewma"):
     m = r[k]
-    print(f"{k:<16}{m['r2']:>8.4f}{m['mae_mbps']:>9.3f}{m['rmse_mbps']:>9.3f}{m['mase']:>8.3f}{m['roc_auc']:>9.4f}{m['pr_auc']:>8.4f}")
+    print(f"| {k} | {m['r2']:.4f} | {m['mae_mbps']:.3f} | {m['rmse_mbps']:.3f} | {m['mase']:.3f} | {m['roc_auc']:.4f} | {m['pr_auc']:.4f} |")
+print(f"\nCongestion prevalence {r['model']['prevalence']:.3f}. Captures: " + ", ".join(c.split("/")[-1] for c in r["captures"]) + ".")
+print("\n## Make it again\n\n```sh")
+print("sudo scripts/lab/make-corpus.sh --out corpus --traces 48 --seconds 40 --budget-min 45 --gzip")
+print(f"sudo scripts/train-model.sh --corpus {corpus} --out model_files --holdout-profile {holdout} --seed {seed}" + (f" -- {extra}" if extra else ""))
+print("```\n\nThe corpus is made by the lab from real TCP stacks; seeds and schedules are deterministic, the traffic is")
+print("not, so a rebuilt corpus gives a model with similar, not identical, numbers. `heldout-report.json` and")
+print("`heldout.png` beside this file are the replay of the held-out captures.")
 PY
+sed -n '/## Held-out evaluation/,/Congestion prevalence/p' "$out/README.md"

@@ -718,7 +718,7 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary, TrainError> {
     let readme = format!(
         "# Model {version}\n\nTrained by netforecast on {} with:\n\n```sh\n{}\n```\n\n\
          {} training captures ({} sequences), {} validation captures ({} sequences), best epoch {} of {}.\n\n\
-         Validation (held-out captures):\n\n```\n{}\n```\n",
+         Validation (captures kept out of training and used only for early stopping):\n\n```\n{}\n```\n",
         date_utc(),
         cfg.command,
         train_caps.len(),
