@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v /usr/bin/time >/dev/null || { apt-get install -y -qq time >/dev/null; }
-cargo build --release -q
+cargo build --release --workspace -q
 nf=target/release/netforecast
 cap=${1:-}
 if [ -z "$cap" ]; then
@@ -39,7 +39,7 @@ run() {
     [ "$m" -gt "$rss" ] && rss=$m
   done
   awk -v n="$name" -v t="$best" -v p="$pkts" -v r="$rss" 'BEGIN{ printf "%-34s %9.3f s %12.0f packets/s %8.1f MB peak RSS\n", n, t, p/t, r/1024 }'
-  echo "$best" > "target/bench/.t_${name%% *}"
+  echo "$best" > "target/bench/.t_$(echo "$name" | cut -d' ' -f1-2 | tr -c 'a-z0-9\n' '_')"
 }
 mkdir -p target/bench
 echo
@@ -51,6 +51,6 @@ run "tcpdump -r F -w /dev/null" 5 tcpdump -r "$cap" -w /dev/null
 run "tshark -T fields (oracle fields)" 1 tshark -n -r "$cap" -T fields -e frame.time_epoch -e frame.len \
   -e ip.src -e ip.dst -e ipv6.src -e ipv6.dst -e tcp.srcport -e tcp.dstport \
   -e tcp.analysis.ack_rtt -e tcp.analysis.bytes_in_flight
-t_nf=$(cat target/bench/.t_netforecast) t_td=$(cat target/bench/.t_tcpdump) t_ts=$(cat target/bench/.t_tshark)
+t_nf=$(cat target/bench/.t_netforecast_extract) t_td=$(cat target/bench/.t_tcpdump__r) t_ts=$(cat target/bench/.t_tshark___)
 awk -v a="$t_nf" -v b="$t_td" -v c="$t_ts" 'BEGIN{
   printf "\nnetforecast vs tshark: %.0fx faster (target >= 100x)\nnetforecast vs tcpdump raw read: %.2fx (target >= 0.5x)\n", c/a, b/a }'

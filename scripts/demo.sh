@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
-cargo build --release -q
+cargo build --release --workspace -q
 mkdir -p target/demo
 target/release/netforecast replay tests/data/lab-cellular-s3.pcap.gz --model model_files \
   --out target/demo/predictions.csv --report target/demo/report.json --plot target/demo/phase-shift.png

@@ -13,8 +13,8 @@ step() { # name, command...
   echo "=== $name" >&2
   if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "=== FAILED: $name" >&2; fi
 }
-cargo build --release --bins --examples -q || { echo "0 passed, 1 failed"; exit 1; }
-step "cargo test" cargo test --release -q
+cargo build --release --workspace --bins --examples -q || { echo "0 passed, 1 failed"; exit 1; }
+step "cargo test" cargo test --release --workspace -q
 crafted=target/crafted
 step "craft edge-case captures" cargo run --release -q --example craft -- "$crafted"
 oracle_files=("$crafted"/*.pcap tests/data/*.pcap tests/data/*.pcap.gz)

@@ -24,7 +24,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ -s "$corpus/manifest.csv" ] || { echo "train-model: no $corpus/manifest.csv; make one with scripts/lab/make-corpus.sh" >&2; exit 1; }
-cargo build --release -q
+cargo build --release --workspace -q
 nf=target/release/netforecast
 mkdir -p "$corpus/features"
 # name,profile,seed,cc,flows,seconds,packets,wire_bytes,kernel_drops,pcap

@@ -209,102 +209,45 @@ pub struct ExtractArgs {
     pub shared: Shared,
 }
 
-fn run_daemon(r: RunCmd) -> Result<(), AppError> {
-    let mut cfg =
-        crate::config::DaemonConfig::load(r.config.as_deref(), &crate::config::ProcessEnv)
-            .map_err(|e| AppError::Usage(e.to_string()))?;
-    if let Some(v) = r.iface {
-        cfg.iface = v;
-    }
-    if let Some(v) = r.model {
-        cfg.model = Some(v);
-    }
-    if let Some(v) = r.window_ms {
-        cfg.window_ms = v;
-    }
-    if let Some(v) = r.filter {
-        cfg.filter = v;
-    }
-    if let Some(v) = r.metrics_addr {
-        cfg.metrics_addr = v;
-    }
-    if let Some(v) = r.csv {
-        cfg.csv = Some(v);
-    }
-    if let Some(v) = r.user {
-        cfg.user = Some(v);
-    }
-    let s = crate::daemon::run(cfg, r.quiet)?;
-    eprintln!("{}", s.line());
-    Ok(())
+/// What the libtorch-free `netforecast` binary does with a command line.
+pub enum Dispatch {
+    /// The command ran here.
+    Done,
+    /// The command needs the model (replay, train, the daemon): `netforecast-ml`
+    /// runs it, so this binary does not load libtorch for `extract`.
+    NeedsModel,
 }
 
-/// Run the parsed command.
-pub fn run(cli: Cli) -> Result<(), AppError> {
-    let Some(command) = cli.command else {
-        return run_daemon(cli.run);
-    };
-    match command {
-        Command::Run(r) => run_daemon(r),
-        Command::Extract(a) => {
-            let source = match &a.iface {
-                Some(iface) => {
-                    let mut l = LiveConfig::new(iface);
-                    l.snaplen = a.snaplen;
-                    l.buffer_bytes = a.buffer_mib.saturating_mul(1 << 20);
-                    Source::Live(l)
-                }
-                None => Source::Files(a.inputs.clone()),
-            };
-            app::extract(
-                source,
-                &a.out,
-                a.packets_out.as_deref(),
-                a.summary_json.as_deref(),
-                a.shared.engine_config(),
-                a.shared.filter.as_deref(),
-                a.shared.quiet,
-            )?;
-            Ok(())
+/// Run the parsed command if it needs no model.
+pub fn run(cli: Cli) -> Result<Dispatch, AppError> {
+    match cli.command {
+        Some(Command::Extract(a)) => {
+            run_extract(a)?;
+            Ok(Dispatch::Done)
         }
-        Command::Replay(r) => {
-            let args = app::ReplayArgs {
-                inputs: r.inputs.clone(),
-                model: r
-                    .model
-                    .clone()
-                    .unwrap_or_else(crate::model::default_model_dir),
-                out: r.out.clone(),
-                report: r.report.clone(),
-                plot: r.plot.clone(),
-                realtime: r.realtime,
-                window_ms: r.shared.window_ms,
-                quiet: r.shared.quiet,
-            };
-            app::replay(&args, r.shared.engine_config(), r.shared.filter.as_deref())?;
-            Ok(())
-        }
-        Command::Train(t) => {
-            let cfg = crate::train::TrainConfig {
-                inputs: t.inputs.clone(),
-                out: t.out.clone(),
-                window_ms: t.window_ms,
-                threshold_mbps: t.threshold_mbps,
-                arch: t.arch.clone(),
-                hidden: t.hidden,
-                layers: t.layers,
-                weight_decay: t.weight_decay,
-                epochs: t.epochs,
-                patience: t.patience,
-                batch: t.batch.max(1),
-                lr: t.lr,
-                seed: t.seed,
-                val_frac: t.val_frac,
-                val: t.val.clone(),
-                command: std::env::args().collect::<Vec<_>>().join(" "),
-            };
-            crate::train::train(&cfg)?;
-            Ok(())
-        }
+        _ => Ok(Dispatch::NeedsModel),
     }
+}
+
+/// `netforecast extract`.
+pub fn run_extract(a: ExtractArgs) -> Result<(), AppError> {
+    let source = match &a.iface {
+        Some(iface) => {
+            let mut l = LiveConfig::new(iface);
+            l.snaplen = a.snaplen;
+            l.buffer_bytes = a.buffer_mib.saturating_mul(1 << 20);
+            Source::Live(l)
+        }
+        None => Source::Files(a.inputs.clone()),
+    };
+    app::extract(
+        source,
+        &a.out,
+        a.packets_out.as_deref(),
+        a.summary_json.as_deref(),
+        a.shared.engine_config(),
+        a.shared.filter.as_deref(),
+        a.shared.quiet,
+    )?;
+    Ok(())
 }

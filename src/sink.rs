@@ -63,25 +63,6 @@ pub fn format_features_row(r: &WindowRow, out: &mut String) {
     );
 }
 
-/// Header of the predictions CSV (INTERFACE.md): one row per window that has a
-/// forecast, on the row of the window it predicts.
-pub const PREDICTIONS_HEADER: &str = "window_start,actual_mbps,predicted_mbps,congestion_prob";
-
-/// Append one predictions line (with newline).
-pub fn format_prediction_row(
-    start_ns: i64,
-    actual_mbps: f64,
-    f: &crate::model::Forecast,
-    out: &mut String,
-) {
-    format_epoch_ns(start_ns, out);
-    let _ = writeln!(
-        out,
-        ",{},{},{}",
-        actual_mbps, f.throughput_mbps, f.congestion_prob
-    );
-}
-
 /// Header of the per-packet analysis CSV (`extract --packets-out`): one row per
 /// counted packet, `frame` numbered from 1 over all records of the file as tshark
 /// numbers them, empty fields where there is no sample.

@@ -295,9 +295,22 @@ fn user_option_drops_privileges_after_opening_the_capture() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
     let mut child = nf()
-        .args(["--iface", "lo", "--user", "nobody", "--metrics-addr", "", "-q", "--csv"])
+        .args([
+            "--iface",
+            "lo",
+            "--user",
+            "nobody",
+            "--metrics-addr",
+            "",
+            "-q",
+            "--csv",
+        ])
         .arg(dir.path().join("p.csv"))
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -307,7 +320,11 @@ fn user_option_drops_privileges_after_opening_the_capture() {
     for _ in 0..100 {
         std::thread::sleep(std::time::Duration::from_millis(100));
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap_or("").to_string();
+        uid_line = status
+            .lines()
+            .find(|l| l.starts_with("Uid:"))
+            .unwrap_or("")
+            .to_string();
         if uid_line.contains("65534") {
             break;
         }
@@ -315,7 +332,15 @@ fn user_option_drops_privileges_after_opening_the_capture() {
     // SAFETY: signalling the child we started, by its PID.
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     let out = child.wait_with_output().unwrap();
-    assert!(uid_line.split_whitespace().skip(1).all(|u| u == "65534"), "{uid_line}");
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        uid_line.split_whitespace().skip(1).all(|u| u == "65534"),
+        "{uid_line}"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("stopped after"));
 }

@@ -40,7 +40,7 @@ if [ "$need" -gt $(( budget_min * 60 )) ]; then
   echo "make-corpus: $traces traces of ${seconds}s need about $((need / 60)) min, over the ${budget_min} min budget; lower --traces or --seconds, or raise --budget-min" >&2
   exit 2
 fi
-cargo build --release -q --manifest-path "$here/Cargo.toml"
+cargo build --release --workspace -q --manifest-path "$here/Cargo.toml"
 nf=$here/target/release/netforecast
 read -ra P <<< "$profiles"
 read -ra C <<< "$ccs"

@@ -3,8 +3,8 @@
 //! criterion's mean), and batch 1000.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use netforecast::model::{Forecaster, LOOKBACK, N_FEATURES, default_model_dir};
 use netforecast::window::WindowRow;
+use netforecast_ml::model::{Forecaster, LOOKBACK, N_FEATURES, default_model_dir};
 use std::hint::black_box;
 use std::time::Instant;
 use tch::{Kind, Tensor};

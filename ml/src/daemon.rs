@@ -9,15 +9,17 @@
 //! stops capture, inference drains and returns, the writer flushes within the
 //! deadline, main joins all three and prints one summary line.
 
-use crate::app::{AppError, shutdown_flag};
+use crate::MlError as AppError;
+use crate::app::shutdown_flag;
 use crate::config::DaemonConfig;
 use crate::influx::{InfluxWriter, Point, WriterStats};
 use crate::live::{KernelStats, LiveCapture, LiveConfig};
 use crate::metrics::Metrics;
 use crate::model::{Forecast, Forecaster};
 use crate::pipeline::{Counters, Engine, EngineConfig};
-use crate::sink::{PREDICTIONS_HEADER, SinkError, format_prediction_row};
+use crate::sink::SinkError;
 use crate::window::{FEATURE_NAMES, WindowRow};
+use crate::{PREDICTIONS_HEADER, format_prediction_row};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -595,8 +597,17 @@ mod tests {
             is_silent: false,
             packets: 1,
         };
-        let f = |t: i64, v: f64| Forecast { target_start_ns: t, throughput_mbps: v, congestion_prob: 0.9 };
-        let p = point_for(&row, Some(&f(row.start_ns, 1.5)), Some(&f(row.start_ns + 50_000_000, 2.5)), 3);
+        let f = |t: i64, v: f64| Forecast {
+            target_start_ns: t,
+            throughput_mbps: v,
+            congestion_prob: 0.9,
+        };
+        let p = point_for(
+            &row,
+            Some(&f(row.start_ns, 1.5)),
+            Some(&f(row.start_ns + 50_000_000, 2.5)),
+            3,
+        );
         assert_eq!(p.ts_ms, 1_700_000_000_050);
         let get = |k: &str| p.fields.iter().find(|(n, _)| *n == k).map(|(_, v)| *v);
         assert_eq!(get("actual_mbps"), Some(0.16));

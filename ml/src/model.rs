@@ -77,15 +77,23 @@ pub struct Forecast {
     pub congestion_prob: f64,
 }
 
-/// The default model directory: `model_files/` next to the binary's checkout,
-/// or in the working directory.
+/// The default model directory: `model_files/` in the working directory, else in
+/// the checkout the binary was built from, else two levels above the binary's
+/// directory (`target/release/` inside a checkout).
 pub fn default_model_dir() -> PathBuf {
-    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("model_files");
-    if here.join(MODULE_FILE).exists() {
-        here
-    } else {
-        PathBuf::from("model_files")
-    }
+    let cwd = PathBuf::from("model_files");
+    let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("../model_files");
+    let beside_exe = std::env::current_exe().ok().and_then(|e| {
+        e.parent()?
+            .parent()?
+            .parent()
+            .map(|d| d.join("model_files"))
+    });
+    [Some(cwd.clone()), Some(checkout), beside_exe]
+        .into_iter()
+        .flatten()
+        .find(|d| d.join(MODULE_FILE).exists())
+        .unwrap_or(cwd)
 }
 
 /// Read and check `model.json` against the running window width.

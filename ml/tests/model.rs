@@ -1,11 +1,11 @@
 //! The model stage: training exports a module that any batch size can run,
 //! the loader refuses what does not fit, and bad values never reach the model.
 
-use netforecast::model::{Forecaster, LOOKBACK, META_FILE, ModelError, N_FEATURES};
 use netforecast::rng::Rng;
 use netforecast::sink::FEATURES_HEADER;
-use netforecast::train::{TrainConfig, train};
 use netforecast::window::WindowRow;
+use netforecast_ml::model::{Forecaster, LOOKBACK, META_FILE, ModelError, N_FEATURES};
+use netforecast_ml::train::{TrainConfig, train};
 use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};
 
