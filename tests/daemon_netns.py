@@ -26,12 +26,11 @@ import tempfile
 import time
 import urllib.request
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from netns_pair import NetnsPair, sh  # noqa: E402
+
 NF = os.path.abspath(os.environ.get("NETFORECAST", "target/release/netforecast"))
 MODEL = os.path.abspath(os.environ.get("NETFORECAST_MODEL", "model_files"))
-
-
-def sh(*cmd, check=True):
-    return subprocess.run(cmd, check=check, capture_output=True, text=True)
 
 
 def ns_get(ns, url, data=None, timeout=5):
@@ -74,8 +73,8 @@ def main():
     if not os.path.exists(os.path.join(MODEL, "netforecast.pt")):
         print(f"daemon_netns: no model in {MODEL}; FAIL\ndaemon: 0 passed, 1 failed")
         return 1
-    tag = str(os.getpid())
-    snd, rcv, vs, vr = f"nfd-s-{tag}", f"nfd-r-{tag}", f"nfds{tag}", f"nfdr{tag}"
+    pair = NetnsPair(f"d{os.getpid()}", 2, 30)
+    snd, rcv, vs = pair.snd, pair.rcv, pair.vs
     td = tempfile.mkdtemp()
     procs = {}
     failures = []
@@ -89,16 +88,7 @@ def main():
         return ["ip", "netns", "exec", snd, *cmd]
 
     try:
-        sh("ip", "netns", "add", snd)
-        sh("ip", "netns", "add", rcv)
-        sh("ip", "link", "add", vs, "netns", snd, "type", "veth", "peer", "name", vr, "netns", rcv)
-        sh("ip", "-n", snd, "addr", "add", "198.18.2.1/30", "dev", vs)
-        sh("ip", "-n", rcv, "addr", "add", "198.18.2.2/30", "dev", vr)
-        for n, d in ((snd, vs), (rcv, vr)):
-            sh("ip", "-n", n, "link", "set", "lo", "up")
-            sh("ip", "-n", n, "link", "set", d, "up")
-        sh("ip", "netns", "exec", snd, "tc", "qdisc", "replace", "dev", vs, "root", "tbf",
-           "rate", "30mbit", "burst", "32000", "latency", "40ms")
+        pair.__enter__()
 
         vm_cmd = ex("victoria-metrics", "-httpListenAddr", "127.0.0.1:8428", "-storageDataPath", os.path.join(td, "vm"),
                     "-search.latencyOffset", "0s")
@@ -129,7 +119,7 @@ bind-address = "127.0.0.1:8088"
                 raise RuntimeError(f"{name} did not start: {open(os.path.join(td, name.lower() if name != 'VictoriaMetrics' else 'vm') + '.log').read()[-500:] if False else ''}")
         ns_get(snd, "http://127.0.0.1:8086/query", data="q=CREATE DATABASE nf")
 
-        start("iperf-s", ["ip", "netns", "exec", rcv, "iperf3", "-s", "-1", "-B", "198.18.2.2"])
+        start("iperf-s", ["ip", "netns", "exec", rcv, "iperf3", "-s", "-1", "-B", pair.rcv_addr])
         env_a = dict(os.environ, INFLUX_URL="http://127.0.0.1:8428", INFLUX_ORG="lab", INFLUX_BUCKET="nf",
                      INFLUX_TOKEN="not-a-real-token-but-secret")
         env_b = dict(os.environ, INFLUX_URL="http://127.0.0.1:8086", INFLUX_VERSION="1", INFLUX_DB="nf")
@@ -143,7 +133,7 @@ bind-address = "127.0.0.1:8088"
         time.sleep(2)
         if ns_get(snd, "http://127.0.0.1:9898/healthz").stdout.strip() != "ok":
             failures.append("/healthz did not answer ok while capturing")
-        client = subprocess.Popen(["ip", "netns", "exec", snd, "iperf3", "-c", "198.18.2.2", "-t", "40"],
+        client = subprocess.Popen(["ip", "netns", "exec", snd, "iperf3", "-c", pair.rcv_addr, "-t", "40"],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs["iperf-c"] = client
         time.sleep(4)
@@ -229,8 +219,7 @@ bind-address = "127.0.0.1:8088"
                 except subprocess.TimeoutExpired:
                     p.kill()
                     p.wait()
-        sh("ip", "netns", "del", snd, check=False)
-        sh("ip", "netns", "del", rcv, check=False)
+        pair.__exit__(None, None, None)
     for f in failures:
         print(f"daemon_netns: FAIL {f}")
     print(f"daemon: {0 if failures else 1} passed, {1 if failures else 0} failed")

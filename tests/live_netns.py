@@ -25,12 +25,11 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from netns_pair import NetnsPair, sh  # noqa: E402
+
 NF = os.environ.get("NETFORECAST", "target/release/netforecast")
 W = 50_000_000
-
-
-def sh(*cmd, check=True):
-    return subprocess.run(cmd, check=check, capture_output=True, text=True)
 
 
 def parse_ns(s):
@@ -43,24 +42,13 @@ def main():
         print("live_netns: needs root for network namespaces; skipped")
         print("live: 0 passed, 0 failed, 1 skipped")
         return 0
-    tag = str(os.getpid())
-    snd, rcv, vs, vr = f"nfl-s-{tag}", f"nfl-r-{tag}", f"nfls{tag}", f"nflr{tag}"
     procs = []
     td = tempfile.mkdtemp()
+    pair = NetnsPair(f"l{os.getpid()}", 1, 50)
+    snd, rcv, vs = pair.snd, pair.rcv, pair.vs
     try:
-        sh("ip", "netns", "add", snd)
-        sh("ip", "netns", "add", rcv)
-        sh("ip", "link", "add", vs, "netns", snd, "type", "veth", "peer", "name", vr, "netns", rcv)
-        sh("ip", "-n", snd, "addr", "add", "198.18.1.1/30", "dev", vs)
-        sh("ip", "-n", rcv, "addr", "add", "198.18.1.2/30", "dev", vr)
-        for ns, dev in ((snd, vs), (rcv, vr)):
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
-            sh("ip", "-n", ns, "link", "set", dev, "up")
-            sh("ip", "netns", "exec", ns, "ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off", check=False)
-        sh("ip", "netns", "exec", snd, "tc", "qdisc", "replace", "dev", vs, "root", "tbf",
-           "rate", "50mbit", "burst", "32000", "latency", "40ms")
-
-        srv = subprocess.Popen(["ip", "netns", "exec", rcv, "iperf3", "-s", "-1", "-B", "198.18.1.2"],
+        pair.__enter__()
+        srv = subprocess.Popen(["ip", "netns", "exec", rcv, "iperf3", "-s", "-1", "-B", pair.rcv_addr],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(srv)
         ref = os.path.join(td, "ref.pcap")
@@ -78,7 +66,7 @@ def main():
         th = threading.Thread(target=reader)
         th.start()
         time.sleep(1.5)  # silent windows before any traffic
-        sh("ip", "netns", "exec", snd, "timeout", "20", "iperf3", "-c", "198.18.1.2", "-t", "4")
+        sh("ip", "netns", "exec", snd, "timeout", "20", "iperf3", "-c", pair.rcv_addr, "-t", "4")
         time.sleep(1.5)  # and after it
         for p in (live, dump):
             p.send_signal(signal.SIGINT)
@@ -136,8 +124,7 @@ def main():
             if p.poll() is None:
                 p.kill()
                 p.wait()
-        sh("ip", "netns", "del", snd, check=False)
-        sh("ip", "netns", "del", rcv, check=False)
+        pair.__exit__(None, None, None)
 
 
 if __name__ == "__main__":
