@@ -47,7 +47,7 @@ impl LiveConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum LiveError {
     #[error(
-        "no permission to capture on {iface}: run as root or grant the binary cap_net_raw with setcap (sudo setcap cap_net_raw,cap_net_admin=eip $(command -v netforecast))"
+        "no permission to capture on {iface}: run as root or grant the binaries cap_net_raw (sudo setcap cap_net_raw,cap_net_admin=eip FILE, for both netforecast and netforecast-ml)"
     )]
     Permission { iface: String },
     #[error("no interface named {iface}: list interfaces with `ip link`")]
