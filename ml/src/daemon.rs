@@ -241,6 +241,8 @@ pub fn run(cfg: DaemonConfig, quiet: bool) -> Result<DaemonSummary, AppError> {
                     fc.reset();
                 }
                 last_start = Some(row.start_ns);
+                let late_ns = netforecast::live::now_ns() - (row.start_ns + w_ns);
+                m.window_delay_seconds.observe(late_ns.max(0) as f64 / 1e9);
                 let prev = pending.take().filter(|f| f.target_start_ns == row.start_ns);
                 let t = Instant::now();
                 let next = match fc.push(&row) {

@@ -23,6 +23,8 @@ pub struct Metrics {
     pub rows_dropped: IntCounter,
     pub forecasts: IntCounter,
     pub inference_seconds: Histogram,
+    /// Wall time between a window's end and its arrival at inference.
+    pub window_delay_seconds: Histogram,
     pub points_dropped_queue: IntCounter,
     pub writer_queue: IntGauge,
     pub points_written: IntGauge,
@@ -79,6 +81,14 @@ impl Metrics {
                     HistogramOpts::new("inference_seconds", "Time per forecast").buckets(vec![
                         0.000_05, 0.000_1, 0.000_2, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.05,
                     ]),
+                )
+                .expect("valid metric"),
+            ),
+            window_delay_seconds: reg(
+                &r,
+                Histogram::with_opts(
+                    HistogramOpts::new("window_delay_seconds", "Time from a window's end to its forecast")
+                        .buckets(vec![0.001, 0.002, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.05, 0.1, 0.5, 1.0]),
                 )
                 .expect("valid metric"),
             ),
