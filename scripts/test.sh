@@ -37,6 +37,7 @@ if [ "$(id -u)" = 0 ]; then
   step "lab: delay line imposes its delay and loss" tests/lab_delayline.sh
   step "lab: throughput follows the schedule" python3 tests/lab_follow.py
   step "daemon: VictoriaMetrics, influxd 1.6.7, Prometheus, 30 s outage" python3 tests/daemon_netns.py
+  step "faults: interface vanishes, CSV disk full" python3 tests/faults.py
 else
   echo "test: not root, live namespace test skipped" >&2
 fi

@@ -59,6 +59,8 @@ struct RotatingCsv {
     keep: u32,
     file: Option<std::io::BufWriter<std::fs::File>>,
     bytes: u64,
+    /// Rows in the buffer, not yet on disk.
+    pending: u64,
 }
 
 impl RotatingCsv {
@@ -69,6 +71,7 @@ impl RotatingCsv {
             keep,
             file: None,
             bytes: 0,
+            pending: 0,
         };
         c.reopen()?;
         Ok(c)
@@ -102,6 +105,9 @@ impl RotatingCsv {
         }
     }
 
+    /// Buffer one row. Rows count as written only when a flush succeeds; an
+    /// error here or in [`RotatingCsv::flush`] loses the buffered rows, which the
+    /// caller counts.
     fn write(&mut self, line: &str) -> Result<(), SinkError> {
         if self.bytes + line.len() as u64 > self.max_bytes {
             self.flush()?;
@@ -120,9 +126,21 @@ impl RotatingCsv {
             Some(f) => f.write_all(line.as_bytes()),
             None => Err(std::io::Error::other("file not open")),
         };
-        r.map_err(|e| self.err(e))?;
+        self.pending += 1;
+        if let Err(e) = r {
+            self.discard_buffer();
+            return Err(self.err(e));
+        }
         self.bytes += line.len() as u64;
         Ok(())
+    }
+
+    /// Drop what the buffer holds (after a failed write it would only fail again).
+    fn discard_buffer(&mut self) {
+        if let Some(w) = self.file.take() {
+            let (f, _lost) = w.into_parts();
+            self.file = Some(std::io::BufWriter::new(f));
+        }
     }
 
     fn rotated(&self, i: u32) -> PathBuf {
@@ -131,13 +149,34 @@ impl RotatingCsv {
         PathBuf::from(p)
     }
 
-    fn flush(&mut self) -> Result<(), SinkError> {
+    /// Write the buffer out: Ok(rows now on disk) or Err((error, rows lost)).
+    fn commit(&mut self) -> Result<u64, (SinkError, u64)> {
         let r = match self.file.as_mut() {
             Some(f) => f.flush(),
             None => Ok(()),
         };
-        r.map_err(|e| self.err(e))
+        let n = std::mem::take(&mut self.pending);
+        match r {
+            Ok(()) => Ok(n),
+            Err(e) => {
+                self.discard_buffer();
+                Err((self.err(e), n))
+            }
+        }
     }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.commit().map(|_| ()).map_err(|(e, _)| e)
+    }
+}
+
+/// Count rows the CSV lost; the first loss is reported in one line, later ones
+/// only counted (a full disk would otherwise print every second).
+fn csv_failed(e: &SinkError, lost: u64, errors: &mut u64) {
+    if *errors == 0 {
+        eprintln!("netforecast: {e}; forecasts continue, rows that cannot be written are counted");
+    }
+    *errors += lost.max(1);
 }
 
 /// Drop root: switch to `user`'s uid and gid (after the capture is open).
@@ -380,19 +419,10 @@ pub fn run(cfg: DaemonConfig, quiet: bool) -> Result<DaemonSummary, AppError> {
                         if let (Some(c), Some((start, actual, f))) = (csv.as_mut(), out.csv) {
                             line.clear();
                             format_prediction_row(start, actual, &f, &mut line);
-                            match c.write(&line) {
-                                Ok(()) => {
-                                    csv_rows += 1;
-                                    m.csv_rows.inc();
-                                }
-                                Err(e) => {
-                                    // Disk full or gone: keep forecasting, count, say it once.
-                                    if csv_errors == 0 {
-                                        eprintln!("netforecast: {e}; forecasts continue, rows not written are counted");
-                                    }
-                                    csv_errors += 1;
-                                    m.csv_errors.inc();
-                                }
+                            if let Err(e) = c.write(&line) {
+                                let lost = std::mem::take(&mut c.pending);
+                                csv_failed(&e, lost, &mut csv_errors);
+                                m.csv_errors.inc_by(lost.max(1));
                             }
                         }
                     }
@@ -405,7 +435,16 @@ pub fn run(cfg: DaemonConfig, quiet: bool) -> Result<DaemonSummary, AppError> {
                 }
                 if last_csv_flush.elapsed() > Duration::from_secs(1) {
                     if let Some(c) = csv.as_mut() {
-                        let _ = c.flush();
+                        match c.commit() {
+                            Ok(n) => {
+                                csv_rows += n;
+                                m.csv_rows.inc_by(n);
+                            }
+                            Err((e, lost)) => {
+                                csv_failed(&e, lost, &mut csv_errors);
+                                m.csv_errors.inc_by(lost.max(1));
+                            }
+                        }
                     }
                     last_csv_flush = Instant::now();
                 }
@@ -422,8 +461,15 @@ pub fn run(cfg: DaemonConfig, quiet: bool) -> Result<DaemonSummary, AppError> {
                 publish(w);
             }
             if let Some(c) = csv.as_mut() {
-                if c.flush().is_err() {
-                    csv_errors += 1;
+                match c.commit() {
+                    Ok(n) => {
+                        csv_rows += n;
+                        m.csv_rows.inc_by(n);
+                    }
+                    Err((e, lost)) => {
+                        csv_failed(&e, lost, &mut csv_errors);
+                        m.csv_errors.inc_by(lost.max(1));
+                    }
                 }
             }
             Ok((influx.map(|w| w.stats).unwrap_or_default(), csv_rows, csv_errors))

@@ -87,8 +87,13 @@ impl Metrics {
             window_delay_seconds: reg(
                 &r,
                 Histogram::with_opts(
-                    HistogramOpts::new("window_delay_seconds", "Time from a window's end to its forecast")
-                        .buckets(vec![0.001, 0.002, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.05, 0.1, 0.5, 1.0]),
+                    HistogramOpts::new(
+                        "window_delay_seconds",
+                        "Time from a window's end to its forecast",
+                    )
+                    .buckets(vec![
+                        0.001, 0.002, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.05, 0.1, 0.5, 1.0,
+                    ]),
                 )
                 .expect("valid metric"),
             ),
