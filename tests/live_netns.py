@@ -99,8 +99,16 @@ def main():
             failures.append(f"bytes differ: live {total_live}, parallel capture {total_file}")
         busy = [s for s in span if file_rows[s] or live_sizes.get(s)]
         same = sum(1 for s in busy if live_sizes.get(s) == file_rows[s])
-        if busy and same / len(busy) < 0.99:
-            failures.append(f"per-window sizes agree on only {same}/{len(busy)} windows")
+        # Two sockets timestamp the same packet independently, so a packet right at
+        # a window boundary can land in neighbouring windows of the two captures.
+        # At every boundary the running totals may differ by a few frames at most.
+        cum_live = cum_file = worst = 0
+        for s in sorted(set(span) | set(live_sizes)):
+            cum_live += live_sizes.get(s, 0)
+            cum_file += file_rows.get(s, 0)
+            worst = max(worst, abs(cum_live - cum_file))
+        if worst > 8 * 1514:
+            failures.append(f"running byte totals drift by {worst} bytes at a window boundary (more than 8 frames)")
         if "kernel: received" not in summary or "dropped 0 (buffer full)" not in summary:
             failures.append(f"kernel drops or no kernel stats: {summary.strip().splitlines()[-1:]}")
 
@@ -109,7 +117,7 @@ def main():
         p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
         print(f"live_netns: {len(rows)} windows ({silent_before} silent before, {silent_after} after), "
               f"{total_live} bytes live vs {total_file} in the parallel capture, "
-              f"{same}/{len(busy)} busy windows equal")
+              f"{same}/{len(busy)} busy windows equal, running totals within {worst} bytes at every boundary")
         print(f"live_netns: window close latency after window end: p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {lat[-1]:.2f} ms")
         for line in summary.strip().splitlines():
             print(f"live_netns:   {line}")
