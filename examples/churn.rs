@@ -10,7 +10,10 @@ use std::io::BufWriter;
 fn main() {
     let mut args = std::env::args().skip(1);
     let out = args.next().unwrap_or_else(|| "target/churn.pcap".into());
-    let n: u32 = args.next().and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
+    let n: u32 = args
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
     let f = std::fs::File::create(&out).expect("create output");
     let mut w = PcapWriter::new(BufWriter::with_capacity(1 << 20, f), 1, 65535).expect("header");
     let mut t = 1_700_000_000_000_000_000i64;

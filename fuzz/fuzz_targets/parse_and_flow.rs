@@ -8,7 +8,9 @@ use netforecast::pipeline::{Engine, EngineConfig};
 const LINKTYPES: [u32; 12] = [0, 1, 9, 12, 14, 50, 101, 108, 113, 228, 229, 276];
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&lt, mut rest)) = data.split_first() else { return };
+    let Some((&lt, mut rest)) = data.split_first() else {
+        return;
+    };
     let lt = LINKTYPES[lt as usize % LINKTYPES.len()];
     let mut e = Engine::new(EngineConfig::default());
     let mut ts = 1_700_000_000_000_000_000i64;
@@ -19,7 +21,13 @@ fuzz_target!(|data: &[u8]| {
         rest = &rest[3..];
         let take = len.min(rest.len());
         let (frame, tail) = rest.split_at(take);
-        e.frame(lt, frame, frame.len() as u32 + (len as u32 % 7), Some(ts), &mut |_| rows += 1);
+        e.frame(
+            lt,
+            frame,
+            frame.len() as u32 + (len as u32 % 7),
+            Some(ts),
+            &mut |_| rows += 1,
+        );
         rest = tail;
     }
     e.finish(&mut |_| rows += 1);
