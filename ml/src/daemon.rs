@@ -172,11 +172,23 @@ impl RotatingCsv {
 
 /// Count rows the CSV lost; the first loss is reported in one line, later ones
 /// only counted (a full disk would otherwise print every second).
-fn csv_failed(e: &SinkError, lost: u64, errors: &mut u64) {
+fn csv_failed(e: &SinkError, lost: u64, errors: &mut u64, m: &Metrics) {
     if *errors == 0 {
         eprintln!("netforecast: {e}; forecasts continue, rows that cannot be written are counted");
     }
     *errors += lost.max(1);
+    m.csv_errors.inc_by(lost.max(1));
+}
+
+/// Flush the CSV's buffer and count its rows as written or lost.
+fn commit_csv(c: &mut RotatingCsv, m: &Metrics, rows: &mut u64, errors: &mut u64) {
+    match c.commit() {
+        Ok(n) => {
+            *rows += n;
+            m.csv_rows.inc_by(n);
+        }
+        Err((e, lost)) => csv_failed(&e, lost, errors, m),
+    }
 }
 
 /// Drop root: switch to `user`'s uid and gid (after the capture is open).
@@ -421,8 +433,7 @@ pub fn run(cfg: DaemonConfig, quiet: bool) -> Result<DaemonSummary, AppError> {
                             format_prediction_row(start, actual, &f, &mut line);
                             if let Err(e) = c.write(&line) {
                                 let lost = std::mem::take(&mut c.pending);
-                                csv_failed(&e, lost, &mut csv_errors);
-                                m.csv_errors.inc_by(lost.max(1));
+                                csv_failed(&e, lost, &mut csv_errors, &m);
                             }
                         }
                     }
@@ -435,16 +446,7 @@ pub fn run(cfg: DaemonConfig, quiet: bool) -> Result<DaemonSummary, AppError> {
                 }
                 if last_csv_flush.elapsed() > Duration::from_secs(1) {
                     if let Some(c) = csv.as_mut() {
-                        match c.commit() {
-                            Ok(n) => {
-                                csv_rows += n;
-                                m.csv_rows.inc_by(n);
-                            }
-                            Err((e, lost)) => {
-                                csv_failed(&e, lost, &mut csv_errors);
-                                m.csv_errors.inc_by(lost.max(1));
-                            }
-                        }
+                        commit_csv(c, &m, &mut csv_rows, &mut csv_errors);
                     }
                     last_csv_flush = Instant::now();
                 }
@@ -461,16 +463,7 @@ pub fn run(cfg: DaemonConfig, quiet: bool) -> Result<DaemonSummary, AppError> {
                 publish(w);
             }
             if let Some(c) = csv.as_mut() {
-                match c.commit() {
-                    Ok(n) => {
-                        csv_rows += n;
-                        m.csv_rows.inc_by(n);
-                    }
-                    Err((e, lost)) => {
-                        csv_failed(&e, lost, &mut csv_errors);
-                        m.csv_errors.inc_by(lost.max(1));
-                    }
-                }
+                commit_csv(c, &m, &mut csv_rows, &mut csv_errors);
             }
             Ok((influx.map(|w| w.stats).unwrap_or_default(), csv_rows, csv_errors))
         })

@@ -32,7 +32,7 @@ pub struct Point {
 
 /// plotters finds "sans-serif" through fontconfig; make sure a font is there so
 /// a missing package gives a clear message instead of a drawing error.
-fn register_font() -> Result<(), PlotError> {
+fn require_font() -> Result<(), PlotError> {
     if FONT_PATHS.iter().any(|p| Path::new(p).exists()) {
         Ok(())
     } else {
@@ -47,7 +47,7 @@ pub fn phase_shift_png(
     threshold_mbps: f64,
     pts: &[Point],
 ) -> Result<(), PlotError> {
-    register_font()?;
+    require_font()?;
     let err = |e: String| PlotError::Draw {
         path: path.to_owned(),
         detail: e,

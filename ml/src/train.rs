@@ -422,7 +422,7 @@ fn date_utc() -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
-fn predict_all(net: &Net, ds: &Dataset, threshold: f64) -> (Vec<f64>, Vec<f64>) {
+fn predict_all(net: &Net, ds: &Dataset) -> (Vec<f64>, Vec<f64>) {
     let _g = tch::no_grad_guard();
     let mut thr = Vec::with_capacity(ds.len());
     let mut prob = Vec::with_capacity(ds.len());
@@ -436,7 +436,6 @@ fn predict_all(net: &Net, ds: &Dataset, threshold: f64) -> (Vec<f64>, Vec<f64>) 
             prob.push(pair[1] as f64);
         }
     }
-    let _ = threshold;
     (thr, prob)
 }
 
@@ -499,7 +498,7 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary, TrainError> {
     train_caps.iter().for_each(|c| tr.add(c));
     let mut va = Dataset::default();
     val_caps.iter().for_each(|c| va.add(c));
-    if tr.len() < 64 || va.is_empty_seq() {
+    if tr.len() < 64 || va.len() == 0 {
         return Err(TrainError::Data(format!(
             "too little data: {} training and {} validation sequences of 16 windows",
             tr.len(),
@@ -585,7 +584,7 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary, TrainError> {
                 );
             }
         }
-        let (pred, _) = predict_all(&net, &va, cfg.threshold_mbps);
+        let (pred, _) = predict_all(&net, &va);
         let val_mae = crate::eval::mae(&va.baselines.actual, &pred);
         let mark = if val_mae < best.0 { "*" } else { " " };
         eprint!(
@@ -611,7 +610,7 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary, TrainError> {
     drop(best_net);
     vs.freeze();
 
-    let (pred, prob) = predict_all(&net, &va, cfg.threshold_mbps);
+    let (pred, prob) = predict_all(&net, &va);
     let mut f = va.baselines.clone();
     f.model = pred;
     f.model_prob = prob;
@@ -740,10 +739,4 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary, TrainError> {
         epochs_run,
         best_epoch: best.1,
     })
-}
-
-impl Dataset {
-    fn is_empty_seq(&self) -> bool {
-        self.y.is_empty()
-    }
 }
