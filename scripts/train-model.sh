@@ -2,7 +2,7 @@
 # Train the shipped model from a lab corpus and judge it on held-out captures.
 #
 #   sudo scripts/train-model.sh [--corpus corpus] [--out model_files] [--holdout-profile cellular] [--seed 1]
-#        [-- extra `netforecast train` options]
+#        [-- extra `netforecast train` options]   (default: -- --arch gbt, the shipped kind)
 #
 # Held out from training entirely (the test set): every trace of --holdout-profile
 # (a profile the model never sees) and the highest-seed trace of every other
@@ -12,14 +12,14 @@
 # writes the pooled report next to the model: heldout-report.json, heldout.png.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-corpus=corpus out=model_files holdout=cellular seed=1 extra=()
+corpus=corpus out=model_files holdout=cellular seed=1 extra=(--arch gbt)
 while [ $# -gt 0 ]; do
   case "$1" in
     --corpus) corpus=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --holdout-profile) holdout=$2; shift 2 ;;
     --seed) seed=$2; shift 2 ;;
-    --) shift; extra=("$@"); break ;;
+    --) shift; extra=("$@"); break ;;  # replaces the default, e.g. -- --arch lstm
     *) echo "train-model: unknown option $1 (see the header of $0)" >&2; exit 2 ;;
   esac
 done

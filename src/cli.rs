@@ -108,7 +108,8 @@ pub struct TrainCmd {
     /// Congestion threshold, Mbit/s (stored with the model).
     #[arg(long, default_value_t = 20.0)]
     pub threshold_mbps: f64,
-    /// `lstm`, or `linear` for the simpler baseline model.
+    /// `lstm`; `linear` (a linear map of the window in place of the LSTM); or
+    /// `gbt` (gradient-boosted oblivious trees on window statistics).
     #[arg(long, default_value = "lstm")]
     pub arch: String,
     #[arg(long, default_value_t = 64)]
@@ -123,6 +124,15 @@ pub struct TrainCmd {
     /// Stop after this many epochs without a better validation MAE.
     #[arg(long, default_value_t = 12)]
     pub patience: usize,
+    /// Most trees for `--arch gbt` (early stopping usually ends sooner).
+    #[arg(long, default_value_t = 3000)]
+    pub trees: usize,
+    /// Depth of each tree for `--arch gbt`.
+    #[arg(long, default_value_t = 6)]
+    pub depth: usize,
+    /// Learning rate (shrinkage) for `--arch gbt`.
+    #[arg(long, default_value_t = 0.05)]
+    pub gbt_lr: f64,
     #[arg(long, default_value_t = 256)]
     pub batch: usize,
     #[arg(long, default_value_t = 3e-4)]

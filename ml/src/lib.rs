@@ -10,6 +10,7 @@ pub use netforecast::{app, capture, eval, flow, lab, live, pcapfile, pipeline, r
 
 pub mod config;
 pub mod daemon;
+pub mod gbt;
 pub mod influx;
 pub mod metrics;
 pub mod model;

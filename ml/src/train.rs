@@ -10,6 +10,7 @@
 //! training has to earn every improvement over it.
 
 use crate::eval::{Baselines, Forecasts, Scoreboard};
+use crate::gbt::{self, Gbt, GbtConfig, Loss};
 use crate::model::{LOOKBACK, META_FILE, MODULE_FILE, ModelMeta, N_FEATURES};
 use crate::sink::FEATURES_HEADER;
 use crate::window::FEATURE_NAMES;
@@ -18,7 +19,9 @@ use std::path::{Path, PathBuf};
 use tch::nn::{self, Module, OptimizerConfig, RNN};
 use tch::{Device, Kind, Tensor};
 
-/// Index of `throughput_mbps` in the feature vector.
+/// Indices of `delay` (mean ACK RTT), `bif` and `throughput_mbps` in the feature vector.
+const DELAY: usize = 1;
+const BIF: usize = 2;
 const THR: usize = 5;
 
 #[derive(Clone, Debug)]
@@ -36,6 +39,10 @@ pub struct TrainConfig {
     pub weight_decay: f64,
     pub epochs: usize,
     pub patience: usize,
+    /// Boosted trees (`--arch gbt`): most trees, depth, learning rate.
+    pub trees: usize,
+    pub depth: usize,
+    pub gbt_lr: f64,
     pub batch: usize,
     pub lr: f64,
     pub seed: u64,
@@ -265,15 +272,19 @@ fn robust_scaling(train: &[Capture]) -> ([f32; N_FEATURES], [f32; N_FEATURES]) {
     (med, iqr)
 }
 
-/// Naive forecasts the network weighs: persistence, means of the last 2, 3, 5,
-/// 10 and 15 windows, EWMA(0.3) and a one-step linear trend.
-const N_CAND: i64 = 8;
+/// Naive forecasts that are fixed linear maps of the throughput history:
+/// persistence, means of the last 2, 3, 5, 10 and 15 windows, EWMA(0.3) and a
+/// one-step linear trend.
+const N_FIXED: i64 = 8;
+/// All forecasts the network weighs: the fixed ones plus four that follow the
+/// ACK clock (see [`Net::ack_clock`]).
+const N_CAND: i64 = N_FIXED + 4;
 
 /// Row-major [15, N_CAND] weights of the naive forecasts over the history
 /// (window 0 oldest): persistence, means of the last 2/3/5/10/15, EWMA, trend.
 fn candidate_matrix() -> Vec<f32> {
     let l = LOOKBACK;
-    let n = N_CAND as usize;
+    let n = N_FIXED as usize;
     let mut w = vec![0f32; l * n];
     let mut set = |j: usize, c: usize, v: f32| w[j * n + c] = v;
     set(l - 1, 0, 1.0);
@@ -297,6 +308,37 @@ fn candidate_matrix() -> Vec<f32> {
     w
 }
 
+
+/// Statistics of the window that the trees read directly, [B, 33]: the
+/// throughput of each earlier window minus the last (Mbit/s, 14), the last
+/// throughput, the last mean ACK RTT (ms) and the four before it minus it, the
+/// last five bytes-in-flight changes (10 kB), the last bytes in flight, the last
+/// five mean inter-arrival times (ms), the last one's standard deviation and
+/// silent flag. Differences against the last window in the feature's own unit
+/// are what separates a step from noise across rates that span 1-300 Mbit/s.
+fn engineered(x: &Tensor) -> Tensor {
+    let l = LOOKBACK as i64;
+    let h = x.select(2, THR as i64).clamp_min(0.0);
+    let b = h.narrow(1, l - 1, 1);
+    let rtt = x.select(2, DELAY as i64) * 1000.0;
+    let rtt_last = rtt.narrow(1, l - 1, 1);
+    let last = |k: usize, n: i64| x.select(2, k as i64).narrow(1, l - n, n);
+    Tensor::cat(
+        &[
+            (&h - &b).narrow(1, 0, l - 1),
+            b.shallow_clone(),
+            rtt_last.shallow_clone(),
+            rtt.narrow(1, l - 5, 4) - &rtt_last,
+            last(7, 5) / 1e4,
+            last(BIF, 1) / 1e4,
+            last(3, 5) * 1000.0,
+            last(4, 1) * 1000.0,
+            last(8, 1),
+        ],
+        1,
+    )
+}
+
 /// The network: scaling, a stacked LSTM (or nothing, for `linear`), and a head
 /// with softmax weights over [`N_CAND`] naive forecasts, a relative residual and
 /// the congestion logit. Stable periods can lean on the means, volatile ones on
@@ -308,8 +350,11 @@ struct Net {
     iqr: Tensor,
     log_mult: Tensor,
     log_mask: Tensor,
-    /// [15, N_CAND]: column i turns the throughput history into forecast i.
+    /// [15, N_FIXED]: column i turns the throughput history into forecast i.
     cand_w: Tensor,
+    /// [15]: 0, 1, ... 14, the position of each history window.
+    pos: Tensor,
+    window_s: f64,
     hidden: i64,
     layers: i64,
 }
@@ -322,6 +367,7 @@ impl Net {
         layers: i64,
         med: &[f32; N_FEATURES],
         iqr: &[f32; N_FEATURES],
+        window_s: f64,
     ) -> Net {
         let cfg = nn::RNNConfig {
             num_layers: layers,
@@ -332,21 +378,19 @@ impl Net {
         let linear = arch == "linear";
         Net {
             lstm: (!linear).then(|| nn::lstm(vs / "lstm", N_FEATURES as i64, hidden, cfg)),
-            head: if linear {
-                nn::linear(
-                    vs / "head",
-                    (LOOKBACK * N_FEATURES) as i64,
-                    N_CAND + 2,
-                    Default::default(),
-                )
-            } else {
-                nn::linear(vs / "head", hidden, N_CAND + 2, Default::default())
-            },
+            head: nn::linear(
+                vs / "head",
+                if linear { (LOOKBACK * N_FEATURES) as i64 } else { hidden },
+                N_CAND + 2,
+                Default::default(),
+            ),
             med: Tensor::from_slice(med),
             iqr: Tensor::from_slice(iqr),
             log_mult: Tensor::from_slice(&LOG_MULT),
             log_mask: Tensor::from_slice(&LOG_MASK),
-            cand_w: Tensor::from_slice(&candidate_matrix()).reshape([LOOKBACK as i64, N_CAND]),
+            cand_w: Tensor::from_slice(&candidate_matrix()).reshape([LOOKBACK as i64, N_FIXED]),
+            pos: Tensor::from_slice(&(0..LOOKBACK).map(|j| j as f32).collect::<Vec<_>>()),
+            window_s,
             hidden,
             layers,
         }
@@ -379,10 +423,11 @@ impl Net {
             }
             None => self.head.forward(&xs.flatten(1, 2)),
         };
-        // The naive forecasts are linear in the throughput history: one matmul
-        // with a constant [15, 8] matrix (clamped at 0 for the trend).
+        // The fixed naive forecasts are linear in the throughput history: one
+        // matmul with a constant [15, 8] matrix (clamped at 0 for the trend).
         let h = x.select(2, THR as i64).clamp_min(0.0);
-        let cands = h.matmul(&self.cand_w).clamp_min(0.0);
+        let fixed = h.matmul(&self.cand_w).clamp_min(0.0);
+        let cands = Tensor::cat(&[fixed, ack_clock(x, &h, &self.pos, self.window_s)], 1);
         let gates = o.narrow(1, 0, N_CAND).softmax(1, Kind::Float);
         let mix = (cands * gates).sum_dim_intlist(&[1i64][..], false, Kind::Float);
         // A relative residual on top of the mix (0 = the mix itself).
@@ -397,11 +442,144 @@ impl Net {
     }
 }
 
+/// Forecasts that follow the ACK clock, [B, 4]. A window-limited sender
+/// sends what the ACKs of the data it sent one round trip earlier release,
+/// so the window one RTT before the target (and two RTTs) repeat, the mean
+/// over the last RTT is the window's rate, and bytes in flight over the RTT
+/// is the rate the window allows. The RTT is the last window's mean ACK RTT
+/// in windows, `r`; the history is read at fractional positions by linear
+/// interpolation (weights `max(0, 1 - |j - p|)`), so everything stays a
+/// traced tensor expression and `r < 1` or no RTT yet falls back to the
+/// last window.
+fn ack_clock(x: &Tensor, h: &Tensor, pos: &Tensor, window_s: f64) -> Tensor {
+    let l = LOOKBACK as f64;
+    let last = x.select(1, LOOKBACK as i64 - 1);
+    let rtt = last.select(1, DELAY as i64).clamp_min(0.0);
+    let r = (&rtt / window_s).clamp(0.0, l).unsqueeze(1);
+    let at = |p: Tensor| -> Tensor {
+        let w = (p.clamp(0.0, l - 1.0) - pos).abs().neg().g_add_scalar(1.0).relu();
+        (h * w).sum_dim_intlist(&[1i64][..], false, Kind::Float)
+    };
+    let lag1 = at(r.neg().g_add_scalar(l));
+    let lag2 = at((&r * 2.0).neg().g_add_scalar(l));
+    // Window j covers [j, j + 1); the last round trip covers [15 - r, 15).
+    let rr = r.clamp(1.0, l);
+    let cover = (pos + &rr).g_add_scalar(1.0 - l).clamp(0.0, 1.0) / &rr;
+    let rtt_mean = (h * cover).sum_dim_intlist(&[1i64][..], false, Kind::Float);
+    let persistence = h.select(1, LOOKBACK as i64 - 1);
+    let ceiling = h.amax(&[1i64][..], false) * 4.0 + 1.0;
+    let allowed = (last.select(1, BIF as i64).clamp_min(0.0) * 8e-6 / rtt.clamp_min(1e-3))
+        .minimum(&ceiling);
+    let allowed = allowed.where_self(&rtt.gt(0.0), &persistence);
+    Tensor::stack(&[lag1, lag2, rtt_mean, allowed], 1)
+}
+
+/// Positions 0, 1, ... 14 of the history windows, for [`ack_clock`].
+fn positions() -> Tensor {
+    Tensor::from_slice(&(0..LOOKBACK).map(|j| j as f32).collect::<Vec<_>>())
+}
+
+/// Inputs of the boosted trees, [B, 37]: the window statistics of
+/// [`engineered`] and the four ACK-clock forecasts minus the last throughput.
+fn gbt_features(x: &Tensor, pos: &Tensor, window_s: f64) -> Tensor {
+    let h = x.select(2, THR as i64).clamp_min(0.0);
+    let b = h.narrow(1, LOOKBACK as i64 - 1, 1);
+    Tensor::cat(&[engineered(x), ack_clock(x, &h, pos, window_s) - &b], 1)
+}
+
+/// The boosted-trees forecaster: the last window's throughput plus the change
+/// the L1 trees predict (Mbit/s, at least 0), and the congestion probability
+/// from a second ensemble fitted to the label with the log-loss.
+struct GbtNet {
+    regressor: Gbt,
+    classifier: Gbt,
+    compiled: (gbt::Compiled, gbt::Compiled),
+    pos: Tensor,
+    window_s: f64,
+}
+
+impl GbtNet {
+    fn export_forward(&self, x: &Tensor) -> Tensor {
+        let f = gbt_features(x, &self.pos, self.window_s);
+        let last = x
+            .select(1, LOOKBACK as i64 - 1)
+            .select(1, THR as i64)
+            .clamp_min(0.0);
+        let thr = (last + self.compiled.0.forward(&f)).relu();
+        let prob = self.compiled.1.forward(&f).sigmoid();
+        Tensor::stack(&[thr, prob], 1)
+    }
+}
+
+/// Features, change of throughput and congestion label (0/1) of each sequence.
+fn gbt_rows(ds: &Dataset, pos: &Tensor, window_s: f64, threshold: f64) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let _g = tch::no_grad_guard();
+    let mut x = Vec::new();
+    let mut change = Vec::with_capacity(ds.len());
+    let idx: Vec<usize> = (0..ds.len()).collect();
+    for chunk in idx.chunks(4096) {
+        let (xb, yb) = ds.batch(chunk);
+        let f = gbt_features(&xb, pos, window_s);
+        x.extend(Vec::<f32>::try_from(f.reshape([-1])).unwrap_or_default());
+        let last = xb
+            .select(1, LOOKBACK as i64 - 1)
+            .select(1, THR as i64)
+            .clamp_min(0.0);
+        change.extend(Vec::<f32>::try_from(yb - last).unwrap_or_default());
+    }
+    let label = ds
+        .y
+        .iter()
+        .map(|v| if (*v as f64) < threshold { 1.0 } else { 0.0 })
+        .collect();
+    (x, change, label)
+}
+
+fn train_gbt(cfg: &TrainConfig, tr: &Dataset, va: &Dataset) -> GbtNet {
+    let window_s = cfg.window_ms as f64 / 1000.0;
+    let pos = positions();
+    let (x, y, label) = gbt_rows(tr, &pos, window_s, cfg.threshold_mbps);
+    let (xv, yv, label_v) = gbt_rows(va, &pos, window_s, cfg.threshold_mbps);
+    let nf = x.len() / y.len().max(1);
+    let gcfg = GbtConfig {
+        max_trees: cfg.trees,
+        depth: cfg.depth,
+        learning_rate: cfg.gbt_lr,
+        seed: cfg.seed,
+        ..Default::default()
+    };
+    let persistence_mae = yv.iter().map(|v| v.abs() as f64).sum::<f64>() / yv.len().max(1) as f64;
+    let regressor = gbt::fit(&x, &y, &xv, &yv, nf, &gcfg, |t, mae, better| {
+        eprintln!(
+            "throughput trees {t:>5}/{}  validation MAE {mae:.3} Mbit/s (MASE {:.3}){}",
+            gcfg.max_trees,
+            mae / persistence_mae,
+            if better { "*" } else { "" }
+        )
+    });
+    let ccfg = GbtConfig {
+        loss: Loss::Logistic,
+        ..gcfg.clone()
+    };
+    let classifier = gbt::fit(&x, &label, &xv, &label_v, nf, &ccfg, |t, ll, better| {
+        eprintln!(
+            "congestion trees {t:>5}/{}  validation log-loss {ll:.4}{}",
+            ccfg.max_trees,
+            if better { "*" } else { "" }
+        )
+    });
+    GbtNet {
+        compiled: (regressor.compile(), classifier.compile()),
+        regressor,
+        classifier,
+        pos,
+        window_s,
+    }
+}
+
 /// Result of a training run.
 pub struct TrainSummary {
     pub val_scores: Scoreboard,
-    pub epochs_run: usize,
-    pub best_epoch: usize,
 }
 
 fn date_utc() -> String {
@@ -422,14 +600,14 @@ fn date_utc() -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
-fn predict_all(net: &Net, ds: &Dataset) -> (Vec<f64>, Vec<f64>) {
+fn predict_all(forecast: &dyn Fn(&Tensor) -> Tensor, ds: &Dataset) -> (Vec<f64>, Vec<f64>) {
     let _g = tch::no_grad_guard();
     let mut thr = Vec::with_capacity(ds.len());
     let mut prob = Vec::with_capacity(ds.len());
     let idx: Vec<usize> = (0..ds.len()).collect();
     for chunk in idx.chunks(2048) {
         let (xb, _) = ds.batch(chunk);
-        let out = net.export_forward(&xb);
+        let out = forecast(&xb);
         let v: Vec<f32> = Vec::try_from(out.reshape([-1])).unwrap_or_default();
         for pair in v.chunks(2) {
             thr.push(pair[0] as f64);
@@ -437,6 +615,116 @@ fn predict_all(net: &Net, ds: &Dataset) -> (Vec<f64>, Vec<f64>) {
         }
     }
     (thr, prob)
+}
+
+/// Train the LSTM (or the linear map) with early stopping on the validation
+/// captures; returns the network at its best epoch (frozen), its store, the
+/// epochs run and the best epoch.
+fn train_nn(
+    cfg: &TrainConfig,
+    tr: &Dataset,
+    va: &Dataset,
+    med: &[f32; N_FEATURES],
+    iqr: &[f32; N_FEATURES],
+) -> Result<(Net, nn::VarStore, usize, usize), TrainError> {
+    let mut vs = nn::VarStore::new(Device::Cpu);
+    let window_s = cfg.window_ms as f64 / 1000.0;
+    let net = Net::new(
+        &vs.root(),
+        &cfg.arch,
+        cfg.hidden,
+        cfg.layers,
+        med,
+        iqr,
+        window_s,
+    );
+    // Start near persistence: its gate gets a head start, so training begins at
+    // the strongest naive forecast and has to earn every departure from it.
+    if let Some(bs) = net.head.bs.as_ref() {
+        tch::no_grad(|| {
+            let _ = bs.narrow(0, 0, 1).fill_(2.0);
+        });
+    }
+    let mut best_vs = nn::VarStore::new(Device::Cpu);
+    let best_net = Net::new(
+        &best_vs.root(),
+        &cfg.arch,
+        cfg.hidden,
+        cfg.layers,
+        med,
+        iqr,
+        window_s,
+    );
+    let mut opt = torch(
+        nn::AdamW {
+            wd: cfg.weight_decay,
+            ..Default::default()
+        }
+        .build(&vs, cfg.lr),
+    )?;
+    let thr_iqr = iqr[THR] as f64;
+    let persistence_mae = crate::eval::mae(&va.baselines.actual, &va.baselines.persistence);
+    let mut rng = crate::rng::Rng::new(cfg.seed ^ 0x5EED);
+    let mut best = (f64::INFINITY, 0usize);
+    let tty = std::io::stderr().is_terminal();
+    let mut epochs_run = 0;
+    for epoch in 1..=cfg.epochs {
+        epochs_run = epoch;
+        let mut order: Vec<usize> = (0..tr.len()).collect();
+        rng.shuffle(&mut order);
+        let mut loss_sum = 0.0;
+        let nb = order.len().div_ceil(cfg.batch);
+        for (bi, chunk) in order.chunks(cfg.batch).enumerate() {
+            let (xb, yb) = tr.batch(chunk);
+            let (thr, logit) = net.forward(&xb);
+            let label = yb.lt(cfg.threshold_mbps).to_kind(Kind::Float);
+            let l_reg = ((&thr - &yb).abs() / thr_iqr).mean(Kind::Float);
+            let l_cls = logit.binary_cross_entropy_with_logits::<Tensor>(
+                &label,
+                None,
+                None,
+                tch::Reduction::Mean,
+            );
+            let loss = l_reg + l_cls * 0.5;
+            opt.backward_step(&loss);
+            loss_sum += loss.double_value(&[]);
+            if tty && bi % 16 == 0 {
+                let filled = (bi + 1) * 20 / nb;
+                eprint!(
+                    "\repoch {epoch:>3}/{} [{}{}] loss {:.4}   ",
+                    cfg.epochs,
+                    "#".repeat(filled),
+                    "-".repeat(20 - filled),
+                    loss_sum / (bi + 1) as f64
+                );
+            }
+        }
+        let (pred, _) = predict_all(&|x: &Tensor| net.export_forward(x), va);
+        let val_mae = crate::eval::mae(&va.baselines.actual, &pred);
+        let mark = if val_mae < best.0 { "*" } else { " " };
+        eprint!(
+            "{}epoch {epoch:>3}/{} loss {:.4}  validation MAE {:.3} Mbit/s (MASE {:.3}){mark}\n",
+            if tty { "\r" } else { "" },
+            cfg.epochs,
+            loss_sum / nb as f64,
+            val_mae,
+            val_mae / persistence_mae
+        );
+        if val_mae < best.0 {
+            best = (val_mae, epoch);
+            torch(best_vs.copy(&vs))?;
+        } else if epoch - best.1 >= cfg.patience {
+            eprintln!(
+                "train: no improvement for {} epochs; stopping early",
+                cfg.patience
+            );
+            break;
+        }
+    }
+    torch(vs.copy(&best_vs))?;
+    drop(best_net);
+    vs.freeze();
+    Ok((net, vs, epochs_run, best.1))
 }
 
 /// libtorch's random generator is global to the process: two trainings at once
@@ -516,101 +804,51 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary, TrainError> {
         va.len()
     );
 
-    let mut vs = nn::VarStore::new(Device::Cpu);
-    if cfg.arch != "lstm" && cfg.arch != "linear" {
-        return Err(TrainError::Data(format!(
-            "unknown --arch {:?}: use lstm or linear",
-            cfg.arch
-        )));
-    }
-    let net = Net::new(&vs.root(), &cfg.arch, cfg.hidden, cfg.layers, &med, &iqr);
-    // Start near persistence: its gate gets a head start, so training begins at
-    // the strongest naive forecast and has to earn every departure from it.
-    if let Some(bs) = net.head.bs.as_ref() {
-        tch::no_grad(|| {
-            let _ = bs.narrow(0, 0, 1).fill_(2.0);
-        });
-    }
-    let mut best_vs = nn::VarStore::new(Device::Cpu);
-    let best_net = Net::new(
-        &best_vs.root(),
-        &cfg.arch,
-        cfg.hidden,
-        cfg.layers,
-        &med,
-        &iqr,
-    );
-    let mut opt = torch(
-        nn::AdamW {
-            wd: cfg.weight_decay,
-            ..Default::default()
-        }
-        .build(&vs, cfg.lr),
-    )?;
-    let thr_iqr = iqr[THR] as f64;
-    let persistence_mae = crate::eval::mae(&va.baselines.actual, &va.baselines.persistence);
-    let mut rng = crate::rng::Rng::new(cfg.seed ^ 0x5EED);
-    let mut best = (f64::INFINITY, 0usize);
-    let tty = std::io::stderr().is_terminal();
-    let mut epochs_run = 0;
-    for epoch in 1..=cfg.epochs {
-        epochs_run = epoch;
-        let mut order: Vec<usize> = (0..tr.len()).collect();
-        rng.shuffle(&mut order);
-        let mut loss_sum = 0.0;
-        let nb = order.len().div_ceil(cfg.batch);
-        for (bi, chunk) in order.chunks(cfg.batch).enumerate() {
-            let (xb, yb) = tr.batch(chunk);
-            let (thr, logit) = net.forward(&xb);
-            let label = yb.lt(cfg.threshold_mbps).to_kind(Kind::Float);
-            let l_reg = ((&thr - &yb).abs() / thr_iqr).mean(Kind::Float);
-            let l_cls = logit.binary_cross_entropy_with_logits::<Tensor>(
-                &label,
-                None,
-                None,
-                tch::Reduction::Mean,
-            );
-            let loss = l_reg + l_cls * 0.5;
-            opt.backward_step(&loss);
-            loss_sum += loss.double_value(&[]);
-            if tty && bi % 16 == 0 {
-                let filled = (bi + 1) * 20 / nb;
-                eprint!(
-                    "\repoch {epoch:>3}/{} [{}{}] loss {:.4}   ",
-                    cfg.epochs,
-                    "#".repeat(filled),
-                    "-".repeat(20 - filled),
-                    loss_sum / (bi + 1) as f64
-                );
+    let (forecast, fitted, arch_json): (Box<dyn Fn(&Tensor) -> Tensor>, serde_json::Value, serde_json::Value) =
+        match cfg.arch.as_str() {
+            "lstm" | "linear" => {
+                let (net, vs, epochs_run, best_epoch) = train_nn(cfg, &tr, &va, &med, &iqr)?;
+                let arch = serde_json::json!({
+                    "type": cfg.arch,
+                    "layers": if cfg.arch == "lstm" { cfg.layers } else { 0 },
+                    "hidden": if cfg.arch == "lstm" { cfg.hidden } else { 0 },
+                    "weight_decay": cfg.weight_decay,
+                    "input": "float32 [B, 15, 9], raw features in FEATURES.md order, oldest window first",
+                    "output": "float32 [B, 2]: throughput_mbps of the next window (>= 0), probability it is below threshold_mbps",
+                    "input_transform": {"kind": "sign(x) * ln(1 + |x| * mult) where mask = 1", "mult": LOG_MULT, "mask": LOG_MASK},
+                    "throughput_head": "softmax weights over 12 naive forecasts of the window history (persistence, means of the last 2/3/5/10/15, EWMA 0.3, linear trend; and on the ACK clock, with the last window's mean ACK RTT: the window one RTT and two RTTs before the target, the mean over the last RTT, bytes in flight / RTT), then expm1(log1p(mix) + r)",
+                    "scaling": {"kind": "median/IQR per transformed feature, fitted on training windows", "median": med, "iqr": iqr},
+                    "loss": "L1 on the scaled throughput + 0.5 * binary cross-entropy on the label",
+                });
+                let fitted = serde_json::json!({"epochs_run": epochs_run, "best_epoch": best_epoch,
+                    "batch": cfg.batch, "learning_rate": cfg.lr});
+                (Box::new(move |x: &Tensor| { let _keep = &vs; net.export_forward(x) }), fitted, arch)
             }
-        }
-        let (pred, _) = predict_all(&net, &va);
-        let val_mae = crate::eval::mae(&va.baselines.actual, &pred);
-        let mark = if val_mae < best.0 { "*" } else { " " };
-        eprint!(
-            "{}epoch {epoch:>3}/{} loss {:.4}  validation MAE {:.3} Mbit/s (MASE {:.3}){mark}\n",
-            if tty { "\r" } else { "" },
-            cfg.epochs,
-            loss_sum / nb as f64,
-            val_mae,
-            val_mae / persistence_mae
-        );
-        if val_mae < best.0 {
-            best = (val_mae, epoch);
-            torch(best_vs.copy(&vs))?;
-        } else if epoch - best.1 >= cfg.patience {
-            eprintln!(
-                "train: no improvement for {} epochs; stopping early",
-                cfg.patience
-            );
-            break;
-        }
-    }
-    torch(vs.copy(&best_vs))?;
-    drop(best_net);
-    vs.freeze();
+            "gbt" => {
+                let g = train_gbt(cfg, &tr, &va);
+                let arch = serde_json::json!({
+                    "type": "gbt",
+                    "trees": {"throughput": g.regressor.trees(), "congestion": g.classifier.trees()},
+                    "depth": cfg.depth,
+                    "input": "float32 [B, 15, 9], raw features in FEATURES.md order, oldest window first",
+                    "output": "float32 [B, 2]: throughput_mbps of the next window (>= 0), probability it is below threshold_mbps",
+                    "features": "37: each earlier window's throughput minus the last (14), the last throughput, the last mean ACK RTT (ms) and the four before it minus it, the last five bif_grad (10 kB), the last bif (10 kB), the last five iat_mean (ms), the last iat_std (ms) and is_silent, and four ACK-clock forecasts minus the last throughput (the window one and two RTTs before the target, the mean over the last RTT, bif / RTT)",
+                    "throughput": "last window's throughput + sum of oblivious trees (L1 gradient boosting, median leaves), at least 0",
+                    "congestion_prob": "sigmoid of a second ensemble of oblivious trees fitted to the label with the log-loss (Newton leaves)",
+                });
+                let fitted = serde_json::json!({"throughput_trees": g.regressor.trees(),
+                    "congestion_trees": g.classifier.trees(), "learning_rate": cfg.gbt_lr,
+                    "depth": cfg.depth, "max_trees": cfg.trees});
+                (Box::new(move |x: &Tensor| g.export_forward(x)), fitted, arch)
+            }
+            other => {
+                return Err(TrainError::Data(format!(
+                    "unknown --arch {other:?}: use lstm, linear or gbt"
+                )));
+            }
+        };
 
-    let (pred, prob) = predict_all(&net, &va);
+    let (pred, prob) = predict_all(&*forecast, &va);
     let mut f = va.baselines.clone();
     f.model = pred;
     f.model_prob = prob;
@@ -633,7 +871,7 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary, TrainError> {
         "NetForecast",
         "forward",
         &[example],
-        &mut |inp| vec![net.export_forward(&inp[0])],
+        &mut |inp| vec![forecast(&inp[0])],
     ))?;
     let module_path = cfg.out.join(MODULE_FILE);
     torch(module.save(&module_path))?;
@@ -646,7 +884,7 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary, TrainError> {
         };
         let (xb, _) = va.batch(&idx);
         let _g = tch::no_grad_guard();
-        let a = net.export_forward(&xb);
+        let a = forecast(&xb);
         let m = torch(loaded.forward_ts(&[&xb]))?;
         let diff = (a - &m).abs().max().double_value(&[]);
         if m.size() != [b as i64, 2] || diff > 1e-4 {
@@ -657,16 +895,15 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary, TrainError> {
         }
     }
 
-    let version = if cfg.arch == "linear" {
-        format!("linear-{}-s{}", date_utc(), cfg.seed)
-    } else {
-        format!(
+    let version = match cfg.arch.as_str() {
+        "lstm" => format!(
             "lstm{}x{}-{}-s{}",
             cfg.layers,
             cfg.hidden,
             date_utc(),
             cfg.seed
-        )
+        ),
+        arch => format!("{arch}-{}-s{}", date_utc(), cfg.seed),
     };
     let meta = ModelMeta {
         feature_names: FEATURE_NAMES.iter().map(|s| s.to_string()).collect(),
@@ -674,26 +911,12 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary, TrainError> {
         lookback: LOOKBACK,
         threshold_mbps: cfg.threshold_mbps,
         model_version: version.clone(),
-        architecture: serde_json::json!({
-            "type": cfg.arch,
-            "layers": if cfg.arch == "lstm" { cfg.layers } else { 0 },
-            "hidden": if cfg.arch == "lstm" { cfg.hidden } else { 0 },
-            "weight_decay": cfg.weight_decay,
-            "input": "float32 [B, 15, 9], raw features in FEATURES.md order, oldest window first",
-            "output": "float32 [B, 2]: throughput_mbps of the next window (>= 0), probability it is below threshold_mbps",
-            "input_transform": {"kind": "sign(x) * ln(1 + |x| * mult) where mask = 1", "mult": LOG_MULT, "mask": LOG_MASK},
-            "throughput_head": "softmax weights over 8 naive forecasts of the window history (persistence, means of the last 2/3/5/10/15, EWMA 0.3, linear trend), then expm1(log1p(mix) + r)",
-            "scaling": {"kind": "median/IQR per transformed feature, fitted on training windows", "median": med, "iqr": iqr},
-            "loss": "L1 on the scaled throughput + 0.5 * binary cross-entropy on the label",
-        }),
+        architecture: arch_json,
         training: serde_json::json!({
             "captures": train_caps.iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
             "windows": tr.windows,
             "sequences": tr.len(),
-            "epochs_run": epochs_run,
-            "best_epoch": best.1,
-            "batch": cfg.batch,
-            "learning_rate": cfg.lr,
+            "fit": fitted,
             "seed": cfg.seed,
             "how_made": "features extracted by `netforecast extract` from traffic-lab captures (scripts/lab/make-corpus.sh)",
         }),
@@ -716,7 +939,7 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary, TrainError> {
     })?;
     let readme = format!(
         "# Model {version}\n\nTrained by netforecast on {} with:\n\n```sh\n{}\n```\n\n\
-         {} training captures ({} sequences), {} validation captures ({} sequences), best epoch {} of {}.\n\n\
+         {} training captures ({} sequences), {} validation captures ({} sequences); fit: {}.\n\n\
          Validation (captures kept out of training and used only for early stopping):\n\n```\n{}\n```\n",
         date_utc(),
         cfg.command,
@@ -724,8 +947,7 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary, TrainError> {
         tr.len(),
         val_caps.len(),
         va.len(),
-        best.1,
-        epochs_run,
+        fitted,
         scores.table()
     );
     let readme_path = cfg.out.join("README.md");
@@ -736,7 +958,5 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary, TrainError> {
     eprintln!("train: wrote {} ({version})", cfg.out.display());
     Ok(TrainSummary {
         val_scores: scores,
-        epochs_run,
-        best_epoch: best.1,
     })
 }

@@ -35,6 +35,10 @@ fn synthetic_capture(dir: &Path, name: &str, seed: u64, n: usize) -> PathBuf {
 }
 
 fn train_tiny(dir: &Path) -> PathBuf {
+    train_tiny_arch(dir, "lstm")
+}
+
+fn train_tiny_arch(dir: &Path, arch: &str) -> PathBuf {
     let inputs: Vec<PathBuf> = (0..4)
         .map(|i| synthetic_capture(dir, &format!("c{i}.csv"), i, 400))
         .collect();
@@ -44,12 +48,15 @@ fn train_tiny(dir: &Path) -> PathBuf {
         out: out.clone(),
         window_ms: 50,
         threshold_mbps: 20.0,
-        arch: "lstm".into(),
+        arch: arch.into(),
         hidden: 16,
         layers: 2,
         weight_decay: 1e-4,
         epochs: 3,
         patience: 3,
+        trees: 60,
+        depth: 4,
+        gbt_lr: 0.1,
         batch: 64,
         lr: 1e-3,
         seed: 7,
@@ -187,4 +194,36 @@ fn training_is_reproducible_with_a_fixed_seed() {
         .max()
         .double_value(&[]);
     assert_eq!(d, 0.0, "same seed, same data, same model");
+}
+
+#[test]
+fn boosted_trees_export_runs_any_batch_size_and_is_reproducible() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let ma = train_tiny_arch(a.path(), "gbt");
+    let mb = train_tiny_arch(b.path(), "gbt");
+    let meta = std::fs::read_to_string(ma.join(META_FILE)).unwrap();
+    assert!(meta.contains("\"type\": \"gbt\""), "{meta}");
+    let mut fa = Forecaster::load(&ma, 50).expect("loads");
+    let fb = Forecaster::load(&mb, 50).expect("loads");
+    for n in [1i64, 7, 1000] {
+        let x = Tensor::rand(
+            [n, LOOKBACK as i64, N_FEATURES as i64],
+            (Kind::Float, tch::Device::Cpu),
+        ) * 30.0;
+        let out = fa.run(&x).expect("runs");
+        assert_eq!(out.size(), [n, 2], "batch {n}");
+        let p = out.select(1, 1);
+        assert!(p.min().double_value(&[]) >= 0.0 && p.max().double_value(&[]) <= 1.0);
+        assert!(out.select(1, 0).min().double_value(&[]) >= 0.0);
+        let d = (out - fb.run(&x).unwrap()).abs().max().double_value(&[]);
+        assert_eq!(d, 0.0, "same seed, same data, same trees");
+    }
+    // The ring works the same for any module behind the interface.
+    let w = 50_000_000;
+    for k in 0..LOOKBACK as i64 - 1 {
+        assert!(fa.push(&row(k * w, 0.03)).unwrap().is_none());
+    }
+    let fc = fa.push(&row(14 * w, 0.03)).unwrap().expect("a forecast");
+    assert!(fc.throughput_mbps >= 0.0 && (0.0..=1.0).contains(&fc.congestion_prob));
 }
