@@ -154,9 +154,7 @@ fn bin_edges(x: &[f32], nf: usize, bins: usize) -> Vec<Vec<f32>> {
         .map(|f| {
             let mut v: Vec<f32> = (0..n).step_by(step).map(|i| x[i * nf + f]).collect();
             v.sort_by(|a, b| a.total_cmp(b));
-            let mut edges: Vec<f32> = (1..bins)
-                .map(|k| v[(v.len() - 1) * k / bins])
-                .collect();
+            let mut edges: Vec<f32> = (1..bins).map(|k| v[(v.len() - 1) * k / bins]).collect();
             edges.dedup();
             // A threshold equal to the largest value would split nothing.
             if edges.last() == v.last() {
@@ -217,7 +215,8 @@ pub fn fit(
     let base = match cfg.loss {
         Loss::L1 => median(&mut y.to_vec()),
         Loss::Logistic => {
-            let p = (y.iter().map(|v| *v as f64).sum::<f64>() / n.max(1) as f64).clamp(1e-4, 1.0 - 1e-4);
+            let p = (y.iter().map(|v| *v as f64).sum::<f64>() / n.max(1) as f64)
+                .clamp(1e-4, 1.0 - 1e-4);
             (p / (1.0 - p)).ln() as f32
         }
     };
@@ -272,8 +271,8 @@ pub fn fit(
                 }
             }
             let mut choice: Option<(f64, usize, usize)> = None;
-            for f in 0..nf {
-                let n_edges = edges[f].len();
+            for (f, fe) in edges.iter().enumerate() {
+                let n_edges = fe.len();
                 // Running left sums per leaf while the split point moves right.
                 let mut left_s = vec![0f64; leaves];
                 let mut left_n = vec![0u32; leaves];
@@ -436,7 +435,10 @@ mod tests {
         // every level, but c should be chosen far less than either real input.
         let count = |k: i64| m.feature.iter().filter(|f| **f == k).count();
         let (on_a, on_b, on_c) = (count(0), count(1), count(2));
-        assert!(on_c < on_a.min(on_b), "splits on a {on_a}, b {on_b}, noise {on_c}");
+        assert!(
+            on_c < on_a.min(on_b),
+            "splits on a {on_a}, b {on_b}, noise {on_c}"
+        );
         let c = m.compile();
         let t = c.forward(&Tensor::from_slice(&xv).reshape([-1, 3]));
         let v: Vec<f32> = Vec::try_from(t).unwrap();

@@ -308,7 +308,6 @@ fn candidate_matrix() -> Vec<f32> {
     w
 }
 
-
 /// Statistics of the window that the trees read directly, [B, 33]: the
 /// throughput of each earlier window minus the last (Mbit/s, 14), the last
 /// throughput, the last mean ACK RTT (ms) and the four before it minus it, the
@@ -380,7 +379,11 @@ impl Net {
             lstm: (!linear).then(|| nn::lstm(vs / "lstm", N_FEATURES as i64, hidden, cfg)),
             head: nn::linear(
                 vs / "head",
-                if linear { (LOOKBACK * N_FEATURES) as i64 } else { hidden },
+                if linear {
+                    (LOOKBACK * N_FEATURES) as i64
+                } else {
+                    hidden
+                },
                 N_CAND + 2,
                 Default::default(),
             ),
@@ -457,7 +460,11 @@ fn ack_clock(x: &Tensor, h: &Tensor, pos: &Tensor, window_s: f64) -> Tensor {
     let rtt = last.select(1, DELAY as i64).clamp_min(0.0);
     let r = (&rtt / window_s).clamp(0.0, l).unsqueeze(1);
     let at = |p: Tensor| -> Tensor {
-        let w = (p.clamp(0.0, l - 1.0) - pos).abs().neg().g_add_scalar(1.0).relu();
+        let w = (p.clamp(0.0, l - 1.0) - pos)
+            .abs()
+            .neg()
+            .g_add_scalar(1.0)
+            .relu();
         (h * w).sum_dim_intlist(&[1i64][..], false, Kind::Float)
     };
     let lag1 = at(r.neg().g_add_scalar(l));
@@ -468,8 +475,8 @@ fn ack_clock(x: &Tensor, h: &Tensor, pos: &Tensor, window_s: f64) -> Tensor {
     let rtt_mean = (h * cover).sum_dim_intlist(&[1i64][..], false, Kind::Float);
     let persistence = h.select(1, LOOKBACK as i64 - 1);
     let ceiling = h.amax(&[1i64][..], false) * 4.0 + 1.0;
-    let allowed = (last.select(1, BIF as i64).clamp_min(0.0) * 8e-6 / rtt.clamp_min(1e-3))
-        .minimum(&ceiling);
+    let allowed =
+        (last.select(1, BIF as i64).clamp_min(0.0) * 8e-6 / rtt.clamp_min(1e-3)).minimum(&ceiling);
     let allowed = allowed.where_self(&rtt.gt(0.0), &persistence);
     Tensor::stack(&[lag1, lag2, rtt_mean, allowed], 1)
 }
@@ -512,7 +519,12 @@ impl GbtNet {
 }
 
 /// Features, change of throughput and congestion label (0/1) of each sequence.
-fn gbt_rows(ds: &Dataset, pos: &Tensor, window_s: f64, threshold: f64) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+fn gbt_rows(
+    ds: &Dataset,
+    pos: &Tensor,
+    window_s: f64,
+    threshold: f64,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let _g = tch::no_grad_guard();
     let mut x = Vec::new();
     let mut change = Vec::with_capacity(ds.len());
@@ -527,11 +539,10 @@ fn gbt_rows(ds: &Dataset, pos: &Tensor, window_s: f64, threshold: f64) -> (Vec<f
             .clamp_min(0.0);
         change.extend(Vec::<f32>::try_from(yb - last).unwrap_or_default());
     }
-    let label = ds
-        .y
-        .iter()
-        .map(|v| if (*v as f64) < threshold { 1.0 } else { 0.0 })
-        .collect();
+    let label =
+        ds.y.iter()
+            .map(|v| if (*v as f64) < threshold { 1.0 } else { 0.0 })
+            .collect();
     (x, change, label)
 }
 
@@ -727,6 +738,13 @@ fn train_nn(
     Ok((net, vs, epochs_run, best.1))
 }
 
+/// A trained forecaster (the MODEL.md forward), how it was fitted, what it is.
+type Trained = (
+    Box<dyn Fn(&Tensor) -> Tensor>,
+    serde_json::Value,
+    serde_json::Value,
+);
+
 /// libtorch's random generator is global to the process: two trainings at once
 /// would interleave its draws and neither would be reproducible.
 static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -804,49 +822,59 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary, TrainError> {
         va.len()
     );
 
-    let (forecast, fitted, arch_json): (Box<dyn Fn(&Tensor) -> Tensor>, serde_json::Value, serde_json::Value) =
-        match cfg.arch.as_str() {
-            "lstm" | "linear" => {
-                let (net, vs, epochs_run, best_epoch) = train_nn(cfg, &tr, &va, &med, &iqr)?;
-                let arch = serde_json::json!({
-                    "type": cfg.arch,
-                    "layers": if cfg.arch == "lstm" { cfg.layers } else { 0 },
-                    "hidden": if cfg.arch == "lstm" { cfg.hidden } else { 0 },
-                    "weight_decay": cfg.weight_decay,
-                    "input": "float32 [B, 15, 9], raw features in FEATURES.md order, oldest window first",
-                    "output": "float32 [B, 2]: throughput_mbps of the next window (>= 0), probability it is below threshold_mbps",
-                    "input_transform": {"kind": "sign(x) * ln(1 + |x| * mult) where mask = 1", "mult": LOG_MULT, "mask": LOG_MASK},
-                    "throughput_head": "softmax weights over 12 naive forecasts of the window history (persistence, means of the last 2/3/5/10/15, EWMA 0.3, linear trend; and on the ACK clock, with the last window's mean ACK RTT: the window one RTT and two RTTs before the target, the mean over the last RTT, bytes in flight / RTT), then expm1(log1p(mix) + r)",
-                    "scaling": {"kind": "median/IQR per transformed feature, fitted on training windows", "median": med, "iqr": iqr},
-                    "loss": "L1 on the scaled throughput + 0.5 * binary cross-entropy on the label",
-                });
-                let fitted = serde_json::json!({"epochs_run": epochs_run, "best_epoch": best_epoch,
+    let (forecast, fitted, arch_json): Trained = match cfg.arch.as_str() {
+        "lstm" | "linear" => {
+            let (net, vs, epochs_run, best_epoch) = train_nn(cfg, &tr, &va, &med, &iqr)?;
+            let arch = serde_json::json!({
+                "type": cfg.arch,
+                "layers": if cfg.arch == "lstm" { cfg.layers } else { 0 },
+                "hidden": if cfg.arch == "lstm" { cfg.hidden } else { 0 },
+                "weight_decay": cfg.weight_decay,
+                "input": "float32 [B, 15, 9], raw features in FEATURES.md order, oldest window first",
+                "output": "float32 [B, 2]: throughput_mbps of the next window (>= 0), probability it is below threshold_mbps",
+                "input_transform": {"kind": "sign(x) * ln(1 + |x| * mult) where mask = 1", "mult": LOG_MULT, "mask": LOG_MASK},
+                "throughput_head": "softmax weights over 12 naive forecasts of the window history (persistence, means of the last 2/3/5/10/15, EWMA 0.3, linear trend; and on the ACK clock, with the last window's mean ACK RTT: the window one RTT and two RTTs before the target, the mean over the last RTT, bytes in flight / RTT), then expm1(log1p(mix) + r)",
+                "scaling": {"kind": "median/IQR per transformed feature, fitted on training windows", "median": med, "iqr": iqr},
+                "loss": "L1 on the scaled throughput + 0.5 * binary cross-entropy on the label",
+            });
+            let fitted = serde_json::json!({"epochs_run": epochs_run, "best_epoch": best_epoch,
                     "batch": cfg.batch, "learning_rate": cfg.lr});
-                (Box::new(move |x: &Tensor| { let _keep = &vs; net.export_forward(x) }), fitted, arch)
-            }
-            "gbt" => {
-                let g = train_gbt(cfg, &tr, &va);
-                let arch = serde_json::json!({
-                    "type": "gbt",
-                    "trees": {"throughput": g.regressor.trees(), "congestion": g.classifier.trees()},
-                    "depth": cfg.depth,
-                    "input": "float32 [B, 15, 9], raw features in FEATURES.md order, oldest window first",
-                    "output": "float32 [B, 2]: throughput_mbps of the next window (>= 0), probability it is below threshold_mbps",
-                    "features": "37: each earlier window's throughput minus the last (14), the last throughput, the last mean ACK RTT (ms) and the four before it minus it, the last five bif_grad (10 kB), the last bif (10 kB), the last five iat_mean (ms), the last iat_std (ms) and is_silent, and four ACK-clock forecasts minus the last throughput (the window one and two RTTs before the target, the mean over the last RTT, bif / RTT)",
-                    "throughput": "last window's throughput + sum of oblivious trees (L1 gradient boosting, median leaves), at least 0",
-                    "congestion_prob": "sigmoid of a second ensemble of oblivious trees fitted to the label with the log-loss (Newton leaves)",
-                });
-                let fitted = serde_json::json!({"throughput_trees": g.regressor.trees(),
+            (
+                Box::new(move |x: &Tensor| {
+                    let _keep = &vs;
+                    net.export_forward(x)
+                }),
+                fitted,
+                arch,
+            )
+        }
+        "gbt" => {
+            let g = train_gbt(cfg, &tr, &va);
+            let arch = serde_json::json!({
+                "type": "gbt",
+                "trees": {"throughput": g.regressor.trees(), "congestion": g.classifier.trees()},
+                "depth": cfg.depth,
+                "input": "float32 [B, 15, 9], raw features in FEATURES.md order, oldest window first",
+                "output": "float32 [B, 2]: throughput_mbps of the next window (>= 0), probability it is below threshold_mbps",
+                "features": "37: each earlier window's throughput minus the last (14), the last throughput, the last mean ACK RTT (ms) and the four before it minus it, the last five bif_grad (10 kB), the last bif (10 kB), the last five iat_mean (ms), the last iat_std (ms) and is_silent, and four ACK-clock forecasts minus the last throughput (the window one and two RTTs before the target, the mean over the last RTT, bif / RTT)",
+                "throughput": "last window's throughput + sum of oblivious trees (L1 gradient boosting, median leaves), at least 0",
+                "congestion_prob": "sigmoid of a second ensemble of oblivious trees fitted to the label with the log-loss (Newton leaves)",
+            });
+            let fitted = serde_json::json!({"throughput_trees": g.regressor.trees(),
                     "congestion_trees": g.classifier.trees(), "learning_rate": cfg.gbt_lr,
                     "depth": cfg.depth, "max_trees": cfg.trees});
-                (Box::new(move |x: &Tensor| g.export_forward(x)), fitted, arch)
-            }
-            other => {
-                return Err(TrainError::Data(format!(
-                    "unknown --arch {other:?}: use lstm, linear or gbt"
-                )));
-            }
-        };
+            (
+                Box::new(move |x: &Tensor| g.export_forward(x)),
+                fitted,
+                arch,
+            )
+        }
+        other => {
+            return Err(TrainError::Data(format!(
+                "unknown --arch {other:?}: use lstm, linear or gbt"
+            )));
+        }
+    };
 
     let (pred, prob) = predict_all(&*forecast, &va);
     let mut f = va.baselines.clone();
@@ -956,7 +984,5 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary, TrainError> {
         detail: e.to_string(),
     })?;
     eprintln!("train: wrote {} ({version})", cfg.out.display());
-    Ok(TrainSummary {
-        val_scores: scores,
-    })
+    Ok(TrainSummary { val_scores: scores })
 }
