@@ -21,10 +21,13 @@ pub enum PlotError {
     Draw { path: PathBuf, detail: String },
 }
 
-/// One plotted window: its start (s since the first), actual, forecast, probability.
+/// One plotted window: its place on the time axis (s; forecast windows laid end
+/// to end), its segment (a new one after each capture or gap, drawn apart),
+/// actual, forecast, probability.
 #[derive(Copy, Clone, Debug)]
 pub struct Point {
     pub t_s: f64,
+    pub segment: usize,
     pub actual_mbps: f64,
     pub predicted_mbps: f64,
     pub congestion_prob: f64,
@@ -52,6 +55,12 @@ pub fn phase_shift_png(
         path: path.to_owned(),
         detail: e,
     };
+    let segments: Vec<&[Point]> = pts.chunk_by(|a, b| a.segment == b.segment).collect();
+    let x_desc = if segments.len() > 1 {
+        "time (s; forecast windows end to end, a gray line where a capture or a gap begins)"
+    } else {
+        "time (s)"
+    };
     let root = BitMapBackend::new(path, (1600, 900)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
     let (top, bottom) = root.split_vertically(620);
@@ -70,26 +79,46 @@ pub fn phase_shift_png(
         .map_err(|e| err(e.to_string()))?;
     c.configure_mesh()
         .y_desc("throughput (Mbit/s)")
-        .x_desc("time (s)")
+        .x_desc(x_desc)
         .label_style(("sans-serif", 16))
         .draw()
         .map_err(|e| err(e.to_string()))?;
     let actual = RGBColor(40, 40, 40);
     let forecast = RGBColor(220, 80, 20);
-    c.draw_series(LineSeries::new(
-        pts.iter().map(|p| (p.t_s, p.actual_mbps)),
-        actual.stroke_width(2),
-    ))
-    .map_err(|e| err(e.to_string()))?
-    .label("actual")
-    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], actual.stroke_width(2)));
-    c.draw_series(LineSeries::new(
-        pts.iter().map(|p| (p.t_s, p.predicted_mbps)),
-        forecast.stroke_width(2),
-    ))
-    .map_err(|e| err(e.to_string()))?
-    .label("forecast (at its target window)")
-    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], forecast.stroke_width(2)));
+    let boundaries: Vec<f64> = segments.iter().skip(1).map(|s| s[0].t_s).collect();
+    c.draw_series(
+        boundaries
+            .iter()
+            .map(|t| PathElement::new(vec![(*t, 0.0), (*t, y_max)], RGBColor(150, 150, 150))),
+    )
+    .map_err(|e| err(e.to_string()))?;
+    for (i, seg) in segments.iter().enumerate() {
+        let a = c
+            .draw_series(LineSeries::new(
+                seg.iter().map(|p| (p.t_s, p.actual_mbps)),
+                // One pixel: plotters joins wider lines with unlimited miters, and
+                // a 50 ms series has sharp turns that would spike off the chart.
+                actual.stroke_width(1),
+            ))
+            .map_err(|e| err(e.to_string()))?;
+        if i == 0 {
+            a.label("actual").legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], actual.stroke_width(2))
+            });
+        }
+        let f = c
+            .draw_series(LineSeries::new(
+                seg.iter().map(|p| (p.t_s, p.predicted_mbps)),
+                forecast.stroke_width(1),
+            ))
+            .map_err(|e| err(e.to_string()))?;
+        if i == 0 {
+            f.label("forecast (at its target window)")
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], forecast.stroke_width(2))
+                });
+        }
+    }
     c.draw_series(LineSeries::new(
         [(0.0, threshold_mbps), (t_max, threshold_mbps)],
         BLUE.mix(0.5),
@@ -111,16 +140,18 @@ pub fn phase_shift_png(
         .map_err(|e| err(e.to_string()))?;
     b.configure_mesh()
         .y_desc("P(below threshold)")
-        .x_desc("time (s)")
+        .x_desc(x_desc)
         .label_style(("sans-serif", 16))
         .draw()
         .map_err(|e| err(e.to_string()))?;
-    b.draw_series(AreaSeries::new(
-        pts.iter().map(|p| (p.t_s, p.congestion_prob)),
-        0.0,
-        RGBColor(200, 30, 60).mix(0.35),
-    ))
-    .map_err(|e| err(e.to_string()))?;
+    for seg in &segments {
+        b.draw_series(AreaSeries::new(
+            seg.iter().map(|p| (p.t_s, p.congestion_prob)),
+            0.0,
+            RGBColor(200, 30, 60).mix(0.35),
+        ))
+        .map_err(|e| err(e.to_string()))?;
+    }
     b.draw_series(
         pts.iter()
             .filter(|p| p.actual_mbps < threshold_mbps)

@@ -64,9 +64,14 @@ pub fn replay(
     let mut f = Forecasts::default();
     let mut plot_pts = Vec::new();
     let mut counters = Vec::new();
-    let mut plot_t0: Option<i64> = None;
+    // Plot time: forecast windows laid end to end; a new capture or a grid
+    // restart starts a new segment instead of drawing across the gap.
+    let mut plot_last: Option<(usize, i64)> = None;
+    let mut plot_t = 0.0f64;
+    let mut segment = 0usize;
     let w_ns = a.window_ms as i64 * 1_000_000;
-    for path in &a.inputs {
+    let w_s = a.window_ms as f64 / 1000.0;
+    for (file_idx, path) in a.inputs.iter().enumerate() {
         fc.reset();
         let mut base = Baselines::default();
         let mut pending: Option<(crate::model::Forecast, (f64, f64, f64))> = None;
@@ -94,9 +99,20 @@ pub fn replay(
                     f.persistence.push(p);
                     f.mean.push(m);
                     f.ewma.push(e);
-                    let t0 = *plot_t0.get_or_insert(row.start_ns);
+                    match plot_last {
+                        Some((fi, last)) if fi == file_idx && row.start_ns - last == w_ns => {
+                            plot_t += w_s
+                        }
+                        Some(_) => {
+                            segment += 1;
+                            plot_t += w_s;
+                        }
+                        None => {}
+                    }
+                    plot_last = Some((file_idx, row.start_ns));
                     plot_pts.push(crate::plot::Point {
-                        t_s: (row.start_ns - t0) as f64 / 1e9,
+                        t_s: plot_t,
+                        segment,
                         actual_mbps: row.throughput_mbps,
                         predicted_mbps: fcst.throughput_mbps,
                         congestion_prob: fcst.congestion_prob,
@@ -179,16 +195,20 @@ pub fn replay(
         })?;
     }
     if let Some(p) = &a.plot {
+        let first = a
+            .inputs
+            .first()
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let what = if a.inputs.len() > 1 {
+            format!("{} captures ({first}, ...)", a.inputs.len())
+        } else {
+            first
+        };
         let title = format!(
-            "{} - model {} - MASE {:.3}, ROC-AUC {:.3}",
-            a.inputs
-                .first()
-                .and_then(|p| p.file_name())
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            fc.meta.model_version,
-            scores.model.mase,
-            scores.model.roc_auc
+            "{what} - model {} - MASE {:.3}, ROC-AUC {:.3}",
+            fc.meta.model_version, scores.model.mase, scores.model.roc_auc
         );
         crate::plot::phase_shift_png(p, &title, threshold, &plot_pts)?;
     }
