@@ -66,7 +66,8 @@ pub enum Command {
     /// The forecasting pipeline fed from capture files: predictions, metrics against
     /// naive baselines, the phase-shift plot.
     Replay(ReplayCmd),
-    /// Train the LSTM on features CSVs (one capture each) and write a model directory.
+    /// Train a model (the LSTM, or `--arch linear|gbt`) on features CSVs (one capture
+    /// each) and write a model directory.
     Train(TrainCmd),
 }
 

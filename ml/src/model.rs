@@ -3,8 +3,8 @@
 //! of the last 15 windows and forecast the next window.
 //!
 //! Owns the tch module, which is not `Sync`: one thread (the inference thread)
-//! owns a [`Forecaster`]. libtorch runs on one thread on purpose: a 15x9 LSTM at
-//! batch 1 is slower with a thread pool on a 2-core box. Training is in
+//! owns a [`Forecaster`]. libtorch runs on one thread on purpose: a batch-1
+//! forecast (LSTM or trees) is slower with a thread pool on a 2-core box. Training is in
 //! [`crate::train`].
 
 use crate::window::{FEATURE_NAMES, WindowRow};

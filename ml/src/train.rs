@@ -1,13 +1,16 @@
-//! `netforecast train`: an LSTM forecaster trained in Rust with tch and exported
-//! as a TorchScript module with the MODEL.md signature.
+//! `netforecast train`: a forecaster trained in Rust and exported as a
+//! TorchScript module with the MODEL.md signature. `--arch lstm` (default) and
+//! `linear` are tch networks; `gbt` is boosted trees ([`crate::gbt`]) whose
+//! forward is written in tensor ops so it traces the same way.
 //!
 //! Data: features CSVs (`netforecast extract`), one capture per file. Sequences
 //! of 15 windows never cross a capture or a gap in the grid. The validation
 //! split is by capture, never by window. Robust scaling (median/IQR per feature,
 //! fitted on training windows) is part of the exported module, so the file is
-//! the whole model. The throughput head is residual on the last window's
-//! throughput, so an untrained network starts as the persistence forecast and
-//! training has to earn every improvement over it.
+//! the whole model. Every architecture forecasts relative to the last window's
+//! throughput (a gate with a head start on persistence, or trees that add a
+//! change to it), so training starts from the persistence forecast and has to
+//! earn every improvement over it.
 
 use crate::eval::{Baselines, Forecasts, Scoreboard};
 use crate::gbt::{self, Gbt, GbtConfig, Loss};
