@@ -484,6 +484,13 @@ fn ack_clock(x: &Tensor, h: &Tensor, pos: &Tensor, window_s: f64) -> Tensor {
     Tensor::stack(&[lag1, lag2, rtt_mean, allowed], 1)
 }
 
+/// The last window's throughput (Mbit/s, at least 0), [B].
+fn last_throughput(x: &Tensor) -> Tensor {
+    x.select(1, LOOKBACK as i64 - 1)
+        .select(1, THR as i64)
+        .clamp_min(0.0)
+}
+
 /// Positions 0, 1, ... 14 of the history windows, for [`ack_clock`].
 fn positions() -> Tensor {
     Tensor::from_slice(&(0..LOOKBACK).map(|j| j as f32).collect::<Vec<_>>())
@@ -511,10 +518,7 @@ struct GbtNet {
 impl GbtNet {
     fn export_forward(&self, x: &Tensor) -> Tensor {
         let f = gbt_features(x, &self.pos, self.window_s);
-        let last = x
-            .select(1, LOOKBACK as i64 - 1)
-            .select(1, THR as i64)
-            .clamp_min(0.0);
+        let last = last_throughput(x);
         let thr = (last + self.compiled.0.forward(&f)).relu();
         let prob = self.compiled.1.forward(&f).sigmoid();
         Tensor::stack(&[thr, prob], 1)
@@ -536,10 +540,7 @@ fn gbt_rows(
         let (xb, yb) = ds.batch(chunk);
         let f = gbt_features(&xb, pos, window_s);
         x.extend(Vec::<f32>::try_from(f.reshape([-1])).unwrap_or_default());
-        let last = xb
-            .select(1, LOOKBACK as i64 - 1)
-            .select(1, THR as i64)
-            .clamp_min(0.0);
+        let last = last_throughput(&xb);
         change.extend(Vec::<f32>::try_from(yb - last).unwrap_or_default());
     }
     let label =
@@ -643,15 +644,8 @@ fn train_nn(
 ) -> Result<(Net, nn::VarStore, usize, usize), TrainError> {
     let mut vs = nn::VarStore::new(Device::Cpu);
     let window_s = cfg.window_ms as f64 / 1000.0;
-    let net = Net::new(
-        &vs.root(),
-        &cfg.arch,
-        cfg.hidden,
-        cfg.layers,
-        med,
-        iqr,
-        window_s,
-    );
+    let make = |p: &nn::Path| Net::new(p, &cfg.arch, cfg.hidden, cfg.layers, med, iqr, window_s);
+    let net = make(&vs.root());
     // Start near persistence: its gate gets a head start, so training begins at
     // the strongest naive forecast and has to earn every departure from it.
     if let Some(bs) = net.head.bs.as_ref() {
@@ -660,15 +654,7 @@ fn train_nn(
         });
     }
     let mut best_vs = nn::VarStore::new(Device::Cpu);
-    let best_net = Net::new(
-        &best_vs.root(),
-        &cfg.arch,
-        cfg.hidden,
-        cfg.layers,
-        med,
-        iqr,
-        window_s,
-    );
+    let best_net = make(&best_vs.root());
     let mut opt = torch(
         nn::AdamW {
             wd: cfg.weight_decay,
