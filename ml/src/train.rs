@@ -564,25 +564,43 @@ fn train_gbt(cfg: &TrainConfig, tr: &Dataset, va: &Dataset) -> GbtNet {
         ..Default::default()
     };
     let persistence_mae = yv.iter().map(|v| v.abs() as f64).sum::<f64>() / yv.len().max(1) as f64;
+    // Progress: one updating line with a bar on a terminal, a line every 250
+    // trees otherwise; the best validation score so far is marked with *.
+    let tty = std::io::stderr().is_terminal();
+    let progress = |what: &str, t: usize, score: String, better: bool| {
+        let max = cfg.trees.max(1);
+        let filled = (t * 20 / max).min(20);
+        let bar = format!("[{}{}]", "#".repeat(filled), "-".repeat(20 - filled));
+        let mark = if better { "*" } else { " " };
+        if tty {
+            eprint!("\r{what} trees {t:>5}/{max} {bar} validation {score}{mark}   ");
+        } else if t % 250 == 0 {
+            eprintln!("{what} trees {t:>5}/{max} validation {score}{mark}");
+        }
+    };
     let regressor = gbt::fit(&x, &y, &xv, &yv, nf, &gcfg, |t, mae, better| {
-        eprintln!(
-            "throughput trees {t:>5}/{}  validation MAE {mae:.3} Mbit/s (MASE {:.3}){}",
-            gcfg.max_trees,
-            mae / persistence_mae,
-            if better { "*" } else { "" }
-        )
+        let score = format!("MAE {mae:.3} Mbit/s (MASE {:.3})", mae / persistence_mae);
+        progress("throughput", t, score, better)
     });
+    if tty {
+        eprintln!();
+    }
     let ccfg = GbtConfig {
         loss: Loss::Logistic,
         ..gcfg.clone()
     };
     let classifier = gbt::fit(&x, &label, &xv, &label_v, nf, &ccfg, |t, ll, better| {
-        eprintln!(
-            "congestion trees {t:>5}/{}  validation log-loss {ll:.4}{}",
-            ccfg.max_trees,
-            if better { "*" } else { "" }
-        )
+        progress("congestion", t, format!("log-loss {ll:.4}"), better)
     });
+    if tty {
+        eprintln!();
+    }
+    eprintln!(
+        "train: {} throughput trees, {} congestion trees (depth {}), kept at their best validation score",
+        regressor.trees(),
+        classifier.trees(),
+        regressor.depth
+    );
     GbtNet {
         compiled: (regressor.compile(), classifier.compile()),
         regressor,
