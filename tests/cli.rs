@@ -234,6 +234,45 @@ fn replay_writes_predictions_report_and_plot() {
     assert!(r["skipped_packets"].is_object());
     let png = std::fs::read(&plot).unwrap();
     assert!(png.len() > 10_000 && png.starts_with(b"\x89PNG"));
+
+    // Two captures recorded at different times: one report over both, one plot
+    // with each capture its own segment.
+    let plot2 = d.join("p2.png");
+    let out = nf()
+        .args(["replay", "-q", "--model"])
+        .arg(&model)
+        .arg("--report")
+        .arg(&report)
+        .arg("--plot")
+        .arg(&plot2)
+        .arg(sample())
+        .arg(&lab)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r2: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(r2["captures"].as_array().map(|c| c.len()), Some(2));
+    assert!(r2["windows"].as_u64().unwrap() > 396);
+    let png = std::fs::read(&plot2).unwrap();
+    assert!(png.len() > 10_000 && png.starts_with(b"\x89PNG"));
+}
+
+#[test]
+fn train_with_an_unknown_architecture_is_one_line() {
+    let out = nf()
+        .args(["train", "--arch", "forest", "--out", "/tmp/never-written"])
+        .arg(sample())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    assert!(e.contains("lstm, linear or gbt"), "{e}");
 }
 
 #[test]

@@ -758,6 +758,12 @@ static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Train, export and write the MODEL.md directory.
 pub fn train(cfg: &TrainConfig) -> Result<TrainSummary, TrainError> {
+    if !["lstm", "linear", "gbt"].contains(&cfg.arch.as_str()) {
+        return Err(TrainError::Data(format!(
+            "unknown --arch {:?}: use lstm, linear or gbt",
+            cfg.arch
+        )));
+    }
     let _one_at_a_time = TRAINING.lock().unwrap_or_else(|p| p.into_inner());
     tch::set_num_threads(1);
     tch::manual_seed(cfg.seed as i64);
