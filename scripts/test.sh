@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up and runs every test: unit, property and CLI tests (cargo), the tshark
 # oracle over crafted edge cases, the committed capture and ../shared's public
-# captures, and the live capture test in network namespaces (as root).
+# captures, the Grafana dashboard check, Python's torch.jit.load of the shipped
+# model, and (as root) the live, lab, daemon and fault tests in network namespaces.
 # Ends with one "N passed, N failed" line.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +33,7 @@ if [ "$(id -u)" = 0 ]; then
 fi
 step "tshark oracle" python3 scripts/oracle.py "${oracle_files[@]}"
 step "grafana dashboard and provisioning" scripts/check-grafana.sh
+step "python: torch.jit.load runs the shipped model as netforecast does" scripts/check-python-load.sh
 if [ "$(id -u)" = 0 ]; then
   step "live capture in network namespaces" python3 tests/live_netns.py
   step "lab: delay line imposes its delay and loss" tests/lab_delayline.sh
