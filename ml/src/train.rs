@@ -395,7 +395,7 @@ impl Net {
             log_mult: Tensor::from_slice(&LOG_MULT),
             log_mask: Tensor::from_slice(&LOG_MASK),
             cand_w: Tensor::from_slice(&candidate_matrix()).reshape([LOOKBACK as i64, N_FIXED]),
-            pos: Tensor::from_slice(&(0..LOOKBACK).map(|j| j as f32).collect::<Vec<_>>()),
+            pos: positions(),
             window_s,
             hidden,
             layers,

@@ -103,6 +103,21 @@ fn row(start_ns: i64, v: f64) -> WindowRow {
     }
 }
 
+/// Run a random batch of `b` sequences; the output must be [b, 2] with a
+/// throughput >= 0 and a probability in [0, 1]. Returns input and output.
+fn run_checked(f: &Forecaster, b: i64) -> (Tensor, Tensor) {
+    let x = Tensor::rand(
+        [b, LOOKBACK as i64, N_FEATURES as i64],
+        (Kind::Float, tch::Device::Cpu),
+    ) * 30.0;
+    let out = f.run(&x).expect("runs");
+    assert_eq!(out.size(), [b, 2], "batch {b}");
+    let p = out.select(1, 1);
+    assert!(p.min().double_value(&[]) >= 0.0 && p.max().double_value(&[]) <= 1.0);
+    assert!(out.select(1, 0).min().double_value(&[]) >= 0.0);
+    (x, out)
+}
+
 #[test]
 fn trained_module_runs_any_batch_size_and_the_loader_checks_model_json() {
     let dir = tempfile::tempdir().unwrap();
@@ -110,15 +125,7 @@ fn trained_module_runs_any_batch_size_and_the_loader_checks_model_json() {
 
     let mut f = Forecaster::load(&model, 50).expect("loads");
     for b in [1i64, 7, 1000] {
-        let x = Tensor::rand(
-            [b, LOOKBACK as i64, N_FEATURES as i64],
-            (Kind::Float, tch::Device::Cpu),
-        ) * 30.0;
-        let out = f.run(&x).expect("runs");
-        assert_eq!(out.size(), [b, 2], "batch {b}");
-        let p = out.select(1, 1);
-        assert!(p.min().double_value(&[]) >= 0.0 && p.max().double_value(&[]) <= 1.0);
-        assert!(out.select(1, 0).min().double_value(&[]) >= 0.0);
+        run_checked(&f, b);
     }
 
     // The ring: no forecast before 15 windows, then one per window, at t+1.
@@ -226,15 +233,7 @@ fn boosted_trees_export_runs_any_batch_size_and_is_reproducible() {
     let mut fa = Forecaster::load(&ma, 50).expect("loads");
     let fb = Forecaster::load(&mb, 50).expect("loads");
     for n in [1i64, 7, 1000] {
-        let x = Tensor::rand(
-            [n, LOOKBACK as i64, N_FEATURES as i64],
-            (Kind::Float, tch::Device::Cpu),
-        ) * 30.0;
-        let out = fa.run(&x).expect("runs");
-        assert_eq!(out.size(), [n, 2], "batch {n}");
-        let p = out.select(1, 1);
-        assert!(p.min().double_value(&[]) >= 0.0 && p.max().double_value(&[]) <= 1.0);
-        assert!(out.select(1, 0).min().double_value(&[]) >= 0.0);
+        let (x, out) = run_checked(&fa, n);
         let d = (out - fb.run(&x).unwrap()).abs().max().double_value(&[]);
         assert_eq!(d, 0.0, "same seed, same data, same trees");
     }
