@@ -60,7 +60,6 @@ impl Default for GbtConfig {
 /// where bit `l` of the index is `x[feature[tree, l]] > threshold[tree, l]`.
 #[derive(Clone, Debug, Default)]
 pub struct Gbt {
-    pub n_features: usize,
     pub depth: usize,
     pub base: f32,
     /// `[trees * depth]` feature of each level.
@@ -126,7 +125,7 @@ pub struct Compiled {
 }
 
 impl Compiled {
-    /// The ensemble on a `[B, n_features]` tensor, as batched tensor ops that
+    /// The ensemble on a `[B, features]` tensor, as batched tensor ops that
     /// trace into TorchScript with a dynamic batch size. `[B]`.
     pub fn forward(&self, x: &Tensor) -> Tensor {
         if self.trees == 0 {
@@ -221,7 +220,6 @@ pub fn fit(
         }
     };
     let mut model = Gbt {
-        n_features: nf,
         depth,
         base,
         ..Default::default()
