@@ -92,31 +92,27 @@ pub fn phase_shift_png(
             .map(|t| PathElement::new(vec![(*t, 0.0), (*t, y_max)], RGBColor(150, 150, 150))),
     )
     .map_err(|e| err(e.to_string()))?;
-    for (i, seg) in segments.iter().enumerate() {
-        let a = c
-            .draw_series(LineSeries::new(
-                seg.iter().map(|p| (p.t_s, p.actual_mbps)),
-                // One pixel: plotters joins wider lines with unlimited miters, and
-                // a 50 ms series has sharp turns that would spike off the chart.
-                actual.stroke_width(1),
-            ))
-            .map_err(|e| err(e.to_string()))?;
-        if i == 0 {
-            a.label("actual").legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], actual.stroke_width(2))
-            });
-        }
-        let f = c
-            .draw_series(LineSeries::new(
-                seg.iter().map(|p| (p.t_s, p.predicted_mbps)),
-                forecast.stroke_width(1),
-            ))
-            .map_err(|e| err(e.to_string()))?;
-        if i == 0 {
-            f.label("forecast (at its target window)")
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], forecast.stroke_width(2))
+    let series: [(&str, RGBColor, fn(&Point) -> f64); 2] = [
+        ("actual", actual, |p| p.actual_mbps),
+        ("forecast (at its target window)", forecast, |p| {
+            p.predicted_mbps
+        }),
+    ];
+    for (name, color, value) in series {
+        for (i, seg) in segments.iter().enumerate() {
+            let drawn = c
+                .draw_series(LineSeries::new(
+                    seg.iter().map(|p| (p.t_s, value(p))),
+                    // One pixel: plotters joins wider lines with unlimited miters,
+                    // and a 50 ms series has sharp turns that would spike off the chart.
+                    color.stroke_width(1),
+                ))
+                .map_err(|e| err(e.to_string()))?;
+            if i == 0 {
+                drawn.label(name).legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
                 });
+            }
         }
     }
     c.draw_series(LineSeries::new(
