@@ -125,6 +125,10 @@ pub struct Compiled {
 }
 
 impl Compiled {
+    pub fn trees(&self) -> usize {
+        self.trees as usize
+    }
+
     /// The ensemble on a `[B, features]` tensor, as batched tensor ops that
     /// trace into TorchScript with a dynamic batch size. `[B]`.
     pub fn forward(&self, x: &Tensor) -> Tensor {

@@ -13,7 +13,7 @@
 //! earn every improvement over it.
 
 use crate::eval::{Baselines, Forecasts, Scoreboard};
-use crate::gbt::{self, Gbt, GbtConfig, Loss};
+use crate::gbt::{self, GbtConfig, Loss};
 use crate::model::{LOOKBACK, META_FILE, MODULE_FILE, ModelMeta, N_FEATURES};
 use crate::sink::FEATURES_HEADER;
 use crate::window::FEATURE_NAMES;
@@ -508,9 +508,8 @@ fn gbt_features(x: &Tensor, pos: &Tensor, window_s: f64) -> Tensor {
 /// the L1 trees predict (Mbit/s, at least 0), and the congestion probability
 /// from a second ensemble fitted to the label with the log-loss.
 struct GbtNet {
-    regressor: Gbt,
-    classifier: Gbt,
-    compiled: (gbt::Compiled, gbt::Compiled),
+    regressor: gbt::Compiled,
+    classifier: gbt::Compiled,
     pos: Tensor,
     window_s: f64,
 }
@@ -519,8 +518,8 @@ impl GbtNet {
     fn export_forward(&self, x: &Tensor) -> Tensor {
         let f = gbt_features(x, &self.pos, self.window_s);
         let last = last_throughput(x);
-        let thr = (last + self.compiled.0.forward(&f)).relu();
-        let prob = self.compiled.1.forward(&f).sigmoid();
+        let thr = (last + self.regressor.forward(&f)).relu();
+        let prob = self.classifier.forward(&f).sigmoid();
         Tensor::stack(&[thr, prob], 1)
     }
 }
@@ -602,9 +601,8 @@ fn train_gbt(cfg: &TrainConfig, tr: &Dataset, va: &Dataset) -> GbtNet {
         regressor.depth
     );
     GbtNet {
-        compiled: (regressor.compile(), classifier.compile()),
-        regressor,
-        classifier,
+        regressor: regressor.compile(),
+        classifier: classifier.compile(),
         pos,
         window_s,
     }
