@@ -21,6 +21,14 @@ fn public_dir() -> Option<PathBuf> {
     d.is_dir().then_some(d)
 }
 
+/// Run `cmd`, which must succeed; its stderr.
+fn succeeds(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    stderr
+}
+
 fn extract(args: &[&Path]) -> (i32, String, String) {
     let out = nf()
         .arg("extract")
@@ -169,32 +177,23 @@ fn replay_writes_predictions_report_and_plot() {
         feats.push(f);
     }
     let model = d.join("model");
-    let out = nf()
-        .args(["train", "--epochs", "2", "--hidden", "8", "--out"])
-        .arg(&model)
-        .args(&feats)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeeds(
+        nf().args(["train", "--epochs", "2", "--hidden", "8", "--out"])
+            .arg(&model)
+            .args(&feats),
     );
     let (pred, report, plot) = (d.join("p.csv"), d.join("r.json"), d.join("p.png"));
-    let out = nf()
-        .args(["replay", "--model"])
-        .arg(&model)
-        .arg("--out")
-        .arg(&pred)
-        .arg("--report")
-        .arg(&report)
-        .arg("--plot")
-        .arg(&plot)
-        .arg(&lab)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let stderr = succeeds(
+        nf().args(["replay", "--model"])
+            .arg(&model)
+            .arg("--out")
+            .arg(&pred)
+            .arg("--report")
+            .arg(&report)
+            .arg("--plot")
+            .arg(&plot)
+            .arg(&lab),
+    );
     assert!(
         stderr.contains("persistence") && stderr.contains("MASE"),
         "{stderr}"
@@ -238,21 +237,15 @@ fn replay_writes_predictions_report_and_plot() {
     // Two captures recorded at different times: one report over both, one plot
     // with each capture its own segment.
     let plot2 = d.join("p2.png");
-    let out = nf()
-        .args(["replay", "-q", "--model"])
-        .arg(&model)
-        .arg("--report")
-        .arg(&report)
-        .arg("--plot")
-        .arg(&plot2)
-        .arg(sample())
-        .arg(&lab)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeeds(
+        nf().args(["replay", "-q", "--model"])
+            .arg(&model)
+            .arg("--report")
+            .arg(&report)
+            .arg("--plot")
+            .arg(&plot2)
+            .arg(sample())
+            .arg(&lab),
     );
     let r2: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
