@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Offline checks of the Grafana files (no Grafana server exists in any registry):
-#  1. every dashboard in grafana/dashboards type-checks as a `Dashboard` of
+#  1. every dashboard in deploy/grafana/dashboards type-checks as a `Dashboard` of
 #     @grafana/schema with TypeScript --strict (the JSON is pasted into a typed
 #     object literal, so literal types and excess properties are checked);
 #  2. the provisioning YAML and docker-compose.yml parse, the dashboard provider
@@ -14,7 +14,7 @@ mkdir -p "$work"
 cp scripts/grafana-check/package.json "$work/"
 ( cd "$work" && [ -d node_modules/@grafana/schema ] || npm install --silent --no-audit --no-fund >/dev/null 2>&1 )
 fails=0
-for d in grafana/dashboards/*.json; do
+for d in deploy/grafana/dashboards/*.json; do
   name=$(basename "$d" .json | tr -c 'a-zA-Z0-9\n' '_')
   {
     echo "import type { Dashboard } from '@grafana/schema';"
@@ -31,9 +31,9 @@ done
 python3 - <<'PY' || fails=$((fails + 1))
 import glob, json, sys, yaml
 bad = []
-comp = yaml.safe_load(open("docker-compose.yml"))
+comp = yaml.safe_load(open("deploy/docker-compose.yml"))
 mounts = {v.split(":")[1]: v.split(":")[0] for v in comp["services"]["grafana"]["volumes"] if v.startswith("./")}
-ds = yaml.safe_load(open("grafana/provisioning/datasources/netforecast.yaml"))
+ds = yaml.safe_load(open("deploy/grafana/provisioning/datasources/netforecast.yaml"))
 assert ds["apiVersion"] == 1
 uids = {d["uid"] for d in ds["datasources"]}
 for d in ds["datasources"]:
@@ -41,12 +41,12 @@ for d in ds["datasources"]:
         if k not in d: bad.append(f"datasource {d.get('name')}: no {k}")
     if "token" in json.dumps(d.get("jsonData", {})): bad.append("a token in jsonData (must be secureJsonData)")
     if d.get("secureJsonData", {}).get("token", "").strip("${}") not in ("INFLUX_TOKEN",): bad.append("token must come from ${INFLUX_TOKEN}")
-prov = yaml.safe_load(open("grafana/provisioning/dashboards/netforecast.yaml"))
+prov = yaml.safe_load(open("deploy/grafana/provisioning/dashboards/netforecast.yaml"))
 for p in prov["providers"]:
     path = p["options"]["path"]
     if mounts.get(path) != "./grafana/dashboards": bad.append(f"provider path {path} is not where compose mounts ./grafana/dashboards")
 if mounts.get("/etc/grafana/provisioning") != "./grafana/provisioning": bad.append("compose does not mount ./grafana/provisioning")
-for f in glob.glob("grafana/dashboards/*.json"):
+for f in glob.glob("deploy/grafana/dashboards/*.json"):
     dash = json.load(open(f))
     for p in dash["panels"]:
         if p["datasource"]["uid"] not in uids: bad.append(f"{f} panel {p['title']}: unknown datasource")

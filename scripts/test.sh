@@ -14,10 +14,10 @@ step() { # name, command...
   echo "=== $name" >&2
   if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "=== FAILED: $name" >&2; fi
 }
-cargo build --release --workspace --bins --examples -q || { echo "0 passed, 1 failed"; exit 1; }
+cargo build --release --workspace --bins -q || { echo "0 passed, 1 failed"; exit 1; }
 step "cargo test" cargo test --release --workspace -q
 crafted=target/crafted
-step "craft edge-case captures" cargo run --release -q --example craft -- "$crafted"
+step "craft edge-case captures" target/release/craft "$crafted"
 oracle_files=("$crafted"/*.pcap tests/data/*.pcap tests/data/*.pcap.gz)
 if [ -d ../shared/fixtures/public ]; then
   for f in ../shared/fixtures/public/*; do
@@ -35,11 +35,11 @@ step "tshark oracle" python3 scripts/oracle.py "${oracle_files[@]}"
 step "grafana dashboard and provisioning" scripts/check-grafana.sh
 step "python: torch.jit.load runs the shipped model as netforecast does" scripts/check-python-load.sh
 if [ "$(id -u)" = 0 ]; then
-  step "live capture in network namespaces" python3 tests/live_netns.py
-  step "lab: delay line imposes its delay and loss" tests/lab_delayline.sh
-  step "lab: throughput follows the schedule" python3 tests/lab_follow.py
-  step "daemon: VictoriaMetrics, influxd 1.6.7, Prometheus, 30 s outage" python3 tests/daemon_netns.py
-  step "faults: interface vanishes, CSV disk full" python3 tests/faults.py
+  step "live capture in network namespaces" python3 tests/system/live_netns.py
+  step "lab: delay line imposes its delay and loss" tests/system/lab_delayline.sh
+  step "lab: throughput follows the schedule" python3 tests/system/lab_follow.py
+  step "daemon: VictoriaMetrics, influxd 1.6.7, Prometheus, 30 s outage" python3 tests/system/daemon_netns.py
+  step "faults: interface vanishes, CSV disk full" python3 tests/system/faults.py
 else
   echo "test: not root, live namespace test skipped" >&2
 fi

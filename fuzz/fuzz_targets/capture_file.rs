@@ -2,8 +2,8 @@
 //! read to the end or to a clean error, every record through the engine.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use netforecast::pcapfile::CaptureFile;
-use netforecast::pipeline::{Engine, EngineConfig};
+use engine::pcapfile::CaptureFile;
+use engine::pipeline::{Engine, EngineConfig};
 use std::path::Path;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,7 +3,7 @@
 //! with a timestamp step, so flows and windows see sequences, not single frames.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use netforecast::pipeline::{Engine, EngineConfig};
+use engine::pipeline::{Engine, EngineConfig};
 
 const LINKTYPES: [u32; 12] = [0, 1, 9, 12, 14, 50, 101, 108, 113, 228, 229, 276];
 

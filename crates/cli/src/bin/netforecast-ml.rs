@@ -1,0 +1,54 @@
+//! `netforecast-ml`: the same command line as `netforecast`, with the model
+//! package linked in, so it runs replay, train and the daemon. `netforecast`
+//! hands those commands over by exec.
+
+use engine::forecast::WindowWidth;
+use netforecast::settings::TrainCmd;
+use netforecast::{Backend, BackendError, BoxedModel};
+use std::path::{Path, PathBuf};
+
+/// TorchScript models and training, from the model package.
+struct Torch;
+
+impl Backend for Torch {
+    fn load(&self, dir: &Path, width: WindowWidth) -> Result<BoxedModel, BackendError> {
+        Ok(Box::new(model::torch::TorchModel::load(dir, width)?))
+    }
+
+    fn default_model_dir(&self) -> PathBuf {
+        model::torch::default_model_dir()
+    }
+
+    fn train(&self, t: &TrainCmd) -> Result<(), BackendError> {
+        let cfg = model::train::TrainConfig {
+            inputs: t.inputs.clone(),
+            out: t.out.clone(),
+            window: WindowWidth::from_ms(t.window_ms).unwrap_or_default(),
+            threshold_mbps: t.threshold_mbps,
+            arch: t.arch.clone(),
+            hidden: t.hidden,
+            layers: t.layers,
+            weight_decay: t.weight_decay,
+            epochs: t.epochs,
+            patience: t.patience,
+            trees: t.trees.max(1),
+            depth: t.depth.clamp(1, 10),
+            gbt_lr: t.gbt_lr,
+            batch: t.batch.max(1),
+            lr: t.lr,
+            seed: t.seed,
+            val_frac: t.val_frac,
+            val: t.val.clone(),
+            command: std::iter::once("netforecast".to_string())
+                .chain(std::env::args().skip(1))
+                .collect::<Vec<_>>()
+                .join(" "),
+        };
+        model::train::train(&cfg)?;
+        Ok(())
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    netforecast::main_with(Some(&Torch))
+}

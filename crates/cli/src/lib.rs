@@ -1,0 +1,301 @@
+//! The `netforecast` command: arguments parsed once into validated
+//! [`settings::Settings`], logging set up, one `run`, one error line and the
+//! exit code (0 success, 2 bad usage, 1 anything else; a closed standard output
+//! ends quietly with 0).
+//!
+//! Two binaries share this library. `netforecast` does not link the model
+//! package, so `extract` starts without libtorch's start-up cost; it hands the
+//! commands that need a model to `netforecast-ml` by exec (same PID, same
+//! arguments). `netforecast-ml` passes a [`Backend`] that loads and trains
+//! models.
+
+pub mod settings;
+
+use clap::Parser;
+use engine::forecast::{SequenceModel, WindowWidth};
+use service::config::ProcessEnv;
+use service::daemon::{Daemon, DaemonError, drop_privileges, sinks_for};
+use service::extract::ExtractError;
+use service::replay::{Replay, ReplayError};
+use service::shutdown::Shutdown;
+use service::sinks::prometheus::Metrics;
+use service::source::{LiveConfig, LiveSource, SourceError, SystemClock};
+use settings::{Cli, DaemonSettings, LogFormat, ReplaySettings, Settings, TrainCmd, UsageError};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A model, boxed.
+pub type BoxedModel = Box<dyn SequenceModel + Send>;
+/// An error from the model package, already worded for a person.
+pub type BackendError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What the model package provides to the command line.
+pub trait Backend {
+    /// Load the model directory `dir` for windows `width` wide.
+    fn load(&self, dir: &Path, width: WindowWidth) -> Result<BoxedModel, BackendError>;
+    /// The shipped model's directory.
+    fn default_model_dir(&self) -> PathBuf;
+    /// `netforecast train`.
+    fn train(&self, args: &TrainCmd) -> Result<(), BackendError>;
+}
+
+/// Errors of a command, for one line on standard error and an exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The command line cannot run.
+    #[error(transparent)]
+    Usage(#[from] UsageError),
+    /// `extract` failed.
+    #[error(transparent)]
+    Extract(#[from] ExtractError),
+    /// `replay` failed.
+    #[error(transparent)]
+    Replay(#[from] ReplayError),
+    /// The daemon failed.
+    #[error(transparent)]
+    Daemon(#[from] DaemonError),
+    /// Capture could not start.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// The model package failed (loading or training).
+    #[error("{0}")]
+    Backend(BackendError),
+    /// `netforecast-ml` is not installed.
+    #[error(
+        "netforecast-ml (replay, train and the daemon) is not installed next to netforecast or on PATH; build it with `cargo build --release --workspace`"
+    )]
+    NoModelBinary,
+    /// `netforecast-ml` could not be started.
+    #[error("cannot run {path}: {detail}")]
+    Exec {
+        /// The binary.
+        path: PathBuf,
+        /// What the OS said.
+        detail: String,
+    },
+}
+
+impl Error {
+    /// 2 for bad usage, 1 for everything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Usage(_)
+            | Error::Extract(ExtractError::Usage(_))
+            | Error::Daemon(DaemonError::Config(_) | DaemonError::User(_)) => 2,
+            _ => 1,
+        }
+    }
+
+    /// A write to a closed standard output (`netforecast extract ... | head`).
+    pub fn is_broken_pipe(&self) -> bool {
+        let mut e: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(x) = e {
+            if let Some(io) = x.downcast_ref::<std::io::Error>() {
+                if io.kind() == std::io::ErrorKind::BrokenPipe {
+                    return true;
+                }
+            }
+            e = x.source();
+        }
+        false
+    }
+}
+
+/// Set up `tracing`: `-v`/`-q` pick the level, `RUST_LOG` overrides; text with
+/// timestamps unless standard error is a terminal, or JSON lines.
+pub fn init_logging(verbose: u8, quiet: bool, format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text if std::io::stderr().is_terminal() => {
+            builder.without_time().compact().try_init()
+        }
+        LogFormat::Text => builder.compact().try_init(),
+    };
+}
+
+/// The whole program: parse, run, report. `backend` is the model package
+/// (`netforecast-ml`), or `None` (`netforecast`: model commands go by exec).
+pub fn main_with(backend: Option<&dyn Backend>) -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => return usage_exit(e),
+    };
+    init_logging(cli.verbose, cli.quiet, cli.log_format);
+    let quiet = cli.quiet;
+    let result = Settings::from_cli(cli, &ProcessEnv)
+        .map_err(Error::from)
+        .and_then(|s| run(s, backend, quiet));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("netforecast: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// clap's help and version go out as clap prints them; a usage error becomes
+/// one line that says what to do, exit 2.
+fn usage_exit(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+        || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    {
+        let _ = e.print();
+        return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+    }
+    let text = e.render().to_string();
+    let parts: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("For more information")
+        })
+        .map(|l| l.trim_start_matches("error: "))
+        .collect();
+    eprintln!("netforecast: {}; see netforecast --help", parts.join(" "));
+    ExitCode::from(2)
+}
+
+/// Run validated settings.
+pub fn run(s: Settings, backend: Option<&dyn Backend>, quiet: bool) -> Result<(), Error> {
+    let Some(backend) = backend.filter(|_| s.needs_model()) else {
+        return match s {
+            Settings::Extract(x) => {
+                x.run(&Shutdown::on_signals())?;
+                Ok(())
+            }
+            _ => Err(exec_model_binary()),
+        };
+    };
+    match s {
+        Settings::Extract(x) => {
+            x.run(&Shutdown::on_signals())?;
+            Ok(())
+        }
+        Settings::Replay(r) => replay(r, backend, quiet),
+        Settings::Daemon(d) => daemon(*d, backend, quiet),
+        Settings::Train(t) => backend.train(&t).map_err(Error::Backend),
+    }
+}
+
+fn replay(r: ReplaySettings, backend: &dyn Backend, quiet: bool) -> Result<(), Error> {
+    let shutdown = Shutdown::on_signals();
+    for p in &r.inputs {
+        service::source::FileSource::open(p, None)?;
+    }
+    let dir = r.model.unwrap_or_else(|| backend.default_model_dir());
+    let model = backend
+        .load(&dir, r.engine.window)
+        .map_err(Error::Backend)?;
+    Replay {
+        inputs: r.inputs,
+        filter: r.filter,
+        realtime: r.realtime,
+        engine: r.engine,
+        model,
+        model_dir: dir.display().to_string(),
+        out: r.out,
+        report: r.report,
+        plot: r.plot,
+        print: !quiet,
+        shutdown,
+        extra_sinks: Vec::new(),
+    }
+    .run()?;
+    Ok(())
+}
+
+fn daemon(d: DaemonSettings, backend: &dyn Backend, quiet: bool) -> Result<(), Error> {
+    let cfg = d.config;
+    let shutdown = Shutdown::on_signals();
+    let metrics = Metrics::new();
+    // The model first: a load error surfaces before capture starts.
+    let dir = d.model.unwrap_or_else(|| backend.default_model_dir());
+    let model = backend
+        .load(&dir, d.engine.window)
+        .map_err(Error::Backend)?;
+    let version = model.version().to_owned();
+    // Capture: opened as root, then privileges may be dropped.
+    let mut live = LiveConfig::new(&cfg.iface);
+    live.filter = cfg.filter.clone();
+    live.snaplen = cfg.snaplen;
+    live.buffer_bytes = cfg.buffer_mib.saturating_mul(1 << 20);
+    let source = LiveSource::open(&live).map_err(SourceError::from)?;
+    let grace_ns = source.grace_ns();
+    if let Some(u) = &cfg.user {
+        drop_privileges(u).map_err(Error::from)?;
+    }
+    let (sinks, to) = sinks_for(&cfg, &version, &metrics, !quiet).map_err(Error::from)?;
+    tracing::info!(
+        "capturing on {} (model {version}); writing to {to}",
+        cfg.iface
+    );
+    let summary = Daemon {
+        source: Box::new(source),
+        clock: Arc::new(SystemClock),
+        grace_ns,
+        engine: d.engine,
+        model,
+        sinks,
+        metrics,
+        metrics_addr: (!cfg.metrics_addr.is_empty()).then(|| cfg.metrics_addr.clone()),
+        shutdown,
+        flush_deadline: Duration::from_secs(cfg.shutdown_deadline_s),
+    }
+    .run()?;
+    eprintln!("{}", summary.line());
+    Ok(())
+}
+
+/// `netforecast-ml` next to this binary, else on PATH.
+fn model_binary() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("NETFORECAST_ML") {
+        return Some(PathBuf::from(p));
+    }
+    let beside = std::env::current_exe()
+        .ok()?
+        .parent()?
+        .join("netforecast-ml");
+    if beside.is_file() {
+        return Some(beside);
+    }
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| PathBuf::from(d).join("netforecast-ml"))
+        .find(|p| p.is_file())
+}
+
+/// Hand the command line to `netforecast-ml`; returns only on failure.
+fn exec_model_binary() -> Error {
+    use std::os::unix::process::CommandExt;
+    let Some(ml) = model_binary() else {
+        return Error::NoModelBinary;
+    };
+    // exec keeps the PID, so signals and service managers see one process.
+    let err = std::process::Command::new(&ml)
+        .arg0("netforecast")
+        .args(std::env::args_os().skip(1))
+        .exec();
+    Error::Exec {
+        path: ml,
+        detail: err.to_string(),
+    }
+}

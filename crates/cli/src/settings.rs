@@ -1,0 +1,408 @@
+//! The command line (INTERFACE.md "Commands"): clap's definitions, and the one
+//! place raw arguments become validated settings ([`Settings::from_cli`]).
+//! Nothing downstream re-parses or re-checks them.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use engine::flow::FlowConfig;
+use engine::forecast::WindowWidth;
+use engine::pipeline::EngineConfig;
+use service::config::{DaemonConfig, Env};
+use service::extract::{Extract, Input};
+use service::source::LiveConfig;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "netforecast",
+    version,
+    about = "Watch TCP traffic, cut it into 50 ms windows, forecast the next window's throughput."
+)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// With no command: the daemon (same as `netforecast run`).
+    #[command(flatten)]
+    pub run: RunCmd,
+    /// More detail on standard error (-v: debug, -vv: trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Print nothing but errors (and the daemon's final summary).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Diagnostics as text (timestamps when not on a terminal) or JSON lines.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+/// How diagnostics are written.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One readable line per event.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct RunCmd {
+    /// Interface to capture on.
+    #[arg(long, short = 'i')]
+    pub iface: Option<String>,
+    /// TOML configuration file (see deploy/netforecast.toml.example).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Model directory (MODEL.md); default: the shipped model_files/.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Window width in milliseconds (must match the model).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=3_600_000))]
+    pub window_ms: Option<u32>,
+    #[command(flatten)]
+    pub flows: FlowArgs,
+    /// BPF capture filter (default `tcp`).
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Prometheus endpoint address (default 127.0.0.1:9898; empty disables).
+    #[arg(long)]
+    pub metrics_addr: Option<String>,
+    /// Predictions CSV (default when no database is configured:
+    /// ./netforecast-predictions.csv), rotated by size.
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+    /// Switch to this user once the capture is open (needs root).
+    #[arg(long)]
+    pub user: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// The daemon: live capture, a forecast every window, InfluxDB and/or CSV,
+    /// until SIGINT or SIGTERM. The InfluxDB settings come from the config file
+    /// and the environment (INFLUX_URL, INFLUX_ORG, INFLUX_BUCKET, INFLUX_TOKEN
+    /// or INFLUX_TOKEN_FILE, INFLUX_VERSION, INFLUX_DB), never from arguments.
+    Run(RunCmd),
+    /// The nine window features (FEATURES.md) of capture files or a live interface, as CSV.
+    Extract(ExtractArgs),
+    /// The forecasting pipeline fed from capture files: predictions, metrics against
+    /// naive baselines, the phase-shift plot.
+    Replay(ReplayCmd),
+    /// Train a model (the LSTM, or `--arch linear|gbt`) on features CSVs (one capture
+    /// each) and write a model directory.
+    Train(TrainCmd),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ReplayCmd {
+    /// Capture files (pcap or pcapng, plain or gzip), each a separate capture.
+    #[arg(value_name = "PCAP", required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Model directory (MODEL.md); default: the shipped model_files/.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Predictions CSV (`-` for standard output).
+    #[arg(long, short = 'o')]
+    pub out: Option<PathBuf>,
+    /// Report JSON with the model's and the baselines' metrics.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// PNG of actual vs forecast throughput, congestion probability below.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Pace the replay by the packet timestamps instead of as fast as possible.
+    #[arg(long)]
+    pub realtime: bool,
+    #[command(flatten)]
+    pub shared: Shared,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TrainCmd {
+    /// Features CSVs written by `netforecast extract`, one capture each.
+    #[arg(value_name = "FEATURES.csv", required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Model directory to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Window width the features were extracted with, ms.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=3_600_000))]
+    pub window_ms: u32,
+    /// Congestion threshold, Mbit/s (stored with the model).
+    #[arg(long, default_value_t = 20.0)]
+    pub threshold_mbps: f64,
+    /// `lstm`; `linear` (a linear map of the window in place of the LSTM); or
+    /// `gbt` (gradient-boosted oblivious trees on window statistics).
+    #[arg(long, default_value = "lstm", value_parser = ["lstm", "linear", "gbt"])]
+    pub arch: String,
+    #[arg(long, default_value_t = 64)]
+    pub hidden: i64,
+    /// AdamW weight decay.
+    #[arg(long, default_value_t = 1e-4)]
+    pub weight_decay: f64,
+    #[arg(long, default_value_t = 2)]
+    pub layers: i64,
+    #[arg(long, default_value_t = 80)]
+    pub epochs: usize,
+    /// Stop after this many epochs without a better validation MAE.
+    #[arg(long, default_value_t = 12)]
+    pub patience: usize,
+    /// Most trees for `--arch gbt` (early stopping usually ends sooner).
+    #[arg(long, default_value_t = 3000)]
+    pub trees: usize,
+    /// Depth of each tree for `--arch gbt`.
+    #[arg(long, default_value_t = 6)]
+    pub depth: usize,
+    /// Learning rate (shrinkage) for `--arch gbt`.
+    #[arg(long, default_value_t = 0.05)]
+    pub gbt_lr: f64,
+    #[arg(long, default_value_t = 256)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 3e-4)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Share of captures held out for validation (ignored with --val).
+    #[arg(long, default_value_t = 0.2)]
+    pub val_frac: f64,
+    /// Captures to validate on (features CSVs among the inputs), by path or name.
+    #[arg(long, value_name = "FEATURES.csv")]
+    pub val: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Shared {
+    /// Window width in milliseconds.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=3_600_000))]
+    pub window_ms: u32,
+    /// BPF capture filter. Live default: `tcp`. Files: none unless given (plain
+    /// `tcp` would miss VLAN-tagged frames, which are counted).
+    #[arg(long)]
+    pub filter: Option<String>,
+    #[command(flatten)]
+    pub flows: FlowArgs,
+}
+
+/// Flow-table and grid limits, shared by every command that runs the engine.
+#[derive(Args, Debug, Clone)]
+pub struct FlowArgs {
+    /// Most flows tracked at once; the longest idle is evicted beyond it.
+    #[arg(long, default_value_t = FlowConfig::default().max_flows)]
+    pub max_flows: usize,
+    /// Seconds without a packet after which a flow is forgotten.
+    #[arg(long, default_value_t = 300)]
+    pub flow_idle_timeout_s: u32,
+    /// Gaps longer than this many seconds are not filled with silent windows; the
+    /// window grid restarts after them.
+    #[arg(long, default_value_t = 600)]
+    pub max_silent_gap_s: u32,
+}
+
+impl Default for FlowArgs {
+    fn default() -> Self {
+        FlowArgs {
+            max_flows: FlowConfig::default().max_flows,
+            flow_idle_timeout_s: 300,
+            max_silent_gap_s: 600,
+        }
+    }
+}
+
+impl FlowArgs {
+    /// The engine's settings for windows `window` wide.
+    pub fn engine_config(&self, window: WindowWidth) -> EngineConfig {
+        EngineConfig {
+            window,
+            max_silent_gap_ns: self.max_silent_gap_s as i64 * 1_000_000_000,
+            flow: FlowConfig {
+                max_flows: self.max_flows.max(1),
+                idle_timeout_ns: self.flow_idle_timeout_s as i64 * 1_000_000_000,
+                ..FlowConfig::default()
+            },
+        }
+    }
+}
+
+impl Shared {
+    /// The engine's settings.
+    pub fn engine_config(&self) -> EngineConfig {
+        self.flows.engine_config(width(self.window_ms))
+    }
+}
+
+/// clap has checked the range already.
+fn width(ms: u32) -> WindowWidth {
+    WindowWidth::from_ms(ms).unwrap_or_default()
+}
+
+/// What the command line asks for, checked.
+#[derive(Debug)]
+pub enum Settings {
+    /// The daemon, with its configuration merged (file, environment, flags).
+    Daemon(Box<DaemonSettings>),
+    /// `extract`.
+    Extract(Extract),
+    /// `replay`.
+    Replay(ReplaySettings),
+    /// `train` (the model package turns these into its own configuration).
+    Train(TrainCmd),
+}
+
+/// The daemon's settings.
+#[derive(Debug)]
+pub struct DaemonSettings {
+    /// File, environment and flags, merged and validated.
+    pub config: DaemonConfig,
+    /// Engine settings (window width from the config, flow limits from flags).
+    pub engine: EngineConfig,
+    /// Model directory (None: the shipped one).
+    pub model: Option<PathBuf>,
+}
+
+/// `replay`'s settings.
+#[derive(Debug)]
+pub struct ReplaySettings {
+    /// Capture files.
+    pub inputs: Vec<PathBuf>,
+    /// Model directory (None: the shipped one).
+    pub model: Option<PathBuf>,
+    /// Predictions CSV.
+    pub out: Option<PathBuf>,
+    /// Report JSON.
+    pub report: Option<PathBuf>,
+    /// Plot PNG.
+    pub plot: Option<PathBuf>,
+    /// Pace by the timestamps.
+    pub realtime: bool,
+    /// Engine settings.
+    pub engine: EngineConfig,
+    /// BPF filter.
+    pub filter: Option<String>,
+}
+
+/// A command line that parses but cannot run (exit 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+impl RunCmd {
+    /// The daemon's configuration: the file, then the environment, then these flags.
+    fn into_settings(self, env: &dyn Env) -> Result<DaemonSettings, UsageError> {
+        let mut cfg = DaemonConfig::load(self.config.as_deref(), env)
+            .map_err(|e| UsageError(e.to_string()))?;
+        if let Some(v) = self.iface {
+            cfg.iface = v;
+        }
+        if let Some(v) = self.window_ms {
+            cfg.window_ms = v;
+        }
+        if let Some(v) = self.filter {
+            cfg.filter = v;
+        }
+        if let Some(v) = self.metrics_addr {
+            cfg.metrics_addr = v;
+        }
+        if let Some(v) = self.csv {
+            cfg.csv = Some(v);
+        }
+        if let Some(v) = self.user {
+            cfg.user = Some(v);
+        }
+        if let Some(v) = self.model {
+            cfg.model = Some(v);
+        }
+        cfg.validate().map_err(|e| UsageError(e.to_string()))?;
+        let w = WindowWidth::from_ms(cfg.window_ms).ok_or_else(|| {
+            UsageError(format!(
+                "window_ms is {}; use 1 to {}",
+                cfg.window_ms,
+                WindowWidth::MAX_MS
+            ))
+        })?;
+        Ok(DaemonSettings {
+            engine: self.flows.engine_config(w),
+            model: cfg.model.clone(),
+            config: cfg,
+        })
+    }
+}
+
+impl Settings {
+    /// Check the parsed command line and merge the daemon's configuration.
+    pub fn from_cli(cli: Cli, env: &dyn Env) -> Result<Settings, UsageError> {
+        let print = !cli.quiet;
+        Ok(match cli.command {
+            None => Settings::Daemon(Box::new(cli.run.into_settings(env)?)),
+            Some(Command::Run(r)) => Settings::Daemon(Box::new(r.into_settings(env)?)),
+            Some(Command::Extract(a)) => {
+                let input = match &a.iface {
+                    Some(iface) => {
+                        let mut l = LiveConfig::new(iface);
+                        l.snaplen = a.snaplen;
+                        l.buffer_bytes = a.buffer_mib.saturating_mul(1 << 20);
+                        Input::Live(l)
+                    }
+                    None => Input::Files(a.inputs.clone()),
+                };
+                Settings::Extract(Extract {
+                    input,
+                    out: a.out,
+                    packets_out: a.packets_out,
+                    summary_json: a.summary_json,
+                    engine: a.shared.engine_config(),
+                    filter: a.shared.filter,
+                    print,
+                })
+            }
+            Some(Command::Replay(r)) => Settings::Replay(ReplaySettings {
+                engine: r.shared.engine_config(),
+                inputs: r.inputs,
+                model: r.model,
+                out: r.out,
+                report: r.report,
+                plot: r.plot,
+                realtime: r.realtime,
+                filter: r.shared.filter,
+            }),
+            Some(Command::Train(t)) => Settings::Train(t),
+        })
+    }
+
+    /// Whether this command needs the model package (libtorch).
+    pub fn needs_model(&self) -> bool {
+        !matches!(self, Settings::Extract(_))
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ExtractArgs {
+    /// Capture files (pcap or pcapng, plain or gzip), processed one after another
+    /// as separate captures.
+    #[arg(
+        value_name = "PCAP",
+        required_unless_present = "iface",
+        conflicts_with = "iface"
+    )]
+    pub inputs: Vec<PathBuf>,
+    /// Capture live on this interface instead; one row per window as it closes,
+    /// until SIGINT or SIGTERM.
+    #[arg(long, short = 'i')]
+    pub iface: Option<String>,
+    /// Output CSV; `-` is standard output.
+    #[arg(long, short = 'o', default_value = "-")]
+    pub out: PathBuf,
+    /// Also write one row per counted packet (frame number, time, ACK RTT, bytes
+    /// in flight) to this CSV, to check a capture against tshark.
+    #[arg(long, value_name = "CSV")]
+    pub packets_out: Option<PathBuf>,
+    /// Write the summary (counters per capture) as JSON to this file.
+    #[arg(long, value_name = "JSON")]
+    pub summary_json: Option<PathBuf>,
+    /// Live: bytes kept per packet.
+    #[arg(long, default_value_t = 256)]
+    pub snaplen: i32,
+    /// Live: kernel capture buffer in MiB.
+    #[arg(long, default_value_t = 64)]
+    pub buffer_mib: i32,
+    #[command(flatten)]
+    pub shared: Shared,
+}

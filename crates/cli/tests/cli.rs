@@ -1,0 +1,413 @@
+//! The binary as users meet it: exit codes, one-line errors, the public captures
+//! from ../shared (when present), several files as separate captures.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// `netforecast`, handing model commands to this build's `netforecast-ml`
+/// (never a stale one found elsewhere).
+fn nf() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_netforecast"));
+    c.env("NETFORECAST_ML", env!("CARGO_BIN_EXE_netforecast-ml"));
+    c
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn sample() -> PathBuf {
+    repo().join("tests/data/netns-bulk-steps.pcap")
+}
+
+fn public_dir() -> Option<PathBuf> {
+    let d = repo().join("../shared/fixtures/public");
+    d.is_dir().then_some(d)
+}
+
+/// Run `cmd`, which must succeed; its stderr.
+fn succeeds(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    stderr
+}
+
+fn extract(args: &[&Path]) -> (i32, String, String) {
+    let out = nf()
+        .arg("extract")
+        .args(args)
+        .args(["--out", "-"])
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn every_public_capture_is_read_without_a_panic() {
+    let Some(dir) = public_dir() else {
+        eprintln!("../shared/fixtures/public not present; skipped");
+        return;
+    };
+    let mut seen = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "md") {
+            continue;
+        }
+        seen += 1;
+        let (code, stdout, stderr) = extract(&[&p]);
+        assert!(!stderr.contains("panicked"), "{}: {stderr}", p.display());
+        match code {
+            0 => assert!(
+                stdout.starts_with("window_start,size,delay,bif,"),
+                "{}",
+                p.display()
+            ),
+            1 => assert_eq!(
+                stderr.trim().lines().count(),
+                1,
+                "{}: one error line, got {stderr}",
+                p.display()
+            ),
+            c => panic!("{}: exit code {c}", p.display()),
+        }
+    }
+    assert!(seen >= 18);
+}
+
+#[test]
+fn cut_short_pcapng_is_one_clear_error() {
+    let Some(dir) = public_dir() else { return };
+    let (code, _, stderr) = extract(&[&dir.join("pcapng-cut-short.bin")]);
+    assert_eq!(code, 1);
+    assert_eq!(stderr.trim().lines().count(), 1);
+    assert!(stderr.contains("pcapng-cut-short.bin"), "{stderr}");
+}
+
+#[test]
+fn missing_file_names_the_path_and_exits_1() {
+    let (code, _, stderr) = extract(&[Path::new("/nonexistent/x.pcap")]);
+    assert_eq!(code, 1);
+    assert_eq!(stderr.trim().lines().count(), 1);
+    assert!(stderr.contains("/nonexistent/x.pcap"));
+}
+
+#[test]
+fn bad_usage_exits_2() {
+    let out = nf()
+        .args(["extract", "--window-ms", "0", "x.pcap"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = nf().args(["extract"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    // The daemon with no interface: a usage error in one line (INTERFACE.md).
+    let out = nf()
+        .args(["run", "--metrics-addr", ""])
+        .env_remove("INFLUX_URL")
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{e}");
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    assert!(e.contains("--iface"), "{e}");
+}
+
+#[test]
+fn a_closed_standard_output_ends_quietly_with_0() {
+    // `netforecast extract F --out - | head`: the reader goes away first.
+    let mut child = nf()
+        .arg("extract")
+        .arg(sample())
+        .args(["-q", "--out", "-", "--packets-out", "-"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{e}");
+    assert!(e.is_empty(), "nothing on stderr: {e}");
+}
+
+#[test]
+fn sample_capture_gives_contiguous_windows_with_the_header() {
+    let (code, stdout, stderr) = extract(&[&sample()]);
+    assert_eq!(code, 0, "{stderr}");
+    let mut lines = stdout.lines();
+    assert_eq!(
+        lines.next(),
+        Some(
+            "window_start,size,delay,bif,iat_mean,iat_std,throughput_mbps,delay_grad,bif_grad,is_silent"
+        )
+    );
+    let starts: Vec<i64> = lines
+        .map(|l| {
+            let (s, ns) = l.split(',').next().unwrap().split_once('.').unwrap();
+            assert_eq!(ns.len(), 9);
+            s.parse::<i64>().unwrap() * 1_000_000_000 + ns.parse::<i64>().unwrap()
+        })
+        .collect();
+    assert!(starts.len() > 70, "{} windows", starts.len());
+    assert!(starts.windows(2).all(|w| w[1] - w[0] == 50_000_000));
+    assert!(stderr.contains("packets/s"));
+}
+
+#[test]
+fn several_files_are_separate_captures() {
+    let s = sample();
+    let (_, one, _) = extract(&[&s]);
+    let (_, two, _) = extract(&[&s, &s]);
+    let body: Vec<&str> = one.lines().skip(1).collect();
+    let both: Vec<&str> = two.lines().skip(1).collect();
+    // Same file twice: the second capture starts from fresh state, so its rows
+    // repeat the first's exactly (nothing carried over).
+    assert_eq!(both.len(), 2 * body.len());
+    assert_eq!(&both[..body.len()], &body[..]);
+    assert_eq!(&both[body.len()..], &body[..]);
+}
+
+#[test]
+fn window_width_option_changes_the_grid() {
+    let out = nf()
+        .args(["extract", "--window-ms", "100", "-q", "--out", "-"])
+        .arg(sample())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<&str> = text.lines().skip(1).collect();
+    let (_, fifty, _) = extract(&[&sample()]);
+    let n50 = fifty.lines().count() - 1;
+    assert!((rows.len() as i64 - (n50 as i64 + 1) / 2).abs() <= 1);
+    assert!(out.stderr.is_empty(), "-q prints nothing");
+}
+
+/// `replay` end to end with a model trained here on the committed captures:
+/// predictions CSV on the rows of the windows they predict, the report with the
+/// model and the three baselines, the plot.
+#[test]
+fn replay_writes_predictions_report_and_plot() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let lab = repo().join("tests/data/lab-cellular-s3.pcap.gz");
+    let mut feats = Vec::new();
+    for (i, cap) in [sample(), lab.clone()].iter().enumerate() {
+        let f = d.join(format!("f{i}.csv"));
+        let st = nf()
+            .args(["extract", "-q", "--out"])
+            .arg(&f)
+            .arg(cap)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        feats.push(f);
+    }
+    let model = d.join("model");
+    succeeds(
+        nf().args(["train", "--epochs", "2", "--hidden", "8", "--out"])
+            .arg(&model)
+            .args(&feats),
+    );
+    let (pred, report, plot) = (d.join("p.csv"), d.join("r.json"), d.join("p.png"));
+    let stderr = succeeds(
+        nf().args(["replay", "--model"])
+            .arg(&model)
+            .arg("--out")
+            .arg(&pred)
+            .arg("--report")
+            .arg(&report)
+            .arg("--plot")
+            .arg(&plot)
+            .arg(&lab),
+    );
+    assert!(
+        stderr.contains("persistence") && stderr.contains("MASE"),
+        "{stderr}"
+    );
+    let text = std::fs::read_to_string(&pred).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("window_start,actual_mbps,predicted_mbps,congestion_prob")
+    );
+    let rows: Vec<&str> = lines.collect();
+    // 411 windows in the capture; the first 15 have no forecast.
+    assert_eq!(rows.len(), 411 - 15);
+    let feats_text = std::fs::read_to_string(&feats[1]).unwrap();
+    let sixteenth = feats_text.lines().nth(16).unwrap();
+    assert!(
+        rows[0].starts_with(sixteenth.split(',').next().unwrap()),
+        "first forecast sits on window 16"
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(r["windows"], 396);
+    for k in ["model", "persistence", "mean_last_15", "ewma"] {
+        for m in [
+            "r2",
+            "mae_mbps",
+            "rmse_mbps",
+            "mase",
+            "roc_auc",
+            "pr_auc",
+            "prevalence",
+        ] {
+            assert!(r[k][m].is_number(), "{k}.{m} in {r}");
+        }
+    }
+    assert_eq!(r["persistence"]["mase"], 1.0);
+    assert!(r["skipped_packets"].is_object());
+    let png = std::fs::read(&plot).unwrap();
+    assert!(png.len() > 10_000 && png.starts_with(b"\x89PNG"));
+
+    // Two captures recorded at different times: one report over both, one plot
+    // with each capture its own segment.
+    let plot2 = d.join("p2.png");
+    succeeds(
+        nf().args(["replay", "-q", "--model"])
+            .arg(&model)
+            .arg("--report")
+            .arg(&report)
+            .arg("--plot")
+            .arg(&plot2)
+            .arg(sample())
+            .arg(&lab),
+    );
+    let r2: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(r2["captures"].as_array().map(|c| c.len()), Some(2));
+    assert!(r2["windows"].as_u64().unwrap() > 396);
+    let png = std::fs::read(&plot2).unwrap();
+    assert!(png.len() > 10_000 && png.starts_with(b"\x89PNG"));
+}
+
+#[test]
+fn train_with_an_unknown_architecture_is_one_line() {
+    let out = nf()
+        .args(["train", "--arch", "forest", "--out", "/tmp/never-written"])
+        .arg(sample())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "bad usage exits 2");
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    assert!(
+        e.contains("forest") && e.contains("lstm, linear, gbt"),
+        "{e}"
+    );
+}
+
+#[test]
+fn replay_with_a_missing_model_is_one_line() {
+    let out = nf()
+        .args(["replay", "--model", "/nonexistent/m"])
+        .arg(sample())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    assert!(e.contains("/nonexistent/m"));
+}
+
+/// Without capture privileges the daemon and live extract say what to do in one
+/// line (run as root with setpriv to drop to nobody; skipped when not root).
+#[test]
+fn capture_without_permission_says_what_to_do() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || Command::new("setpriv").arg("--version").output().is_err()
+    {
+        eprintln!("not root or no setpriv; skipped");
+        return;
+    }
+    for args in [
+        &["extract", "--iface", "lo", "--out", "-"][..],
+        &["--iface", "lo", "--metrics-addr", ""][..],
+    ] {
+        let out = Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+            ])
+            .arg(env!("CARGO_BIN_EXE_netforecast"))
+            .args(args)
+            .current_dir(std::env::temp_dir())
+            .output()
+            .unwrap();
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {e}");
+        assert_eq!(e.trim().lines().count(), 1, "{e}");
+        assert!(
+            e.contains("no permission to capture on lo") && e.contains("setcap"),
+            "{e}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+}
+
+/// `--user` drops root once the capture is open: the running daemon's uid is the
+/// user's, and SIGTERM still ends it cleanly (root only; captures on lo, no traffic).
+#[test]
+fn user_option_drops_privileges_after_opening_the_capture() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let mut child = nf()
+        .args([
+            "--iface",
+            "lo",
+            "--user",
+            "nobody",
+            "--metrics-addr",
+            "",
+            "-q",
+            "--csv",
+        ])
+        .arg(dir.path().join("p.csv"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut uid_line = String::new();
+    for _ in 0..100 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        uid_line = status
+            .lines()
+            .find(|l| l.starts_with("Uid:"))
+            .unwrap_or("")
+            .to_string();
+        if uid_line.contains("65534") {
+            break;
+        }
+    }
+    // SAFETY: signalling the child we started, by its PID.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        uid_line.split_whitespace().skip(1).all(|u| u == "65534"),
+        "{uid_line}"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stopped after"));
+}

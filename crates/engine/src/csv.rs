@@ -1,0 +1,304 @@
+//! The engine's files (INTERFACE.md "Files"): the features CSV in both
+//! directions, the per-packet analysis CSV for the tshark oracle, exact epoch
+//! timestamps, and a plain CSV writer (a file or standard output).
+//!
+//! Owns formatting, parsing and writing of these files. The predictions CSV
+//! belongs to the service's CSV sink.
+
+use crate::forecast::{N_FEATURES, WindowWidth};
+use crate::window::{FEATURE_NAMES, NS_PER_S, WindowRow};
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// Header of the features CSV (INTERFACE.md), column order fixed.
+pub const FEATURES_HEADER: &str =
+    "window_start,size,delay,bif,iat_mean,iat_std,throughput_mbps,delay_grad,bif_grad,is_silent";
+
+/// Errors writing a CSV file.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("cannot create {path}: {source}; check the directory exists and is writable")]
+    Create { path: PathBuf, source: io::Error },
+    #[error("cannot write {what}: {source}")]
+    Write { what: String, source: io::Error },
+}
+
+/// `window_start` as Unix seconds with 9 decimals, exact (no float rounding).
+pub fn format_epoch_ns(ns: i64, out: &mut String) {
+    let sign = if ns < 0 { "-" } else { "" };
+    let a = ns.unsigned_abs();
+    let _ = write!(
+        out,
+        "{sign}{}.{:09}",
+        a / NS_PER_S as u64,
+        a % NS_PER_S as u64
+    );
+}
+
+/// Time of day (UTC) of an epoch timestamp, `HH:MM:SS.mmm`, for status lines.
+pub fn hms(ns: i64) -> String {
+    let ms = ns.div_euclid(1_000_000);
+    let s = ms.div_euclid(1000);
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        (s / 3600) % 24,
+        (s / 60) % 60,
+        s % 60,
+        ms % 1000
+    )
+}
+
+/// Append one CSV line (with newline) for `r`.
+pub fn format_features_row(r: &WindowRow, out: &mut String) {
+    format_epoch_ns(r.start_ns, out);
+    let _ = writeln!(
+        out,
+        ",{},{},{},{},{},{},{},{},{}",
+        r.size_bytes,
+        r.delay_s,
+        r.bif_bytes,
+        r.iat_mean_s,
+        r.iat_std_s,
+        r.throughput_mbps,
+        r.delay_grad_s,
+        r.bif_grad_bytes,
+        r.is_silent as u8
+    );
+}
+
+/// Header of the per-packet analysis CSV (`extract --packets-out`): one row per
+/// counted packet, `frame` numbered from 1 over all records of the file as tshark
+/// numbers them, empty fields where there is no sample.
+pub const PACKETS_HEADER: &str = "frame,time_epoch,frame_len,payload_len,ack_rtt,bytes_in_flight";
+
+/// Append one per-packet line (with newline).
+pub fn format_packet_row(
+    frame: u64,
+    p: &crate::capture::PacketSummary,
+    a: &crate::flow::Analysis,
+    out: &mut String,
+) {
+    let _ = write!(out, "{frame},");
+    format_epoch_ns(p.ts_ns, out);
+    let _ = write!(out, ",{},{},", p.frame_len_bytes, p.payload_len_bytes);
+    if let Some(r) = a.ack_rtt_ns {
+        format_epoch_ns(r, out);
+    }
+    out.push(',');
+    if let Some(b) = a.bytes_in_flight {
+        let _ = write!(out, "{b}");
+    }
+    out.push('\n');
+}
+
+/// A plain line-oriented CSV file (or standard output) with a header.
+pub struct CsvFile {
+    out: Box<dyn Write + Send>,
+    what: String,
+}
+
+impl CsvFile {
+    pub fn create(path: &Path, header: &str) -> Result<Self, SinkError> {
+        let (out, what): (Box<dyn Write + Send>, String) = if path == Path::new("-") {
+            (
+                Box::new(io::BufWriter::new(io::stdout())),
+                "standard output".into(),
+            )
+        } else {
+            let f = std::fs::File::create(path).map_err(|source| SinkError::Create {
+                path: path.to_owned(),
+                source,
+            })?;
+            (
+                Box::new(io::BufWriter::with_capacity(1 << 16, f)),
+                path.display().to_string(),
+            )
+        };
+        let mut c = CsvFile { out, what };
+        c.write_line(&format!("{header}\n"))?;
+        Ok(c)
+    }
+
+    pub fn write_line(&mut self, line: &str) -> Result<(), SinkError> {
+        self.out
+            .write_all(line.as_bytes())
+            .map_err(|source| SinkError::Write {
+                what: self.what.clone(),
+                source,
+            })
+    }
+
+    pub fn flush(&mut self) -> Result<(), SinkError> {
+        self.out.flush().map_err(|source| SinkError::Write {
+            what: self.what.clone(),
+            source,
+        })
+    }
+}
+
+/// Writes the features CSV to a file or standard output.
+pub struct FeaturesCsv {
+    file: CsvFile,
+    line: String,
+    /// Flush after every row (live streaming), not only at the end.
+    flush_each: bool,
+    pub rows: u64,
+}
+
+impl FeaturesCsv {
+    /// `path` "-" means standard output.
+    pub fn create(path: &Path, flush_each: bool) -> Result<Self, SinkError> {
+        Ok(FeaturesCsv {
+            file: CsvFile::create(path, FEATURES_HEADER)?,
+            line: String::with_capacity(256),
+            flush_each,
+            rows: 0,
+        })
+    }
+
+    pub fn write(&mut self, r: &WindowRow) -> Result<(), SinkError> {
+        self.line.clear();
+        format_features_row(r, &mut self.line);
+        self.file.write_line(&self.line)?;
+        self.rows += 1;
+        if self.flush_each {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    pub fn flush(&mut self) -> Result<(), SinkError> {
+        self.file.flush()
+    }
+}
+
+/// Errors reading a features CSV.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {detail}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        detail: String,
+    },
+    /// A line is not a features row.
+    #[error("{path} line {line}: {detail}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Line number, from 1 (the header).
+        line: usize,
+        /// What is wrong with it.
+        detail: String,
+    },
+}
+
+/// One capture's windows, split into runs of contiguous windows.
+#[derive(Clone, Debug)]
+pub struct FeaturesCapture {
+    /// File name of the CSV.
+    pub name: String,
+    /// Runs of contiguous windows, each window's nine features in FEATURES.md order.
+    pub segments: Vec<Vec<[f32; N_FEATURES]>>,
+}
+
+/// Read a features CSV written by `extract` (the INTERFACE.md header is checked).
+pub fn read_features_csv(path: &Path, width: WindowWidth) -> Result<FeaturesCapture, ReadError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ReadError::Read {
+        path: path.to_owned(),
+        detail: e.to_string(),
+    })?;
+    let mut lines = text.lines();
+    if lines.next().map(str::trim) != Some(FEATURES_HEADER) {
+        return Err(ReadError::Parse {
+            path: path.to_owned(),
+            line: 1,
+            detail: format!(
+                "expected the features header {FEATURES_HEADER}; make it with `netforecast extract`"
+            ),
+        });
+    }
+    let w_ns = width.ns();
+    let mut segments: Vec<Vec<[f32; N_FEATURES]>> = Vec::new();
+    let mut last_start: Option<i64> = None;
+    for (i, line) in lines.enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let mut it = line.split(',');
+        let start = it
+            .next()
+            .and_then(parse_epoch_ns)
+            .ok_or_else(|| ReadError::Parse {
+                path: path.to_owned(),
+                line: i + 2,
+                detail: "window_start is not seconds.nanoseconds".into(),
+            })?;
+        let mut v = [0f32; N_FEATURES];
+        for (k, slot) in v.iter_mut().enumerate() {
+            let x: f64 = it
+                .next()
+                .and_then(|s| s.trim().parse().ok())
+                .ok_or_else(|| ReadError::Parse {
+                    path: path.to_owned(),
+                    line: i + 2,
+                    detail: format!(
+                        "column {} ({}) is missing or not a number",
+                        k + 2,
+                        FEATURE_NAMES[k]
+                    ),
+                })?;
+            if !x.is_finite() {
+                return Err(ReadError::Parse {
+                    path: path.to_owned(),
+                    line: i + 2,
+                    detail: format!("{} is {x}", FEATURE_NAMES[k]),
+                });
+            }
+            *slot = x as f32;
+        }
+        if last_start.is_none_or(|l| start - l != w_ns) {
+            segments.push(Vec::new());
+        }
+        last_start = Some(start);
+        if let Some(s) = segments.last_mut() {
+            s.push(v);
+        }
+    }
+    Ok(FeaturesCapture {
+        name: path
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        segments,
+    })
+}
+
+/// Parse `window_start` (Unix seconds with up to 9 decimals) exactly.
+pub fn parse_epoch_ns(s: &str) -> Option<i64> {
+    let (a, b) = s.trim().split_once('.')?;
+    let neg = a.starts_with('-');
+    let secs: i64 = a.trim_start_matches('-').parse().ok()?;
+    let frac = format!("{b:0<9}");
+    let ns: i64 = frac.get(..9)?.parse().ok()?;
+    let v = secs * 1_000_000_000 + ns;
+    Some(if neg { -v } else { v })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_formatting_is_exact() {
+        let mut s = String::new();
+        format_epoch_ns(1_700_000_000_050_000_000, &mut s);
+        assert_eq!(s, "1700000000.050000000");
+        s.clear();
+        format_epoch_ns(-50_000_000, &mut s);
+        assert_eq!(s, "-0.050000000");
+    }
+}

@@ -1,0 +1,380 @@
+//! The time grid and the nine window features (FEATURES.md "Windows" and "The
+//! nine features").
+//!
+//! Window `k` covers `[k*W, (k+1)*W)` in Unix time. The aggregator never reads a
+//! clock: replay drives it with packet timestamps, live capture additionally with
+//! [`WindowAggregator::advance_to`], so silent windows come out of the same code in
+//! both. Owns per-window sums and the carried-forward delay and bytes in flight;
+//! does not own TCP analysis or output formats.
+
+use rustc_hash::FxHashMap;
+
+/// Feature names in model order (FEATURES.md).
+pub const FEATURE_NAMES: [&str; 9] = [
+    "size",
+    "delay",
+    "bif",
+    "iat_mean",
+    "iat_std",
+    "throughput_mbps",
+    "delay_grad",
+    "bif_grad",
+    "is_silent",
+];
+
+/// Position of `throughput_mbps` in [`FEATURE_NAMES`].
+pub const THROUGHPUT_FEATURE: usize = 5;
+
+pub const NS_PER_S: i64 = 1_000_000_000;
+
+/// One closed window: its start and the nine features.
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub struct WindowRow {
+    /// `k * W`, nanoseconds since the Unix epoch.
+    pub start_ns: i64,
+    /// Sum of original frame lengths, bytes.
+    pub size_bytes: u64,
+    /// Mean ACK RTT, seconds (carried forward when the window has none).
+    pub delay_s: f64,
+    /// Bytes in flight summed over sending directions (carried forward).
+    pub bif_bytes: u64,
+    pub iat_mean_s: f64,
+    pub iat_std_s: f64,
+    pub throughput_mbps: f64,
+    pub delay_grad_s: f64,
+    pub bif_grad_bytes: i64,
+    pub is_silent: bool,
+    /// Counted packets in the window (not a feature; for checks and summaries).
+    pub packets: u64,
+}
+
+impl WindowRow {
+    /// The nine features in FEATURES.md order, as the model consumes them.
+    pub fn features(&self) -> [f64; 9] {
+        [
+            self.size_bytes as f64,
+            self.delay_s,
+            self.bif_bytes as f64,
+            self.iat_mean_s,
+            self.iat_std_s,
+            self.throughput_mbps,
+            self.delay_grad_s,
+            self.bif_grad_bytes as f64,
+            if self.is_silent { 1.0 } else { 0.0 },
+        ]
+    }
+}
+
+/// Counters the aggregator keeps about time itself.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct WindowStats {
+    pub windows: u64,
+    pub silent_windows: u64,
+    /// Packets older than the open window, folded into it.
+    pub late_packets: u64,
+    /// Jumps larger than the silent-gap limit: the grid restarted there.
+    pub time_jumps: u64,
+}
+
+/// Sums for the open window.
+#[derive(Default)]
+struct Acc {
+    packets: u64,
+    size_bytes: u64,
+    rtt_sum_ns: i128,
+    rtt_n: u64,
+    /// Last bytes-in-flight sample per sending direction.
+    bif_last: FxHashMap<u64, u32>,
+    last_ts_ns: i64,
+    gaps: i128,
+    gap_sum_ns: i128,
+    gap_sumsq_ns2: i128,
+}
+
+impl Acc {
+    fn clear(&mut self) {
+        self.packets = 0;
+        self.size_bytes = 0;
+        self.rtt_sum_ns = 0;
+        self.rtt_n = 0;
+        self.bif_last.clear();
+        self.gaps = 0;
+        self.gap_sum_ns = 0;
+        self.gap_sumsq_ns2 = 0;
+    }
+}
+
+/// Turns timestamped packet facts into contiguous windows.
+pub struct WindowAggregator {
+    width_ns: i64,
+    /// Gaps longer than this are not filled with silent windows (a clock jump or a
+    /// capture paused for hours would otherwise emit millions of rows).
+    max_silent_gap_ns: i64,
+    /// Index `k` of the open window, once there is one.
+    open: Option<i64>,
+    acc: Acc,
+    prev_delay_s: f64,
+    prev_bif: u64,
+    emitted_any: bool,
+    pub stats: WindowStats,
+}
+
+/// What one packet contributes to its window.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct PacketFacts {
+    pub ts_ns: i64,
+    pub frame_len_bytes: u32,
+    pub ack_rtt_ns: Option<i64>,
+    pub bytes_in_flight: Option<u32>,
+    pub direction_id: u64,
+}
+
+impl WindowAggregator {
+    pub fn new(width_ns: i64, max_silent_gap_ns: i64) -> Self {
+        assert!(width_ns > 0, "window width must be positive");
+        WindowAggregator {
+            width_ns,
+            max_silent_gap_ns: max_silent_gap_ns.max(width_ns),
+            open: None,
+            acc: Acc::default(),
+            prev_delay_s: 0.0,
+            prev_bif: 0,
+            emitted_any: false,
+            stats: WindowStats::default(),
+        }
+    }
+
+    pub fn width_ns(&self) -> i64 {
+        self.width_ns
+    }
+
+    /// Start of the open window, if any.
+    pub fn open_window_start_ns(&self) -> Option<i64> {
+        self.open.map(|k| k * self.width_ns)
+    }
+
+    /// Open the window holding `now_ns` if none is open (live capture calls this
+    /// at start so silent windows are emitted before the first packet).
+    pub fn start_at(&mut self, now_ns: i64) {
+        if self.open.is_none() {
+            self.open = Some(now_ns.div_euclid(self.width_ns));
+        }
+    }
+
+    /// Add one packet; windows it closes are passed to `emit`.
+    pub fn push(&mut self, f: &PacketFacts, emit: &mut impl FnMut(WindowRow)) {
+        let k = f.ts_ns.div_euclid(self.width_ns);
+        match self.open {
+            None => self.open = Some(k),
+            Some(open) if k > open => {
+                if (k - open).saturating_mul(self.width_ns) > self.max_silent_gap_ns {
+                    self.close(emit);
+                    self.stats.time_jumps += 1;
+                    self.open = Some(k);
+                } else {
+                    while self.open.is_some_and(|o| o < k) {
+                        self.close(emit);
+                        self.open = self.open.map(|o| o + 1);
+                    }
+                }
+            }
+            Some(open) if k < open => {
+                if (open - k).saturating_mul(self.width_ns) > self.max_silent_gap_ns {
+                    self.close(emit);
+                    self.stats.time_jumps += 1;
+                    self.open = Some(k);
+                } else {
+                    self.stats.late_packets += 1;
+                }
+            }
+            Some(_) => {}
+        }
+        let a = &mut self.acc;
+        if a.packets > 0 {
+            let gap = (f.ts_ns - a.last_ts_ns) as i128;
+            a.gaps += 1;
+            a.gap_sum_ns += gap;
+            a.gap_sumsq_ns2 += gap * gap;
+        }
+        a.last_ts_ns = f.ts_ns;
+        a.packets += 1;
+        a.size_bytes += f.frame_len_bytes as u64;
+        if let Some(r) = f.ack_rtt_ns {
+            a.rtt_sum_ns += r as i128;
+            a.rtt_n += 1;
+        }
+        if let Some(b) = f.bytes_in_flight {
+            a.bif_last.insert(f.direction_id, b);
+        }
+    }
+
+    /// Close every window that ends at or before `now_ns` (live: clock minus a
+    /// grace for delivery). Silent windows are emitted too.
+    pub fn advance_to(&mut self, now_ns: i64, emit: &mut impl FnMut(WindowRow)) {
+        while let Some(open) = self.open {
+            if (open + 1).saturating_mul(self.width_ns) > now_ns {
+                break;
+            }
+            let behind = now_ns - (open + 1) * self.width_ns;
+            if behind > self.max_silent_gap_ns {
+                // The clock jumped: restart the grid at `now` rather than fill.
+                self.close(emit);
+                self.stats.time_jumps += 1;
+                self.open = Some(now_ns.div_euclid(self.width_ns));
+                continue;
+            }
+            self.close(emit);
+            self.open = Some(open + 1);
+        }
+    }
+
+    /// Close the open window (end of input).
+    pub fn finish(&mut self, emit: &mut impl FnMut(WindowRow)) {
+        if self.open.is_some() {
+            self.close(emit);
+            self.open = None;
+        }
+    }
+
+    fn close(&mut self, emit: &mut impl FnMut(WindowRow)) {
+        let Some(k) = self.open else { return };
+        let a = &self.acc;
+        let delay_s = if a.rtt_n > 0 {
+            (a.rtt_sum_ns as f64 / a.rtt_n as f64) / NS_PER_S as f64
+        } else {
+            self.prev_delay_s
+        };
+        let bif = if a.bif_last.is_empty() {
+            self.prev_bif
+        } else {
+            a.bif_last.values().map(|v| *v as u64).sum()
+        };
+        let (iat_mean_s, iat_std_s) = if a.gaps > 0 {
+            let n = a.gaps;
+            let mean = a.gap_sum_ns as f64 / n as f64 / NS_PER_S as f64;
+            // Exact integer variance: (n*sum(g^2) - sum(g)^2) / n^2.
+            let num = n * a.gap_sumsq_ns2 - a.gap_sum_ns * a.gap_sum_ns;
+            let var_ns2 = num.max(0) as f64 / (n * n) as f64;
+            (mean, var_ns2.sqrt() / NS_PER_S as f64)
+        } else {
+            (0.0, 0.0)
+        };
+        let width_s = self.width_ns as f64 / NS_PER_S as f64;
+        let row = WindowRow {
+            start_ns: k * self.width_ns,
+            size_bytes: a.size_bytes,
+            delay_s,
+            bif_bytes: bif,
+            iat_mean_s,
+            iat_std_s,
+            throughput_mbps: a.size_bytes as f64 * 8.0 / width_s / 1e6,
+            delay_grad_s: if self.emitted_any {
+                delay_s - self.prev_delay_s
+            } else {
+                0.0
+            },
+            bif_grad_bytes: if self.emitted_any {
+                bif as i64 - self.prev_bif as i64
+            } else {
+                0
+            },
+            is_silent: a.packets == 0,
+            packets: a.packets,
+        };
+        self.prev_delay_s = delay_s;
+        self.prev_bif = bif;
+        self.emitted_any = true;
+        self.stats.windows += 1;
+        if row.is_silent {
+            self.stats.silent_windows += 1;
+        }
+        self.acc.clear();
+        emit(row);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: i64 = 1_000_000;
+
+    fn facts(ts_ns: i64, len: u32) -> PacketFacts {
+        PacketFacts {
+            ts_ns,
+            frame_len_bytes: len,
+            ..Default::default()
+        }
+    }
+
+    fn run(pkts: &[PacketFacts]) -> Vec<WindowRow> {
+        let mut w = WindowAggregator::new(50 * MS, 600 * NS_PER_S);
+        let mut out = Vec::new();
+        for p in pkts {
+            w.push(p, &mut |r| out.push(r));
+        }
+        w.finish(&mut |r| out.push(r));
+        out
+    }
+
+    #[test]
+    fn silent_windows_fill_gaps_on_the_epoch_grid() {
+        let rows = run(&[
+            facts(1_000 * NS_PER_S + 10 * MS, 100),
+            facts(1_000 * NS_PER_S + 170 * MS, 60),
+        ]);
+        assert_eq!(rows.len(), 4);
+        assert_eq!(rows[0].start_ns, 1_000 * NS_PER_S);
+        assert!(rows[1].is_silent && rows[2].is_silent);
+        assert_eq!(rows[3].start_ns, 1_000 * NS_PER_S + 150 * MS);
+        assert_eq!(rows[0].throughput_mbps, 100.0 * 8.0 / 0.05 / 1e6);
+    }
+
+    #[test]
+    fn iat_and_carry_forward() {
+        let mut a = facts(0, 10);
+        a.ack_rtt_ns = Some(4 * MS);
+        a.bytes_in_flight = Some(1000);
+        let mut b = facts(2 * MS, 10);
+        b.ack_rtt_ns = Some(6 * MS);
+        let c = facts(6 * MS, 10);
+        let rows = run(&[a, b, c, facts(120 * MS, 1)]);
+        assert_eq!(rows[0].delay_s, 0.005);
+        assert_eq!(rows[0].iat_mean_s, 0.003);
+        assert!((rows[0].iat_std_s - 0.001).abs() < 1e-15);
+        assert_eq!(rows[0].bif_bytes, 1000);
+        // Carried into the silent and the next window; gradients are zero then.
+        assert_eq!(rows[1].delay_s, 0.005);
+        assert_eq!(rows[2].bif_bytes, 1000);
+        assert_eq!(rows[2].delay_grad_s, 0.0);
+    }
+
+    #[test]
+    fn late_packets_fold_into_the_open_window() {
+        let rows = run(&[facts(60 * MS, 10), facts(10 * MS, 20), facts(70 * MS, 5)]);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].size_bytes, 35);
+    }
+
+    #[test]
+    fn huge_jumps_restart_the_grid() {
+        let mut w = WindowAggregator::new(50 * MS, 10 * NS_PER_S);
+        let mut out = Vec::new();
+        w.push(&facts(0, 1), &mut |r| out.push(r));
+        w.push(&facts(1_000 * NS_PER_S, 1), &mut |r| out.push(r));
+        w.finish(&mut |r| out.push(r));
+        assert_eq!(out.len(), 2);
+        assert_eq!(w.stats.time_jumps, 1);
+    }
+
+    #[test]
+    fn advance_to_emits_silent_windows_without_packets() {
+        let mut w = WindowAggregator::new(50 * MS, 600 * NS_PER_S);
+        let mut out = Vec::new();
+        w.start_at(1_000 * MS + 1);
+        w.advance_to(1_000 * MS + 149 * MS, &mut |r| out.push(r));
+        assert_eq!(out.len(), 2);
+        assert!(out.iter().all(|r| r.is_silent));
+        assert_eq!(out[1].start_ns, 1_050 * MS);
+    }
+}

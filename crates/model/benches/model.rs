@@ -1,0 +1,76 @@
+//! Inference latency of the shipped model (model_files/): batch 1 through the
+//! 15-window ring as the daemon calls it (p50/p99 printed from 20,000 calls, and
+//! criterion's mean), and batch 1000.
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use engine::forecast::WindowWidth;
+use engine::window::WindowRow;
+use model::torch::{LOOKBACK, N_FEATURES, default_model_dir, load_predictor};
+use std::hint::black_box;
+use std::time::Instant;
+use tch::{Kind, Tensor};
+
+fn row(k: i64) -> WindowRow {
+    WindowRow {
+        start_ns: k * 50_000_000,
+        size_bytes: 100_000 + (k as u64 % 7) * 3000,
+        delay_s: 0.04,
+        bif_bytes: 60_000,
+        iat_mean_s: 0.0005,
+        iat_std_s: 0.0002,
+        throughput_mbps: 16.0 + (k % 7) as f64,
+        delay_grad_s: 0.0,
+        bif_grad_bytes: 0,
+        is_silent: false,
+        packets: 70,
+    }
+}
+
+fn benches(c: &mut Criterion) {
+    let dir = default_model_dir();
+    let mut f = match load_predictor(&dir, WindowWidth::from_ms(50).unwrap()) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("model bench skipped: {e}");
+            return;
+        }
+    };
+    for k in 0..LOOKBACK as i64 {
+        let _ = f.push(&row(k));
+    }
+    // Percentiles, which criterion does not report.
+    let mut lat = Vec::with_capacity(20_000);
+    for k in 0..20_000i64 {
+        let t = Instant::now();
+        black_box(f.push(&row(LOOKBACK as i64 + k)).ok());
+        lat.push(t.elapsed().as_nanos() as f64 / 1e3);
+    }
+    lat.sort_by(|a, b| a.total_cmp(b));
+    eprintln!(
+        "model {}: batch-1 forecast through the ring: p50 {:.1} us, p99 {:.1} us, max {:.1} us (20,000 calls)",
+        f.model().meta.model_version,
+        lat[lat.len() / 2],
+        lat[lat.len() * 99 / 100],
+        lat[lat.len() - 1]
+    );
+    let mut g = c.benchmark_group("inference");
+    let mut k = 100_000i64;
+    g.bench_function("batch1_ring_push", |b| {
+        b.iter(|| {
+            k += 1;
+            black_box(f.push(&row(k)).ok())
+        })
+    });
+    let x = Tensor::rand(
+        [1000, LOOKBACK as i64, N_FEATURES as i64],
+        (Kind::Float, tch::Device::Cpu),
+    ) * 20.0;
+    g.throughput(Throughput::Elements(1000));
+    g.bench_function("batch1000", |b| {
+        b.iter(|| black_box(f.model().run(&x).ok()))
+    });
+    g.finish();
+}
+
+criterion_group!(model, benches);
+criterion_main!(model);

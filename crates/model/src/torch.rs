@@ -1,0 +1,229 @@
+//! The forecasting model at run time (MODEL.md): load a TorchScript module and
+//! its `model.json`, check them against the running configuration, and run it as
+//! the engine's [`SequenceModel`] (the engine's [`Predictor`] keeps the ring of
+//! the last 15 windows).
+//!
+//! Owns the tch module, which is `Send` but not `Sync`: one thread (the
+//! inference thread) owns a [`Forecaster`]. libtorch runs on one thread on purpose: a batch-1
+//! forecast (LSTM or trees) is slower with a thread pool on a 2-core box. Training is in
+//! [`crate::train`].
+
+pub use engine::forecast::{Forecast, LOOKBACK, N_FEATURES};
+use engine::forecast::{PredictError, Predictor, SequenceModel, WindowWidth};
+use engine::window::FEATURE_NAMES;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use tch::{CModule, Kind, Tensor};
+
+pub const MODULE_FILE: &str = "netforecast.pt";
+pub const META_FILE: &str = "model.json";
+
+/// `model.json` (MODEL.md): what the module expects and where it came from.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ModelMeta {
+    pub feature_names: Vec<String>,
+    pub window_ms: u32,
+    pub lookback: usize,
+    pub threshold_mbps: f64,
+    /// Short identifier written with every forecast (e.g. to InfluxDB).
+    #[serde(default)]
+    pub model_version: String,
+    #[serde(default)]
+    pub architecture: serde_json::Value,
+    #[serde(default)]
+    pub training: serde_json::Value,
+    #[serde(default)]
+    pub validation: serde_json::Value,
+    #[serde(default)]
+    pub libtorch_version: String,
+    #[serde(default)]
+    pub created: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error(
+        "no model at {path}: expected {MODULE_FILE} and {META_FILE} there; give --model DIR or run `netforecast train`"
+    )]
+    NotFound { path: PathBuf },
+    #[error("cannot read {path}: {detail}")]
+    Meta { path: PathBuf, detail: String },
+    #[error(
+        "the model at {path} does not fit this run: {what} is {found} in model.json but {expected} here; retrain or use a matching --window-ms"
+    )]
+    Mismatch {
+        path: PathBuf,
+        what: &'static str,
+        expected: String,
+        found: String,
+    },
+    #[error("cannot load the TorchScript module {path}: {detail}")]
+    Load { path: PathBuf, detail: String },
+    #[error(
+        "the module {path} does not have the netforecast signature (float32 [B,15,9] -> [B,2]): {detail}"
+    )]
+    Signature { path: PathBuf, detail: String },
+    #[error("inference failed: {0}")]
+    Inference(String),
+}
+
+/// The default model directory: `model_files/` in the working directory, else in
+/// the checkout the binary was built from, else two levels above the binary's
+/// directory (`target/release/` inside a checkout).
+pub fn default_model_dir() -> PathBuf {
+    let cwd = PathBuf::from("model_files");
+    let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../model_files");
+    let beside_exe = std::env::current_exe().ok().and_then(|e| {
+        e.parent()?
+            .parent()?
+            .parent()
+            .map(|d| d.join("model_files"))
+    });
+    [Some(cwd.clone()), Some(checkout), beside_exe]
+        .into_iter()
+        .flatten()
+        .find(|d| d.join(MODULE_FILE).exists())
+        .unwrap_or(cwd)
+}
+
+/// Read and check `model.json` against the running window width.
+pub fn read_meta(dir: &Path, width: WindowWidth) -> Result<ModelMeta, ModelError> {
+    let meta_path = dir.join(META_FILE);
+    if !dir.join(MODULE_FILE).exists() || !meta_path.exists() {
+        return Err(ModelError::NotFound {
+            path: dir.to_owned(),
+        });
+    }
+    let text = std::fs::read_to_string(&meta_path).map_err(|e| ModelError::Meta {
+        path: meta_path.clone(),
+        detail: e.to_string(),
+    })?;
+    let meta: ModelMeta = serde_json::from_str(&text).map_err(|e| ModelError::Meta {
+        path: meta_path.clone(),
+        detail: e.to_string(),
+    })?;
+    let names: Vec<String> = FEATURE_NAMES.iter().map(|s| s.to_string()).collect();
+    let mismatch = |what, expected: String, found: String| ModelError::Mismatch {
+        path: meta_path.clone(),
+        what,
+        expected,
+        found,
+    };
+    if meta.feature_names != names {
+        let mut sorted_meta = meta.feature_names.clone();
+        sorted_meta.sort();
+        let mut sorted_ours = names.clone();
+        sorted_ours.sort();
+        let what = if sorted_meta == sorted_ours {
+            "the feature order"
+        } else {
+            "the feature names"
+        };
+        return Err(mismatch(
+            what,
+            names.join(","),
+            meta.feature_names.join(","),
+        ));
+    }
+    if meta.window_ms != width.ms() {
+        return Err(mismatch(
+            "window_ms",
+            width.ms().to_string(),
+            meta.window_ms.to_string(),
+        ));
+    }
+    if meta.lookback != LOOKBACK {
+        return Err(mismatch(
+            "lookback",
+            LOOKBACK.to_string(),
+            meta.lookback.to_string(),
+        ));
+    }
+    if !(meta.threshold_mbps.is_finite() && meta.threshold_mbps > 0.0) {
+        return Err(mismatch(
+            "threshold_mbps",
+            "a positive number".into(),
+            meta.threshold_mbps.to_string(),
+        ));
+    }
+    Ok(meta)
+}
+
+/// A loaded TorchScript module and its `model.json`: a [`SequenceModel`].
+pub struct TorchModel {
+    module: CModule,
+    /// What the module expects and where it came from.
+    pub meta: ModelMeta,
+}
+
+/// The shipped kind of forecaster: the TorchScript model behind the engine's
+/// 15-window [`Predictor`].
+pub type Forecaster = Predictor<TorchModel>;
+
+/// Load the model directory `dir` and wrap it in a [`Predictor`] for `width`.
+pub fn load_predictor(dir: &Path, width: WindowWidth) -> Result<Forecaster, ModelError> {
+    Ok(Predictor::new(TorchModel::load(dir, width)?, width))
+}
+
+impl TorchModel {
+    /// Load `dir` (MODEL.md layout) and check it fits a run with `width`.
+    pub fn load(dir: &Path, width: WindowWidth) -> Result<Self, ModelError> {
+        let meta = read_meta(dir, width)?;
+        let path = dir.join(MODULE_FILE);
+        tch::set_num_threads(1);
+        let module = CModule::load(&path).map_err(|e| ModelError::Load {
+            path: path.clone(),
+            detail: first_line(&e.to_string()),
+        })?;
+        let m = TorchModel { module, meta };
+        // Prove the signature on a zero batch of two before the first real window.
+        let out = m.run(&Tensor::zeros(
+            [2, LOOKBACK as i64, N_FEATURES as i64],
+            (Kind::Float, tch::Device::Cpu),
+        ));
+        match out {
+            Ok(t) if t.size() == [2, 2] && t.kind() == Kind::Float => Ok(m),
+            Ok(t) => Err(ModelError::Signature {
+                path,
+                detail: format!("output is {:?} {:?}", t.kind(), t.size()),
+            }),
+            Err(e) => Err(ModelError::Signature {
+                path,
+                detail: e.to_string(),
+            }),
+        }
+    }
+
+    /// Forward a batch `[B, 15, 9]` -> `[B, 2]`, fallibly.
+    pub fn run(&self, x: &Tensor) -> Result<Tensor, ModelError> {
+        let _guard = tch::no_grad_guard();
+        self.module
+            .forward_ts(&[x])
+            .map_err(|e| ModelError::Inference(first_line(&e.to_string())))
+    }
+}
+
+impl SequenceModel for TorchModel {
+    fn forward(&mut self, seqs: &[f32], n: usize) -> Result<Vec<(f64, f64)>, PredictError> {
+        let x = Tensor::from_slice(seqs).reshape([n as i64, LOOKBACK as i64, N_FEATURES as i64]);
+        let out = self.run(&x).map_err(|e| PredictError(e.to_string()))?;
+        let vals: Vec<f32> =
+            Vec::<f32>::try_from(out.reshape([-1])).map_err(|e| PredictError(e.to_string()))?;
+        Ok(vals
+            .chunks_exact(2)
+            .map(|p| (p[0] as f64, p[1] as f64))
+            .collect())
+    }
+
+    fn version(&self) -> &str {
+        &self.meta.model_version
+    }
+
+    fn threshold_mbps(&self) -> f64 {
+        self.meta.threshold_mbps
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").trim().to_owned()
+}

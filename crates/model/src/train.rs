@@ -1,0 +1,907 @@
+//! `netforecast train`: a forecaster trained in Rust and exported as a
+//! TorchScript module with the MODEL.md signature. `--arch lstm` (default) and
+//! `linear` are tch networks; `gbt` is boosted trees ([`crate::gbt`]) whose
+//! forward is written in tensor ops so it traces the same way.
+//!
+//! Data: features CSVs (`netforecast extract`), one capture per file. Sequences
+//! of 15 windows never cross a capture or a gap in the grid. The validation
+//! split is by capture, never by window. Robust scaling (median/IQR per feature,
+//! fitted on training windows) is part of the exported module, so the file is
+//! the whole model. Every architecture forecasts relative to the last window's
+//! throughput (a gate with a head start on persistence, or trees that add a
+//! change to it), so training starts from the persistence forecast and has to
+//! earn every improvement over it.
+
+use crate::gbt::{self, GbtConfig, Loss};
+use crate::torch::{LOOKBACK, META_FILE, MODULE_FILE, ModelMeta, N_FEATURES};
+use engine::csv::{FeaturesCapture as Capture, ReadError, read_features_csv};
+use engine::eval::{Baselines, Forecasts, Scoreboard};
+use engine::forecast::WindowWidth;
+use engine::window::FEATURE_NAMES;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use tch::nn::{self, Module, OptimizerConfig, RNN};
+use tch::{Device, Kind, Tensor};
+
+/// Indices of `delay` (mean ACK RTT), `bif` and `throughput_mbps` in the feature vector.
+const DELAY: usize = 1;
+const BIF: usize = 2;
+const THR: usize = 5;
+
+#[derive(Clone, Debug)]
+pub struct TrainConfig {
+    pub inputs: Vec<PathBuf>,
+    pub out: PathBuf,
+    pub window: WindowWidth,
+    pub threshold_mbps: f64,
+    /// `lstm` (default) or `linear` (a linear map of the scaled 15x9 window, the
+    /// simpler model the LSTM must beat to be shipped).
+    pub arch: String,
+    pub hidden: i64,
+    pub layers: i64,
+    /// AdamW weight decay.
+    pub weight_decay: f64,
+    pub epochs: usize,
+    pub patience: usize,
+    /// Boosted trees (`--arch gbt`): most trees, depth, learning rate.
+    pub trees: usize,
+    pub depth: usize,
+    pub gbt_lr: f64,
+    pub batch: usize,
+    pub lr: f64,
+    pub seed: u64,
+    /// Share of captures held out for validation when `val` is empty.
+    pub val_frac: f64,
+    /// Captures used for validation (their file names or paths), if given.
+    pub val: Vec<PathBuf>,
+    /// The command line, written into the model's README.
+    pub command: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Features(#[from] ReadError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Data(String),
+    #[error("libtorch: {0}")]
+    Torch(String),
+    #[error("cannot write {path}: {detail}")]
+    Write { path: PathBuf, detail: String },
+}
+
+fn torch<T>(r: Result<T, tch::TchError>) -> Result<T, TrainError> {
+    r.map_err(|e| TrainError::Torch(e.to_string().lines().next().unwrap_or("").to_owned()))
+}
+
+/// Sequences of one set of captures, with the baselines' forecasts beside them.
+#[derive(Default)]
+struct Dataset {
+    x: Vec<f32>,
+    y: Vec<f32>,
+    baselines: Forecasts,
+    windows: usize,
+}
+
+impl Dataset {
+    fn len(&self) -> usize {
+        self.y.len()
+    }
+
+    fn add(&mut self, c: &Capture) {
+        for seg in &c.segments {
+            self.windows += seg.len();
+            let mut base = Baselines::default();
+            for t in 0..seg.len() {
+                base.push(seg[t][THR] as f64);
+                if t + 1 < LOOKBACK || t + 1 >= seg.len() {
+                    continue;
+                }
+                for row in &seg[t + 1 - LOOKBACK..=t] {
+                    self.x.extend_from_slice(row);
+                }
+                let target = seg[t + 1][THR];
+                self.y.push(target);
+                let (p, m, e) = base.forecast().unwrap_or((0.0, 0.0, 0.0));
+                self.baselines.actual.push(target as f64);
+                self.baselines.persistence.push(p);
+                self.baselines.mean.push(m);
+                self.baselines.ewma.push(e);
+            }
+        }
+    }
+
+    fn batch(&self, idx: &[usize]) -> (Tensor, Tensor) {
+        let mut xb = Vec::with_capacity(idx.len() * LOOKBACK * N_FEATURES);
+        let mut yb = Vec::with_capacity(idx.len());
+        for &i in idx {
+            xb.extend_from_slice(
+                &self.x[i * LOOKBACK * N_FEATURES..(i + 1) * LOOKBACK * N_FEATURES],
+            );
+            yb.push(self.y[i]);
+        }
+        (
+            Tensor::from_slice(&xb).reshape([idx.len() as i64, LOOKBACK as i64, N_FEATURES as i64]),
+            Tensor::from_slice(&yb),
+        )
+    }
+}
+
+/// Per-feature multiplier before the log: seconds become milliseconds so the
+/// log sees useful magnitudes; bytes and Mbit/s stay as they are.
+const LOG_MULT: [f32; N_FEATURES] = [1.0, 1000.0, 1.0, 1000.0, 1000.0, 1.0, 1000.0, 1.0, 1.0];
+/// Features that get the signed log (all but the 0/1 silent flag): rates span
+/// 1-300 Mbit/s, so the network sees relative changes, not absolute ones.
+const LOG_MASK: [f32; N_FEATURES] = [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0];
+
+/// `sign(x) * ln(1 + |x| * mult)` where the mask says so (the formula the
+/// exported module applies, here in f32 for fitting the scaling).
+fn transform_row(r: &[f32; N_FEATURES]) -> [f32; N_FEATURES] {
+    let mut o = *r;
+    for k in 0..N_FEATURES {
+        if LOG_MASK[k] > 0.0 {
+            o[k] = r[k].signum() * (r[k].abs() * LOG_MULT[k]).ln_1p();
+        }
+    }
+    o
+}
+
+/// Median and interquartile range of each transformed feature over the
+/// training windows.
+fn robust_scaling(train: &[Capture]) -> ([f32; N_FEATURES], [f32; N_FEATURES]) {
+    let mut med = [0f32; N_FEATURES];
+    let mut iqr = [1f32; N_FEATURES];
+    for k in 0..N_FEATURES {
+        let mut v: Vec<f32> = train
+            .iter()
+            .flat_map(|c| {
+                c.segments
+                    .iter()
+                    .flatten()
+                    .map(move |r| transform_row(r)[k])
+            })
+            .collect();
+        if v.is_empty() {
+            continue;
+        }
+        v.sort_by(|a, b| a.total_cmp(b));
+        let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+        med[k] = q(0.5);
+        let spread = q(0.75) - q(0.25);
+        // A constant feature (or a 0/1 flag that is mostly 0) would divide by 0:
+        // fall back to its standard deviation, then to 1.
+        iqr[k] = if spread > 0.0 {
+            spread
+        } else {
+            let m = v.iter().sum::<f32>() / v.len() as f32;
+            let sd = (v.iter().map(|x| (x - m) * (x - m)).sum::<f32>() / v.len() as f32).sqrt();
+            if sd > 0.0 { sd } else { 1.0 }
+        };
+    }
+    (med, iqr)
+}
+
+/// Naive forecasts that are fixed linear maps of the throughput history:
+/// persistence, means of the last 2, 3, 5, 10 and 15 windows, EWMA(0.3) and a
+/// one-step linear trend.
+const N_FIXED: i64 = 8;
+/// All forecasts the network weighs: the fixed ones plus four that follow the
+/// ACK clock (see [`Net::ack_clock`]).
+const N_CAND: i64 = N_FIXED + 4;
+
+/// Row-major [15, N_CAND] weights of the naive forecasts over the history
+/// (window 0 oldest): persistence, means of the last 2/3/5/10/15, EWMA, trend.
+fn candidate_matrix() -> Vec<f32> {
+    let l = LOOKBACK;
+    let n = N_FIXED as usize;
+    let mut w = vec![0f32; l * n];
+    let mut set = |j: usize, c: usize, v: f32| w[j * n + c] = v;
+    set(l - 1, 0, 1.0);
+    for (c, k) in [(1, 2usize), (2, 3), (3, 5), (4, 10), (5, 15)] {
+        for j in l - k..l {
+            set(j, c, 1.0 / k as f32);
+        }
+    }
+    let a = engine::eval::EWMA_ALPHA as f32;
+    for j in 0..l {
+        // The EWMA started at the oldest window carries its leftover weight there.
+        let v = if j == 0 {
+            (1.0 - a).powi(l as i32 - 1)
+        } else {
+            a * (1.0 - a).powi((l - 1 - j) as i32)
+        };
+        set(j, 6, v);
+    }
+    set(l - 1, 7, 2.0);
+    set(l - 2, 7, -1.0);
+    w
+}
+
+/// Statistics of the window that the trees read directly, [B, 33]: the
+/// throughput of each earlier window minus the last (Mbit/s, 14), the last
+/// throughput, the last mean ACK RTT (ms) and the four before it minus it, the
+/// last five bytes-in-flight changes (10 kB), the last bytes in flight, the last
+/// five mean inter-arrival times (ms), the last one's standard deviation and
+/// silent flag. Differences against the last window in the feature's own unit
+/// are what separates a step from noise across rates that span 1-300 Mbit/s.
+fn engineered(x: &Tensor) -> Tensor {
+    let l = LOOKBACK as i64;
+    let h = x.select(2, THR as i64).clamp_min(0.0);
+    let b = h.narrow(1, l - 1, 1);
+    let rtt = x.select(2, DELAY as i64) * 1000.0;
+    let rtt_last = rtt.narrow(1, l - 1, 1);
+    let last = |k: usize, n: i64| x.select(2, k as i64).narrow(1, l - n, n);
+    Tensor::cat(
+        &[
+            (&h - &b).narrow(1, 0, l - 1),
+            b.shallow_clone(),
+            rtt_last.shallow_clone(),
+            rtt.narrow(1, l - 5, 4) - &rtt_last,
+            last(7, 5) / 1e4,
+            last(BIF, 1) / 1e4,
+            last(3, 5) * 1000.0,
+            last(4, 1) * 1000.0,
+            last(8, 1),
+        ],
+        1,
+    )
+}
+
+/// The network: scaling, a stacked LSTM (or nothing, for `linear`), and a head
+/// with softmax weights over [`N_CAND`] naive forecasts, a relative residual and
+/// the congestion logit. Stable periods can lean on the means, volatile ones on
+/// persistence; the weights are the network's to learn.
+struct Net {
+    lstm: Option<nn::LSTM>,
+    head: nn::Linear,
+    med: Tensor,
+    iqr: Tensor,
+    log_mult: Tensor,
+    log_mask: Tensor,
+    /// [15, N_FIXED]: column i turns the throughput history into forecast i.
+    cand_w: Tensor,
+    /// [15]: 0, 1, ... 14, the position of each history window.
+    pos: Tensor,
+    window_s: f64,
+    hidden: i64,
+    layers: i64,
+}
+
+impl Net {
+    fn new(
+        vs: &nn::Path,
+        arch: &str,
+        hidden: i64,
+        layers: i64,
+        med: &[f32; N_FEATURES],
+        iqr: &[f32; N_FEATURES],
+        window_s: f64,
+    ) -> Net {
+        let cfg = nn::RNNConfig {
+            num_layers: layers,
+            batch_first: true,
+            train: false,
+            ..Default::default()
+        };
+        let linear = arch == "linear";
+        Net {
+            lstm: (!linear).then(|| nn::lstm(vs / "lstm", N_FEATURES as i64, hidden, cfg)),
+            head: nn::linear(
+                vs / "head",
+                if linear {
+                    (LOOKBACK * N_FEATURES) as i64
+                } else {
+                    hidden
+                },
+                N_CAND + 2,
+                Default::default(),
+            ),
+            med: Tensor::from_slice(med),
+            iqr: Tensor::from_slice(iqr),
+            log_mult: Tensor::from_slice(&LOG_MULT),
+            log_mask: Tensor::from_slice(&LOG_MASK),
+            cand_w: Tensor::from_slice(&candidate_matrix()).reshape([LOOKBACK as i64, N_FIXED]),
+            pos: positions(),
+            window_s,
+            hidden,
+            layers,
+        }
+    }
+
+    /// (throughput forecast in Mbit/s before clamping, congestion logit), each [B].
+    fn forward(&self, x: &Tensor) -> (Tensor, Tensor) {
+        let logged: Tensor = x.sign() * (x.abs() * &self.log_mult).log1p();
+        let keep: Tensor = self.log_mask.ones_like() - &self.log_mask;
+        let xt: Tensor = &logged * &self.log_mask + x * keep;
+        let xs: Tensor = (xt - &self.med) / &self.iqr;
+        let o = match &self.lstm {
+            Some(lstm) => {
+                // The zero state is made from the input so a traced module keeps a
+                // dynamic batch size (a constant zero state bakes in the traced B).
+                let z = xs
+                    .select(1, 0)
+                    .narrow(1, 0, 1)
+                    .zeros_like()
+                    .repeat([1, self.hidden]);
+                let h0 = Tensor::stack(
+                    &(0..self.layers)
+                        .map(|_| z.shallow_clone())
+                        .collect::<Vec<_>>(),
+                    0,
+                );
+                let c0 = h0.zeros_like();
+                let (out, _) = lstm.seq_init(&xs, &nn::LSTMState((h0, c0)));
+                self.head.forward(&out.select(1, LOOKBACK as i64 - 1))
+            }
+            None => self.head.forward(&xs.flatten(1, 2)),
+        };
+        // The fixed naive forecasts are linear in the throughput history: one
+        // matmul with a constant [15, 8] matrix (clamped at 0 for the trend).
+        let h = x.select(2, THR as i64).clamp_min(0.0);
+        let fixed = h.matmul(&self.cand_w).clamp_min(0.0);
+        let cands = Tensor::cat(&[fixed, ack_clock(x, &h, &self.pos, self.window_s)], 1);
+        let gates = o.narrow(1, 0, N_CAND).softmax(1, Kind::Float);
+        let mix = (cands * gates).sum_dim_intlist(&[1i64][..], false, Kind::Float);
+        // A relative residual on top of the mix (0 = the mix itself).
+        let thr = (mix.log1p() + o.select(1, N_CAND)).expm1();
+        (thr, o.select(1, N_CAND + 1))
+    }
+
+    /// The MODEL.md output: [B, 2] = (throughput >= 0, probability below threshold).
+    fn export_forward(&self, x: &Tensor) -> Tensor {
+        let (thr, logit) = self.forward(x);
+        Tensor::stack(&[thr.relu(), logit.sigmoid()], 1)
+    }
+}
+
+/// Forecasts that follow the ACK clock, [B, 4]. A window-limited sender
+/// sends what the ACKs of the data it sent one round trip earlier release,
+/// so the window one RTT before the target (and two RTTs) repeat, the mean
+/// over the last RTT is the window's rate, and bytes in flight over the RTT
+/// is the rate the window allows. The RTT is the last window's mean ACK RTT
+/// in windows, `r`; the history is read at fractional positions by linear
+/// interpolation (weights `max(0, 1 - |j - p|)`), so everything stays a
+/// traced tensor expression and `r < 1` or no RTT yet falls back to the
+/// last window.
+fn ack_clock(x: &Tensor, h: &Tensor, pos: &Tensor, window_s: f64) -> Tensor {
+    let l = LOOKBACK as f64;
+    let last = x.select(1, LOOKBACK as i64 - 1);
+    let rtt = last.select(1, DELAY as i64).clamp_min(0.0);
+    let r = (&rtt / window_s).clamp(0.0, l).unsqueeze(1);
+    let at = |p: Tensor| -> Tensor {
+        let w = (p.clamp(0.0, l - 1.0) - pos)
+            .abs()
+            .neg()
+            .g_add_scalar(1.0)
+            .relu();
+        (h * w).sum_dim_intlist(&[1i64][..], false, Kind::Float)
+    };
+    let lag1 = at(r.neg().g_add_scalar(l));
+    let lag2 = at((&r * 2.0).neg().g_add_scalar(l));
+    // Window j covers [j, j + 1); the last round trip covers [15 - r, 15).
+    let rr = r.clamp(1.0, l);
+    let cover = (pos + &rr).g_add_scalar(1.0 - l).clamp(0.0, 1.0) / &rr;
+    let rtt_mean = (h * cover).sum_dim_intlist(&[1i64][..], false, Kind::Float);
+    let persistence = h.select(1, LOOKBACK as i64 - 1);
+    let ceiling = h.amax(&[1i64][..], false) * 4.0 + 1.0;
+    let allowed =
+        (last.select(1, BIF as i64).clamp_min(0.0) * 8e-6 / rtt.clamp_min(1e-3)).minimum(&ceiling);
+    let allowed = allowed.where_self(&rtt.gt(0.0), &persistence);
+    Tensor::stack(&[lag1, lag2, rtt_mean, allowed], 1)
+}
+
+/// The last window's throughput (Mbit/s, at least 0), [B].
+fn last_throughput(x: &Tensor) -> Tensor {
+    x.select(1, LOOKBACK as i64 - 1)
+        .select(1, THR as i64)
+        .clamp_min(0.0)
+}
+
+/// Positions 0, 1, ... 14 of the history windows, for [`ack_clock`].
+fn positions() -> Tensor {
+    Tensor::from_slice(&(0..LOOKBACK).map(|j| j as f32).collect::<Vec<_>>())
+}
+
+/// Inputs of the boosted trees, [B, 37]: the window statistics of
+/// [`engineered`] and the four ACK-clock forecasts minus the last throughput.
+fn gbt_features(x: &Tensor, pos: &Tensor, window_s: f64) -> Tensor {
+    let h = x.select(2, THR as i64).clamp_min(0.0);
+    let b = h.narrow(1, LOOKBACK as i64 - 1, 1);
+    Tensor::cat(&[engineered(x), ack_clock(x, &h, pos, window_s) - &b], 1)
+}
+
+/// The boosted-trees forecaster: the last window's throughput plus the change
+/// the L1 trees predict (Mbit/s, at least 0), and the congestion probability
+/// from a second ensemble fitted to the label with the log-loss.
+struct GbtNet {
+    regressor: gbt::Compiled,
+    classifier: gbt::Compiled,
+    pos: Tensor,
+    window_s: f64,
+}
+
+impl GbtNet {
+    fn export_forward(&self, x: &Tensor) -> Tensor {
+        let f = gbt_features(x, &self.pos, self.window_s);
+        let last = last_throughput(x);
+        let thr = (last + self.regressor.forward(&f)).relu();
+        let prob = self.classifier.forward(&f).sigmoid();
+        Tensor::stack(&[thr, prob], 1)
+    }
+}
+
+/// Features, change of throughput and congestion label (0/1) of each sequence.
+fn gbt_rows(
+    ds: &Dataset,
+    pos: &Tensor,
+    window_s: f64,
+    threshold: f64,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let _g = tch::no_grad_guard();
+    let mut x = Vec::new();
+    let mut change = Vec::with_capacity(ds.len());
+    let idx: Vec<usize> = (0..ds.len()).collect();
+    for chunk in idx.chunks(4096) {
+        let (xb, yb) = ds.batch(chunk);
+        let f = gbt_features(&xb, pos, window_s);
+        x.extend(Vec::<f32>::try_from(f.reshape([-1])).unwrap_or_default());
+        let last = last_throughput(&xb);
+        change.extend(Vec::<f32>::try_from(yb - last).unwrap_or_default());
+    }
+    let label =
+        ds.y.iter()
+            .map(|v| if (*v as f64) < threshold { 1.0 } else { 0.0 })
+            .collect();
+    (x, change, label)
+}
+
+fn train_gbt(cfg: &TrainConfig, tr: &Dataset, va: &Dataset) -> GbtNet {
+    let window_s = cfg.window.secs_f64();
+    let pos = positions();
+    let (x, y, label) = gbt_rows(tr, &pos, window_s, cfg.threshold_mbps);
+    let (xv, yv, label_v) = gbt_rows(va, &pos, window_s, cfg.threshold_mbps);
+    let nf = x.len() / y.len().max(1);
+    let gcfg = GbtConfig {
+        max_trees: cfg.trees,
+        depth: cfg.depth,
+        learning_rate: cfg.gbt_lr,
+        seed: cfg.seed,
+        ..Default::default()
+    };
+    let persistence_mae = yv.iter().map(|v| v.abs() as f64).sum::<f64>() / yv.len().max(1) as f64;
+    // Progress: one updating line with a bar on a terminal, a line every 250
+    // trees otherwise; the best validation score so far is marked with *.
+    let tty = std::io::stderr().is_terminal();
+    let progress = |what: &str, t: usize, score: String, better: bool| {
+        let max = cfg.trees.max(1);
+        let filled = (t * 20 / max).min(20);
+        let bar = format!("[{}{}]", "#".repeat(filled), "-".repeat(20 - filled));
+        let mark = if better { "*" } else { " " };
+        if tty {
+            eprint!("\r{what} trees {t:>5}/{max} {bar} validation {score}{mark}   ");
+        } else if t % 250 == 0 {
+            eprintln!("{what} trees {t:>5}/{max} validation {score}{mark}");
+        }
+    };
+    let regressor = gbt::fit(&x, &y, &xv, &yv, nf, &gcfg, |t, mae, better| {
+        let score = format!("MAE {mae:.3} Mbit/s (MASE {:.3})", mae / persistence_mae);
+        progress("throughput", t, score, better)
+    });
+    if tty {
+        eprintln!();
+    }
+    let ccfg = GbtConfig {
+        loss: Loss::Logistic,
+        ..gcfg.clone()
+    };
+    let classifier = gbt::fit(&x, &label, &xv, &label_v, nf, &ccfg, |t, ll, better| {
+        progress("congestion", t, format!("log-loss {ll:.4}"), better)
+    });
+    if tty {
+        eprintln!();
+    }
+    eprintln!(
+        "train: {} throughput trees, {} congestion trees (depth {}), kept at their best validation score",
+        regressor.trees(),
+        classifier.trees(),
+        regressor.depth
+    );
+    GbtNet {
+        regressor: regressor.compile(),
+        classifier: classifier.compile(),
+        pos,
+        window_s,
+    }
+}
+
+/// Result of a training run.
+pub struct TrainSummary {
+    pub val_scores: Scoreboard,
+}
+
+fn date_utc() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = secs.div_euclid(86_400) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+fn predict_all(forecast: &dyn Fn(&Tensor) -> Tensor, ds: &Dataset) -> (Vec<f64>, Vec<f64>) {
+    let _g = tch::no_grad_guard();
+    let mut thr = Vec::with_capacity(ds.len());
+    let mut prob = Vec::with_capacity(ds.len());
+    let idx: Vec<usize> = (0..ds.len()).collect();
+    for chunk in idx.chunks(2048) {
+        let (xb, _) = ds.batch(chunk);
+        let out = forecast(&xb);
+        let v: Vec<f32> = Vec::try_from(out.reshape([-1])).unwrap_or_default();
+        for pair in v.chunks(2) {
+            thr.push(pair[0] as f64);
+            prob.push(pair[1] as f64);
+        }
+    }
+    (thr, prob)
+}
+
+/// Train the LSTM (or the linear map) with early stopping on the validation
+/// captures; returns the network at its best epoch (frozen), its store, the
+/// epochs run and the best epoch.
+fn train_nn(
+    cfg: &TrainConfig,
+    tr: &Dataset,
+    va: &Dataset,
+    med: &[f32; N_FEATURES],
+    iqr: &[f32; N_FEATURES],
+) -> Result<(Net, nn::VarStore, usize, usize), TrainError> {
+    let mut vs = nn::VarStore::new(Device::Cpu);
+    let window_s = cfg.window.secs_f64();
+    let make = |p: &nn::Path| Net::new(p, &cfg.arch, cfg.hidden, cfg.layers, med, iqr, window_s);
+    let net = make(&vs.root());
+    // Start near persistence: its gate gets a head start, so training begins at
+    // the strongest naive forecast and has to earn every departure from it.
+    if let Some(bs) = net.head.bs.as_ref() {
+        tch::no_grad(|| {
+            let _ = bs.narrow(0, 0, 1).fill_(2.0);
+        });
+    }
+    let mut best_vs = nn::VarStore::new(Device::Cpu);
+    let best_net = make(&best_vs.root());
+    let mut opt = torch(
+        nn::AdamW {
+            wd: cfg.weight_decay,
+            ..Default::default()
+        }
+        .build(&vs, cfg.lr),
+    )?;
+    let thr_iqr = iqr[THR] as f64;
+    let persistence_mae = engine::eval::mae(&va.baselines.actual, &va.baselines.persistence);
+    let mut rng = engine::rng::Rng::new(cfg.seed ^ 0x5EED);
+    let mut best = (f64::INFINITY, 0usize);
+    let tty = std::io::stderr().is_terminal();
+    let mut epochs_run = 0;
+    for epoch in 1..=cfg.epochs {
+        epochs_run = epoch;
+        let mut order: Vec<usize> = (0..tr.len()).collect();
+        rng.shuffle(&mut order);
+        let mut loss_sum = 0.0;
+        let nb = order.len().div_ceil(cfg.batch);
+        for (bi, chunk) in order.chunks(cfg.batch).enumerate() {
+            let (xb, yb) = tr.batch(chunk);
+            let (thr, logit) = net.forward(&xb);
+            let label = yb.lt(cfg.threshold_mbps).to_kind(Kind::Float);
+            let l_reg = ((&thr - &yb).abs() / thr_iqr).mean(Kind::Float);
+            let l_cls = logit.binary_cross_entropy_with_logits::<Tensor>(
+                &label,
+                None,
+                None,
+                tch::Reduction::Mean,
+            );
+            let loss = l_reg + l_cls * 0.5;
+            opt.backward_step(&loss);
+            loss_sum += loss.double_value(&[]);
+            if tty && bi % 16 == 0 {
+                let filled = (bi + 1) * 20 / nb;
+                eprint!(
+                    "\repoch {epoch:>3}/{} [{}{}] loss {:.4}   ",
+                    cfg.epochs,
+                    "#".repeat(filled),
+                    "-".repeat(20 - filled),
+                    loss_sum / (bi + 1) as f64
+                );
+            }
+        }
+        let (pred, _) = predict_all(&|x: &Tensor| net.export_forward(x), va);
+        let val_mae = engine::eval::mae(&va.baselines.actual, &pred);
+        let mark = if val_mae < best.0 { "*" } else { " " };
+        eprint!(
+            "{}epoch {epoch:>3}/{} loss {:.4}  validation MAE {:.3} Mbit/s (MASE {:.3}){mark}\n",
+            if tty { "\r" } else { "" },
+            cfg.epochs,
+            loss_sum / nb as f64,
+            val_mae,
+            val_mae / persistence_mae
+        );
+        if val_mae < best.0 {
+            best = (val_mae, epoch);
+            torch(best_vs.copy(&vs))?;
+        } else if epoch - best.1 >= cfg.patience {
+            eprintln!(
+                "train: no improvement for {} epochs; stopping early",
+                cfg.patience
+            );
+            break;
+        }
+    }
+    torch(vs.copy(&best_vs))?;
+    drop(best_net);
+    vs.freeze();
+    Ok((net, vs, epochs_run, best.1))
+}
+
+/// A trained forecaster (the MODEL.md forward), how it was fitted, what it is.
+type Trained = (
+    Box<dyn Fn(&Tensor) -> Tensor>,
+    serde_json::Value,
+    serde_json::Value,
+);
+
+/// libtorch's random generator is global to the process: two trainings at once
+/// would interleave its draws and neither would be reproducible.
+static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Train, export and write the MODEL.md directory.
+pub fn train(cfg: &TrainConfig) -> Result<TrainSummary, TrainError> {
+    if !["lstm", "linear", "gbt"].contains(&cfg.arch.as_str()) {
+        return Err(TrainError::Usage(format!(
+            "unknown --arch {:?}: use lstm, linear or gbt",
+            cfg.arch
+        )));
+    }
+    let _one_at_a_time = TRAINING.lock().unwrap_or_else(|p| p.into_inner());
+    tch::set_num_threads(1);
+    tch::manual_seed(cfg.seed as i64);
+    let mut caps = Vec::new();
+    for p in &cfg.inputs {
+        caps.push((p.clone(), read_features_csv(p, cfg.window)?));
+    }
+    if caps.len() < 2 {
+        return Err(TrainError::Data(
+            "give at least two captures (one features CSV each): validation is split by capture"
+                .into(),
+        ));
+    }
+    // Validation captures: the named ones, or a seeded choice of val_frac of them.
+    let is_val: Vec<bool> = if !cfg.val.is_empty() {
+        caps.iter()
+            .map(|(p, c)| {
+                cfg.val
+                    .iter()
+                    .any(|v| v == p || v.file_name().is_some_and(|n| n.to_string_lossy() == c.name))
+            })
+            .collect()
+    } else {
+        let mut order: Vec<usize> = (0..caps.len()).collect();
+        engine::rng::Rng::new(cfg.seed).shuffle(&mut order);
+        let n_val = ((caps.len() as f64 * cfg.val_frac).round() as usize).clamp(1, caps.len() - 1);
+        let mut v = vec![false; caps.len()];
+        for &i in &order[..n_val] {
+            v[i] = true;
+        }
+        v
+    };
+    let train_caps: Vec<Capture> = caps
+        .iter()
+        .zip(&is_val)
+        .filter(|(_, v)| !**v)
+        .map(|((_, c), _)| c.clone())
+        .collect();
+    let val_caps: Vec<Capture> = caps
+        .iter()
+        .zip(&is_val)
+        .filter(|(_, v)| **v)
+        .map(|((_, c), _)| c.clone())
+        .collect();
+    if train_caps.is_empty() || val_caps.is_empty() {
+        return Err(TrainError::Data(
+            "the validation split left no training or no validation capture".into(),
+        ));
+    }
+    let mut tr = Dataset::default();
+    train_caps.iter().for_each(|c| tr.add(c));
+    let mut va = Dataset::default();
+    val_caps.iter().for_each(|c| va.add(c));
+    if tr.len() < 64 || va.len() == 0 {
+        return Err(TrainError::Data(format!(
+            "too little data: {} training and {} validation sequences of 16 windows",
+            tr.len(),
+            va.len()
+        )));
+    }
+    let (med, iqr) = robust_scaling(&train_caps);
+    eprintln!(
+        "train: {} training captures ({} windows, {} sequences), {} validation captures ({} windows, {} sequences)",
+        train_caps.len(),
+        tr.windows,
+        tr.len(),
+        val_caps.len(),
+        va.windows,
+        va.len()
+    );
+
+    let (forecast, fitted, arch_json): Trained = match cfg.arch.as_str() {
+        "lstm" | "linear" => {
+            let (net, vs, epochs_run, best_epoch) = train_nn(cfg, &tr, &va, &med, &iqr)?;
+            let arch = serde_json::json!({
+                "type": cfg.arch,
+                "layers": if cfg.arch == "lstm" { cfg.layers } else { 0 },
+                "hidden": if cfg.arch == "lstm" { cfg.hidden } else { 0 },
+                "weight_decay": cfg.weight_decay,
+                "input": "float32 [B, 15, 9], raw features in FEATURES.md order, oldest window first",
+                "output": "float32 [B, 2]: throughput_mbps of the next window (>= 0), probability it is below threshold_mbps",
+                "input_transform": {"kind": "sign(x) * ln(1 + |x| * mult) where mask = 1", "mult": LOG_MULT, "mask": LOG_MASK},
+                "throughput_head": "softmax weights over 12 naive forecasts of the window history (persistence, means of the last 2/3/5/10/15, EWMA 0.3, linear trend; and on the ACK clock, with the last window's mean ACK RTT: the window one RTT and two RTTs before the target, the mean over the last RTT, bytes in flight / RTT), then expm1(log1p(mix) + r)",
+                "scaling": {"kind": "median/IQR per transformed feature, fitted on training windows", "median": med, "iqr": iqr},
+                "loss": "L1 on the scaled throughput + 0.5 * binary cross-entropy on the label",
+            });
+            let fitted = serde_json::json!({"epochs_run": epochs_run, "best_epoch": best_epoch,
+                    "batch": cfg.batch, "learning_rate": cfg.lr});
+            (
+                Box::new(move |x: &Tensor| {
+                    let _keep = &vs;
+                    net.export_forward(x)
+                }),
+                fitted,
+                arch,
+            )
+        }
+        "gbt" => {
+            let g = train_gbt(cfg, &tr, &va);
+            let arch = serde_json::json!({
+                "type": "gbt",
+                "trees": {"throughput": g.regressor.trees(), "congestion": g.classifier.trees()},
+                "depth": cfg.depth,
+                "input": "float32 [B, 15, 9], raw features in FEATURES.md order, oldest window first",
+                "output": "float32 [B, 2]: throughput_mbps of the next window (>= 0), probability it is below threshold_mbps",
+                "features": "37: each earlier window's throughput minus the last (14), the last throughput, the last mean ACK RTT (ms) and the four before it minus it, the last five bif_grad (10 kB), the last bif (10 kB), the last five iat_mean (ms), the last iat_std (ms) and is_silent, and four ACK-clock forecasts minus the last throughput (the window one and two RTTs before the target, the mean over the last RTT, bif / RTT)",
+                "throughput": "last window's throughput + sum of oblivious trees (L1 gradient boosting, median leaves), at least 0",
+                "congestion_prob": "sigmoid of a second ensemble of oblivious trees fitted to the label with the log-loss (Newton leaves)",
+            });
+            let fitted = serde_json::json!({"throughput_trees": g.regressor.trees(),
+                    "congestion_trees": g.classifier.trees(), "learning_rate": cfg.gbt_lr,
+                    "depth": cfg.depth, "max_trees": cfg.trees});
+            (
+                Box::new(move |x: &Tensor| g.export_forward(x)),
+                fitted,
+                arch,
+            )
+        }
+        other => {
+            return Err(TrainError::Data(format!(
+                "unknown --arch {other:?}: use lstm, linear or gbt"
+            )));
+        }
+    };
+
+    let (pred, prob) = predict_all(&*forecast, &va);
+    let mut f = va.baselines.clone();
+    f.model = pred;
+    f.model_prob = prob;
+    let scores = Scoreboard::compute(&f, cfg.threshold_mbps);
+    eprintln!(
+        "\nvalidation ({} sequences from {} held-out captures):\n{}",
+        va.len(),
+        val_caps.len(),
+        scores.table()
+    );
+
+    // Export and prove the export: the module must give the same numbers as the
+    // network at several batch sizes, not just the traced one.
+    std::fs::create_dir_all(&cfg.out).map_err(|e| TrainError::Write {
+        path: cfg.out.clone(),
+        detail: e.to_string(),
+    })?;
+    let example = va.batch(&[0, 1, 2]).0;
+    let module = torch(tch::CModule::create_by_tracing(
+        "NetForecast",
+        "forward",
+        &[example],
+        &mut |inp| vec![forecast(&inp[0])],
+    ))?;
+    let module_path = cfg.out.join(MODULE_FILE);
+    torch(module.save(&module_path))?;
+    let loaded = torch(tch::CModule::load(&module_path))?;
+    for b in [3usize, 1, 7, 1000] {
+        let idx: Vec<usize> = if b == 3 {
+            vec![0, 1, 2]
+        } else {
+            (0..b).map(|i| i % va.len()).collect()
+        };
+        let (xb, _) = va.batch(&idx);
+        let _g = tch::no_grad_guard();
+        let a = forecast(&xb);
+        let m = torch(loaded.forward_ts(&[&xb]))?;
+        let diff = (a - &m).abs().max().double_value(&[]);
+        if m.size() != [b as i64, 2] || diff > 1e-4 {
+            return Err(TrainError::Torch(format!(
+                "the exported module disagrees with the network at batch {b}: shape {:?}, max difference {diff}",
+                m.size()
+            )));
+        }
+    }
+
+    let version = match cfg.arch.as_str() {
+        "lstm" => format!(
+            "lstm{}x{}-{}-s{}",
+            cfg.layers,
+            cfg.hidden,
+            date_utc(),
+            cfg.seed
+        ),
+        arch => format!("{arch}-{}-s{}", date_utc(), cfg.seed),
+    };
+    let meta = ModelMeta {
+        feature_names: FEATURE_NAMES.iter().map(|s| s.to_string()).collect(),
+        window_ms: cfg.window.ms(),
+        lookback: LOOKBACK,
+        threshold_mbps: cfg.threshold_mbps,
+        model_version: version.clone(),
+        architecture: arch_json,
+        training: serde_json::json!({
+            "captures": train_caps.iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
+            "windows": tr.windows,
+            "sequences": tr.len(),
+            "fit": fitted,
+            "seed": cfg.seed,
+            "how_made": "features extracted by `netforecast extract` from traffic-lab captures (scripts/lab/make-corpus.sh)",
+        }),
+        validation: serde_json::json!({
+            "captures": val_caps.iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
+            "sequences": va.len(),
+            "metrics": scores,
+        }),
+        libtorch_version: "2.13.0".into(),
+        created: date_utc(),
+    };
+    let meta_path = cfg.out.join(META_FILE);
+    std::fs::write(
+        &meta_path,
+        serde_json::to_string_pretty(&meta).unwrap_or_default() + "\n",
+    )
+    .map_err(|e| TrainError::Write {
+        path: meta_path.clone(),
+        detail: e.to_string(),
+    })?;
+    let readme = format!(
+        "# Model {version}\n\nTrained by netforecast on {} with:\n\n```sh\n{}\n```\n\n\
+         {} training captures ({} sequences), {} validation captures ({} sequences); fit: {}.\n\n\
+         Validation (captures kept out of training and used only for early stopping):\n\n```\n{}\n```\n",
+        date_utc(),
+        cfg.command,
+        train_caps.len(),
+        tr.len(),
+        val_caps.len(),
+        va.len(),
+        fitted,
+        scores.table()
+    );
+    let readme_path = cfg.out.join("README.md");
+    std::fs::write(&readme_path, readme).map_err(|e| TrainError::Write {
+        path: readme_path,
+        detail: e.to_string(),
+    })?;
+    eprintln!("train: wrote {} ({version})", cfg.out.display());
+    Ok(TrainSummary { val_scores: scores })
+}

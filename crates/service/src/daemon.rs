@@ -1,0 +1,292 @@
+//! The daemon: the pipeline with a live source, the [`Policy::LIVE`] policy, the
+//! daemon's sinks (InfluxDB, the rotating CSV, a status line) and the
+//! Prometheus endpoint, until the shutdown signal.
+//!
+//! Everything is passed in ([`Daemon`]): the binary opens the capture (as root,
+//! then may drop privileges), loads the model and installs the signal handlers;
+//! a test passes a capture file driven by a manual clock, a trivial model and an
+//! in-memory sink, and runs the same code without root or libtorch.
+
+use crate::config::{ConfigError, DaemonConfig};
+use crate::forecast::Scored;
+use crate::pipeline::{Pipeline, PipelineError, Policy, RunSummary};
+use crate::shutdown::Shutdown;
+use crate::sinks::csv::DaemonCsv;
+use crate::sinks::influx::InfluxSink;
+use crate::sinks::prometheus::{Metrics, ServeError, serve};
+use crate::sinks::{Sink, SinkError};
+use crate::source::{Clock, KernelStats, PacketSource};
+use engine::forecast::SequenceModel;
+use engine::pipeline::EngineConfig;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Errors of the daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The configuration is wrong (a usage error).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// `--user` names no user, or switching failed (a usage error).
+    #[error("{0}")]
+    User(String),
+    /// The metrics endpoint could not be served.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    /// A sink could not be set up.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    /// The pipeline failed.
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+}
+
+/// Everything a daemon run is given.
+pub struct Daemon<M> {
+    /// The live capture (or, in tests, anything that behaves like one).
+    pub source: Box<dyn PacketSource>,
+    /// Wall time.
+    pub clock: Arc<dyn Clock>,
+    /// Delay after a window's end before it is closed, ns.
+    pub grace_ns: i64,
+    /// Engine settings.
+    pub engine: EngineConfig,
+    /// The model.
+    pub model: M,
+    /// Where forecasts go ([`sinks_for`] builds the configured ones).
+    pub sinks: Vec<Box<dyn Sink>>,
+    /// Metrics, served at `metrics_addr`.
+    pub metrics: Arc<Metrics>,
+    /// `/metrics` and `/healthz` here; `None`: not served.
+    pub metrics_addr: Option<String>,
+    /// Stops the run (SIGINT/SIGTERM in the binary).
+    pub shutdown: Shutdown,
+    /// Longest the sinks may take to flush at the end.
+    pub flush_deadline: Duration,
+}
+
+/// The daemon's end-of-run numbers.
+#[derive(Clone, Debug, Default)]
+pub struct DaemonSummary {
+    /// Wall time, s.
+    pub seconds: f64,
+    /// The pipeline's numbers.
+    pub run: RunSummary,
+    /// Points written to InfluxDB.
+    pub points_written: u64,
+    /// Write attempts that were retried.
+    pub retries: u64,
+    /// Points dropped by the writer (buffer full or refused).
+    pub points_dropped: u64,
+    /// Rows on disk in the predictions CSV.
+    pub csv_rows: u64,
+    /// Rows the predictions CSV lost.
+    pub csv_errors: u64,
+}
+
+impl<M: SequenceModel + Send + 'static> Daemon<M> {
+    /// Run until the shutdown signal (or the source fails).
+    pub fn run(self) -> Result<DaemonSummary, DaemonError> {
+        let start = Instant::now();
+        let server = match &self.metrics_addr {
+            Some(addr) => Some(serve(
+                addr,
+                Arc::clone(&self.metrics),
+                self.shutdown.clone(),
+            )?),
+            None => None,
+        };
+        let source = self.source;
+        let pipeline = Pipeline {
+            sources: vec![Box::new(move || Ok(source))],
+            engine: self.engine,
+            clock: self.clock,
+            grace_ns: self.grace_ns,
+            model: self.model,
+            sinks: self.sinks,
+            metrics: Arc::clone(&self.metrics),
+            shutdown: self.shutdown.clone(),
+            policy: Policy::LIVE,
+            flush_deadline: self.flush_deadline,
+        };
+        let result = pipeline.run();
+        // Whatever ended the run, the endpoint stops with it.
+        self.shutdown.trigger();
+        if let Some(s) = server {
+            let _ = s.join();
+        }
+        let run = result?;
+        let m = &self.metrics;
+        Ok(DaemonSummary {
+            seconds: start.elapsed().as_secs_f64(),
+            run,
+            points_written: m.points_written.get() as u64,
+            retries: m.points_retried.get() as u64,
+            points_dropped: m.points_dropped.get() as u64,
+            csv_rows: m.csv_rows.get(),
+            csv_errors: m.csv_errors.get(),
+        })
+    }
+}
+
+impl DaemonSummary {
+    /// The kernel's counters at the end.
+    pub fn kernel(&self) -> KernelStats {
+        self.run
+            .captures
+            .iter()
+            .filter_map(|c| c.kernel)
+            .next_back()
+            .unwrap_or_default()
+    }
+
+    /// One line for standard error.
+    pub fn line(&self) -> String {
+        let counted: u64 = self.run.captures.iter().map(|c| c.counters.counted).sum();
+        let windows: u64 = self
+            .run
+            .captures
+            .iter()
+            .map(|c| c.counters.window.windows)
+            .sum();
+        let k = self.kernel();
+        format!(
+            "netforecast: stopped after {:.1} s: {} packets counted, {} windows, {} forecasts, {} points written ({} retries, {} dropped), {} CSV rows ({} failed), kernel drops {}, windows dropped {}",
+            self.seconds,
+            counted,
+            windows,
+            self.run.forecasts,
+            self.points_written,
+            self.retries,
+            self.points_dropped + self.run.scored_dropped,
+            self.csv_rows,
+            self.csv_errors,
+            k.dropped + k.if_dropped,
+            self.run.windows_dropped
+        )
+    }
+}
+
+/// The sinks `cfg` asks for: InfluxDB when a URL is set, the rotating CSV when
+/// a path is set or no database is, and the live status line on a terminal.
+/// Also returns where forecasts go, for the start-up line.
+pub fn sinks_for(
+    cfg: &DaemonConfig,
+    model_version: &str,
+    metrics: &Arc<Metrics>,
+    status_line: bool,
+) -> Result<(Vec<Box<dyn Sink>>, String), DaemonError> {
+    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+    let mut to = Vec::new();
+    if cfg.influx.enabled() {
+        sinks.push(Box::new(
+            InfluxSink::new(
+                &cfg.influx,
+                &cfg.host,
+                &cfg.iface,
+                model_version,
+                Arc::clone(metrics),
+            )
+            .map_err(SinkError::from)?,
+        ));
+        to.push(cfg.influx.url.clone());
+    }
+    let csv = cfg
+        .csv
+        .clone()
+        .or_else(|| (!cfg.influx.enabled()).then(|| PathBuf::from("netforecast-predictions.csv")));
+    if let Some(p) = csv {
+        sinks.push(Box::new(
+            DaemonCsv::open(&p, cfg.csv_max_mib, cfg.csv_keep, Arc::clone(metrics))
+                .map_err(SinkError::from)?,
+        ));
+        to.push(p.display().to_string());
+    }
+    if status_line && std::io::stderr().is_terminal() {
+        sinks.push(Box::new(StatusLine::default()));
+    }
+    Ok((sinks, to.join(" and ")))
+}
+
+/// A one-line live status on a terminal, redrawn every 5 windows.
+#[derive(Default)]
+pub struct StatusLine {
+    n: u64,
+    drawn: bool,
+}
+
+impl Sink for StatusLine {
+    fn window(&mut self, s: &Scored) -> Result<(), SinkError> {
+        self.n += 1;
+        if self.n % 5 == 0 {
+            self.drawn = true;
+            eprint!(
+                "\r{} actual {:7.2} Mbit/s  forecast {:>7}  P(below) {:>5}  windows {}   ",
+                hms(s.row.start_ns),
+                s.row.throughput_mbps,
+                s.at_target
+                    .map(|p| format!("{:.2}", p.throughput_mbps))
+                    .unwrap_or_else(|| "-".into()),
+                s.issued
+                    .map(|f| format!("{:.2}", f.congestion_prob))
+                    .unwrap_or_else(|| "-".into()),
+                self.n
+            );
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, _deadline: Instant) -> Result<(), SinkError> {
+        if self.drawn {
+            eprintln!();
+        }
+        Ok(())
+    }
+}
+
+/// Time of day (UTC) of an epoch timestamp, `HH:MM:SS.mmm`, for status lines.
+pub fn hms(ns: i64) -> String {
+    let ms = ns.div_euclid(1_000_000);
+    let s = ms.div_euclid(1000);
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        (s / 3600) % 24,
+        (s / 60) % 60,
+        s % 60,
+        ms % 1000
+    )
+}
+
+/// Drop root: switch to `user`'s uid and gid (after the capture is open).
+pub fn drop_privileges(user: &str) -> Result<(), DaemonError> {
+    let name = std::ffi::CString::new(user)
+        .map_err(|_| DaemonError::User(format!("bad user name {user:?}")))?;
+    // SAFETY: getpwnam returns a pointer into static storage or null; we copy
+    // the two integers out immediately, on this thread, before any other call.
+    let (uid, gid) = unsafe {
+        let pw = libc::getpwnam(name.as_ptr());
+        if pw.is_null() {
+            return Err(DaemonError::User(format!(
+                "no user named {user:?}: create it or give another --user"
+            )));
+        }
+        ((*pw).pw_uid, (*pw).pw_gid)
+    };
+    // SAFETY: plain libc calls with integer arguments; order matters (groups and
+    // gid before uid, or the process could no longer change them).
+    let ok = unsafe {
+        libc::setgroups(0, std::ptr::null()) == 0
+            && libc::setgid(gid) == 0
+            && libc::setuid(uid) == 0
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(DaemonError::User(format!(
+            "cannot switch to user {user:?}: {}; --user needs root",
+            std::io::Error::last_os_error()
+        )))
+    }
+}

@@ -1,0 +1,160 @@
+//! The forecast stage: each window goes to the predictor; the forecast made at
+//! window `t` is matched to window `t+1` when it arrives, next to the naive
+//! baselines' forecasts made at the same moment. A gap in the grid (a long
+//! silence in a file, windows dropped live) restarts the history, so no forecast
+//! is ever scored against a window it was not made for.
+//!
+//! Owns the matching and the resets, for replay and the daemon alike; does not
+//! own the model's arithmetic (the [`SequenceModel`]) or any output.
+
+use engine::eval::Baselines;
+use engine::forecast::{Forecast, PredictError, Predictor, SequenceModel, WindowWidth};
+use engine::window::WindowRow;
+use std::time::{Duration, Instant};
+
+/// The naive forecasts for one window: (persistence, mean of the last 15, EWMA).
+pub type BaselineForecasts = (f64, f64, f64);
+
+/// One window with the forecasts that concern it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scored {
+    /// The window (window `t`).
+    pub row: WindowRow,
+    /// The forecast made at `t-1` for this window, if there was one.
+    pub at_target: Option<Forecast>,
+    /// The baselines' forecasts made at `t-1` for this window (with `at_target`).
+    pub baselines: Option<BaselineForecasts>,
+    /// The forecast just issued for `t+1`.
+    pub issued: Option<Forecast>,
+    /// How long the model took to issue it.
+    pub inference: Option<Duration>,
+}
+
+/// Forecasts one stream of windows.
+pub struct ForecastStage<M> {
+    predictor: Predictor<M>,
+    width: WindowWidth,
+    base: Baselines,
+    pending: Option<(Forecast, BaselineForecasts)>,
+    last_start: Option<i64>,
+}
+
+impl<M: SequenceModel> ForecastStage<M> {
+    /// A stage for windows `width` wide, forecasting with `model`.
+    pub fn new(model: M, width: WindowWidth) -> Self {
+        ForecastStage {
+            predictor: Predictor::new(model, width),
+            width,
+            base: Baselines::default(),
+            pending: None,
+            last_start: None,
+        }
+    }
+
+    /// The model.
+    pub fn model(&self) -> &M {
+        self.predictor.model()
+    }
+
+    /// Non-finite feature values the predictor replaced by 0 so far.
+    pub fn nonfinite_features(&self) -> u64 {
+        self.predictor.nonfinite_features
+    }
+
+    /// A new capture starts: nothing carries over.
+    pub fn restart(&mut self) {
+        self.predictor.reset();
+        self.base = Baselines::default();
+        self.pending = None;
+        self.last_start = None;
+    }
+
+    /// Window `t`: score the forecast made for it and issue one for `t+1`.
+    pub fn step(&mut self, row: WindowRow) -> Result<Scored, PredictError> {
+        if self
+            .last_start
+            .is_some_and(|l| row.start_ns - l != self.width.ns())
+        {
+            // The grid restarted (a long gap, dropped windows): history does not carry over.
+            self.restart();
+        }
+        self.last_start = Some(row.start_ns);
+        let (at_target, baselines) = match self.pending.take() {
+            Some((f, b)) if f.target_start_ns == row.start_ns => (Some(f), Some(b)),
+            _ => (None, None),
+        };
+        self.base.push(row.throughput_mbps);
+        let t = Instant::now();
+        let issued = self.predictor.push(&row)?;
+        let inference = issued.map(|_| t.elapsed());
+        if let Some(f) = issued {
+            self.pending = Some((f, self.base.forecast().unwrap_or_default()));
+        }
+        Ok(Scored {
+            row,
+            at_target,
+            baselines,
+            issued,
+            inference,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engine::forecast::{LOOKBACK, Persistence};
+
+    fn row(i: i64, mbps: f64) -> WindowRow {
+        WindowRow {
+            start_ns: i * WindowWidth::DEFAULT.ns(),
+            size_bytes: 0,
+            delay_s: 0.0,
+            bif_bytes: 0,
+            iat_mean_s: 0.0,
+            iat_std_s: 0.0,
+            throughput_mbps: mbps,
+            delay_grad_s: 0.0,
+            bif_grad_bytes: 0,
+            is_silent: false,
+            packets: 1,
+        }
+    }
+
+    fn stage() -> ForecastStage<Persistence> {
+        ForecastStage::new(
+            Persistence {
+                threshold_mbps: 20.0,
+            },
+            WindowWidth::DEFAULT,
+        )
+    }
+
+    #[test]
+    fn a_forecast_lands_on_the_window_it_was_made_for() {
+        let mut s = stage();
+        let n = LOOKBACK as i64;
+        for i in 0..n {
+            let out = s.step(row(i, i as f64)).unwrap();
+            assert!(out.at_target.is_none());
+            assert_eq!(out.issued.is_some(), i == n - 1);
+        }
+        let out = s.step(row(n, 99.0)).unwrap();
+        let f = out.at_target.unwrap();
+        assert_eq!(f.target_start_ns, out.row.start_ns);
+        assert_eq!(f.throughput_mbps, (n - 1) as f64);
+        assert_eq!(out.baselines.unwrap().0, (n - 1) as f64);
+    }
+
+    #[test]
+    fn a_gap_in_the_grid_restarts_the_history() {
+        let mut s = stage();
+        let n = LOOKBACK as i64;
+        for i in 0..n {
+            s.step(row(i, 1.0)).unwrap();
+        }
+        // One window missing: the pending forecast is not scored, history restarts.
+        let out = s.step(row(n + 1, 1.0)).unwrap();
+        assert!(out.at_target.is_none() && out.issued.is_none());
+    }
+}

@@ -1,0 +1,32 @@
+//! netforecast's service side: the one pipeline `replay` and the daemon run.
+//!
+//! ```text
+//! source ──> capture stage ──> forecast stage ──> sinks
+//! (file, live) (engine: windows) (model, matching)  (CSV, InfluxDB, Prometheus, report, plot)
+//! ```
+//!
+//! - [`source`]: packet sources (files, live capture) and the clock;
+//! - [`capture`]: a source through the engine into window rows, with its summary;
+//! - [`forecast`]: each window to the model, each forecast matched to its target;
+//! - [`pipeline`]: the three threads and their queues, with everything passed in;
+//! - [`sinks`]: every output, each owning its format;
+//! - [`extract`], [`replay`], [`daemon`]: the commands, as wiring of the above;
+//! - [`config`]: the daemon's TOML and environment settings;
+//! - [`shutdown`] and [`diag`]: the stop signal, and warnings that do not repeat.
+//!
+//! No libtorch here: a model is anything that implements
+//! [`engine::forecast::SequenceModel`].
+
+#![warn(missing_docs)]
+
+pub mod capture;
+pub mod config;
+pub mod daemon;
+pub mod diag;
+pub mod extract;
+pub mod forecast;
+pub mod pipeline;
+pub mod replay;
+pub mod shutdown;
+pub mod sinks;
+pub mod source;

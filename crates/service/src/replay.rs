@@ -1,0 +1,124 @@
+//! `netforecast replay`: the pipeline fed from capture files, as fast as they
+//! can be read (or paced by their timestamps), with [`Policy::REPLAY`] (nothing
+//! is dropped; a model error ends the run) and the evaluation sinks: the
+//! predictions CSV, the report JSON, the plot and the printed table.
+
+use crate::pipeline::{Pipeline, PipelineError, Policy, RunSummary, SourceOpener};
+use crate::shutdown::Shutdown;
+use crate::sinks::csv::PredictionsCsv;
+use crate::sinks::prometheus::Metrics;
+use crate::sinks::report::{Evaluation, ReplayReport, ReportSettings};
+use crate::sinks::{Sink, SinkError};
+use crate::source::{FileSource, PacketSource, SourceError, SystemClock};
+use engine::forecast::SequenceModel;
+use engine::pipeline::EngineConfig;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything a replay is given.
+pub struct Replay<M> {
+    /// Capture files, each a separate capture.
+    pub inputs: Vec<PathBuf>,
+    /// BPF filter for the files.
+    pub filter: Option<String>,
+    /// Pace by the packet timestamps.
+    pub realtime: bool,
+    /// Engine settings.
+    pub engine: EngineConfig,
+    /// The model, and the directory it came from (for the report).
+    pub model: M,
+    /// The model directory, as given.
+    pub model_dir: String,
+    /// Predictions CSV (`-`: standard output).
+    pub out: Option<PathBuf>,
+    /// Report JSON.
+    pub report: Option<PathBuf>,
+    /// Phase-shift PNG.
+    pub plot: Option<PathBuf>,
+    /// Print the summaries and the table to standard error.
+    pub print: bool,
+    /// Stops the run between or inside captures.
+    pub shutdown: Shutdown,
+    /// More sinks (tests).
+    pub extra_sinks: Vec<Box<dyn Sink>>,
+}
+
+/// Errors of `replay`.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// An input cannot be read.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// An output cannot be created.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    /// The run failed.
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+}
+
+impl<M: SequenceModel + Send + 'static> Replay<M> {
+    /// Run every capture; the report, with the pipeline's numbers.
+    pub fn run(self) -> Result<(ReplayReport, RunSummary), ReplayError> {
+        // Refuse unreadable inputs before creating any output.
+        for p in &self.inputs {
+            FileSource::open(p, None)?;
+        }
+        let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+        if let Some(p) = &self.out {
+            sinks.push(Box::new(
+                PredictionsCsv::create(p).map_err(SinkError::from)?,
+            ));
+        }
+        let eval = Evaluation::new(ReportSettings {
+            model_dir: self.model_dir.clone(),
+            model_version: self.model.version().to_owned(),
+            threshold_mbps: self.model.threshold_mbps(),
+            width: self.engine.window,
+            report: self.report.clone(),
+            plot: self.plot.clone(),
+            print: self.print,
+        });
+        let result = eval.result();
+        sinks.push(Box::new(eval));
+        sinks.extend(self.extra_sinks);
+        let sources: Vec<SourceOpener> = self
+            .inputs
+            .iter()
+            .map(|p| {
+                let (p, filter, realtime) = (p.clone(), self.filter.clone(), self.realtime);
+                Box::new(move || {
+                    let s = FileSource::open(&p, filter.as_deref())?;
+                    let s = if realtime { s.paced() } else { s };
+                    Ok(Box::new(s) as Box<dyn PacketSource>)
+                }) as SourceOpener
+            })
+            .collect();
+        let summary = Pipeline {
+            sources,
+            engine: self.engine,
+            clock: Arc::new(SystemClock),
+            grace_ns: 0,
+            model: self.model,
+            sinks,
+            metrics: Metrics::new(),
+            shutdown: self.shutdown,
+            policy: Policy::REPLAY,
+            flush_deadline: Duration::from_secs(10),
+        }
+        .run()?;
+        if self.print && summary.nonfinite_features > 0 {
+            eprintln!(
+                "non-finite feature values replaced by 0 before the model: {}",
+                summary.nonfinite_features
+            );
+        }
+        let report = result
+            .lock()
+            .ok()
+            .and_then(|mut r| r.take())
+            .ok_or_else(|| SinkError::Empty("the report was not made".into()))?;
+        Ok((report, summary))
+    }
+}

@@ -1,0 +1,588 @@
+//! The InfluxDB sink: points for each forecast, a bounded buffer that rides out
+//! outages, batches by size or age, gzip, retries with exponential backoff on
+//! network errors, 429 and 5xx (honouring Retry-After), no retry on other 4xx.
+//!
+//! Points are encoded with the `influxdb2` crate's `DataPoint` (line protocol,
+//! millisecond timestamps). Writes go through `reqwest`, the HTTP client that
+//! crate wraps, because its write call drops the response headers and
+//! Retry-After could not be honoured through it. Speaks both `/api/v2/write`
+//! (InfluxDB 2, VictoriaMetrics) and `/write?db=` (InfluxDB 1.x).
+
+use super::prometheus::Metrics;
+use super::{Sink, SinkError};
+use crate::config::{InfluxApi, InfluxConfig};
+use crate::forecast::Scored;
+use engine::forecast::Forecast;
+use engine::window::{FEATURE_NAMES, WindowRow};
+use influxdb2::models::{DataPoint, WriteDataPoint};
+use std::collections::VecDeque;
+use std::io::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Longest wait between retries.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+/// One HTTP request may take this long before it counts as a network error.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One window's point: measurement `traffic_prediction`, tags host, iface and
+/// model; the fields below; timestamp = the window's start, in ms.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Point {
+    /// Timestamp, ms since the epoch.
+    pub ts_ms: i64,
+    /// Field names and values (non-finite values are left out when encoded).
+    pub fields: Vec<(&'static str, f64)>,
+}
+
+/// Counters of the writer, for the summary and Prometheus.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[allow(missing_docs)]
+pub struct WriterStats {
+    pub points_written: u64,
+    pub batches_written: u64,
+    pub retries: u64,
+    /// Oldest points dropped because the buffer was full during an outage.
+    pub dropped_overflow: u64,
+    /// Points the server refused for good (400, 401, 403, 404, 413).
+    pub dropped_rejected: u64,
+    pub queued: u64,
+}
+
+/// Errors of the InfluxDB writer.
+#[allow(missing_docs)]
+#[derive(Debug, thiserror::Error)]
+pub enum InfluxError {
+    #[error(
+        "InfluxDB at {url} is not reachable: {detail}; check INFLUX_URL and that the server runs"
+    )]
+    Unreachable { url: String, detail: String },
+    #[error("InfluxDB at {url} answered the health check with HTTP {status}: {body}")]
+    Unhealthy {
+        url: String,
+        status: u16,
+        body: String,
+    },
+    #[error("cannot encode a point: {0}")]
+    Encode(String),
+}
+
+/// Batches points and writes them over HTTP.
+pub struct InfluxWriter {
+    cfg: InfluxConfig,
+    client: reqwest::Client,
+    write_url: String,
+    tags: Vec<(&'static str, String)>,
+    /// Encoded lines waiting, oldest first, with the time each was queued.
+    buffer: VecDeque<(Instant, Vec<u8>)>,
+    next_attempt: Instant,
+    backoff: Duration,
+    /// HTTP statuses already reported once (refusals are logged once each).
+    logged: Vec<u16>,
+    /// Counters for the summary and Prometheus.
+    pub stats: WriterStats,
+}
+
+impl InfluxWriter {
+    /// A writer for `cfg` whose points carry the tags host, iface and model.
+    pub fn new(
+        cfg: &InfluxConfig,
+        host: &str,
+        iface: &str,
+        model: &str,
+    ) -> Result<Self, InfluxError> {
+        let base = cfg.url.trim_end_matches('/');
+        let write_url = match cfg.api() {
+            InfluxApi::V2 => format!(
+                "{base}/api/v2/write?org={}&bucket={}&precision=ms",
+                urlencode(&cfg.org),
+                urlencode(&cfg.bucket)
+            ),
+            InfluxApi::V1 => format!("{base}/write?db={}&precision=ms", urlencode(&cfg.database)),
+        };
+        let client = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .map_err(|e| InfluxError::Unreachable {
+                url: cfg.url.clone(),
+                detail: e.to_string(),
+            })?;
+        Ok(InfluxWriter {
+            cfg: cfg.clone(),
+            client,
+            write_url,
+            tags: vec![
+                ("host", host.into()),
+                ("iface", iface.into()),
+                ("model", model.into()),
+            ],
+            buffer: VecDeque::new(),
+            next_attempt: Instant::now(),
+            backoff: FIRST_BACKOFF,
+            logged: Vec::new(),
+            stats: WriterStats::default(),
+        })
+    }
+
+    fn auth(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        if self.cfg.token.is_empty() {
+            req
+        } else {
+            req.header(
+                "Authorization",
+                format!("Token {}", self.cfg.token.expose()),
+            )
+        }
+    }
+
+    /// Health check at start: `/health` (v2) or `/ping` (v1) must answer 2xx.
+    pub async fn health(&self) -> Result<(), InfluxError> {
+        let base = self.cfg.url.trim_end_matches('/');
+        let url = match self.cfg.api() {
+            InfluxApi::V2 => format!("{base}/health"),
+            InfluxApi::V1 => format!("{base}/ping"),
+        };
+        let resp = self.auth(self.client.get(&url)).send().await.map_err(|e| {
+            InfluxError::Unreachable {
+                url: self.cfg.url.clone(),
+                detail: root_cause(&e),
+            }
+        })?;
+        let status = resp.status().as_u16();
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            let body = resp.text().await.unwrap_or_default();
+            Err(InfluxError::Unhealthy {
+                url: self.cfg.url.clone(),
+                status,
+                body: body.chars().take(200).collect(),
+            })
+        }
+    }
+
+    /// Encode one point as line protocol (newline included).
+    pub fn encode(&self, p: &Point) -> Result<Vec<u8>, InfluxError> {
+        let mut b = DataPoint::builder(self.cfg.measurement.as_str());
+        for (k, v) in &self.tags {
+            b = b.tag(*k, v.as_str());
+        }
+        for (k, v) in &p.fields {
+            if v.is_finite() {
+                b = b.field(*k, *v);
+            }
+        }
+        let dp = b
+            .timestamp(p.ts_ms)
+            .build()
+            .map_err(|e| InfluxError::Encode(e.to_string()))?;
+        let mut out = Vec::with_capacity(256);
+        dp.write_data_point_to(&mut out)
+            .map_err(|e| InfluxError::Encode(e.to_string()))?;
+        Ok(out)
+    }
+
+    /// Queue a point; beyond the buffer's bound the oldest is dropped and counted.
+    pub fn push(&mut self, p: &Point) -> Result<(), InfluxError> {
+        let line = self.encode(p)?;
+        if self.buffer.len() >= self.cfg.buffer_points {
+            self.buffer.pop_front();
+            self.stats.dropped_overflow += 1;
+        }
+        self.buffer.push_back((Instant::now(), line));
+        self.stats.queued = self.buffer.len() as u64;
+        Ok(())
+    }
+
+    /// Points held.
+    pub fn queued(&self) -> usize {
+        self.buffer.len()
+    }
+
+    /// When the next write should happen (None: nothing queued).
+    pub fn next_due(&self) -> Option<Instant> {
+        let (oldest, _) = self.buffer.front()?;
+        let by_age = *oldest + Duration::from_millis(self.cfg.batch_age_ms);
+        // A full batch is due at once: the oldest point's time, which is never
+        // later than the caller's `now` (a fresh `Instant::now()` here was, and the
+        // full batch then never counted as due: the writer stalled and spun).
+        let due = if self.buffer.len() >= self.cfg.batch_points {
+            *oldest
+        } else {
+            by_age
+        };
+        Some(due.max(self.next_attempt))
+    }
+
+    /// Write one batch if one is due (or `force` and not backing off). Returns
+    /// true when a batch left the buffer.
+    pub async fn flush_once(&mut self, force: bool) -> bool {
+        let now = Instant::now();
+        let Some(due) = self.next_due() else {
+            return false;
+        };
+        if now < self.next_attempt || (!force && now < due) {
+            return false;
+        }
+        let n = self.buffer.len().min(self.cfg.batch_points);
+        let mut body = Vec::with_capacity(n * 300);
+        for (_, l) in self.buffer.iter().take(n) {
+            body.extend_from_slice(l);
+        }
+        let mut req = self
+            .auth(self.client.post(&self.write_url))
+            .header("Content-Type", "text/plain; charset=utf-8");
+        if self.cfg.gzip {
+            let mut gz = flate2::write::GzEncoder::new(
+                Vec::with_capacity(body.len() / 4),
+                flate2::Compression::fast(),
+            );
+            if gz.write_all(&body).is_ok() {
+                if let Ok(z) = gz.finish() {
+                    body = z;
+                    req = req.header("Content-Encoding", "gzip");
+                }
+            }
+        }
+        let outcome = req.body(body).send().await;
+        match outcome {
+            Ok(resp) if resp.status().is_success() => {
+                self.buffer.drain(..n);
+                self.stats.points_written += n as u64;
+                self.stats.batches_written += 1;
+                self.backoff = FIRST_BACKOFF;
+                self.next_attempt = Instant::now();
+                self.stats.queued = self.buffer.len() as u64;
+                true
+            }
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let retry_after = resp
+                    .headers()
+                    .get("Retry-After")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs);
+                let body = resp.text().await.unwrap_or_default();
+                if status == 429 || status >= 500 {
+                    self.retry_later(retry_after, &format!("HTTP {status}"));
+                    false
+                } else {
+                    // 400 bad data, 401/403 token, 404 bucket or database, 413 size:
+                    // retrying cannot help. Say so once per status.
+                    if !self.logged.contains(&status) {
+                        self.logged.push(status);
+                        tracing::error!(
+                            "InfluxDB refused a batch of {n} points with HTTP {status} ({}); {}",
+                            body.trim().chars().take(200).collect::<String>(),
+                            match status {
+                                401 | 403 => "check INFLUX_TOKEN",
+                                404 => "check INFLUX_ORG and INFLUX_BUCKET (or INFLUX_DB)",
+                                _ => "these points are dropped",
+                            }
+                        );
+                    }
+                    self.buffer.drain(..n);
+                    self.stats.dropped_rejected += n as u64;
+                    self.stats.queued = self.buffer.len() as u64;
+                    true
+                }
+            }
+            Err(e) => {
+                self.retry_later(None, &root_cause(&e));
+                false
+            }
+        }
+    }
+
+    /// Shutdown: stop backing off, try again now and then every ~second.
+    pub fn hurry(&mut self) {
+        self.next_attempt = Instant::now();
+        self.backoff = FIRST_BACKOFF;
+    }
+
+    fn retry_later(&mut self, retry_after: Option<Duration>, why: &str) {
+        self.stats.retries += 1;
+        let wait = retry_after
+            .unwrap_or(self.backoff)
+            .min(Duration::from_secs(300));
+        if self.stats.retries == 1 || self.backoff >= MAX_BACKOFF {
+            tracing::warn!(
+                "InfluxDB write failed ({why}); retrying in {:.1} s, {} points held",
+                wait.as_secs_f64(),
+                self.buffer.len()
+            );
+        }
+        self.next_attempt = Instant::now() + wait;
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+fn root_cause(e: &reqwest::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(inner) = src {
+        s = inner.to_string();
+        src = inner.source();
+    }
+    s
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The point of one window: the actual, the forecast at its target and as
+/// issued, the nine features and the kernel's drops.
+pub fn point_for(
+    row: &WindowRow,
+    prev: Option<&Forecast>,
+    next: Option<&Forecast>,
+    kernel_drops: i64,
+) -> Point {
+    let mut fields: Vec<(&'static str, f64)> = Vec::with_capacity(16);
+    fields.push(("actual_mbps", row.throughput_mbps));
+    if let Some(f) = prev {
+        fields.push(("predicted_mbps", f.throughput_mbps));
+        fields.push(("congestion_prob", f.congestion_prob));
+    }
+    if let Some(f) = next {
+        fields.push(("issued_predicted_mbps", f.throughput_mbps));
+        fields.push(("issued_congestion_prob", f.congestion_prob));
+    }
+    for (name, v) in FEATURE_NAMES.iter().zip(row.features()) {
+        fields.push((name, v));
+    }
+    fields.push(("kernel_drops", kernel_drops as f64));
+    Point {
+        ts_ms: row.start_ns.div_euclid(1_000_000),
+        fields,
+    }
+}
+
+/// The InfluxDB writer as a sink: owns a current-thread tokio runtime; a point
+/// per window that has a forecast; stats published to the metrics.
+pub struct InfluxSink {
+    rt: tokio::runtime::Runtime,
+    writer: InfluxWriter,
+    metrics: Arc<Metrics>,
+}
+
+impl InfluxSink {
+    /// Set up the writer and check the server's health once (a failing check is
+    /// a warning: points are held and written when it answers).
+    pub fn new(
+        cfg: &InfluxConfig,
+        host: &str,
+        iface: &str,
+        model: &str,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, InfluxError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| InfluxError::Unreachable {
+                url: cfg.url.clone(),
+                detail: e.to_string(),
+            })?;
+        let writer = InfluxWriter::new(cfg, host, iface, model)?;
+        if let Err(e) = rt.block_on(writer.health()) {
+            tracing::warn!(
+                "{e}; points are held (up to {}) and written when it answers",
+                cfg.buffer_points
+            );
+        }
+        Ok(InfluxSink {
+            rt,
+            writer,
+            metrics,
+        })
+    }
+
+    fn publish(&self) {
+        let (w, m) = (&self.writer, &self.metrics);
+        m.writer_queue.set(w.queued() as i64);
+        m.points_written.set(w.stats.points_written as i64);
+        m.points_retried.set(w.stats.retries as i64);
+        m.points_dropped
+            .set((w.stats.dropped_overflow + w.stats.dropped_rejected) as i64);
+    }
+}
+
+impl Sink for InfluxSink {
+    fn window(&mut self, s: &Scored) -> Result<(), SinkError> {
+        if s.at_target.is_none() && s.issued.is_none() {
+            return Ok(());
+        }
+        let p = point_for(
+            &s.row,
+            s.at_target.as_ref(),
+            s.issued.as_ref(),
+            self.metrics.kernel_drops.get(),
+        );
+        if let Err(e) = self.writer.push(&p) {
+            tracing::error!("{e}");
+        }
+        Ok(())
+    }
+
+    fn tick(&mut self) -> Result<(), SinkError> {
+        while self.rt.block_on(self.writer.flush_once(false)) {}
+        self.publish();
+        Ok(())
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        self.writer.next_due()
+    }
+
+    fn finish(&mut self, deadline: Instant) -> Result<(), SinkError> {
+        // Everything queued goes out before the deadline if the server allows.
+        self.writer.hurry();
+        while self.writer.queued() > 0 && Instant::now() < deadline {
+            if !self.rt.block_on(self.writer.flush_once(true)) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        self.publish();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn writer(buffer: usize) -> InfluxWriter {
+        let cfg = InfluxConfig {
+            url: "http://127.0.0.1:1".into(),
+            buffer_points: buffer,
+            ..Default::default()
+        };
+        InfluxWriter::new(&cfg, "h", "eth0", "m1").unwrap()
+    }
+
+    #[test]
+    fn line_protocol_has_tags_fields_and_ms_timestamp() {
+        let w = writer(10);
+        let l = w.encode(&Point {
+            ts_ms: 1_700_000_000_050,
+            fields: vec![("actual_mbps", 12.5), ("predicted_mbps", f64::NAN)],
+        });
+        let s = String::from_utf8(l.unwrap()).unwrap();
+        assert_eq!(
+            s,
+            "traffic_prediction,host=h,iface=eth0,model=m1 actual_mbps=12.5 1700000000050\n"
+        );
+    }
+
+    #[test]
+    fn full_buffer_drops_the_oldest_and_counts() {
+        let mut w = writer(3);
+        for i in 0..5 {
+            w.push(&Point {
+                ts_ms: i,
+                fields: vec![("x", 1.0)],
+            })
+            .unwrap();
+        }
+        assert_eq!(w.queued(), 3);
+        assert_eq!(w.stats.dropped_overflow, 2);
+        assert!(String::from_utf8_lossy(&w.buffer[0].1).ends_with(" 2\n"));
+    }
+
+    #[test]
+    fn a_full_batch_is_due_now_not_a_moment_later() {
+        // Regression: with 200+ points queued the writer never flushed and spun a core.
+        let cfg = InfluxConfig {
+            url: "http://127.0.0.1:1".into(),
+            batch_points: 2,
+            batch_age_ms: 60_000,
+            ..Default::default()
+        };
+        let mut w = InfluxWriter::new(&cfg, "h", "eth0", "m1").unwrap();
+        for i in 0..3 {
+            w.push(&Point {
+                ts_ms: i,
+                fields: vec![("x", 1.0)],
+            })
+            .unwrap();
+        }
+        let now = Instant::now();
+        assert!(
+            w.next_due().unwrap() <= now,
+            "a full batch must be due already"
+        );
+        // And flush_once(false) really tries it (and fails: nothing listens).
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        assert!(!rt.block_on(w.flush_once(false)));
+        assert_eq!(w.stats.retries, 1, "the due batch was attempted");
+    }
+
+    #[test]
+    fn unreachable_server_backs_off_and_keeps_points() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut w = writer(10);
+        w.push(&Point {
+            ts_ms: 1,
+            fields: vec![("x", 1.0)],
+        })
+        .unwrap();
+        assert!(!rt.block_on(w.flush_once(true)));
+        assert_eq!(w.queued(), 1);
+        assert_eq!(w.stats.retries, 1);
+        // Backing off: a second forced flush right away does not even try.
+        assert!(!rt.block_on(w.flush_once(true)));
+        assert_eq!(w.stats.retries, 1);
+        assert!(rt.block_on(w.health()).is_err());
+    }
+
+    #[test]
+    fn points_carry_the_forecast_at_its_target_and_as_issued() {
+        let row = WindowRow {
+            start_ns: 1_700_000_000_050_000_000,
+            size_bytes: 1000,
+            delay_s: 0.01,
+            bif_bytes: 10,
+            iat_mean_s: 0.0,
+            iat_std_s: 0.0,
+            throughput_mbps: 0.16,
+            delay_grad_s: 0.0,
+            bif_grad_bytes: 0,
+            is_silent: false,
+            packets: 1,
+        };
+        let f = |t: i64, v: f64| Forecast {
+            target_start_ns: t,
+            throughput_mbps: v,
+            congestion_prob: 0.9,
+        };
+        let p = point_for(
+            &row,
+            Some(&f(row.start_ns, 1.5)),
+            Some(&f(row.start_ns + 50_000_000, 2.5)),
+            3,
+        );
+        assert_eq!(p.ts_ms, 1_700_000_000_050);
+        let get = |k: &str| p.fields.iter().find(|(n, _)| *n == k).map(|(_, v)| *v);
+        assert_eq!(get("actual_mbps"), Some(0.16));
+        assert_eq!(get("predicted_mbps"), Some(1.5));
+        assert_eq!(get("issued_predicted_mbps"), Some(2.5));
+        assert_eq!(get("kernel_drops"), Some(3.0));
+        assert_eq!(get("bif"), Some(10.0));
+    }
+}

@@ -1,0 +1,67 @@
+//! Where scored windows go. Each sink owns its output format:
+//!
+//! - [`csv`]: the predictions CSV (INTERFACE.md), plain for replay, rotating for the daemon;
+//! - [`influx`]: InfluxDB line protocol over HTTP (v2 and 1.x APIs), batched, with retries;
+//! - [`prometheus`]: the daemon's metrics registry and its `/metrics` endpoint;
+//! - [`report`]: the replay report JSON and the printed table (metrics against baselines);
+//! - [`plot`]: the phase-shift PNG;
+//! - [`memory`]: every scored window kept in memory, for tests.
+//!
+//! The writer stage calls a sink from one thread, in window order.
+
+pub mod csv;
+pub mod influx;
+pub mod memory;
+pub mod plot;
+pub mod prometheus;
+pub mod report;
+
+use crate::capture::CaptureSummary;
+use crate::forecast::Scored;
+use std::time::{Duration, Instant};
+
+/// Errors of the sinks.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// A CSV file could not be created or written.
+    #[error(transparent)]
+    Csv(#[from] engine::csv::SinkError),
+    /// The plot could not be drawn or saved.
+    #[error(transparent)]
+    Plot(#[from] plot::PlotError),
+    /// The InfluxDB writer could not be set up.
+    #[error(transparent)]
+    Influx(#[from] influx::InfluxError),
+    /// There was nothing to report on.
+    #[error("{0}")]
+    Empty(String),
+}
+
+/// One output of the pipeline.
+pub trait Sink: Send {
+    /// Capture number `index` (from 0) named `name` begins.
+    fn begin(&mut self, _index: usize, _name: &str) -> Result<(), SinkError> {
+        Ok(())
+    }
+    /// One window and its forecasts, in window order.
+    fn window(&mut self, s: &Scored) -> Result<(), SinkError>;
+    /// A capture ended.
+    fn end(&mut self, _summary: &CaptureSummary) -> Result<(), SinkError> {
+        Ok(())
+    }
+    /// Periodic work (flushes, retries); called at least every 250 ms.
+    fn tick(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+    /// When this sink next wants a [`Sink::tick`] (None: no sooner than usual).
+    fn next_due(&self) -> Option<Instant> {
+        None
+    }
+    /// No more windows: flush what is held, giving up at `deadline`.
+    fn finish(&mut self, _deadline: Instant) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+/// Longest the writer waits for a window before it ticks the sinks.
+pub const TICK: Duration = Duration::from_millis(250);

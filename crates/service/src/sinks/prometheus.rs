@@ -1,0 +1,254 @@
+//! The pipeline's metrics and the daemon's Prometheus endpoint (`/metrics`,
+//! `/healthz`), bound to localhost unless told otherwise. Metrics are kept in a
+//! `prometheus` registry; each stage records its own events into it through the
+//! methods here, the HTTP thread only reads.
+
+use crate::forecast::Scored;
+use crate::shutdown::Shutdown;
+use crate::source::KernelStats;
+use engine::pipeline::Counters;
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Every metric the pipeline exports.
+#[allow(missing_docs)]
+pub struct Metrics {
+    pub registry: Registry,
+    pub frames: IntCounter,
+    pub packets_counted: IntCounter,
+    pub packets_skipped: IntCounterVec,
+    pub kernel_drops: IntGauge,
+    pub kernel_if_drops: IntGauge,
+    pub windows: IntCounter,
+    pub silent_windows: IntCounter,
+    pub flows_active: IntGauge,
+    pub windows_dropped: IntCounter,
+    pub forecasts: IntCounter,
+    pub inference_seconds: Histogram,
+    /// Wall time between a window's end and its arrival at inference.
+    pub window_delay_seconds: Histogram,
+    pub scored_dropped: IntCounter,
+    pub writer_queue: IntGauge,
+    pub points_written: IntGauge,
+    pub points_retried: IntGauge,
+    pub points_dropped: IntGauge,
+    pub csv_rows: IntCounter,
+    pub csv_errors: IntCounter,
+    pub last_actual_mbps: Gauge,
+    pub last_predicted_mbps: Gauge,
+    pub last_congestion_prob: Gauge,
+    /// Set while the capture thread runs (for /healthz).
+    pub capturing: AtomicBool,
+    /// The engine's counters as last published (counters go up by the difference).
+    published: Mutex<Counters>,
+}
+
+fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, m: T) -> T {
+    // Names are fixed and unique, so registration cannot fail.
+    let _ = r.register(Box::new(m.clone()));
+    m
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Metrics> {
+        let r = Registry::new_custom(Some("netforecast".into()), None).unwrap_or_default();
+        let c = |n: &str, h: &str| reg(&r, IntCounter::new(n, h).expect("valid metric name"));
+        let g = |n: &str, h: &str| reg(&r, IntGauge::new(n, h).expect("valid metric name"));
+        let f = |n: &str, h: &str| reg(&r, Gauge::new(n, h).expect("valid metric name"));
+        Arc::new(Metrics {
+            frames: c("frames_total", "Frames captured"),
+            packets_counted: c("packets_counted_total", "TCP segments counted in windows"),
+            packets_skipped: reg(
+                &r,
+                IntCounterVec::new(
+                    Opts::new("packets_skipped_total", "Frames not counted, by reason"),
+                    &["reason"],
+                )
+                .expect("valid metric"),
+            ),
+            kernel_drops: g("kernel_drops", "Packets the kernel dropped (pcap ps_drop)"),
+            kernel_if_drops: g(
+                "kernel_interface_drops",
+                "Packets the interface dropped (pcap ps_ifdrop)",
+            ),
+            windows: c("windows_total", "Windows closed"),
+            silent_windows: c("silent_windows_total", "Windows closed without a packet"),
+            flows_active: g("flows_active", "TCP flows tracked"),
+            windows_dropped: c(
+                "windows_dropped_total",
+                "Windows dropped because inference fell behind",
+            ),
+            forecasts: c("forecasts_total", "Forecasts made"),
+            inference_seconds: reg(
+                &r,
+                Histogram::with_opts(
+                    HistogramOpts::new("inference_seconds", "Time per forecast").buckets(vec![
+                        0.000_05, 0.000_1, 0.000_2, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.05,
+                    ]),
+                )
+                .expect("valid metric"),
+            ),
+            window_delay_seconds: reg(
+                &r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "window_delay_seconds",
+                        "Time from a window's end to its forecast",
+                    )
+                    .buckets(vec![
+                        0.001, 0.002, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.05, 0.1, 0.5, 1.0,
+                    ]),
+                )
+                .expect("valid metric"),
+            ),
+            scored_dropped: c(
+                "points_dropped_queue_total",
+                "Points dropped because the writer fell behind",
+            ),
+            writer_queue: g("writer_queue_points", "Points waiting to be written"),
+            points_written: g("points_written", "Points written to InfluxDB"),
+            points_retried: g("write_retries", "Write attempts that will be retried"),
+            points_dropped: g(
+                "points_dropped",
+                "Points dropped by the writer (buffer full or refused)",
+            ),
+            csv_rows: c("csv_rows_total", "Rows written to the predictions CSV"),
+            csv_errors: c(
+                "csv_errors_total",
+                "Rows that could not be written to the predictions CSV",
+            ),
+            last_actual_mbps: f("last_actual_mbps", "Throughput of the last closed window"),
+            last_predicted_mbps: f("last_predicted_mbps", "Forecast for the last closed window"),
+            last_congestion_prob: f(
+                "last_congestion_prob",
+                "Probability the next window is below the threshold",
+            ),
+            capturing: AtomicBool::new(false),
+            published: Mutex::default(),
+            registry: r,
+        })
+    }
+
+    /// Whether a capture is running (for /healthz).
+    pub fn set_capturing(&self, on: bool) {
+        self.capturing.store(on, Ordering::Relaxed);
+    }
+
+    /// The capture stage's counters and the kernel's, as of now.
+    pub fn publish_capture(&self, c: &Counters, k: Option<KernelStats>) {
+        let Ok(mut published) = self.published.lock() else {
+            return;
+        };
+        // A new capture restarts the engine's counters from zero.
+        if c.frames < published.frames {
+            *published = Counters::default();
+        }
+        self.frames.inc_by(c.frames - published.frames);
+        self.packets_counted.inc_by(c.counted - published.counted);
+        for (i, r) in engine::capture::SkipReason::ALL.iter().enumerate() {
+            let d = c.skipped[i] - published.skipped[i];
+            if d > 0 {
+                self.packets_skipped
+                    .with_label_values(&[r.name()])
+                    .inc_by(d);
+            }
+        }
+        self.windows
+            .inc_by(c.window.windows - published.window.windows);
+        self.silent_windows
+            .inc_by(c.window.silent_windows - published.window.silent_windows);
+        self.flows_active.set(c.flow.flows_active as i64);
+        if let Some(k) = k {
+            self.kernel_drops.set(k.dropped as i64);
+            self.kernel_if_drops.set(k.if_dropped as i64);
+        }
+        *published = c.clone();
+    }
+
+    /// A window reached inference `late_ns` after it ended.
+    pub fn observe_window_delay(&self, late_ns: i64) {
+        self.window_delay_seconds
+            .observe(late_ns.max(0) as f64 / 1e9);
+    }
+
+    /// A window went through the forecast stage.
+    pub fn observe_scored(&self, s: &Scored) {
+        if let Some(t) = s.inference {
+            self.inference_seconds.observe(t.as_secs_f64());
+            self.forecasts.inc();
+        }
+        self.last_actual_mbps.set(s.row.throughput_mbps);
+        if let Some(p) = &s.at_target {
+            self.last_predicted_mbps.set(p.throughput_mbps);
+        }
+        if let Some(f) = &s.issued {
+            self.last_congestion_prob.set(f.congestion_prob);
+        }
+    }
+
+    /// Prometheus text exposition of everything.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cannot serve metrics on {addr}: {detail}; choose another --metrics-addr or give an empty one"
+)]
+pub struct ServeError {
+    /// The address asked for.
+    pub addr: String,
+    /// What went wrong.
+    pub detail: String,
+}
+
+/// Serve `/metrics` and `/healthz` on a named thread until `stop` is set.
+pub fn serve(
+    addr: &str,
+    m: Arc<Metrics>,
+    stop: Shutdown,
+) -> Result<std::thread::JoinHandle<()>, ServeError> {
+    let server = tiny_http::Server::http(addr).map_err(|e| ServeError {
+        addr: addr.into(),
+        detail: e.to_string(),
+    })?;
+    std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            while !stop.is_set() {
+                let Ok(Some(req)) = server.recv_timeout(std::time::Duration::from_millis(200))
+                else {
+                    continue;
+                };
+                let (code, body, ctype) = match req.url() {
+                    "/metrics" => (200, m.render(), "text/plain; version=0.0.4"),
+                    "/healthz" => {
+                        if m.capturing.load(Ordering::Relaxed) {
+                            (200, "ok\n".to_string(), "text/plain")
+                        } else {
+                            (503, "not capturing\n".to_string(), "text/plain")
+                        }
+                    }
+                    _ => (404, "try /metrics or /healthz\n".to_string(), "text/plain"),
+                };
+                let header =
+                    tiny_http::Header::from_bytes(&b"Content-Type"[..], ctype.as_bytes()).ok();
+                let mut resp = tiny_http::Response::from_string(body).with_status_code(code);
+                if let Some(h) = header {
+                    resp = resp.with_header(h);
+                }
+                let _ = req.respond(resp);
+            }
+        })
+        .map_err(|e| ServeError {
+            addr: addr.into(),
+            detail: e.to_string(),
+        })
+}
