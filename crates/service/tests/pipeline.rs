@@ -1,0 +1,245 @@
+//! The whole daemon in-process, no root and no libtorch: a committed capture
+//! played as if live against a manual clock, the persistence model, an
+//! in-memory sink and the daemon's CSV; and the same capture through `replay`'s
+//! code, which must give the same windows and forecasts.
+
+use engine::forecast::{Persistence, WindowWidth};
+use engine::pcapfile::CaptureFile;
+use engine::pipeline::EngineConfig;
+use service::daemon::Daemon;
+use service::forecast::Scored;
+use service::replay::Replay;
+use service::shutdown::Shutdown;
+use service::sinks::Sink;
+use service::sinks::csv::{DaemonCsv, PREDICTIONS_HEADER, PredictionsCsv};
+use service::sinks::memory::MemorySink;
+use service::sinks::prometheus::Metrics;
+use service::source::{Clock, ManualClock, Next, PacketSource, SourceError};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn sample() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/lab-cellular-s3.pcap.gz")
+}
+
+fn model() -> Persistence {
+    Persistence {
+        threshold_mbps: 20.0,
+    }
+}
+
+/// A capture file played as if it arrived live: a record is released once the
+/// manual clock reaches its timestamp; while waiting (and after the last
+/// record) the source is idle and the clock moves 1 ms per call.
+struct AsLive {
+    file: CaptureFile,
+    clock: ManualClock,
+    held: Option<(u32, Vec<u8>, u32, i64)>,
+    buf: Vec<u8>,
+    ended: bool,
+}
+
+impl AsLive {
+    fn open(path: &std::path::Path, clock: ManualClock) -> Self {
+        AsLive {
+            file: CaptureFile::open(path).unwrap(),
+            clock,
+            held: None,
+            buf: Vec::new(),
+            ended: false,
+        }
+    }
+}
+
+impl PacketSource for AsLive {
+    fn name(&self) -> String {
+        "as-live".into()
+    }
+
+    fn is_live(&self) -> bool {
+        true
+    }
+
+    fn next(&mut self) -> Result<Next<'_>, SourceError> {
+        if self.held.is_none() && !self.ended {
+            match self.file.next_record()? {
+                Some(r) => {
+                    let ts = r.ts_ns.expect("the sample has valid timestamps");
+                    self.held = Some((r.linktype, r.data.to_vec(), r.orig_len, ts));
+                }
+                None => self.ended = true,
+            }
+        }
+        let now = self.clock.now_ns();
+        match &self.held {
+            Some((_, _, _, ts)) if *ts <= now => {
+                let (linktype, data, orig_len, ts) = self.held.take().unwrap();
+                self.buf = data;
+                Ok(Next::Frame {
+                    linktype,
+                    data: &self.buf,
+                    orig_len,
+                    ts_ns: Some(ts),
+                })
+            }
+            _ => {
+                self.clock.set(now + 1_000_000);
+                Ok(Next::Idle)
+            }
+        }
+    }
+}
+
+fn first_ts() -> i64 {
+    let mut f = CaptureFile::open(&sample()).unwrap();
+    f.next_record().unwrap().unwrap().ts_ns.unwrap()
+}
+
+/// What replay's code makes of the sample: every window with its forecasts.
+fn replayed(out: Option<PathBuf>) -> Vec<Scored> {
+    let (mem, rx) = MemorySink::new();
+    Replay {
+        inputs: vec![sample()],
+        filter: None,
+        realtime: false,
+        engine: EngineConfig::default(),
+        model: model(),
+        model_dir: "persistence".into(),
+        out,
+        report: None,
+        plot: None,
+        print: false,
+        shutdown: Shutdown::new(),
+        extra_sinks: vec![Box::new(mem)],
+    }
+    .run()
+    .unwrap();
+    rx.try_iter().collect()
+}
+
+#[test]
+fn the_daemon_runs_in_process_on_a_capture_played_as_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(first_ts());
+    let metrics = Metrics::new();
+    let (mem, rx) = MemorySink::new();
+    let csv = dir.path().join("live.csv");
+    let sinks: Vec<Box<dyn Sink>> = vec![
+        Box::new(mem),
+        Box::new(DaemonCsv::open(&csv, 100, 1, Arc::clone(&metrics)).unwrap()),
+    ];
+    let shutdown = Shutdown::new();
+    let daemon = Daemon {
+        source: Box::new(AsLive::open(&sample(), clock.clone())),
+        clock: Arc::new(clock.clone()),
+        grace_ns: 5_000_000,
+        engine: EngineConfig::default(),
+        model: model(),
+        sinks,
+        metrics: Arc::clone(&metrics),
+        metrics_addr: None,
+        shutdown: shutdown.clone(),
+        flush_deadline: Duration::from_secs(5),
+    };
+    let handle = std::thread::spawn(move || daemon.run());
+
+    // While it runs: windows arrive in order, forecasts land on their targets,
+    // and the clock (not the packets) closes windows after the capture ends.
+    let reference = replayed(None);
+    let last_data_window = reference.last().unwrap().row.start_ns;
+    let w = WindowWidth::DEFAULT.ns();
+    let mut live: Vec<Scored> = Vec::new();
+    let mut forecasts_seen_while_running = 0;
+    while live
+        .last()
+        .is_none_or(|s| s.row.start_ns < last_data_window + 20 * w)
+    {
+        let s = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("windows keep coming while the daemon runs");
+        if let Some(prev) = live.last() {
+            assert_eq!(s.row.start_ns - prev.row.start_ns, w, "contiguous windows");
+        }
+        if let Some(f) = &s.at_target {
+            assert_eq!(f.target_start_ns, s.row.start_ns);
+            forecasts_seen_while_running += 1;
+        }
+        live.push(s);
+    }
+    assert!(!handle.is_finished(), "still running when checked");
+    assert!(forecasts_seen_while_running > 100);
+    assert!(
+        live[live.len() - 10..].iter().all(|s| s.row.is_silent),
+        "silent windows after the capture ends, closed on the clock"
+    );
+    shutdown.trigger();
+    let summary = handle.join().unwrap().unwrap();
+    live.extend(rx.try_iter());
+
+    // The same windows and forecasts as replay's code, window by window.
+    assert_eq!(live[0].row.start_ns, reference[0].row.start_ns);
+    for (a, b) in live.iter().zip(&reference) {
+        assert_eq!(
+            a,
+            &Scored {
+                inference: a.inference,
+                ..b.clone()
+            }
+        );
+    }
+    assert_eq!(summary.run.windows_dropped, 0);
+    assert_eq!(
+        summary.run.forecasts as usize,
+        live.iter().filter(|s| s.issued.is_some()).count()
+    );
+
+    // The daemon's CSV holds every forecast at its target, and starts with
+    // exactly the rows replay's CSV has.
+    let replay_csv = dir.path().join("replay.csv");
+    replayed(Some(replay_csv.clone()));
+    let live_text = std::fs::read_to_string(&csv).unwrap();
+    let replay_text = std::fs::read_to_string(&replay_csv).unwrap();
+    assert!(live_text.starts_with(PREDICTIONS_HEADER));
+    assert!(
+        live_text.starts_with(&replay_text),
+        "replay's rows are the live rows' prefix"
+    );
+    assert_eq!(
+        live_text.lines().count() - 1,
+        live.iter().filter(|s| s.at_target.is_some()).count()
+    );
+    assert_eq!(summary.csv_rows as usize, live_text.lines().count() - 1);
+}
+
+#[test]
+fn replay_through_the_service_matches_the_predictions_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("p.csv");
+    let scored = replayed(Some(out.clone()));
+    let text = std::fs::read_to_string(&out).unwrap();
+    let rows: Vec<&str> = text.lines().skip(1).collect();
+    let with_forecast: Vec<&Scored> = scored.iter().filter(|s| s.at_target.is_some()).collect();
+    assert_eq!(rows.len(), with_forecast.len());
+    assert!(rows.len() > 100);
+    for (line, s) in rows.iter().zip(with_forecast) {
+        let mut want = String::new();
+        service::sinks::csv::format_prediction_row(
+            s.row.start_ns,
+            s.row.throughput_mbps,
+            s.at_target.as_ref().unwrap(),
+            &mut want,
+        );
+        assert_eq!(format!("{line}\n"), want);
+    }
+    // A write-only sink keeps the same rows when given directly.
+    let mut again = PredictionsCsv::create(&dir.path().join("q.csv")).unwrap();
+    for s in &scored {
+        again.window(s).unwrap();
+    }
+    again.finish(std::time::Instant::now()).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("q.csv")).unwrap(),
+        text
+    );
+}
