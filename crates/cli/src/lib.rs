@@ -93,10 +93,10 @@ impl Error {
     pub fn is_broken_pipe(&self) -> bool {
         let mut e: Option<&(dyn std::error::Error + 'static)> = Some(self);
         while let Some(x) = e {
-            if let Some(io) = x.downcast_ref::<std::io::Error>() {
-                if io.kind() == std::io::ErrorKind::BrokenPipe {
-                    return true;
-                }
+            if let Some(io) = x.downcast_ref::<std::io::Error>()
+                && io.kind() == std::io::ErrorKind::BrokenPipe
+            {
+                return true;
             }
             e = x.source();
         }

@@ -367,7 +367,7 @@ fn user_option_drops_privileges_after_opening_the_capture() {
         std::os::unix::fs::PermissionsExt::from_mode(0o777),
     )
     .unwrap();
-    let mut child = nf()
+    let child = nf()
         .args([
             "--iface",
             "lo",

@@ -12,19 +12,29 @@ use etherparse::{IpNumber, LaxIpSlice};
 
 /// Link-layer header types we decode (pcap LINKTYPE_* values).
 pub mod linktype {
+    /// LINKTYPE_NULL: BSD loopback, host-order family.
     pub const NULL: u32 = 0;
+    /// LINKTYPE_ETHERNET.
     pub const ETHERNET: u32 = 1;
+    /// LINKTYPE_PPP.
     pub const PPP: u32 = 9;
     /// DLT_RAW on OpenBSD and some BSDs; tshark reads it as raw IP.
     pub const RAW_12: u32 = 12;
     /// DLT_RAW on some other BSDs; tshark reads it as raw IP.
     pub const RAW_14: u32 = 14;
+    /// LINKTYPE_PPP_HDLC.
     pub const PPP_HDLC: u32 = 50;
+    /// LINKTYPE_RAW: raw IPv4 or IPv6.
     pub const RAW: u32 = 101;
+    /// LINKTYPE_LOOP: OpenBSD loopback, network-order family.
     pub const LOOP: u32 = 108;
+    /// LINKTYPE_LINUX_SLL: Linux cooked capture v1.
     pub const LINUX_SLL: u32 = 113;
+    /// LINKTYPE_IPV4.
     pub const IPV4: u32 = 228;
+    /// LINKTYPE_IPV6.
     pub const IPV6: u32 = 229;
+    /// LINKTYPE_LINUX_SLL2: Linux cooked capture v2.
     pub const LINUX_SLL2: u32 = 276;
 
     /// True when [`super::parse_frame`] understands this link type.
@@ -48,10 +58,15 @@ pub mod linktype {
 
 /// TCP flag bits as they sit in the low 12 bits of header bytes 12..14.
 pub mod tcp_flags {
+    /// FIN.
     pub const FIN: u16 = 0x001;
+    /// SYN.
     pub const SYN: u16 = 0x002;
+    /// RST.
     pub const RST: u16 = 0x004;
+    /// PSH.
     pub const PSH: u16 = 0x008;
+    /// ACK.
     pub const ACK: u16 = 0x010;
 }
 
@@ -81,6 +96,7 @@ pub enum SkipReason {
 }
 
 impl SkipReason {
+    /// Every reason, in counter order.
     pub const ALL: [SkipReason; 9] = [
         SkipReason::UnsupportedLinktype,
         SkipReason::TruncatedLink,
@@ -112,10 +128,15 @@ impl SkipReason {
 /// Both endpoints of a TCP segment. IPv4 addresses sit in the first 4 bytes.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Endpoints {
+    /// Source address.
     pub src: [u8; 16],
+    /// Destination address.
     pub dst: [u8; 16],
+    /// Source port.
     pub sport: u16,
+    /// Destination port.
     pub dport: u16,
+    /// IPv6 (else IPv4).
     pub v6: bool,
 }
 
@@ -123,8 +144,11 @@ pub struct Endpoints {
 /// (`dissect_tcpopt_sack` stores blocks 1..3 of an option; a 4th is not kept).
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct SackBlocks {
+    /// Blocks kept (0 to 3).
     pub n: u8,
+    /// Left edges.
     pub left: [u32; 3],
+    /// Right edges.
     pub right: [u32; 3],
 }
 
@@ -146,8 +170,11 @@ pub struct PacketSummary {
     pub ts_ns: i64,
     /// Original frame length in bytes (pcap `len`, tshark `frame.len`).
     pub frame_len_bytes: u32,
+    /// Addresses and ports.
     pub ends: Endpoints,
+    /// Sequence number.
     pub seq: u32,
+    /// Acknowledgement number.
     pub ack: u32,
     /// Low 12 bits of TCP header bytes 12..14 (see [`tcp_flags`]).
     pub flags: u16,
@@ -155,6 +182,7 @@ pub struct PacketSummary {
     pub window: u16,
     /// TCP payload length from the IP header, not from captured bytes.
     pub payload_len_bytes: u32,
+    /// SACK blocks of this segment.
     pub sack: SackBlocks,
     /// The snap length cut the TCP options where tshark's option dissector reads.
     /// tshark then aborts the frame after its sequence analysis and prints no

@@ -18,10 +18,22 @@ pub const FEATURES_HEADER: &str =
 /// Errors writing a CSV file.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
+    /// The file cannot be created.
     #[error("cannot create {path}: {source}; check the directory exists and is writable")]
-    Create { path: PathBuf, source: io::Error },
+    Create {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// Writing failed.
     #[error("cannot write {what}: {source}")]
-    Write { what: String, source: io::Error },
+    Write {
+        /// The file, or "standard output".
+        what: String,
+        /// What the OS said.
+        source: io::Error,
+    },
 }
 
 /// `window_start` as Unix seconds with 9 decimals, exact (no float rounding).
@@ -99,6 +111,7 @@ pub struct CsvFile {
 }
 
 impl CsvFile {
+    /// Create `path` (`-`: standard output) and write `header`.
     pub fn create(path: &Path, header: &str) -> Result<Self, SinkError> {
         let (out, what): (Box<dyn Write + Send>, String) = if path == Path::new("-") {
             (
@@ -120,6 +133,7 @@ impl CsvFile {
         Ok(c)
     }
 
+    /// Write one line (with its newline).
     pub fn write_line(&mut self, line: &str) -> Result<(), SinkError> {
         self.out
             .write_all(line.as_bytes())
@@ -129,6 +143,7 @@ impl CsvFile {
             })
     }
 
+    /// Write out what is buffered.
     pub fn flush(&mut self) -> Result<(), SinkError> {
         self.out.flush().map_err(|source| SinkError::Write {
             what: self.what.clone(),
@@ -143,6 +158,7 @@ pub struct FeaturesCsv {
     line: String,
     /// Flush after every row (live streaming), not only at the end.
     flush_each: bool,
+    /// Rows written.
     pub rows: u64,
 }
 
@@ -157,6 +173,7 @@ impl FeaturesCsv {
         })
     }
 
+    /// Write one window.
     pub fn write(&mut self, r: &WindowRow) -> Result<(), SinkError> {
         self.line.clear();
         format_features_row(r, &mut self.line);
@@ -168,6 +185,7 @@ impl FeaturesCsv {
         Ok(())
     }
 
+    /// Write out what is buffered.
     pub fn flush(&mut self) -> Result<(), SinkError> {
         self.file.flush()
     }

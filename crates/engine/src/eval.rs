@@ -15,12 +15,17 @@ pub const MEAN_WINDOWS: usize = 15;
 /// Metrics of one forecaster on one set of windows.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
+    /// Coefficient of determination.
     pub r2: f64,
+    /// Mean absolute error, Mbit/s.
     pub mae_mbps: f64,
+    /// Root mean squared error, Mbit/s.
     pub rmse_mbps: f64,
     /// MAE over the persistence forecast's MAE on the same windows.
     pub mase: f64,
+    /// Area under the ROC curve of the probability for "below the threshold".
     pub roc_auc: f64,
+    /// Area under the precision-recall curve.
     pub pr_auc: f64,
     /// Share of windows whose actual throughput is below the threshold.
     pub prevalence: f64,
@@ -29,11 +34,17 @@ pub struct Metrics {
 /// Forecasts of every forecaster for the same target windows.
 #[derive(Clone, Debug, Default)]
 pub struct Forecasts {
+    /// Actual throughput, Mbit/s.
     pub actual: Vec<f64>,
+    /// The model's forecasts.
     pub model: Vec<f64>,
+    /// The model's probabilities.
     pub model_prob: Vec<f64>,
+    /// Persistence forecasts.
     pub persistence: Vec<f64>,
+    /// Mean-of-the-last-15 forecasts.
     pub mean: Vec<f64>,
+    /// EWMA forecasts.
     pub ewma: Vec<f64>,
 }
 
@@ -66,6 +77,7 @@ impl Baselines {
     }
 }
 
+/// Mean absolute error (NaN when empty).
 pub fn mae(a: &[f64], p: &[f64]) -> f64 {
     if a.is_empty() {
         return f64::NAN;
@@ -73,6 +85,7 @@ pub fn mae(a: &[f64], p: &[f64]) -> f64 {
     a.iter().zip(p).map(|(x, y)| (x - y).abs()).sum::<f64>() / a.len() as f64
 }
 
+/// Root mean squared error (NaN when empty).
 pub fn rmse(a: &[f64], p: &[f64]) -> f64 {
     if a.is_empty() {
         return f64::NAN;
@@ -187,13 +200,18 @@ pub fn metrics(
 /// Model and baselines, scored on the same windows.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Scoreboard {
+    /// The model's metrics.
     pub model: Metrics,
+    /// Persistence's.
     pub persistence: Metrics,
+    /// The mean of the last 15's.
     pub mean_last_15: Metrics,
+    /// EWMA's.
     pub ewma: Metrics,
 }
 
 impl Scoreboard {
+    /// Score every forecaster against the threshold.
     pub fn compute(f: &Forecasts, threshold_mbps: f64) -> Scoreboard {
         let pm = mae(&f.actual, &f.persistence);
         Scoreboard {

@@ -62,17 +62,25 @@ pub struct Analysis {
 /// Flow-table counters, reported in summaries and metrics.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct FlowStats {
+    /// Flows seen.
     pub flows_created: u64,
+    /// Flows in the table now.
     pub flows_active: u64,
+    /// Most flows in the table at once.
     pub flows_peak: u64,
+    /// Flows forgotten after the idle timeout.
     pub evicted_idle: u64,
+    /// Flows forgotten after RST or both FINs.
     pub evicted_closed: u64,
+    /// Flows evicted because the table was full.
     pub evicted_cap: u64,
+    /// Flows restarted by a new SYN on the same ports.
     pub port_reuse_restarts: u64,
     /// Segments not remembered because a direction already held 10,000.
     pub segments_over_direction_cap: u64,
     /// Segments not remembered because the global budget was used up.
     pub segments_over_budget: u64,
+    /// Segments remembered for analysis.
     pub segments_remembered: u64,
 }
 
@@ -243,6 +251,7 @@ pub struct FlowTable {
     tail: u32,
     next_serial: u64,
     segments_total: usize,
+    /// Counters.
     pub stats: FlowStats,
 }
 
@@ -265,6 +274,7 @@ fn canonical(e: &Endpoints) -> (Endpoints, usize) {
 }
 
 impl FlowTable {
+    /// An empty table with these limits.
     pub fn new(cfg: FlowConfig) -> Self {
         FlowTable {
             cfg,
@@ -279,6 +289,7 @@ impl FlowTable {
         }
     }
 
+    /// Flows in the table.
     pub fn active_flows(&self) -> usize {
         self.index.len()
     }
@@ -561,18 +572,19 @@ fn analyze(
     let ack_rtt_ns = rtt.filter(|r| *r != 0);
 
     let mut bytes_in_flight = None;
-    if seglen != 0 && fwd.valid_bif {
-        if let Some(span) = fwd.segs.span(fwd.base_seq.unwrap_or(0)) {
-            let in_flight = span.wrapping_sub(if rev.sack.n > 0 {
-                rev.sack.covered_bytes()
-            } else {
-                0
-            });
-            if in_flight > 0 && in_flight < BIF_SANITY_LIMIT {
-                let v = in_flight - u32::from(syn_fin);
-                if v != 0 {
-                    bytes_in_flight = Some(v);
-                }
+    if seglen != 0
+        && fwd.valid_bif
+        && let Some(span) = fwd.segs.span(fwd.base_seq.unwrap_or(0))
+    {
+        let in_flight = span.wrapping_sub(if rev.sack.n > 0 {
+            rev.sack.covered_bytes()
+        } else {
+            0
+        });
+        if in_flight > 0 && in_flight < BIF_SANITY_LIMIT {
+            let v = in_flight - u32::from(syn_fin);
+            if v != 0 {
+                bytes_in_flight = Some(v);
             }
         }
     }

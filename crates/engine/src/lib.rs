@@ -17,6 +17,8 @@
 //!
 //! The contract for every number is `spec/FEATURES.md`; tshark 4.0 is the oracle.
 
+#![warn(missing_docs)]
+
 pub mod capture;
 pub mod csv;
 pub mod eval;

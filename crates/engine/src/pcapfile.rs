@@ -23,19 +23,42 @@ const MAX_RECORD_BYTES: usize = 16 * 1024 * 1024;
 const READ_CHUNK: usize = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
+/// Errors reading a capture file.
 pub enum FileError {
+    /// The file cannot be opened.
     #[error("cannot open {path}: {source}")]
-    Open { path: PathBuf, source: io::Error },
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// Reading failed.
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: io::Error },
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// Neither pcap nor pcapng.
     #[error(
         "{path} is not a pcap or pcapng capture (first bytes {magic}); give a file written by tcpdump, tshark or dumpcap"
     )]
-    UnknownFormat { path: PathBuf, magic: String },
+    UnknownFormat {
+        /// The file.
+        path: PathBuf,
+        /// Its first bytes, in hex.
+        magic: String,
+    },
+    /// A structure in the file is broken.
     #[error("{path} is corrupt at byte {offset}: {detail}")]
     Corrupt {
+        /// The file.
         path: PathBuf,
+        /// Where, in bytes from the start.
         offset: u64,
+        /// What is wrong.
         detail: String,
     },
 }
@@ -45,8 +68,11 @@ pub enum FileError {
 pub struct Record<'a> {
     /// Nanoseconds since the Unix epoch; `None` for pcapng simple packet blocks.
     pub ts_ns: Option<i64>,
+    /// Link-layer type.
     pub linktype: u32,
+    /// Length on the wire.
     pub orig_len: u32,
+    /// The captured bytes.
     pub data: &'a [u8],
     /// Interface index inside the file (0 for classic pcap).
     pub interface: u32,
@@ -96,6 +122,7 @@ pub struct CaptureFile {
     eof: bool,
     format: Format,
     interfaces: Vec<Interface>,
+    /// What the reader noticed (a cut, bad timestamps).
     pub notes: ReaderNotes,
 }
 
@@ -200,6 +227,7 @@ impl CaptureFile {
         Err(cf.unknown_format())
     }
 
+    /// The path it was opened from.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -391,7 +419,7 @@ impl CaptureFile {
         };
         self.format = Format::Pcapng { big_endian };
         let len = self.rd32(self.pos + 4) as usize;
-        if !(28..=MAX_RECORD_BYTES).contains(&len) || len % 4 != 0 {
+        if !(28..=MAX_RECORD_BYTES).contains(&len) || !len.is_multiple_of(4) {
             return Err(self.corrupt(
                 self.pos + 4,
                 format!("section header length {len} is invalid"),
@@ -428,7 +456,7 @@ impl CaptureFile {
             }
             let btype = self.rd32(self.pos);
             let len = self.rd32(self.pos + 4) as usize;
-            if len < 12 || len % 4 != 0 || len > MAX_RECORD_BYTES {
+            if len < 12 || !len.is_multiple_of(4) || len > MAX_RECORD_BYTES {
                 return Err(self.corrupt(self.pos + 4, format!("block length {len} is invalid")));
             }
             self.fill(len)?;
@@ -598,6 +626,7 @@ pub struct PcapWriter<W: io::Write> {
 }
 
 impl<W: io::Write> PcapWriter<W> {
+    /// Write the file header.
     pub fn new(mut out: W, linktype: u32, snaplen: u32) -> io::Result<Self> {
         out.write_all(&PCAP_MAGIC_NS.to_le_bytes())?;
         out.write_all(&2u16.to_le_bytes())?;
@@ -620,6 +649,7 @@ impl<W: io::Write> PcapWriter<W> {
         self.out.write_all(data)
     }
 
+    /// The underlying writer.
     pub fn into_inner(self) -> W {
         self.out
     }

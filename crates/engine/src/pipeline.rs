@@ -43,10 +43,15 @@ pub struct Counters {
     /// Frames not counted, by reason (index = position in [`SkipReason::ALL`]).
     #[serde(serialize_with = "skips_by_name")]
     pub skipped: [u64; SkipReason::ALL.len()],
+    /// Bytes of counted segments (frame lengths).
     pub counted_bytes: u64,
+    /// ACK RTT samples.
     pub rtt_samples: u64,
+    /// Bytes-in-flight samples.
     pub bif_samples: u64,
+    /// Flow-table counters.
     pub flow: FlowStats,
+    /// Window counters.
     pub window: WindowStats,
 }
 
@@ -63,10 +68,12 @@ fn skips_by_name<S: serde::Serializer>(
 }
 
 impl Counters {
+    /// Frames skipped for any reason.
     pub fn skipped_total(&self) -> u64 {
         self.skipped.iter().sum()
     }
 
+    /// Count one skip.
     pub fn skip(&mut self, r: SkipReason) {
         self.skipped[r as usize] += 1;
     }
@@ -91,6 +98,7 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// A fresh engine.
     pub fn new(cfg: EngineConfig) -> Self {
         Engine {
             flows: FlowTable::new(cfg.flow),
@@ -135,7 +143,7 @@ impl Engine {
         let c = &mut self.counters;
         c.counted += 1;
         c.counted_bytes += p.frame_len_bytes as u64;
-        if c.counted % self.expire_every == 0 {
+        if c.counted.is_multiple_of(self.expire_every) {
             self.flows.expire(p.ts_ns);
         }
         let a = self.flows.process(p);

@@ -2,13 +2,16 @@
 //! and training shuffles (same seed, same sequence, on every machine).
 
 #[derive(Clone, Debug)]
+/// A small deterministic generator (splitmix64): same seed, same stream.
 pub struct Rng(u64);
 
 impl Rng {
+    /// Seeded.
     pub fn new(seed: u64) -> Self {
         Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
     }
 
+    /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
@@ -22,6 +25,7 @@ impl Rng {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
+    /// Uniform in `[lo, hi)`.
     pub fn range(&mut self, lo: f64, hi: f64) -> f64 {
         lo + (hi - lo) * self.f64()
     }

@@ -25,6 +25,7 @@ pub const FEATURE_NAMES: [&str; 9] = [
 /// Position of `throughput_mbps` in [`FEATURE_NAMES`].
 pub const THROUGHPUT_FEATURE: usize = 5;
 
+/// Nanoseconds per second.
 pub const NS_PER_S: i64 = 1_000_000_000;
 
 /// One closed window: its start and the nine features.
@@ -38,11 +39,17 @@ pub struct WindowRow {
     pub delay_s: f64,
     /// Bytes in flight summed over sending directions (carried forward).
     pub bif_bytes: u64,
+    /// Mean packet inter-arrival time, s.
     pub iat_mean_s: f64,
+    /// Standard deviation of the inter-arrival times, s.
     pub iat_std_s: f64,
+    /// Throughput, Mbit/s.
     pub throughput_mbps: f64,
+    /// Change of `delay` since the previous window, s.
     pub delay_grad_s: f64,
+    /// Change of `bif` since the previous window, bytes.
     pub bif_grad_bytes: i64,
+    /// No packet in the window.
     pub is_silent: bool,
     /// Counted packets in the window (not a feature; for checks and summaries).
     pub packets: u64,
@@ -68,7 +75,9 @@ impl WindowRow {
 /// Counters the aggregator keeps about time itself.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct WindowStats {
+    /// Windows closed.
     pub windows: u64,
+    /// Windows closed without a packet.
     pub silent_windows: u64,
     /// Packets older than the open window, folded into it.
     pub late_packets: u64,
@@ -116,20 +125,27 @@ pub struct WindowAggregator {
     prev_delay_s: f64,
     prev_bif: u64,
     emitted_any: bool,
+    /// Counters.
     pub stats: WindowStats,
 }
 
 /// What one packet contributes to its window.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct PacketFacts {
+    /// Capture time, ns since the epoch.
     pub ts_ns: i64,
+    /// Frame length, bytes.
     pub frame_len_bytes: u32,
+    /// ACK RTT sample, ns.
     pub ack_rtt_ns: Option<i64>,
+    /// Bytes in flight after this segment.
     pub bytes_in_flight: Option<u32>,
+    /// Sending direction.
     pub direction_id: u64,
 }
 
 impl WindowAggregator {
+    /// A grid of windows `width_ns` wide; gaps over `max_silent_gap_ns` restart it.
     pub fn new(width_ns: i64, max_silent_gap_ns: i64) -> Self {
         assert!(width_ns > 0, "window width must be positive");
         WindowAggregator {
@@ -144,6 +160,7 @@ impl WindowAggregator {
         }
     }
 
+    /// Window width, ns.
     pub fn width_ns(&self) -> i64 {
         self.width_ns
     }

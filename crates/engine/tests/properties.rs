@@ -62,11 +62,11 @@ fn run(pkts: &[PacketSummary], advance_every: Option<usize>) -> Vec<WindowRow> {
     let mut e = Engine::new(EngineConfig::default());
     let mut rows = Vec::new();
     for (i, p) in pkts.iter().enumerate() {
-        if let Some(k) = advance_every {
-            if i % k == 0 {
-                // Live mode may advance to any time not after the next packet.
-                e.advance_to(p.ts_ns, &mut |r| rows.push(r));
-            }
+        if let Some(k) = advance_every
+            && i % k == 0
+        {
+            // Live mode may advance to any time not after the next packet.
+            e.advance_to(p.ts_ns, &mut |r| rows.push(r));
         }
         e.packet(p, &mut |r| rows.push(r));
     }

@@ -481,7 +481,7 @@ fn train_gbt(cfg: &TrainConfig, tr: &Dataset, va: &Dataset) -> GbtNet {
         let mark = if better { "*" } else { " " };
         if tty {
             eprint!("\r{what} trees {t:>5}/{max} {bar} validation {score}{mark}   ");
-        } else if t % 250 == 0 {
+        } else if t.is_multiple_of(250) {
             eprintln!("{what} trees {t:>5}/{max} validation {score}{mark}");
         }
     };
@@ -626,8 +626,8 @@ fn train_nn(
         let (pred, _) = predict_all(&|x: &Tensor| net.export_forward(x), va);
         let val_mae = engine::eval::mae(&va.baselines.actual, &pred);
         let mark = if val_mae < best.0 { "*" } else { " " };
-        eprint!(
-            "{}epoch {epoch:>3}/{} loss {:.4}  validation MAE {:.3} Mbit/s (MASE {:.3}){mark}\n",
+        eprintln!(
+            "{}epoch {epoch:>3}/{} loss {:.4}  validation MAE {:.3} Mbit/s (MASE {:.3}){mark}",
             if tty { "\r" } else { "" },
             cfg.epochs,
             loss_sum / nb as f64,

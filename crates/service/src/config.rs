@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 pub struct Secret(String);
 
 impl Secret {
+    /// Wrap a secret value.
     pub fn new(s: impl Into<String>) -> Self {
         Secret(s.into())
     }
@@ -20,6 +21,7 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+    /// Whether there is no secret at all.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -37,14 +39,34 @@ impl std::fmt::Display for Secret {
     }
 }
 
+/// Errors of the configuration (all of them usage errors).
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file cannot be read.
     #[error("cannot read the config file {path}: {detail}")]
-    Read { path: PathBuf, detail: String },
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        detail: String,
+    },
+    /// The file is not valid TOML for this configuration.
     #[error("the config file {path} is not valid: {detail}")]
-    Parse { path: PathBuf, detail: String },
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, where.
+        detail: String,
+    },
+    /// The token file cannot be read.
     #[error("cannot read the InfluxDB token file {path}: {detail}")]
-    TokenFile { path: PathBuf, detail: String },
+    TokenFile {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        detail: String,
+    },
+    /// A value is out of range or the values do not fit together.
     #[error("{0}")]
     Invalid(String),
 }
@@ -66,12 +88,15 @@ pub struct InfluxConfig {
     pub url: String,
     /// 2 or 1.
     pub version: u8,
+    /// InfluxDB 2 organisation.
     pub org: String,
+    /// InfluxDB 2 bucket.
     pub bucket: String,
     /// InfluxDB 1.x database.
     pub database: String,
     /// File holding the token (or INFLUX_TOKEN / INFLUX_TOKEN_FILE).
     pub token_file: Option<PathBuf>,
+    /// The token (from INFLUX_TOKEN or the token file).
     #[serde(skip)]
     pub token: Secret,
     /// Points per write.
@@ -81,6 +106,7 @@ pub struct InfluxConfig {
     /// Points held while the server is unreachable; the oldest are dropped beyond
     /// this. 100,000 points is over an hour at 20 points/s.
     pub buffer_points: usize,
+    /// Compress writes.
     pub gzip: bool,
     /// Measurement name.
     pub measurement: String,
@@ -106,6 +132,7 @@ impl Default for InfluxConfig {
 }
 
 impl InfluxConfig {
+    /// The write API the version asks for.
     pub fn api(&self) -> InfluxApi {
         if self.version == 1 {
             InfluxApi::V1
@@ -113,6 +140,7 @@ impl InfluxConfig {
             InfluxApi::V2
         }
     }
+    /// Whether a database is configured.
     pub fn enabled(&self) -> bool {
         !self.url.is_empty()
     }
@@ -122,11 +150,17 @@ impl InfluxConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DaemonConfig {
+    /// Interface to capture on.
     pub iface: String,
+    /// BPF capture filter.
     pub filter: String,
+    /// Bytes kept per packet.
     pub snaplen: i32,
+    /// Kernel capture buffer, MiB.
     pub buffer_mib: i32,
+    /// Window width, ms.
     pub window_ms: u32,
+    /// Model directory (None: the shipped one).
     pub model: Option<PathBuf>,
     /// Host tag on every point (default: the machine's hostname).
     pub host: String,
@@ -135,6 +169,7 @@ pub struct DaemonConfig {
     pub csv: Option<PathBuf>,
     /// Rotate the CSV beyond this many MiB, keeping `csv_keep` old files.
     pub csv_max_mib: u64,
+    /// Old CSV files kept.
     pub csv_keep: u32,
     /// Prometheus endpoint; empty disables it. Localhost unless told otherwise.
     pub metrics_addr: String,
@@ -142,6 +177,7 @@ pub struct DaemonConfig {
     pub shutdown_deadline_s: u64,
     /// Drop root privileges to this user once the capture is open.
     pub user: Option<String>,
+    /// The `[influx]` table.
     pub influx: InfluxConfig,
 }
 
@@ -176,9 +212,11 @@ fn hostname() -> String {
 
 /// Where the environment comes from (the process, or a map in tests).
 pub trait Env {
+    /// The variable's value, if set and not empty.
     fn get(&self, key: &str) -> Option<String>;
 }
 
+/// The process's environment.
 pub struct ProcessEnv;
 
 impl Env for ProcessEnv {

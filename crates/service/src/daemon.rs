@@ -220,7 +220,7 @@ pub struct StatusLine {
 impl Sink for StatusLine {
     fn window(&mut self, s: &Scored) -> Result<(), SinkError> {
         self.n += 1;
-        if self.n % 5 == 0 {
+        if self.n.is_multiple_of(5) {
             self.drawn = true;
             eprint!(
                 "\r{} actual {:7.2} Mbit/s  forecast {:>7}  P(below) {:>5}  windows {}   ",

@@ -144,11 +144,11 @@ impl Extract {
                 shutdown,
                 &mut observer,
                 &mut |r: WindowRow| {
-                    if write_err.is_none() {
-                        if let Err(e) = csv.write(&r) {
-                            write_err = Some(e);
-                            shutdown.trigger();
-                        }
+                    if write_err.is_none()
+                        && let Err(e) = csv.write(&r)
+                    {
+                        write_err = Some(e);
+                        shutdown.trigger();
                     }
                 },
             )?;
@@ -219,12 +219,12 @@ impl Extract {
             .map_err(|_| ExtractError::Thread)?;
         let mut write_err = None;
         for row in rx.iter() {
-            if write_err.is_none() {
-                if let Err(e) = csv.write(&row) {
-                    // Keep draining so capture never blocks; report once at the end.
-                    write_err = Some(e);
-                    shutdown.trigger();
-                }
+            if write_err.is_none()
+                && let Err(e) = csv.write(&row)
+            {
+                // Keep draining so capture never blocks; report once at the end.
+                write_err = Some(e);
+                shutdown.trigger();
             }
         }
         let mut s = handle.join().map_err(|_| ExtractError::Thread)??;

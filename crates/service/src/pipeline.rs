@@ -98,7 +98,7 @@ pub struct RunSummary {
 enum Event {
     Begin(usize, String),
     Window(WindowRow),
-    End(CaptureSummary),
+    End(Box<CaptureSummary>),
 }
 
 /// Between inference and the writer.
@@ -252,7 +252,7 @@ fn capture_loop(
             let mut s = s?;
             s.rows_dropped = dropped;
             dropped_total += dropped;
-            let _ = tx.send(Event::End(s.clone()));
+            let _ = tx.send(Event::End(Box::new(s.clone())));
             summaries.push(s);
         }
         Ok::<(), PipelineError>(())
@@ -275,7 +275,7 @@ fn inference_loop<M: SequenceModel>(
     let mut stage = ForecastStage::new(model, width);
     let mut summary = RunSummary::default();
     let mut failed: Option<PredictError> = None;
-    let mut send = |o: Out, summary: &mut RunSummary| {
+    let send = |o: Out, summary: &mut RunSummary| {
         if policy.block_when_full {
             let _ = tx.send(o);
         } else if tx.try_send(o).is_err() {
@@ -289,7 +289,7 @@ fn inference_loop<M: SequenceModel>(
                 stage.restart();
                 send(Out::Begin(i, name), &mut summary);
             }
-            Event::End(s) => send(Out::End(Box::new(s)), &mut summary),
+            Event::End(s) => send(Out::End(s), &mut summary),
             Event::Window(_) if failed.is_some() => {}
             Event::Window(row) => {
                 let late_ns = clock.now_ns() - (row.start_ns + width.ns());
@@ -338,7 +338,7 @@ fn writer_loop(
     deadline: Duration,
 ) -> Result<(), PipelineError> {
     let mut failed: Option<SinkError> = None;
-    let mut fail = |e: SinkError, failed: &mut Option<SinkError>| {
+    let fail = |e: SinkError, failed: &mut Option<SinkError>| {
         if failed.is_none() {
             *failed = Some(e);
             // The run cannot deliver what it promised: stop it, keep draining.

@@ -203,10 +203,10 @@ impl PacketSource for FileSource {
                 std::thread::sleep(due - now);
             }
         }
-        if let Some(f) = self.filter.as_mut() {
-            if !f.matches(rec.linktype, rec.data)? {
-                return Ok(Next::Filtered);
-            }
+        if let Some(f) = self.filter.as_mut()
+            && !f.matches(rec.linktype, rec.data)?
+        {
+            return Ok(Next::Filtered);
         }
         Ok(Next::Frame {
             linktype: rec.linktype,
@@ -398,7 +398,7 @@ impl PacketSource for LiveSource {
             Ok(p) => {
                 let h = p.header;
                 // With nanosecond precision tv_usec carries nanoseconds.
-                let ts = h.ts.tv_sec as i64 * 1_000_000_000 + h.ts.tv_usec as i64;
+                let ts = h.ts.tv_sec * 1_000_000_000 + h.ts.tv_usec;
                 Ok(Next::Frame {
                     linktype: self.linktype,
                     data: p.data,

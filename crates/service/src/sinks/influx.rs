@@ -238,11 +238,11 @@ impl InfluxWriter {
                 Vec::with_capacity(body.len() / 4),
                 flate2::Compression::fast(),
             );
-            if gz.write_all(&body).is_ok() {
-                if let Ok(z) = gz.finish() {
-                    body = z;
-                    req = req.header("Content-Encoding", "gzip");
-                }
+            if gz.write_all(&body).is_ok()
+                && let Ok(z) = gz.finish()
+            {
+                body = z;
+                req = req.header("Content-Encoding", "gzip");
             }
         }
         let outcome = req.body(body).send().await;

@@ -13,12 +13,20 @@ const FONT_PATHS: [&str; 2] = [
     "/usr/share/fonts/dejavu/DejaVuSans.ttf",
 ];
 
+/// Errors drawing the plot.
 #[derive(Debug, thiserror::Error)]
 pub enum PlotError {
+    /// No font to draw text with.
     #[error("no font for the plot: install fonts-dejavu-core (apt-get install fonts-dejavu-core)")]
     NoFont,
+    /// plotters failed.
     #[error("cannot draw {path}: {detail}")]
-    Draw { path: PathBuf, detail: String },
+    Draw {
+        /// The PNG.
+        path: PathBuf,
+        /// What plotters said.
+        detail: String,
+    },
 }
 
 /// One plotted window: its place on the time axis (s; forecast windows laid end
@@ -26,12 +34,20 @@ pub enum PlotError {
 /// actual, forecast, probability.
 #[derive(Copy, Clone, Debug)]
 pub struct Point {
+    /// Place on the time axis, s.
     pub t_s: f64,
+    /// Segment number (drawn apart from the others).
     pub segment: usize,
+    /// Actual throughput, Mbit/s.
     pub actual_mbps: f64,
+    /// Forecast for this window, Mbit/s.
     pub predicted_mbps: f64,
+    /// Forecast probability of falling below the threshold.
     pub congestion_prob: f64,
 }
+
+/// One drawn series: legend, colour, value.
+type Series = (&'static str, RGBColor, fn(&Point) -> f64);
 
 /// plotters finds "sans-serif" through fontconfig; make sure a font is there so
 /// a missing package gives a clear message instead of a drawing error.
@@ -92,7 +108,7 @@ pub fn phase_shift_png(
             .map(|t| PathElement::new(vec![(*t, 0.0), (*t, y_max)], RGBColor(150, 150, 150))),
     )
     .map_err(|e| err(e.to_string()))?;
-    let series: [(&str, RGBColor, fn(&Point) -> f64); 2] = [
+    let series: [Series; 2] = [
         ("actual", actual, |p| p.actual_mbps),
         ("forecast (at its target window)", forecast, |p| {
             p.predicted_mbps

@@ -54,6 +54,7 @@ fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, m: T) -> 
 }
 
 impl Metrics {
+    /// Every metric, registered and zero.
     pub fn new() -> Arc<Metrics> {
         let r = Registry::new_custom(Some("netforecast".into()), None).unwrap_or_default();
         let c = |n: &str, h: &str| reg(&r, IntCounter::new(n, h).expect("valid metric name"));
@@ -198,6 +199,7 @@ impl Metrics {
     }
 }
 
+/// The metrics endpoint could not start.
 #[derive(Debug, thiserror::Error)]
 #[error(
     "cannot serve metrics on {addr}: {detail}; choose another --metrics-addr or give an empty one"
