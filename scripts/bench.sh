@@ -3,6 +3,7 @@
 # capture, in one run, from the page cache: packets/s, ratios and peak RSS.
 #
 #   scripts/bench.sh [CAPTURE]
+#   NF_BASELINE=OTHER/netforecast scripts/bench.sh [CAPTURE]   # also time another build, same run
 #
 # Without CAPTURE it records one (as root): a bulk transfer between two network
 # namespaces, unshaped, snap length 128, at least 300k packets, into target/bench/.
@@ -44,6 +45,9 @@ run() {
 mkdir -p target/bench
 echo
 run "netforecast extract" 5 $nf extract "$cap" --out /dev/null -q
+if [ -n "${NF_BASELINE:-}" ]; then
+  run "baseline extract ($NF_BASELINE)" 5 "$NF_BASELINE" extract "$cap" --out /dev/null -q
+fi
 if [ -s model_files/netforecast.pt ]; then
   run "netforecast replay (with model)" 3 $nf replay "$cap" --model model_files -q
 fi
@@ -54,3 +58,6 @@ run "tshark -T fields (oracle fields)" 1 tshark -n -r "$cap" -T fields -e frame.
 t_nf=$(cat target/bench/.t_netforecast_extract) t_td=$(cat target/bench/.t_tcpdump__r) t_ts=$(cat target/bench/.t_tshark___)
 awk -v a="$t_nf" -v b="$t_td" -v c="$t_ts" 'BEGIN{
   printf "\nnetforecast vs tshark: %.0fx faster (target >= 100x)\nnetforecast vs tcpdump raw read: %.2fx (target >= 0.5x)\n", c/a, b/a }'
+if [ -n "${NF_BASELINE:-}" ]; then
+  awk -v a="$t_nf" -v b="$(cat target/bench/.t_baseline_extract)" 'BEGIN{ printf "netforecast vs baseline extract: %.2fx (above 1: this build is faster)\n", b/a }'
+fi

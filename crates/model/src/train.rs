@@ -482,7 +482,7 @@ fn train_gbt(cfg: &TrainConfig, tr: &Dataset, va: &Dataset) -> GbtNet {
         if tty {
             eprint!("\r{what} trees {t:>5}/{max} {bar} validation {score}{mark}   ");
         } else if t.is_multiple_of(250) {
-            eprintln!("{what} trees {t:>5}/{max} validation {score}{mark}");
+            tracing::info!("{what} trees {t:>5}/{max} validation {score}{mark}");
         }
     };
     let regressor = gbt::fit(&x, &y, &xv, &yv, nf, &gcfg, |t, mae, better| {
@@ -502,8 +502,8 @@ fn train_gbt(cfg: &TrainConfig, tr: &Dataset, va: &Dataset) -> GbtNet {
     if tty {
         eprintln!();
     }
-    eprintln!(
-        "train: {} throughput trees, {} congestion trees (depth {}), kept at their best validation score",
+    tracing::info!(
+        "{} throughput trees, {} congestion trees (depth {}), kept at their best validation score",
         regressor.trees(),
         classifier.trees(),
         regressor.depth
@@ -638,10 +638,7 @@ fn train_nn(
             best = (val_mae, epoch);
             torch(best_vs.copy(&vs))?;
         } else if epoch - best.1 >= cfg.patience {
-            eprintln!(
-                "train: no improvement for {} epochs; stopping early",
-                cfg.patience
-            );
+            tracing::info!("no improvement for {} epochs; stopping early", cfg.patience);
             break;
         }
     }
@@ -731,8 +728,8 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary, TrainError> {
         )));
     }
     let (med, iqr) = robust_scaling(&train_caps);
-    eprintln!(
-        "train: {} training captures ({} windows, {} sequences), {} validation captures ({} windows, {} sequences)",
+    tracing::info!(
+        "{} training captures ({} windows, {} sequences), {} validation captures ({} windows, {} sequences)",
         train_caps.len(),
         tr.windows,
         tr.len(),
@@ -902,6 +899,6 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary, TrainError> {
         path: readme_path,
         detail: e.to_string(),
     })?;
-    eprintln!("train: wrote {} ({version})", cfg.out.display());
+    tracing::info!("wrote {} ({version})", cfg.out.display());
     Ok(TrainSummary { val_scores: scores })
 }

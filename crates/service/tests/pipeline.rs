@@ -30,14 +30,17 @@ fn model() -> Persistence {
 }
 
 /// A capture file played as if it arrived live: a record is released once the
-/// manual clock reaches its timestamp; while waiting (and after the last
-/// record) the source is idle and the clock moves 1 ms per call.
+/// manual clock reaches its timestamp; while waiting the source is idle and the
+/// clock moves 1 ms per call. After the last record the clock runs on for 2 s
+/// (40 silent windows), then stands still: a manual clock runs far faster than
+/// real time, and beyond that it would only flood the queues.
 struct AsLive {
     file: CaptureFile,
     clock: ManualClock,
     held: Option<(u32, Vec<u8>, u32, i64)>,
     buf: Vec<u8>,
     ended: bool,
+    last_ts: i64,
 }
 
 impl AsLive {
@@ -48,6 +51,7 @@ impl AsLive {
             held: None,
             buf: Vec::new(),
             ended: false,
+            last_ts: 0,
         }
     }
 }
@@ -66,6 +70,7 @@ impl PacketSource for AsLive {
             match self.file.next_record()? {
                 Some(r) => {
                     let ts = r.ts_ns.expect("the sample has valid timestamps");
+                    self.last_ts = ts;
                     self.held = Some((r.linktype, r.data.to_vec(), r.orig_len, ts));
                 }
                 None => self.ended = true,
@@ -82,6 +87,10 @@ impl PacketSource for AsLive {
                     orig_len,
                     ts_ns: Some(ts),
                 })
+            }
+            None if self.ended && now > self.last_ts + 2_000_000_000 => {
+                std::thread::sleep(Duration::from_millis(1));
+                Ok(Next::Idle)
             }
             _ => {
                 self.clock.set(now + 1_000_000);
