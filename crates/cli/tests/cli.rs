@@ -411,3 +411,56 @@ fn user_option_drops_privileges_after_opening_the_capture() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("stopped after"));
 }
+
+/// Diagnostics go through `tracing`: `-v` is accepted everywhere, and
+/// `--log-format json` makes every diagnostic a JSON line (root only for the
+/// daemon part: it captures on lo for a moment, no traffic).
+#[test]
+fn verbose_and_json_logs() {
+    let out = nf()
+        .args(["extract", "-v", "--out", "/dev/null"])
+        .arg(sample())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let child = nf()
+        .args([
+            "--iface",
+            "lo",
+            "--metrics-addr",
+            "",
+            "--log-format",
+            "json",
+            "--csv",
+        ])
+        .arg(dir.path().join("p.csv"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // SAFETY: signalling the child we started, by its PID.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{e}");
+    let json: Vec<serde_json::Value> = e
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert!(
+        json.iter().any(|v| v["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("capturing on lo"))),
+        "{e}"
+    );
+    assert!(
+        json.iter()
+            .all(|v| v["level"].is_string() && v["timestamp"].is_string())
+    );
+}

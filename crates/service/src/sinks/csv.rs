@@ -6,6 +6,7 @@
 
 use super::prometheus::Metrics;
 use super::{Sink, SinkError as Error};
+use crate::diag::{RateLimit, warn_every};
 use crate::forecast::Scored;
 use engine::csv::{CsvFile, SinkError, format_epoch_ns};
 use engine::forecast::Forecast;
@@ -248,12 +249,14 @@ impl RotatingCsv {
     }
 }
 
-/// Count rows the CSV lost; the first loss is reported in one line, later ones
-/// only counted (a full disk would otherwise print every second).
+/// Count rows the CSV lost and say so at most once a minute (a full disk
+/// would otherwise print every second); the count goes to Prometheus.
 fn csv_failed(e: &SinkError, lost: u64, errors: &mut u64, m: &Metrics) {
-    if *errors == 0 {
-        tracing::error!("{e}; forecasts continue, rows that cannot be written are counted");
-    }
+    static SAID: RateLimit = RateLimit::every(60);
+    warn_every(
+        &SAID,
+        format_args!("{e}; forecasts continue, rows that cannot be written are counted"),
+    );
     *errors += lost.max(1);
     m.csv_errors.inc_by(lost.max(1));
 }

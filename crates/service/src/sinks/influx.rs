@@ -11,6 +11,7 @@
 use super::prometheus::Metrics;
 use super::{Sink, SinkError};
 use crate::config::{InfluxApi, InfluxConfig};
+use crate::diag::{RateLimit, warn_every};
 use crate::forecast::Scored;
 use engine::forecast::Forecast;
 use engine::window::{FEATURE_NAMES, WindowRow};
@@ -80,6 +81,8 @@ pub struct InfluxWriter {
     backoff: Duration,
     /// HTTP statuses already reported once (refusals are logged once each).
     logged: Vec<u16>,
+    /// Failed writes are said at most every 30 s (the longest backoff).
+    said_retry: RateLimit,
     /// Counters for the summary and Prometheus.
     pub stats: WriterStats,
 }
@@ -121,6 +124,7 @@ impl InfluxWriter {
             next_attempt: Instant::now(),
             backoff: FIRST_BACKOFF,
             logged: Vec::new(),
+            said_retry: RateLimit::every(MAX_BACKOFF.as_secs()),
             stats: WriterStats::default(),
         })
     }
@@ -307,13 +311,14 @@ impl InfluxWriter {
         let wait = retry_after
             .unwrap_or(self.backoff)
             .min(Duration::from_secs(300));
-        if self.stats.retries == 1 || self.backoff >= MAX_BACKOFF {
-            tracing::warn!(
+        warn_every(
+            &self.said_retry,
+            format_args!(
                 "InfluxDB write failed ({why}); retrying in {:.1} s, {} points held",
                 wait.as_secs_f64(),
                 self.buffer.len()
-            );
-        }
+            ),
+        );
         self.next_attempt = Instant::now() + wait;
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
     }
