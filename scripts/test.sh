@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Sets up and runs every test: unit, property and CLI tests (cargo), the tshark
+# Sets up and runs every test: formatting and clippy first, then unit, property,
+# pipeline and CLI tests (cargo), the tshark
 # oracle over crafted edge cases, the committed capture and ../shared's public
 # captures, the Grafana dashboard check, Python's torch.jit.load of the shipped
 # model, and (as root) the live, lab, daemon and fault tests in network namespaces.
@@ -14,7 +15,14 @@ step() { # name, command...
   echo "=== $name" >&2
   if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "=== FAILED: $name" >&2; fi
 }
-cargo build --release --workspace --bins -q || { echo "0 passed, 1 failed"; exit 1; }
+# Fast checks first.
+step "cargo fmt --check" cargo fmt --all -- --check
+step "clippy, warnings denied" cargo clippy --release --workspace --all-targets -q -- -D warnings
+# The engine and the service build and pass with no libtorch: a libtorch path
+# that does not exist would fail any build that links it.
+step "engine and service tests without libtorch" \
+  env LIBTORCH=/nonexistent/libtorch cargo test --release -q -p netforecast-engine -p netforecast-service
+cargo build --release --workspace --bins -q || { echo "$passed passed, $((failed + 1)) failed"; exit 1; }
 step "cargo test" cargo test --release --workspace -q
 crafted=target/crafted
 step "craft edge-case captures" target/release/craft "$crafted"

@@ -4,7 +4,7 @@
 # 5 ms jitter. Checks the measured one-way delay and loss against the schedule
 # (tolerances in tests/system/lab_delayline_check.py). Needs root.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 [ "$(id -u)" = 0 ] || { echo "lab_delayline: needs root; skipped"; echo "delayline: 0 passed, 0 failed, 1 skipped"; exit 0; }
 source scripts/lab/lib.sh
 td=$(mktemp -d)
