@@ -128,9 +128,15 @@ pub fn init_logging(verbose: u8, quiet: bool, format: LogFormat) {
     };
 }
 
-/// The whole program: parse, run, report. `backend` is the model package
-/// (`netforecast-ml`), or `None` (`netforecast`: model commands go by exec).
-pub fn main_with(backend: Option<&dyn Backend>) -> ExitCode {
+/// Runs the commands that need a model; `netforecast-ml` passes
+/// [`run_with_backend`] with its backend. `netforecast` passes none, so none of
+/// the model commands' code (the daemon's HTTP client, the plot) is linked into
+/// it and `extract` stays small.
+pub type ModelCommands<'a> = &'a dyn Fn(Settings, bool) -> Result<(), Error>;
+
+/// The whole program: parse, run, report. `model` runs the commands that need
+/// the model (`netforecast-ml`); `None` (`netforecast`) hands them over by exec.
+pub fn main_with(model: Option<ModelCommands<'_>>) -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => return usage_exit(e),
@@ -139,7 +145,14 @@ pub fn main_with(backend: Option<&dyn Backend>) -> ExitCode {
     let quiet = cli.quiet;
     let result = Settings::from_cli(cli, &ProcessEnv)
         .map_err(Error::from)
-        .and_then(|s| run(s, backend, quiet));
+        .and_then(|s| match (s, model) {
+            (Settings::Extract(x), _) => {
+                x.run(&Shutdown::on_signals())?;
+                Ok(())
+            }
+            (s, Some(run)) => run(s, quiet),
+            (_, None) => Err(exec_model_binary()),
+        });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
@@ -173,17 +186,8 @@ fn usage_exit(e: clap::Error) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// Run validated settings.
-pub fn run(s: Settings, backend: Option<&dyn Backend>, quiet: bool) -> Result<(), Error> {
-    let Some(backend) = backend.filter(|_| s.needs_model()) else {
-        return match s {
-            Settings::Extract(x) => {
-                x.run(&Shutdown::on_signals())?;
-                Ok(())
-            }
-            _ => Err(exec_model_binary()),
-        };
-    };
+/// Run validated settings with the model package's `backend`.
+pub fn run_with_backend(s: Settings, backend: &dyn Backend, quiet: bool) -> Result<(), Error> {
     match s {
         Settings::Extract(x) => {
             x.run(&Shutdown::on_signals())?;

@@ -133,14 +133,17 @@ impl CaptureObserver for NoObserver {}
 /// Run `source` through a fresh engine until it ends or `shutdown` is set; every
 /// closed window goes to `emit`. The window open when a live capture stops is
 /// partial and is not emitted.
-pub fn run_capture(
-    source: &mut dyn PacketSource,
+///
+/// Generic over the source, the observer and `emit` so the per-packet loop has
+/// no indirect calls for a concrete source (extract's files).
+pub fn run_capture<S: PacketSource + ?Sized, O: CaptureObserver + ?Sized>(
+    source: &mut S,
     cfg: EngineConfig,
     clock: &dyn Clock,
     grace_ns: i64,
     shutdown: &Shutdown,
-    observer: &mut dyn CaptureObserver,
-    emit: &mut dyn FnMut(WindowRow),
+    observer: &mut O,
+    mut emit: impl FnMut(WindowRow),
 ) -> Result<CaptureSummary, SourceError> {
     let start = Instant::now();
     let live = source.is_live();

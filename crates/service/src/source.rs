@@ -182,16 +182,9 @@ impl FileSource {
     }
 }
 
-impl PacketSource for FileSource {
-    fn name(&self) -> String {
-        self.path.display().to_string()
-    }
-
-    fn is_live(&self) -> bool {
-        false
-    }
-
-    fn next(&mut self) -> Result<Next<'_>, SourceError> {
+impl FileSource {
+    #[cold]
+    fn next_paced_or_filtered(&mut self) -> Result<Next<'_>, SourceError> {
         let Some(rec) = self.file.next_record()? else {
             return Ok(Next::End);
         };
@@ -203,10 +196,10 @@ impl PacketSource for FileSource {
                 std::thread::sleep(due - now);
             }
         }
-        if let Some(f) = self.filter.as_mut()
-            && !f.matches(rec.linktype, rec.data)?
-        {
-            return Ok(Next::Filtered);
+        if let Some(f) = self.filter.as_mut() {
+            if !f.matches(rec.linktype, rec.data)? {
+                return Ok(Next::Filtered);
+            }
         }
         Ok(Next::Frame {
             linktype: rec.linktype,
@@ -214,6 +207,33 @@ impl PacketSource for FileSource {
             orig_len: rec.orig_len,
             ts_ns: rec.ts_ns,
         })
+    }
+}
+
+impl PacketSource for FileSource {
+    fn name(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn is_live(&self) -> bool {
+        false
+    }
+
+    #[inline]
+    fn next(&mut self) -> Result<Next<'_>, SourceError> {
+        if self.pace.is_none() && self.filter.is_none() {
+            // The common case, kept short: every record as it is.
+            return Ok(match self.file.next_record()? {
+                Some(rec) => Next::Frame {
+                    linktype: rec.linktype,
+                    data: rec.data,
+                    orig_len: rec.orig_len,
+                    ts_ns: rec.ts_ns,
+                },
+                None => Next::End,
+            });
+        }
+        self.next_paced_or_filtered()
     }
 
     fn notes(&self) -> FileNotes {

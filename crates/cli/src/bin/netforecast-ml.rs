@@ -50,5 +50,7 @@ impl Backend for Torch {
 }
 
 fn main() -> std::process::ExitCode {
-    netforecast::main_with(Some(&Torch))
+    netforecast::main_with(Some(&|s, quiet| {
+        netforecast::run_with_backend(s, &Torch, quiet)
+    }))
 }
