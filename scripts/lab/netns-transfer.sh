@@ -3,17 +3,20 @@
 #
 #   scripts/lab/netns-transfer.sh --out F.pcap [--seconds 10] [--rates "50:3,10:3,100:4"]
 #                                 [--cc cubic] [--snaplen 128] [--parallel 1]
+#                                 [--offloads on] [--bitrate 8M]
 #
 # Sender and receiver namespaces are joined by a veth pair with addresses from the
 # 198.18.0.0/15 benchmarking range and no default route, so traffic cannot leave.
-# Offloads (TSO/GSO/GRO) are off so frames look like a wire. --rates plays a
+# Offloads (TSO/GSO/GRO) are off so frames look like a wire, unless --offloads on
+# (what a real host's tcpdump sees: GSO/TSO super-frames). --bitrate paces the
+# iperf3 sender (-b, an application-limited sender). --rates plays a
 # schedule of "Mbit/s:seconds" steps on a tbf bottleneck at the sender's egress
 # (empty: no bottleneck). tcpdump captures at the sender with the given snap
 # length. Everything started is stopped by PID and both namespaces are deleted on
 # exit or interrupt. Needs root.
 set -euo pipefail
 
-out="" seconds=10 rates="" cc=cubic snaplen=128 parallel=1
+out="" seconds=10 rates="" cc=cubic snaplen=128 parallel=1 offloads=off bitrate=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) out=$2; shift 2 ;;
@@ -22,6 +25,8 @@ while [ $# -gt 0 ]; do
     --cc) cc=$2; shift 2 ;;
     --snaplen) snaplen=$2; shift 2 ;;
     --parallel) parallel=$2; shift 2 ;;
+    --offloads) offloads=$2; shift 2 ;;
+    --bitrate) bitrate=$2; shift 2 ;;
     *) echo "netns-transfer: unknown option $1 (see the header of $0)" >&2; exit 2 ;;
   esac
 done
@@ -52,7 +57,7 @@ ip -n "$snd" link set lo up
 ip -n "$rcv" link set lo up
 ip -n "$snd" link set "$vs" up
 ip -n "$rcv" link set "$vr" up
-if command -v ethtool >/dev/null; then
+if [ "$offloads" = off ] && command -v ethtool >/dev/null; then
   ip netns exec "$snd" ethtool -K "$vs" tso off gso off gro off >/dev/null 2>&1 || true
   ip netns exec "$rcv" ethtool -K "$vr" tso off gso off gro off >/dev/null 2>&1 || true
 fi
@@ -69,7 +74,7 @@ pids+=($!)
 ip netns exec "$snd" tcpdump -i "$vs" -s "$snaplen" -w "$out" -U "tcp" 2>/dev/null &
 pids+=($!)
 sleep 0.5
-ip netns exec "$snd" timeout $((seconds + 10)) iperf3 -c 198.18.0.2 -t "$seconds" -C "$cc" -P "$parallel" >/dev/null &
+ip netns exec "$snd" timeout $((seconds + 10)) iperf3 -c 198.18.0.2 -t "$seconds" -C "$cc" -P "$parallel" ${bitrate:+-b "$bitrate"} >/dev/null &
 client=$!
 if [ -n "$rates" ]; then
   IFS=, read -ra steps <<< "$rates"

@@ -46,6 +46,10 @@ pub struct Forecasts {
     pub mean: Vec<f64>,
     /// EWMA forecasts.
     pub ewma: Vec<f64>,
+    /// The published forecasts (the online combination).
+    pub published: Vec<f64>,
+    /// The published probabilities (recalibrated online).
+    pub published_prob: Vec<f64>,
 }
 
 /// Keeps the baselines' state for one capture; feed each window's actual.
@@ -197,9 +201,92 @@ pub fn metrics(
     }
 }
 
+/// One bin of a reliability table.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReliabilityBin {
+    /// Lower edge of the probability bin.
+    pub lo: f64,
+    /// Upper edge.
+    pub hi: f64,
+    /// Forecasts in the bin.
+    pub count: usize,
+    /// Their mean probability (None when empty).
+    pub mean_prob: Option<f64>,
+    /// The share of them whose window was below the threshold (None when empty).
+    pub observed: Option<f64>,
+}
+
+/// How well a probability matches what happened.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    /// Mean squared error of the probability.
+    pub brier: f64,
+    /// Mean negative log-likelihood (probabilities clamped to 1e-6).
+    pub log_loss: f64,
+    /// Expected calibration error over 10 equal-width bins.
+    pub ece: f64,
+    /// The 10 bins.
+    pub bins: Vec<ReliabilityBin>,
+}
+
+/// Brier score, log loss, ECE and the 10-bin reliability table.
+pub fn calibration(label: &[bool], prob: &[f64]) -> Calibration {
+    let n = label.len().min(prob.len());
+    if n == 0 {
+        return Calibration {
+            brier: f64::NAN,
+            log_loss: f64::NAN,
+            ece: f64::NAN,
+            bins: Vec::new(),
+        };
+    }
+    let y = |i: usize| if label[i] { 1.0 } else { 0.0 };
+    let brier = (0..n).map(|i| (prob[i] - y(i)).powi(2)).sum::<f64>() / n as f64;
+    let log_loss = (0..n)
+        .map(|i| {
+            let p = prob[i].clamp(1e-6, 1.0 - 1e-6);
+            if label[i] { -p.ln() } else { -(1.0 - p).ln() }
+        })
+        .sum::<f64>()
+        / n as f64;
+    let mut sums = [(0usize, 0.0f64, 0.0f64); 10];
+    for i in 0..n {
+        let b = ((prob[i] * 10.0) as usize).min(9);
+        sums[b].0 += 1;
+        sums[b].1 += prob[i];
+        sums[b].2 += y(i);
+    }
+    let mut ece = 0.0;
+    let bins = sums
+        .iter()
+        .enumerate()
+        .map(|(k, (c, p, o))| {
+            if *c > 0 {
+                ece += (*c as f64 / n as f64) * (p / *c as f64 - o / *c as f64).abs();
+            }
+            ReliabilityBin {
+                lo: k as f64 / 10.0,
+                hi: (k + 1) as f64 / 10.0,
+                count: *c,
+                mean_prob: (*c > 0).then(|| p / *c as f64),
+                observed: (*c > 0).then(|| o / *c as f64),
+            }
+        })
+        .collect();
+    Calibration {
+        brier,
+        log_loss,
+        ece,
+        bins,
+    }
+}
+
 /// Model and baselines, scored on the same windows.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Scoreboard {
+    /// The published forecast's metrics (the online combination), when scored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published: Option<Metrics>,
     /// The model's metrics.
     pub model: Metrics,
     /// Persistence's.
@@ -215,6 +302,15 @@ impl Scoreboard {
     pub fn compute(f: &Forecasts, threshold_mbps: f64) -> Scoreboard {
         let pm = mae(&f.actual, &f.persistence);
         Scoreboard {
+            published: (!f.actual.is_empty() && f.published.len() == f.actual.len()).then(|| {
+                metrics(
+                    &f.actual,
+                    &f.published,
+                    Some(&f.published_prob),
+                    pm,
+                    threshold_mbps,
+                )
+            }),
             model: metrics(&f.actual, &f.model, Some(&f.model_prob), pm, threshold_mbps),
             persistence: metrics(&f.actual, &f.persistence, None, pm, threshold_mbps),
             mean_last_15: metrics(&f.actual, &f.mean, None, pm, threshold_mbps),
@@ -228,12 +324,13 @@ impl Scoreboard {
             "{:<16} {:>8} {:>9} {:>10} {:>7} {:>8} {:>7}\n",
             "forecaster", "R2", "MAE Mb/s", "RMSE Mb/s", "MASE", "ROC-AUC", "PR-AUC"
         );
-        for (name, m) in [
+        let published = self.published.as_ref().map(|m| ("published", m));
+        for (name, m) in published.into_iter().chain([
             ("model", &self.model),
             ("persistence", &self.persistence),
             ("mean of last 15", &self.mean_last_15),
             ("EWMA 0.3", &self.ewma),
-        ] {
+        ]) {
             s += &format!(
                 "{:<16} {:>8.4} {:>9.3} {:>10.3} {:>7.3} {:>8.4} {:>7.4}\n",
                 name, m.r2, m.mae_mbps, m.rmse_mbps, m.mase, m.roc_auc, m.pr_auc

@@ -226,10 +226,10 @@ impl Sink for StatusLine {
                 "\r{} actual {:7.2} Mbit/s  forecast {:>7}  P(below) {:>5}  windows {}   ",
                 hms(s.row.start_ns),
                 s.row.throughput_mbps,
-                s.at_target
+                s.published_at_target
                     .map(|p| format!("{:.2}", p.throughput_mbps))
                     .unwrap_or_else(|| "-".into()),
-                s.issued
+                s.published
                     .map(|f| format!("{:.2}", f.congestion_prob))
                     .unwrap_or_else(|| "-".into()),
                 self.n

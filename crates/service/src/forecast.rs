@@ -7,6 +7,7 @@
 //! Owns the matching and the resets, for replay and the daemon alike; does not
 //! own the model's arithmetic (the [`SequenceModel`]) or any output.
 
+use crate::online::{Online, OnlineConfig, Skill};
 use engine::eval::Baselines;
 use engine::forecast::{Forecast, PredictError, Predictor, SequenceModel, WindowWidth};
 use engine::window::WindowRow;
@@ -28,6 +29,13 @@ pub struct Scored {
     pub issued: Option<Forecast>,
     /// How long the model took to issue it.
     pub inference: Option<Duration>,
+    /// The published forecast (the online combination, recalibrated) made at
+    /// `t-1` for this window.
+    pub published_at_target: Option<Forecast>,
+    /// The published forecast just issued for `t+1`.
+    pub published: Option<Forecast>,
+    /// Rolling skill of the published forecast, once this window is scored.
+    pub skill: Option<Skill>,
 }
 
 /// Forecasts one stream of windows.
@@ -35,20 +43,35 @@ pub struct ForecastStage<M> {
     predictor: Predictor<M>,
     width: WindowWidth,
     base: Baselines,
-    pending: Option<(Forecast, BaselineForecasts)>,
+    pending: Option<(Forecast, BaselineForecasts, Forecast)>,
     last_start: Option<i64>,
+    online: Online,
+    online_cfg: OnlineConfig,
 }
 
 impl<M: SequenceModel> ForecastStage<M> {
     /// A stage for windows `width` wide, forecasting with `model`.
     pub fn new(model: M, width: WindowWidth) -> Self {
+        Self::with_online(model, width, OnlineConfig::from_env())
+    }
+
+    /// A stage whose online combination uses `online`.
+    pub fn with_online(model: M, width: WindowWidth, online: OnlineConfig) -> Self {
+        let threshold = model.threshold_mbps();
         ForecastStage {
             predictor: Predictor::new(model, width),
             width,
             base: Baselines::default(),
             pending: None,
             last_start: None,
+            online: Online::new(online, threshold),
+            online_cfg: online,
         }
+    }
+
+    /// The online combination's state.
+    pub fn online(&self) -> &Online {
+        &self.online
     }
 
     /// The model.
@@ -63,10 +86,18 @@ impl<M: SequenceModel> ForecastStage<M> {
 
     /// A new capture starts: nothing carries over.
     pub fn restart(&mut self) {
+        self.gap();
+        self.online = Online::new(self.online_cfg, self.predictor.model().threshold_mbps());
+    }
+
+    /// A gap in the grid: the history restarts; what the online stage learnt
+    /// about this link stays.
+    fn gap(&mut self) {
         self.predictor.reset();
         self.base = Baselines::default();
         self.pending = None;
         self.last_start = None;
+        self.online.gap();
     }
 
     /// Window `t`: score the forecast made for it and issue one for `t+1`.
@@ -76,19 +107,34 @@ impl<M: SequenceModel> ForecastStage<M> {
             .is_some_and(|l| row.start_ns - l != self.width.ns())
         {
             // The grid restarted (a long gap, dropped windows): history does not carry over.
-            self.restart();
+            self.gap();
         }
         self.last_start = Some(row.start_ns);
-        let (at_target, baselines) = match self.pending.take() {
-            Some((f, b)) if f.target_start_ns == row.start_ns => (Some(f), Some(b)),
-            _ => (None, None),
+        let (at_target, baselines, published_at_target) = match self.pending.take() {
+            Some((f, b, p)) if f.target_start_ns == row.start_ns => (Some(f), Some(b), Some(p)),
+            _ => (None, None, None),
         };
+        let skill = at_target.map(|_| self.online.observe(row.throughput_mbps));
         self.base.push(row.throughput_mbps);
         let t = Instant::now();
         let issued = self.predictor.push(&row)?;
         let inference = issued.map(|_| t.elapsed());
+        let mut published = None;
         if let Some(f) = issued {
-            self.pending = Some((f, self.base.forecast().unwrap_or_default()));
+            let b = self.base.forecast().unwrap_or_default();
+            let (mbps, prob) = self.online.issue(
+                [f.throughput_mbps, b.0, b.2, b.1],
+                f.congestion_prob,
+                row.throughput_mbps,
+                row.is_silent,
+            );
+            let p = Forecast {
+                throughput_mbps: mbps,
+                congestion_prob: prob,
+                ..f
+            };
+            published = Some(p);
+            self.pending = Some((f, b, p));
         }
         Ok(Scored {
             row,
@@ -96,6 +142,9 @@ impl<M: SequenceModel> ForecastStage<M> {
             baselines,
             issued,
             inference,
+            published_at_target,
+            published,
+            skill,
         })
     }
 }

@@ -8,6 +8,7 @@
 //! - [`source`]: packet sources (files, live capture) and the clock;
 //! - [`capture`]: a source through the engine into window rows, with its summary;
 //! - [`forecast`]: each window to the model, each forecast matched to its target;
+//! - [`online`]: self-scoring, the published combination and the recalibrated probability;
 //! - [`pipeline`]: the three threads and their queues, with everything passed in;
 //! - [`sinks`]: every output, each owning its format;
 //! - [`extract`], [`replay`], [`daemon`]: the commands, as wiring of the above;
@@ -25,6 +26,7 @@ pub mod daemon;
 pub mod diag;
 pub mod extract;
 pub mod forecast;
+pub mod online;
 pub mod pipeline;
 pub mod replay;
 pub mod shutdown;

@@ -313,6 +313,9 @@ fn inference_loop<M: SequenceModel>(
                             baselines: None,
                             issued: None,
                             inference: None,
+                            published_at_target: None,
+                            published: None,
+                            skill: None,
                         }
                     }
                 };

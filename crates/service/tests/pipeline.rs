@@ -228,7 +228,10 @@ fn replay_through_the_service_matches_the_predictions_csv() {
     let scored = replayed(Some(out.clone()));
     let text = std::fs::read_to_string(&out).unwrap();
     let rows: Vec<&str> = text.lines().skip(1).collect();
-    let with_forecast: Vec<&Scored> = scored.iter().filter(|s| s.at_target.is_some()).collect();
+    let with_forecast: Vec<&Scored> = scored
+        .iter()
+        .filter(|s| s.published_at_target.is_some())
+        .collect();
     assert_eq!(rows.len(), with_forecast.len());
     assert!(rows.len() > 100);
     for (line, s) in rows.iter().zip(with_forecast) {
@@ -236,7 +239,7 @@ fn replay_through_the_service_matches_the_predictions_csv() {
         service::sinks::csv::format_prediction_row(
             s.row.start_ns,
             s.row.throughput_mbps,
-            s.at_target.as_ref().unwrap(),
+            s.published_at_target.as_ref().unwrap(),
             &mut want,
         );
         assert_eq!(format!("{line}\n"), want);

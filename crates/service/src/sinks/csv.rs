@@ -48,7 +48,7 @@ impl PredictionsCsv {
 
 impl Sink for PredictionsCsv {
     fn window(&mut self, s: &Scored) -> Result<(), Error> {
-        if let Some(f) = &s.at_target {
+        if let Some(f) = &s.published_at_target {
             self.line.clear();
             format_prediction_row(s.row.start_ns, s.row.throughput_mbps, f, &mut self.line);
             self.file.write_line(&self.line)?;
@@ -96,7 +96,7 @@ impl DaemonCsv {
 
 impl Sink for DaemonCsv {
     fn window(&mut self, s: &Scored) -> Result<(), Error> {
-        if let Some(f) = &s.at_target {
+        if let Some(f) = &s.published_at_target {
             self.line.clear();
             format_prediction_row(s.row.start_ns, s.row.throughput_mbps, f, &mut self.line);
             if let Err(e) = self.csv.write(&self.line) {

@@ -13,8 +13,7 @@ use super::{Sink, SinkError};
 use crate::config::{InfluxApi, InfluxConfig};
 use crate::diag::{RateLimit, warn_every};
 use crate::forecast::Scored;
-use engine::forecast::Forecast;
-use engine::window::{FEATURE_NAMES, WindowRow};
+use engine::window::FEATURE_NAMES;
 use influxdb2::models::{DataPoint, WriteDataPoint};
 use std::collections::VecDeque;
 use std::io::Write as _;
@@ -345,30 +344,42 @@ fn urlencode(s: &str) -> String {
         .collect()
 }
 
-/// The point of one window: the actual, the forecast at its target and as
-/// issued, the nine features and the kernel's drops.
-pub fn point_for(
-    row: &WindowRow,
-    prev: Option<&Forecast>,
-    next: Option<&Forecast>,
-    kernel_drops: i64,
-) -> Point {
-    let mut fields: Vec<(&'static str, f64)> = Vec::with_capacity(16);
-    fields.push(("actual_mbps", row.throughput_mbps));
-    if let Some(f) = prev {
+/// The point of one window: the actual; the published forecast at its target
+/// (`predicted_mbps`, `congestion_prob`) and as issued (`issued_*`); the raw
+/// model's at its target (`model_*`); the rolling skill; the nine features and
+/// the kernel's drops.
+pub fn point_for(s: &Scored, kernel_drops: i64) -> Point {
+    let mut fields: Vec<(&'static str, f64)> = Vec::with_capacity(24);
+    fields.push(("actual_mbps", s.row.throughput_mbps));
+    if let Some(f) = &s.published_at_target {
         fields.push(("predicted_mbps", f.throughput_mbps));
         fields.push(("congestion_prob", f.congestion_prob));
     }
-    if let Some(f) = next {
+    if let Some(f) = &s.published {
         fields.push(("issued_predicted_mbps", f.throughput_mbps));
         fields.push(("issued_congestion_prob", f.congestion_prob));
     }
-    for (name, v) in FEATURE_NAMES.iter().zip(row.features()) {
+    if let Some(f) = &s.at_target {
+        fields.push(("model_predicted_mbps", f.throughput_mbps));
+        fields.push(("model_congestion_prob", f.congestion_prob));
+    }
+    if let Some(k) = &s.skill {
+        for (name, v) in [
+            ("mase_recent", k.mase_recent),
+            ("mase_total", k.mase_total),
+            ("brier_recent", k.brier_recent),
+        ] {
+            if let Some(v) = v {
+                fields.push((name, v));
+            }
+        }
+    }
+    for (name, v) in FEATURE_NAMES.iter().zip(s.row.features()) {
         fields.push((name, v));
     }
     fields.push(("kernel_drops", kernel_drops as f64));
     Point {
-        ts_ms: row.start_ns.div_euclid(1_000_000),
+        ts_ms: s.row.start_ns.div_euclid(1_000_000),
         fields,
     }
 }
@@ -427,12 +438,7 @@ impl Sink for InfluxSink {
         if s.at_target.is_none() && s.issued.is_none() {
             return Ok(());
         }
-        let p = point_for(
-            &s.row,
-            s.at_target.as_ref(),
-            s.issued.as_ref(),
-            self.metrics.kernel_drops.get(),
-        );
+        let p = point_for(s, self.metrics.kernel_drops.get());
         if let Err(e) = self.writer.push(&p) {
             tracing::error!("{e}");
         }
@@ -465,6 +471,8 @@ impl Sink for InfluxSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use engine::forecast::Forecast;
+    use engine::window::WindowRow;
 
     fn writer(buffer: usize) -> InfluxWriter {
         let cfg = InfluxConfig {
@@ -576,17 +584,23 @@ mod tests {
             throughput_mbps: v,
             congestion_prob: 0.9,
         };
-        let p = point_for(
-            &row,
-            Some(&f(row.start_ns, 1.5)),
-            Some(&f(row.start_ns + 50_000_000, 2.5)),
-            3,
-        );
+        let s = Scored {
+            row,
+            at_target: Some(f(row.start_ns, 1.0)),
+            baselines: None,
+            issued: Some(f(row.start_ns + 50_000_000, 2.0)),
+            inference: None,
+            published_at_target: Some(f(row.start_ns, 1.5)),
+            published: Some(f(row.start_ns + 50_000_000, 2.5)),
+            skill: None,
+        };
+        let p = point_for(&s, 3);
         assert_eq!(p.ts_ms, 1_700_000_000_050);
         let get = |k: &str| p.fields.iter().find(|(n, _)| *n == k).map(|(_, v)| *v);
         assert_eq!(get("actual_mbps"), Some(0.16));
         assert_eq!(get("predicted_mbps"), Some(1.5));
         assert_eq!(get("issued_predicted_mbps"), Some(2.5));
+        assert_eq!(get("model_predicted_mbps"), Some(1.0));
         assert_eq!(get("kernel_drops"), Some(3.0));
         assert_eq!(get("bif"), Some(10.0));
     }

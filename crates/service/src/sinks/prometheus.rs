@@ -41,6 +41,9 @@ pub struct Metrics {
     pub last_actual_mbps: Gauge,
     pub last_predicted_mbps: Gauge,
     pub last_congestion_prob: Gauge,
+    pub mase_recent: Gauge,
+    pub mase_total: Gauge,
+    pub brier_recent: Gauge,
     /// Set while the capture thread runs (for /healthz).
     pub capturing: AtomicBool,
     /// The engine's counters as last published (counters go up by the difference).
@@ -128,6 +131,18 @@ impl Metrics {
                 "last_congestion_prob",
                 "Probability the next window is below the threshold",
             ),
+            mase_recent: f(
+                "skill_mase_recent",
+                "Published forecast's MAE over persistence's, last minute",
+            ),
+            mase_total: f(
+                "skill_mase_total",
+                "Published forecast's MAE over persistence's, since start",
+            ),
+            brier_recent: f(
+                "skill_brier_recent",
+                "Brier score of the published probability, last minute",
+            ),
             capturing: AtomicBool::new(false),
             published: Mutex::default(),
             registry: r,
@@ -183,11 +198,22 @@ impl Metrics {
             self.forecasts.inc();
         }
         self.last_actual_mbps.set(s.row.throughput_mbps);
-        if let Some(p) = &s.at_target {
+        if let Some(p) = &s.published_at_target {
             self.last_predicted_mbps.set(p.throughput_mbps);
         }
-        if let Some(f) = &s.issued {
+        if let Some(f) = &s.published {
             self.last_congestion_prob.set(f.congestion_prob);
+        }
+        if let Some(k) = &s.skill {
+            if let Some(v) = k.mase_recent {
+                self.mase_recent.set(v);
+            }
+            if let Some(v) = k.mase_total {
+                self.mase_total.set(v);
+            }
+            if let Some(v) = k.brier_recent {
+                self.brier_recent.set(v);
+            }
         }
     }
 

@@ -7,7 +7,7 @@ use super::plot::{self, phase_shift_png};
 use super::{Sink, SinkError};
 use crate::capture::CaptureSummary;
 use crate::forecast::Scored;
-use engine::eval::{Forecasts, Scoreboard};
+use engine::eval::{Calibration, Forecasts, Scoreboard, calibration};
 use engine::forecast::{LOOKBACK, WindowWidth};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -31,6 +31,9 @@ pub struct ReplayReport {
     pub packets: u64,
     /// Frames not counted, by reason.
     pub skipped_packets: BTreeMap<String, u64>,
+    /// The published forecast's metrics (the online combination of the model
+    /// and the baselines, with the recalibrated probability).
+    pub published: Option<engine::eval::Metrics>,
     /// The model's metrics.
     pub model: engine::eval::Metrics,
     /// Next = this window.
@@ -39,6 +42,86 @@ pub struct ReplayReport {
     pub mean_last_15: engine::eval::Metrics,
     /// Next = the exponentially weighted mean.
     pub ewma: engine::eval::Metrics,
+    /// Calibration of the probabilities: the model's and the published one.
+    pub calibration: CalibrationReport,
+    /// The same metrics for each capture on its own.
+    pub per_capture: Vec<CaptureReport>,
+}
+
+/// Calibration of the model's and the published probability.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct CalibrationReport {
+    /// The model's probability.
+    pub model: Calibration,
+    /// The published (recalibrated) probability.
+    pub published: Calibration,
+    /// Brier score of the constant prevalence, fitted on these windows.
+    pub brier_prevalence: f64,
+    /// Brier score of P(next below | current below) and P(next below | current
+    /// above), both fitted on these windows (an in-sample, so generous, baseline).
+    pub brier_conditional: f64,
+}
+
+/// Brier scores of the prevalence and of the two conditional frequencies.
+fn reference_briers(f: &Forecasts, threshold: f64) -> (f64, f64) {
+    let n = f.actual.len();
+    if n == 0 {
+        return (f64::NAN, f64::NAN);
+    }
+    let y: Vec<f64> = f
+        .actual
+        .iter()
+        .map(|a| f64::from(u8::from(*a < threshold)))
+        .collect();
+    let cur: Vec<bool> = f.persistence.iter().map(|p| *p < threshold).collect();
+    let prev = y.iter().sum::<f64>() / n as f64;
+    let brier_prev = y.iter().map(|v| (v - prev).powi(2)).sum::<f64>() / n as f64;
+    let mean_where = |c: bool| {
+        let (s, k) = y
+            .iter()
+            .zip(&cur)
+            .filter(|(_, x)| **x == c)
+            .fold((0.0, 0usize), |(s, k), (v, _)| (s + v, k + 1));
+        if k == 0 { prev } else { s / k as f64 }
+    };
+    let (p1, p0) = (mean_where(true), mean_where(false));
+    let brier_cond = y
+        .iter()
+        .zip(&cur)
+        .map(|(v, c)| (v - if *c { p1 } else { p0 }).powi(2))
+        .sum::<f64>()
+        / n as f64;
+    (brier_prev, brier_cond)
+}
+
+/// One capture's scores.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct CaptureReport {
+    /// The capture.
+    pub name: String,
+    /// Windows scored.
+    pub windows: usize,
+    /// Published, model and baselines on this capture's windows.
+    pub scores: Scoreboard,
+    /// Calibration of the published probability on this capture.
+    pub calibration: Calibration,
+}
+
+fn slice(f: &Forecasts, r: std::ops::Range<usize>) -> Forecasts {
+    Forecasts {
+        actual: f.actual[r.clone()].to_vec(),
+        model: f.model[r.clone()].to_vec(),
+        model_prob: f.model_prob[r.clone()].to_vec(),
+        persistence: f.persistence[r.clone()].to_vec(),
+        mean: f.mean[r.clone()].to_vec(),
+        ewma: f.ewma[r.clone()].to_vec(),
+        published: f.published[r.clone()].to_vec(),
+        published_prob: f.published_prob[r].to_vec(),
+    }
+}
+
+fn labels(f: &Forecasts, threshold: f64) -> Vec<bool> {
+    f.actual.iter().map(|a| *a < threshold).collect()
 }
 
 /// Settings of the evaluation sink.
@@ -73,6 +156,9 @@ pub struct Evaluation {
     capture: usize,
     summaries: Vec<CaptureSummary>,
     names: Vec<String>,
+    /// Where each capture's windows begin in `f`.
+    capture_start: usize,
+    per_capture: Vec<CaptureReport>,
     result: Arc<Mutex<Option<ReplayReport>>>,
 }
 
@@ -89,6 +175,8 @@ impl Evaluation {
             capture: 0,
             summaries: Vec::new(),
             names: Vec::new(),
+            capture_start: 0,
+            per_capture: Vec::new(),
             result: Arc::default(),
         }
     }
@@ -102,12 +190,15 @@ impl Evaluation {
 impl Sink for Evaluation {
     fn begin(&mut self, index: usize, name: &str) -> Result<(), SinkError> {
         self.capture = index;
+        self.capture_start = self.f.actual.len();
         self.names.push(name.to_owned());
         Ok(())
     }
 
     fn window(&mut self, s: &Scored) -> Result<(), SinkError> {
-        let (Some(fc), Some((p, m, e))) = (&s.at_target, s.baselines) else {
+        let (Some(fc), Some((p, m, e)), Some(pb)) =
+            (&s.at_target, s.baselines, &s.published_at_target)
+        else {
             return Ok(());
         };
         let f = &mut self.f;
@@ -117,6 +208,8 @@ impl Sink for Evaluation {
         f.persistence.push(p);
         f.mean.push(m);
         f.ewma.push(e);
+        f.published.push(pb.throughput_mbps);
+        f.published_prob.push(pb.congestion_prob);
         // Plot time: forecast windows laid end to end; a new capture or a grid
         // restart starts a new segment instead of drawing across the gap.
         let w_ns = self.cfg.width.ns();
@@ -135,8 +228,8 @@ impl Sink for Evaluation {
             t_s: self.plot_t,
             segment: self.segment,
             actual_mbps: s.row.throughput_mbps,
-            predicted_mbps: fc.throughput_mbps,
-            congestion_prob: fc.congestion_prob,
+            predicted_mbps: pb.throughput_mbps,
+            congestion_prob: pb.congestion_prob,
         });
         Ok(())
     }
@@ -146,6 +239,17 @@ impl Sink for Evaluation {
             eprintln!("{}", summary.render());
         }
         self.summaries.push(summary.clone());
+        let r = self.capture_start..self.f.actual.len();
+        if !r.is_empty() {
+            let f = slice(&self.f, r.clone());
+            let t = self.cfg.threshold_mbps;
+            self.per_capture.push(CaptureReport {
+                name: summary.name.clone(),
+                windows: r.len(),
+                scores: Scoreboard::compute(&f, t),
+                calibration: calibration(&labels(&f, t), &f.published_prob),
+            });
+        }
         Ok(())
     }
 
@@ -172,10 +276,21 @@ impl Sink for Evaluation {
             windows: self.f.actual.len(),
             packets: self.summaries.iter().map(|s| s.counters.counted).sum(),
             skipped_packets: skipped,
+            published: scores.published.clone(),
             model: scores.model.clone(),
             persistence: scores.persistence.clone(),
             mean_last_15: scores.mean_last_15.clone(),
             ewma: scores.ewma.clone(),
+            calibration: CalibrationReport {
+                brier_prevalence: reference_briers(&self.f, cfg.threshold_mbps).0,
+                brier_conditional: reference_briers(&self.f, cfg.threshold_mbps).1,
+                model: calibration(&labels(&self.f, cfg.threshold_mbps), &self.f.model_prob),
+                published: calibration(
+                    &labels(&self.f, cfg.threshold_mbps),
+                    &self.f.published_prob,
+                ),
+            },
+            per_capture: self.per_capture.clone(),
         };
         if let Some(p) = &cfg.report {
             std::fs::write(
@@ -199,20 +314,42 @@ impl Sink for Evaluation {
             } else {
                 first
             };
+            let shown = scores.published.as_ref().unwrap_or(&scores.model);
             let title = format!(
-                "{what} - model {} - MASE {:.3}, ROC-AUC {:.3}",
-                cfg.model_version, scores.model.mase, scores.model.roc_auc
+                "{what} - model {} - published MASE {:.3}, ROC-AUC {:.3}",
+                cfg.model_version, shown.mase, shown.roc_auc
             );
             phase_shift_png(p, &title, cfg.threshold_mbps, &self.plot_pts)?;
         }
         if cfg.print {
+            let c = &report.calibration;
             eprintln!(
-                "\nforecasts for {} windows (model {}, threshold {} Mbit/s):\n{}",
+                "\nforecasts for {} windows (model {}, threshold {} Mbit/s):\n{}\nprobability: published Brier {:.4}, log loss {:.4}, ECE {:.4}; model Brier {:.4}, ECE {:.4}; prevalence Brier {:.4}, P(next below | current) Brier {:.4}",
                 self.f.actual.len(),
                 cfg.model_version,
                 cfg.threshold_mbps,
-                scores.table()
+                scores.table(),
+                c.published.brier,
+                c.published.log_loss,
+                c.published.ece,
+                c.model.brier,
+                c.model.ece,
+                c.brier_prevalence,
+                c.brier_conditional,
             );
+            if report.per_capture.len() > 1 {
+                eprintln!("\nper capture (MASE published / model, ECE published):");
+                for p in &report.per_capture {
+                    eprintln!(
+                        "  {:<48} {:>6} windows  {:>6.3} / {:>6.3}  {:.4}",
+                        p.name,
+                        p.windows,
+                        p.scores.published.as_ref().map_or(f64::NAN, |m| m.mase),
+                        p.scores.model.mase,
+                        p.calibration.ece
+                    );
+                }
+            }
         }
         if let Ok(mut r) = self.result.lock() {
             *r = Some(report);
