@@ -250,10 +250,10 @@ pub fn calibration(label: &[bool], prob: &[f64]) -> Calibration {
         .sum::<f64>()
         / n as f64;
     let mut sums = [(0usize, 0.0f64, 0.0f64); 10];
-    for i in 0..n {
-        let b = ((prob[i] * 10.0) as usize).min(9);
+    for (i, p) in prob.iter().take(n).enumerate() {
+        let b = ((p * 10.0) as usize).min(9);
         sums[b].0 += 1;
-        sums[b].1 += prob[i];
+        sums[b].1 += p;
         sums[b].2 += y(i);
     }
     let mut ece = 0.0;
