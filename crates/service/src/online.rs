@@ -224,12 +224,12 @@ impl Online {
         self.recent_sum.0 += e;
         self.recent_sum.1 += pers_err;
         self.recent_sum.2 += b;
-        if self.recent.len() > self.cfg.skill_windows {
-            if let Some((a, c, d)) = self.recent.pop_front() {
-                self.recent_sum.0 -= a;
-                self.recent_sum.1 -= c;
-                self.recent_sum.2 -= d;
-            }
+        if self.recent.len() > self.cfg.skill_windows
+            && let Some((a, c, d)) = self.recent.pop_front()
+        {
+            self.recent_sum.0 -= a;
+            self.recent_sum.1 -= c;
+            self.recent_sum.2 -= d;
         }
         self.total.0 += e;
         self.total.1 += pers_err;

@@ -196,10 +196,10 @@ impl FileSource {
                 std::thread::sleep(due - now);
             }
         }
-        if let Some(f) = self.filter.as_mut() {
-            if !f.matches(rec.linktype, rec.data)? {
-                return Ok(Next::Filtered);
-            }
+        if let Some(f) = self.filter.as_mut()
+            && !f.matches(rec.linktype, rec.data)?
+        {
+            return Ok(Next::Filtered);
         }
         Ok(Next::Frame {
             linktype: rec.linktype,
