@@ -36,7 +36,7 @@ def main():
         feats = os.path.join(d, "f.csv")
         preds = os.path.join(d, "p.csv")
         subprocess.run([a.netforecast, "extract", "-q", a.capture, "--out", feats], check=True)
-        subprocess.run([a.netforecast, "replay", "-q", a.capture, "--model", a.model, "--out", preds], check=True)
+        subprocess.run([a.netforecast, "replay", "-q", "--model-only", a.capture, "--model", a.model, "--out", preds], check=True)
         with open(feats) as f:
             rows = list(csv.reader(f))[1:]
         with open(preds) as f:

@@ -221,6 +221,7 @@ fn replay(r: ReplaySettings, backend: &dyn Backend, quiet: bool) -> Result<(), E
         print: !quiet,
         shutdown,
         extra_sinks: Vec::new(),
+        model_only: r.model_only,
     }
     .run()?;
     Ok(())

@@ -112,6 +112,10 @@ pub struct ReplayCmd {
     /// Pace the replay by the packet timestamps instead of as fast as possible.
     #[arg(long)]
     pub realtime: bool,
+    /// Publish the model's own forecast, without the online combination and
+    /// recalibration (the report scores both either way).
+    #[arg(long)]
+    pub model_only: bool,
     #[command(flatten)]
     pub shared: Shared,
 }
@@ -273,6 +277,8 @@ pub struct ReplaySettings {
     pub plot: Option<PathBuf>,
     /// Pace by the timestamps.
     pub realtime: bool,
+    /// Publish the raw model.
+    pub model_only: bool,
     /// Engine settings.
     pub engine: EngineConfig,
     /// BPF filter.
@@ -361,6 +367,7 @@ impl Settings {
                 report: r.report,
                 plot: r.plot,
                 realtime: r.realtime,
+                model_only: r.model_only,
                 filter: r.shared.filter,
             }),
             Some(Command::Train(t)) => Settings::Train(t),

@@ -110,6 +110,7 @@ impl<M: SequenceModel + Send + 'static> Daemon<M> {
             shutdown: self.shutdown.clone(),
             policy: Policy::LIVE,
             flush_deadline: self.flush_deadline,
+            online: Some(crate::online::OnlineConfig::from_env()),
         };
         let result = pipeline.run();
         // Whatever ended the run, the endpoint stops with it.

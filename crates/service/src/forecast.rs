@@ -47,16 +47,21 @@ pub struct ForecastStage<M> {
     last_start: Option<i64>,
     online: Online,
     online_cfg: OnlineConfig,
+    /// Publish the combination (true) or the raw model (false).
+    combine: bool,
 }
 
 impl<M: SequenceModel> ForecastStage<M> {
     /// A stage for windows `width` wide, forecasting with `model`.
     pub fn new(model: M, width: WindowWidth) -> Self {
-        Self::with_online(model, width, OnlineConfig::from_env())
+        Self::with_online(model, width, Some(OnlineConfig::from_env()))
     }
 
-    /// A stage whose online combination uses `online`.
-    pub fn with_online(model: M, width: WindowWidth, online: OnlineConfig) -> Self {
+    /// A stage whose online combination uses `online`; `None` publishes the raw
+    /// model (still scored online, so the skill is the model's).
+    pub fn with_online(model: M, width: WindowWidth, online: Option<OnlineConfig>) -> Self {
+        let combine = online.is_some();
+        let online = online.unwrap_or_default();
         let threshold = model.threshold_mbps();
         ForecastStage {
             predictor: Predictor::new(model, width),
@@ -66,7 +71,13 @@ impl<M: SequenceModel> ForecastStage<M> {
             last_start: None,
             online: Online::new(online, threshold),
             online_cfg: online,
+            combine,
         }
+    }
+
+    /// The width of the windows.
+    pub fn width(&self) -> WindowWidth {
+        self.width
     }
 
     /// The online combination's state.
@@ -128,10 +139,14 @@ impl<M: SequenceModel> ForecastStage<M> {
                 row.throughput_mbps,
                 row.is_silent,
             );
-            let p = Forecast {
-                throughput_mbps: mbps,
-                congestion_prob: prob,
-                ..f
+            let p = if self.combine {
+                Forecast {
+                    throughput_mbps: mbps,
+                    congestion_prob: prob,
+                    ..f
+                }
+            } else {
+                f
             };
             published = Some(p);
             self.pending = Some((f, b, p));

@@ -19,6 +19,7 @@
 
 use crate::capture::{CaptureObserver, CaptureSummary, run_capture};
 use crate::forecast::{ForecastStage, Scored};
+use crate::online::OnlineConfig;
 use crate::shutdown::Shutdown;
 use crate::sinks::prometheus::Metrics;
 use crate::sinks::{Sink, SinkError, TICK};
@@ -130,6 +131,8 @@ pub struct Pipeline<M> {
     pub policy: Policy,
     /// Longest the sinks may take to flush at the end.
     pub flush_deadline: Duration,
+    /// The online combination's settings; `None` publishes the raw model.
+    pub online: Option<OnlineConfig>,
 }
 
 /// Publishes the capture's counters as metrics (live runs tick once a second).
@@ -157,6 +160,7 @@ impl<M: SequenceModel + Send + 'static> Pipeline<M> {
             shutdown,
             policy,
             flush_deadline,
+            online,
         } = self;
         let (row_tx, row_rx) = crossbeam_channel::bounded::<Event>(ROWS_QUEUE);
         let (out_tx, out_rx) = crossbeam_channel::bounded::<Out>(SCORED_QUEUE);
@@ -169,8 +173,7 @@ impl<M: SequenceModel + Send + 'static> Pipeline<M> {
             .name("inference".into())
             .spawn(move || {
                 inference_loop(
-                    model,
-                    width,
+                    ForecastStage::with_online(model, width, online),
                     row_rx,
                     out_tx,
                     &m,
@@ -263,8 +266,7 @@ fn capture_loop(
 
 #[allow(clippy::too_many_arguments)]
 fn inference_loop<M: SequenceModel>(
-    model: M,
-    width: engine::forecast::WindowWidth,
+    mut stage: ForecastStage<M>,
     rx: crossbeam_channel::Receiver<Event>,
     tx: crossbeam_channel::Sender<Out>,
     metrics: &Metrics,
@@ -272,7 +274,6 @@ fn inference_loop<M: SequenceModel>(
     policy: Policy,
     clock: &dyn Clock,
 ) -> Result<RunSummary, PipelineError> {
-    let mut stage = ForecastStage::new(model, width);
     let mut summary = RunSummary::default();
     let mut failed: Option<PredictError> = None;
     let send = |o: Out, summary: &mut RunSummary| {
@@ -292,7 +293,7 @@ fn inference_loop<M: SequenceModel>(
             Event::End(s) => send(Out::End(s), &mut summary),
             Event::Window(_) if failed.is_some() => {}
             Event::Window(row) => {
-                let late_ns = clock.now_ns() - (row.start_ns + width.ns());
+                let late_ns = clock.now_ns() - (row.start_ns + stage.width().ns());
                 metrics.observe_window_delay(late_ns);
                 let scored = match stage.step(row) {
                     Ok(s) => s,

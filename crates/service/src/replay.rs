@@ -42,6 +42,8 @@ pub struct Replay<M> {
     pub shutdown: Shutdown,
     /// More sinks (tests).
     pub extra_sinks: Vec<Box<dyn Sink>>,
+    /// Publish the raw model instead of the online combination.
+    pub model_only: bool,
 }
 
 /// Errors of `replay`.
@@ -106,6 +108,7 @@ impl<M: SequenceModel + Send + 'static> Replay<M> {
             shutdown: self.shutdown,
             policy: Policy::REPLAY,
             flush_deadline: Duration::from_secs(10),
+            online: (!self.model_only).then(crate::online::OnlineConfig::from_env),
         }
         .run()?;
         if self.print && summary.nonfinite_features > 0 {

@@ -121,6 +121,7 @@ fn replayed(out: Option<PathBuf>) -> Vec<Scored> {
         print: false,
         shutdown: Shutdown::new(),
         extra_sinks: vec![Box::new(mem)],
+        model_only: false,
     }
     .run()
     .unwrap();
