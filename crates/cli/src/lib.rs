@@ -147,7 +147,7 @@ pub fn main_with(model: Option<ModelCommands<'_>>) -> ExitCode {
         .map_err(Error::from)
         .and_then(|s| match (s, model) {
             (Settings::Extract(x), _) => {
-                x.run(&Shutdown::on_signals())?;
+                x.run(&Shutdown::on_signals(Duration::from_secs(10)))?;
                 Ok(())
             }
             (s, Some(run)) => run(s, quiet),
@@ -190,7 +190,7 @@ fn usage_exit(e: clap::Error) -> ExitCode {
 pub fn run_with_backend(s: Settings, backend: &dyn Backend, quiet: bool) -> Result<(), Error> {
     match s {
         Settings::Extract(x) => {
-            x.run(&Shutdown::on_signals())?;
+            x.run(&Shutdown::on_signals(Duration::from_secs(10)))?;
             Ok(())
         }
         Settings::Replay(r) => replay(r, backend, quiet),
@@ -200,7 +200,7 @@ pub fn run_with_backend(s: Settings, backend: &dyn Backend, quiet: bool) -> Resu
 }
 
 fn replay(r: ReplaySettings, backend: &dyn Backend, quiet: bool) -> Result<(), Error> {
-    let shutdown = Shutdown::on_signals();
+    let shutdown = Shutdown::on_signals(Duration::from_secs(10));
     for p in &r.inputs {
         service::source::FileSource::open(p, None)?;
     }
@@ -229,7 +229,8 @@ fn replay(r: ReplaySettings, backend: &dyn Backend, quiet: bool) -> Result<(), E
 
 fn daemon(d: DaemonSettings, backend: &dyn Backend, quiet: bool) -> Result<(), Error> {
     let cfg = d.config;
-    let shutdown = Shutdown::on_signals();
+    // The writer may take shutdown_deadline_s to flush; a little more to exit.
+    let shutdown = Shutdown::on_signals(Duration::from_secs(cfg.shutdown_deadline_s + 5));
     let metrics = Metrics::new();
     // The model first: a load error surfaces before capture starts.
     let dir = d.model.unwrap_or_else(|| backend.default_model_dir());
@@ -247,7 +248,8 @@ fn daemon(d: DaemonSettings, backend: &dyn Backend, quiet: bool) -> Result<(), E
     if let Some(u) = &cfg.user {
         drop_privileges(u).map_err(Error::from)?;
     }
-    let (sinks, to) = sinks_for(&cfg, &version, &metrics, !quiet).map_err(Error::from)?;
+    let (sinks, to) =
+        sinks_for(&cfg, &version, &metrics, &shutdown, !quiet).map_err(Error::from)?;
     tracing::info!(
         "capturing on {} (model {version}); writing to {to}",
         cfg.iface

@@ -464,3 +464,106 @@ fn verbose_and_json_logs() {
             .all(|v| v["level"].is_string() && v["timestamp"].is_string())
     );
 }
+
+/// GNU `timeout` sends SIGTERM twice (to the child, then to its group): the
+/// second must not cut the run short. Every forecast that reached its target
+/// window is in the CSV, and the summary is printed.
+#[test]
+fn timeout_sends_sigterm_twice_and_nothing_is_lost() {
+    if Command::new("timeout").arg("--version").output().is_err() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("p.csv");
+    let report = dir.path().join("r.json");
+    let out = Command::new("timeout")
+        .args(["-s", "TERM", "3"])
+        .arg(env!("CARGO_BIN_EXE_netforecast"))
+        .env("NETFORECAST_ML", env!("CARGO_BIN_EXE_netforecast-ml"))
+        .args(["replay", "--realtime", "--out"])
+        .arg(&csv)
+        .arg("--report")
+        .arg(&report)
+        .arg(repo().join("tests/data/lab-cellular-s3.pcap.gz"))
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(124), "timeout stopped it: {e}");
+    assert!(
+        e.contains("forecasts for"),
+        "the summary table is printed: {e}"
+    );
+    let rows = std::fs::read_to_string(&csv).unwrap().lines().count() - 1;
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert!(rows > 20, "about 3 s of windows: {rows}");
+    assert_eq!(
+        rows as u64,
+        r["windows"].as_u64().unwrap(),
+        "every scored forecast is in the CSV"
+    );
+}
+
+/// SIGHUP is not fatal: the daemon reopens its CSV (as after logrotate moved
+/// it) and keeps forecasting; SIGTERM then ends it cleanly (root: captures on lo).
+#[test]
+fn sighup_reopens_the_csv_and_does_not_stop_the_daemon() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("p.csv");
+    let child = nf()
+        .args(["--iface", "lo", "--metrics-addr", "", "-q", "--model"])
+        .arg(repo().join("model_files"))
+        .arg("--csv")
+        .arg(&csv)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    // Lookback (15 windows) plus a few forecasts at 50 ms each, then rotate.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let moved = dir.path().join("p.csv.1");
+    std::fs::rename(&csv, &moved).unwrap();
+    // SAFETY: signalling the child we started, by its PID.
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    std::thread::sleep(std::time::Duration::from_millis(2000));
+    assert!(csv.exists(), "a new CSV after SIGHUP");
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{e}");
+    assert!(e.contains("stopped after"), "{e}");
+    let old = std::fs::read_to_string(&moved).unwrap();
+    let new = std::fs::read_to_string(&csv).unwrap();
+    assert!(old.lines().count() > 5, "{old}");
+    assert!(
+        new.starts_with("window_start,") && new.lines().count() > 5,
+        "{new}"
+    );
+    // Rows continue across the two files: one window apart.
+    let last_old = old
+        .lines()
+        .last()
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .to_owned();
+    let first_new = new
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .to_owned();
+    let gap = first_new.parse::<f64>().unwrap() - last_old.parse::<f64>().unwrap();
+    assert!(
+        (gap - 0.05).abs() < 1e-6,
+        "no row lost at the reopen: {last_old} -> {first_new}"
+    );
+}

@@ -177,6 +177,7 @@ pub fn sinks_for(
     cfg: &DaemonConfig,
     model_version: &str,
     metrics: &Arc<Metrics>,
+    shutdown: &Shutdown,
     status_line: bool,
 ) -> Result<(Vec<Box<dyn Sink>>, String), DaemonError> {
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
@@ -201,7 +202,8 @@ pub fn sinks_for(
     if let Some(p) = csv {
         sinks.push(Box::new(
             DaemonCsv::open(&p, cfg.csv_max_mib, cfg.csv_keep, Arc::clone(metrics))
-                .map_err(SinkError::from)?,
+                .map_err(SinkError::from)?
+                .reopen_on_hangup(shutdown.clone()),
         ));
         to.push(p.display().to_string());
     }

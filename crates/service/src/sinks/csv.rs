@@ -69,6 +69,8 @@ pub struct DaemonCsv {
     metrics: Arc<Metrics>,
     line: String,
     last_flush: Instant,
+    /// SIGHUP: reopen the file when the count moves (logrotate moved it away).
+    hangups: Option<(crate::shutdown::Shutdown, u64)>,
     /// Rows on disk.
     pub rows: u64,
     /// Rows that could not be written.
@@ -88,9 +90,17 @@ impl DaemonCsv {
             metrics,
             line: String::with_capacity(128),
             last_flush: Instant::now(),
+            hangups: None,
             rows: 0,
             errors: 0,
         })
+    }
+
+    /// Reopen the file (by name) after each SIGHUP that `shutdown` records.
+    pub fn reopen_on_hangup(mut self, shutdown: crate::shutdown::Shutdown) -> Self {
+        let seen = shutdown.hangups();
+        self.hangups = Some((shutdown, seen));
+        self
     }
 }
 
@@ -108,6 +118,22 @@ impl Sink for DaemonCsv {
     }
 
     fn tick(&mut self) -> Result<(), Error> {
+        if let Some((sd, seen)) = &mut self.hangups {
+            let now = sd.hangups();
+            if now != *seen {
+                *seen = now;
+                commit_csv(
+                    &mut self.csv,
+                    &self.metrics,
+                    &mut self.rows,
+                    &mut self.errors,
+                );
+                self.csv.file = None;
+                if let Err(e) = self.csv.reopen() {
+                    csv_failed(&e, 0, &mut self.errors, &self.metrics);
+                }
+            }
+        }
         if self.last_flush.elapsed() > Duration::from_secs(1) {
             commit_csv(
                 &mut self.csv,
@@ -199,6 +225,10 @@ impl RotatingCsv {
             } else {
                 let _ = std::fs::remove_file(&self.path);
             }
+            self.reopen()?;
+        }
+        if self.file.is_none() {
+            // A reopen failed earlier (SIGHUP into a full or vanished directory): try again.
             self.reopen()?;
         }
         let r = match self.file.as_mut() {
