@@ -567,3 +567,70 @@ fn sighup_reopens_the_csv_and_does_not_stop_the_daemon() {
         "no row lost at the reopen: {last_old} -> {first_new}"
     );
 }
+
+/// Shutdown with the database down: every point made is accounted for in the
+/// summary (written, or dropped with a reason); none vanish (root: lo).
+#[test]
+fn shutdown_with_the_server_down_accounts_for_every_point() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "shutdown_deadline_s = 1\n").unwrap();
+    let child = nf()
+        .args([
+            "run",
+            "--iface",
+            "lo",
+            "--metrics-addr",
+            "",
+            "-q",
+            "--config",
+        ])
+        .arg(&cfg)
+        .arg("--model")
+        .arg(repo().join("model_files"))
+        .arg("--csv")
+        .arg(dir.path().join("p.csv"))
+        // Port 9 on loopback: nothing listens, every write fails.
+        .env("INFLUX_URL", "http://127.0.0.1:9")
+        .env("INFLUX_ORG", "o")
+        .env("INFLUX_BUCKET", "b")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    // SAFETY: signalling the child we started, by its PID.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{e}");
+    let line = e
+        .lines()
+        .find(|l| l.contains("stopped after"))
+        .expect("summary");
+    let num = |after: &str| -> u64 {
+        let i = line
+            .find(after)
+            .unwrap_or_else(|| panic!("{after:?} in {line}"));
+        line[..i]
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .trim_start_matches('(')
+            .parse()
+            .unwrap()
+    };
+    let forecasts = num(" forecasts");
+    let written = num(" points written");
+    let made = num(" made)");
+    let unsent = num(" unsent at shutdown");
+    let dropped = num(" dropped:");
+    assert!(forecasts > 10, "{line}");
+    assert_eq!(written, 0, "{line}");
+    assert!(made == forecasts || made == forecasts + 1, "{line}");
+    assert_eq!(unsent, made, "every unsent point is counted: {line}");
+    assert_eq!(dropped, made - written, "{line}");
+}

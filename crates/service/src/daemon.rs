@@ -74,12 +74,15 @@ pub struct DaemonSummary {
     pub seconds: f64,
     /// The pipeline's numbers.
     pub run: RunSummary,
+    /// Points handed to the InfluxDB writer.
+    pub points_made: u64,
     /// Points written to InfluxDB.
     pub points_written: u64,
     /// Write attempts that were retried.
     pub retries: u64,
-    /// Points dropped by the writer (buffer full or refused).
-    pub points_dropped: u64,
+    /// Points dropped by the writer, by reason (buffer full, refused, unsent at
+    /// shutdown, not encodable).
+    pub points_dropped: [u64; 4],
     /// Rows on disk in the predictions CSV.
     pub csv_rows: u64,
     /// Rows the predictions CSV lost.
@@ -123,9 +126,11 @@ impl<M: SequenceModel + Send + 'static> Daemon<M> {
         Ok(DaemonSummary {
             seconds: start.elapsed().as_secs_f64(),
             run,
+            points_made: m.points_made.get() as u64,
             points_written: m.points_written.get() as u64,
             retries: m.points_retried.get() as u64,
-            points_dropped: m.points_dropped.get() as u64,
+            points_dropped: ["buffer_full", "refused", "shutdown", "encode"]
+                .map(|r| m.points_dropped.with_label_values(&[r]).get() as u64),
             csv_rows: m.csv_rows.get(),
             csv_errors: m.csv_errors.get(),
         })
@@ -154,14 +159,20 @@ impl DaemonSummary {
             .sum();
         let k = self.kernel();
         format!(
-            "netforecast: stopped after {:.1} s: {} packets counted, {} windows, {} forecasts, {} points written ({} retries, {} dropped), {} CSV rows ({} failed), kernel drops {}, windows dropped {}",
+            "netforecast: stopped after {:.1} s: {} packets counted, {} windows, {} forecasts, {} points written ({} retries, {} dropped: {} buffer full, {} refused, {} unsent at shutdown, {} unencodable, {} writer behind; {} made), {} CSV rows ({} failed), kernel drops {}, windows dropped {}",
             self.seconds,
             counted,
             windows,
             self.run.forecasts,
             self.points_written,
             self.retries,
-            self.points_dropped + self.run.scored_dropped,
+            self.points_dropped.iter().sum::<u64>() + self.run.scored_dropped,
+            self.points_dropped[0],
+            self.points_dropped[1],
+            self.points_dropped[2],
+            self.points_dropped[3],
+            self.run.scored_dropped,
+            self.points_made,
             self.csv_rows,
             self.csv_errors,
             k.dropped + k.if_dropped,

@@ -40,6 +40,8 @@ pub struct Point {
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[allow(missing_docs)]
 pub struct WriterStats {
+    /// Points handed to the writer.
+    pub points_made: u64,
     pub points_written: u64,
     pub batches_written: u64,
     pub retries: u64,
@@ -47,7 +49,18 @@ pub struct WriterStats {
     pub dropped_overflow: u64,
     /// Points the server refused for good (400, 401, 403, 404, 413).
     pub dropped_rejected: u64,
+    /// Points still unsent when the shutdown deadline passed.
+    pub dropped_shutdown: u64,
+    /// Points that could not be encoded.
+    pub dropped_encode: u64,
     pub queued: u64,
+}
+
+impl WriterStats {
+    /// Every point dropped, for any reason.
+    pub fn dropped(&self) -> u64 {
+        self.dropped_overflow + self.dropped_rejected + self.dropped_shutdown + self.dropped_encode
+    }
 }
 
 /// Errors of the InfluxDB writer.
@@ -188,7 +201,10 @@ impl InfluxWriter {
 
     /// Queue a point; beyond the buffer's bound the oldest is dropped and counted.
     pub fn push(&mut self, p: &Point) -> Result<(), InfluxError> {
-        let line = self.encode(p)?;
+        self.stats.points_made += 1;
+        let line = self
+            .encode(p)
+            .inspect_err(|_| self.stats.dropped_encode += 1)?;
         if self.buffer.len() >= self.cfg.buffer_points {
             self.buffer.pop_front();
             self.stats.dropped_overflow += 1;
@@ -297,6 +313,13 @@ impl InfluxWriter {
                 false
             }
         }
+    }
+
+    /// The shutdown deadline passed: what is still held is dropped, and counted.
+    pub fn abandon(&mut self) {
+        self.stats.dropped_shutdown += self.buffer.len() as u64;
+        self.buffer.clear();
+        self.stats.queued = 0;
     }
 
     /// Shutdown: stop backing off, try again now and then every ~second.
@@ -428,8 +451,15 @@ impl InfluxSink {
         m.writer_queue.set(w.queued() as i64);
         m.points_written.set(w.stats.points_written as i64);
         m.points_retried.set(w.stats.retries as i64);
-        m.points_dropped
-            .set((w.stats.dropped_overflow + w.stats.dropped_rejected) as i64);
+        m.points_made.set(w.stats.points_made as i64);
+        for (reason, n) in [
+            ("buffer_full", w.stats.dropped_overflow),
+            ("refused", w.stats.dropped_rejected),
+            ("shutdown", w.stats.dropped_shutdown),
+            ("encode", w.stats.dropped_encode),
+        ] {
+            m.points_dropped.with_label_values(&[reason]).set(n as i64);
+        }
     }
 }
 
@@ -462,6 +492,13 @@ impl Sink for InfluxSink {
             if !self.rt.block_on(self.writer.flush_once(true)) {
                 std::thread::sleep(Duration::from_millis(50));
             }
+        }
+        let held = self.writer.queued();
+        if held > 0 {
+            tracing::error!(
+                "InfluxDB: {held} points still unsent at the shutdown deadline are dropped"
+            );
+            self.writer.abandon();
         }
         self.publish();
         Ok(())

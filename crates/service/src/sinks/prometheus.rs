@@ -35,7 +35,8 @@ pub struct Metrics {
     pub writer_queue: IntGauge,
     pub points_written: IntGauge,
     pub points_retried: IntGauge,
-    pub points_dropped: IntGauge,
+    pub points_made: IntGauge,
+    pub points_dropped: prometheus::IntGaugeVec,
     pub csv_rows: IntCounter,
     pub csv_errors: IntCounter,
     pub last_actual_mbps: Gauge,
@@ -116,9 +117,14 @@ impl Metrics {
             writer_queue: g("writer_queue_points", "Points waiting to be written"),
             points_written: g("points_written", "Points written to InfluxDB"),
             points_retried: g("write_retries", "Write attempts that will be retried"),
-            points_dropped: g(
-                "points_dropped",
-                "Points dropped by the writer (buffer full or refused)",
+            points_made: g("points_made", "Points handed to the InfluxDB writer"),
+            points_dropped: reg(
+                &r,
+                prometheus::IntGaugeVec::new(
+                    Opts::new("points_dropped", "Points the writer dropped, by reason"),
+                    &["reason"],
+                )
+                .expect("valid metric"),
             ),
             csv_rows: c("csv_rows_total", "Rows written to the predictions CSV"),
             csv_errors: c(
