@@ -147,7 +147,7 @@ pub fn main_with(model: Option<ModelCommands<'_>>) -> ExitCode {
         .map_err(Error::from)
         .and_then(|s| match (s, model) {
             (Settings::Extract(x), _) => {
-                x.run(&Shutdown::on_signals(Duration::from_secs(10)))?;
+                x.run(&Shutdown::on_signals(Duration::from_secs(3)))?;
                 Ok(())
             }
             (s, Some(run)) => run(s, quiet),
@@ -190,7 +190,7 @@ fn usage_exit(e: clap::Error) -> ExitCode {
 pub fn run_with_backend(s: Settings, backend: &dyn Backend, quiet: bool) -> Result<(), Error> {
     match s {
         Settings::Extract(x) => {
-            x.run(&Shutdown::on_signals(Duration::from_secs(10)))?;
+            x.run(&Shutdown::on_signals(Duration::from_secs(3)))?;
             Ok(())
         }
         Settings::Replay(r) => replay(r, backend, quiet),
@@ -200,9 +200,11 @@ pub fn run_with_backend(s: Settings, backend: &dyn Backend, quiet: bool) -> Resu
 }
 
 fn replay(r: ReplaySettings, backend: &dyn Backend, quiet: bool) -> Result<(), Error> {
-    let shutdown = Shutdown::on_signals(Duration::from_secs(10));
+    let shutdown = Shutdown::on_signals(Duration::from_secs(5));
     for p in &r.inputs {
-        service::source::FileSource::open(p, None)?;
+        if engine::pcapfile::CaptureFile::can_check_first(p) {
+            service::source::FileSource::open(p, None)?;
+        }
     }
     let dir = r.model.unwrap_or_else(|| backend.default_model_dir());
     let model = backend

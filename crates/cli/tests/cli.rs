@@ -634,3 +634,102 @@ fn shutdown_with_the_server_down_accounts_for_every_point() {
     assert_eq!(unsent, made, "every unsent point is counted: {line}");
     assert_eq!(dropped, made - written, "{line}");
 }
+
+/// Inputs that can be read only once: a pipe on `-`, a gzip FIFO, and a FIFO
+/// nobody writes to, which must still end on SIGTERM.
+#[test]
+fn pipes_and_fifos_are_read_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let want = dir.path().join("want.csv");
+    succeeds(
+        nf().arg("extract")
+            .arg(sample())
+            .arg("-q")
+            .arg("--out")
+            .arg(&want),
+    );
+    let want = std::fs::read(want).unwrap();
+    // `cat F | netforecast extract - --out x.csv`
+    let got = dir.path().join("stdin.csv");
+    let mut child = nf()
+        .args(["extract", "-", "-q", "--out"])
+        .arg(&got)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&std::fs::read(sample()).unwrap()).unwrap();
+    }
+    assert!(child.wait().unwrap().success());
+    assert_eq!(
+        std::fs::read(&got).unwrap(),
+        want,
+        "stdin gives the file's rows"
+    );
+    // A gzip capture through a FIFO.
+    let fifo = dir.path().join("fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let gz = repo().join("tests/data/lab-cellular-s3.pcap.gz");
+    let writer = {
+        let (gz, fifo) = (gz.clone(), fifo.clone());
+        std::thread::spawn(move || std::fs::write(&fifo, std::fs::read(gz).unwrap()))
+    };
+    let from_fifo = dir.path().join("fifo.csv");
+    succeeds(
+        nf().arg("extract")
+            .arg(&fifo)
+            .arg("-q")
+            .arg("--out")
+            .arg(&from_fifo),
+    );
+    writer.join().unwrap().unwrap();
+    let direct = dir.path().join("gz.csv");
+    succeeds(
+        nf().arg("extract")
+            .arg(&gz)
+            .arg("-q")
+            .arg("--out")
+            .arg(&direct),
+    );
+    assert_eq!(
+        std::fs::read(from_fifo).unwrap(),
+        std::fs::read(direct).unwrap()
+    );
+    // A FIFO with no writer: SIGTERM ends it (after the grace period at most).
+    let lonely = dir.path().join("lonely");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&lonely)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let child = nf()
+        .arg("extract")
+        .arg(&lonely)
+        .args(["--out", "/dev/null"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let t = std::time::Instant::now();
+    // SAFETY: signalling the child we started, by its PID.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(6),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_ne!(out.status.code(), Some(0));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(e.trim().lines().count(), 1, "one line: {e}");
+}

@@ -143,19 +143,22 @@ const PCAPNG_BOM: u32 = 0x1A2B_3C4D;
 impl CaptureFile {
     /// Open a file; gzip is detected by its magic bytes, not by the name.
     pub fn open(path: &Path) -> Result<Self, FileError> {
-        let mut f = File::open(path).map_err(|source| FileError::Open {
-            path: path.to_owned(),
-            source,
-        })?;
+        // `-` is standard input. Everything is opened once and read forwards only,
+        // so pipes and FIFOs (`cat F | netforecast extract -`) work like files.
+        let mut f: Box<dyn Read + Send> = if path == Path::new("-") {
+            Box::new(io::stdin())
+        } else {
+            Box::new(File::open(path).map_err(|source| FileError::Open {
+                path: path.to_owned(),
+                source,
+            })?)
+        };
         let mut magic = [0u8; 2];
         let n = read_full(&mut f, &mut magic).map_err(|source| FileError::Read {
             path: path.to_owned(),
             source,
         })?;
-        let f = File::open(path).map_err(|source| FileError::Open {
-            path: path.to_owned(),
-            source,
-        })?;
+        let f = io::Cursor::new(magic[..n].to_vec()).chain(f);
         let src: Box<dyn Read + Send> = if n == 2 && magic == [0x1F, 0x8B] {
             Box::new(flate2::read::MultiGzDecoder::new(
                 io::BufReader::with_capacity(1 << 16, f),
@@ -164,6 +167,12 @@ impl CaptureFile {
             Box::new(f)
         };
         Self::from_reader(path, src)
+    }
+
+    /// Whether `path` can be opened twice to the same effect (a regular file),
+    /// so it may be checked before the real read; pipes, FIFOs and `-` may not.
+    pub fn can_check_first(path: &Path) -> bool {
+        path != Path::new("-") && std::fs::metadata(path).map(|m| m.is_file()).unwrap_or(true)
     }
 
     /// Read from any byte stream (tests, pipes). `path` names it in errors.

@@ -118,7 +118,9 @@ impl Extract {
         // Refuse unreadable inputs before creating the output, so a typo does
         // not leave a header-only CSV behind.
         for p in paths {
-            FileSource::open(p, None)?;
+            if engine::pcapfile::CaptureFile::can_check_first(p) {
+                FileSource::open(p, None)?;
+            }
         }
         let mut csv = FeaturesCsv::create(&self.out, false)?;
         let mut pkts = self

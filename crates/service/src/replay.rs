@@ -65,7 +65,9 @@ impl<M: SequenceModel + Send + 'static> Replay<M> {
     pub fn run(self) -> Result<(ReplayReport, RunSummary), ReplayError> {
         // Refuse unreadable inputs before creating any output.
         for p in &self.inputs {
-            FileSource::open(p, None)?;
+            if engine::pcapfile::CaptureFile::can_check_first(p) {
+                FileSource::open(p, None)?;
+            }
         }
         let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
         if let Some(p) = &self.out {
