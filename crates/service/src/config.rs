@@ -179,6 +179,9 @@ pub struct DaemonConfig {
     pub user: Option<String>,
     /// The `[influx]` table.
     pub influx: InfluxConfig,
+    /// The file it came from and its text, to name lines in messages.
+    #[serde(skip)]
+    pub source: Option<(PathBuf, String)>,
 }
 
 impl Default for DaemonConfig {
@@ -198,6 +201,7 @@ impl Default for DaemonConfig {
             shutdown_deadline_s: 10,
             user: None,
             influx: InfluxConfig::default(),
+            source: None,
         }
     }
 }
@@ -214,6 +218,10 @@ fn hostname() -> String {
 pub trait Env {
     /// The variable's value, if set and not empty.
     fn get(&self, key: &str) -> Option<String>;
+    /// Whether the variable is set to something that is not text (UTF-8).
+    fn is_binary(&self, _key: &str) -> bool {
+        false
+    }
 }
 
 /// The process's environment.
@@ -223,6 +231,55 @@ impl Env for ProcessEnv {
     fn get(&self, key: &str) -> Option<String> {
         std::env::var(key).ok().filter(|v| !v.is_empty())
     }
+    fn is_binary(&self, key: &str) -> bool {
+        matches!(std::env::var(key), Err(std::env::VarError::NotUnicode(_)))
+    }
+}
+
+/// The 1-based line of `key = ...` in a TOML text, for messages.
+fn line_of(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start();
+            l.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map(|i| i + 1)
+}
+
+/// Read a token file: one line of text, no control characters, not empty.
+fn read_token_file(p: &Path) -> Result<Secret, ConfigError> {
+    let err = |detail: String| ConfigError::TokenFile {
+        path: p.to_owned(),
+        detail,
+    };
+    let bytes = std::fs::read(p).map_err(|e| err(e.to_string()))?;
+    let text = String::from_utf8(bytes).map_err(|_| err("it is not text (UTF-8)".into()))?;
+    let t = text.strip_suffix('\n').unwrap_or(&text);
+    let t = t.strip_suffix('\r').unwrap_or(t).trim();
+    if t.is_empty() {
+        return Err(err("it is empty; put the token on its one line".into()));
+    }
+    if t.contains('\n') {
+        return Err(err(
+            "it has more than one line; the token alone must be on its one line".into(),
+        ));
+    }
+    if t.chars().any(char::is_control) {
+        return Err(err(
+            "the token has a control character; write the token alone on one line".into(),
+        ));
+    }
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o004 != 0) {
+            tracing::warn!(
+                "the token file {} is readable by every user; chmod 600 it",
+                p.display()
+            );
+        }
+    }
+    Ok(Secret::new(t))
 }
 
 impl DaemonConfig {
@@ -234,10 +291,20 @@ impl DaemonConfig {
                     path: p.to_owned(),
                     detail: e.to_string(),
                 })?;
-                toml::from_str::<DaemonConfig>(&text).map_err(|e| ConfigError::Parse {
-                    path: p.to_owned(),
-                    detail: e.message().to_owned(),
-                })?
+                let mut c = toml::from_str::<DaemonConfig>(&text).map_err(|e| {
+                    let line = e
+                        .span()
+                        .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+                    ConfigError::Parse {
+                        path: p.to_owned(),
+                        detail: match line {
+                            Some(l) => format!("line {l}: {}", e.message()),
+                            None => e.message().to_owned(),
+                        },
+                    }
+                })?;
+                c.source = Some((p.to_owned(), text));
+                c
             }
             None => DaemonConfig::default(),
         };
@@ -268,16 +335,35 @@ impl DaemonConfig {
         if let Some(v) = env.get("INFLUX_TOKEN_FILE") {
             i.token_file = Some(PathBuf::from(v));
         }
+        if env.is_binary("INFLUX_TOKEN") {
+            return Err(ConfigError::Invalid(
+                "INFLUX_TOKEN is not text (UTF-8); set it to the token, or use INFLUX_TOKEN_FILE"
+                    .into(),
+            ));
+        }
         if let Some(v) = env.get("INFLUX_TOKEN") {
+            if v.trim().chars().any(char::is_control) {
+                return Err(ConfigError::Invalid(
+                    "INFLUX_TOKEN has a control character; set it to the token alone".into(),
+                ));
+            }
             i.token = Secret::new(v.trim());
         } else if let Some(p) = &i.token_file {
-            let t = std::fs::read_to_string(p).map_err(|e| ConfigError::TokenFile {
-                path: p.clone(),
-                detail: e.to_string(),
-            })?;
-            i.token = Secret::new(t.trim());
+            i.token = read_token_file(p)?;
         }
         Ok(cfg)
+    }
+
+    /// `key` and where it was set, for messages: "`buffer_mib` (c.toml line 3)".
+    fn key(&self, key: &str) -> String {
+        let short = key.rsplit('.').next().unwrap_or(key);
+        match &self.source {
+            Some((p, text)) => match line_of(text, short) {
+                Some(l) => format!("{key} ({} line {l})", p.display()),
+                None => key.to_owned(),
+            },
+            None => key.to_owned(),
+        }
     }
 
     /// Checks that need the whole configuration.
@@ -287,13 +373,80 @@ impl DaemonConfig {
                 "no interface: give --iface IF (or iface in the config file)".into(),
             ));
         }
+        if !(1..=1024).contains(&self.buffer_mib) {
+            return Err(ConfigError::Invalid(format!(
+                "{} is {}: the kernel capture buffer must be 1 to 1024 MiB",
+                self.key("buffer_mib"),
+                self.buffer_mib
+            )));
+        }
+        if !(64..=262_144).contains(&self.snaplen) {
+            return Err(ConfigError::Invalid(format!(
+                "{} is {}: use 64 to 262144 bytes",
+                self.key("snaplen"),
+                self.snaplen
+            )));
+        }
+        if self.shutdown_deadline_s > 3600 {
+            return Err(ConfigError::Invalid(format!(
+                "{} is {}: use at most 3600 seconds",
+                self.key("shutdown_deadline_s"),
+                self.shutdown_deadline_s
+            )));
+        }
+        if !self.metrics_addr.is_empty() {
+            use std::net::ToSocketAddrs;
+            match self
+                .metrics_addr
+                .to_socket_addrs()
+                .map(|a| a.collect::<Vec<_>>())
+            {
+                Err(_) => {
+                    return Err(ConfigError::Invalid(format!(
+                        "{} is {:?}: give an address and port such as 127.0.0.1:9898 (empty disables it)",
+                        self.key("metrics_addr"),
+                        self.metrics_addr
+                    )));
+                }
+                Ok(a) if a.iter().any(|a| !a.ip().is_loopback()) => tracing::warn!(
+                    "the metrics endpoint listens on {}, not only on this host: anyone who can reach it can read the metrics",
+                    self.metrics_addr
+                ),
+                Ok(_) => {}
+            }
+        }
         let i = &self.influx;
+        if !matches!(i.version, 1 | 2) {
+            return Err(ConfigError::Invalid(format!(
+                "{} is {}: use 1 (InfluxDB 1.x) or 2 (InfluxDB 2, VictoriaMetrics)",
+                self.key("influx.version"),
+                i.version
+            )));
+        }
         if i.enabled() {
             if !(i.url.starts_with("http://") || i.url.starts_with("https://")) {
                 return Err(ConfigError::Invalid(format!(
                     "INFLUX_URL {:?} must start with http:// or https://",
                     i.url
                 )));
+            }
+            if let Err(e) = reqwest::Url::parse(&i.url) {
+                return Err(ConfigError::Invalid(format!(
+                    "INFLUX_URL {:?} is not a valid URL ({e}); for example http://127.0.0.1:8086",
+                    i.url
+                )));
+            }
+            if i.buffer_points > 10_000_000 {
+                return Err(ConfigError::Invalid(format!(
+                    "{} is {}: use at most 10000000 points",
+                    self.key("influx.buffer_points"),
+                    i.buffer_points
+                )));
+            }
+            if i.version == 2 && i.token.is_empty() {
+                tracing::warn!(
+                    "no InfluxDB token (INFLUX_TOKEN or INFLUX_TOKEN_FILE): writes are sent unauthenticated"
+                );
             }
             if i.version == 2 && i.bucket.is_empty() {
                 return Err(ConfigError::Invalid(
@@ -306,9 +459,11 @@ impl DaemonConfig {
                 ));
             }
             if i.batch_points == 0 || i.buffer_points < i.batch_points {
-                return Err(ConfigError::Invalid(
-                    "influx.buffer_points must be at least influx.batch_points (> 0)".into(),
-                ));
+                return Err(ConfigError::Invalid(format!(
+                    "{} must be at least {} (> 0)",
+                    self.key("influx.buffer_points"),
+                    self.key("influx.batch_points")
+                )));
             }
         }
         Ok(())
@@ -349,6 +504,58 @@ mod tests {
         let shown = format!("{c:?} {}", c.influx.token);
         assert!(!shown.contains("s3cr3t"), "{shown}");
         c.validate().unwrap();
+    }
+
+    fn refused(toml: &str, env: &[(&'static str, &str)]) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, toml).unwrap();
+        let env = Map(env.iter().map(|(k, v)| (*k, v.to_string())).collect());
+        match DaemonConfig::load(Some(&f), &env).and_then(|c| c.validate()) {
+            Ok(()) => panic!("accepted: {toml}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn configuration_mistakes_name_the_key_and_the_line() {
+        let e = refused("iface = \"eth0\"\n\nbuffer_mib = 100000\n", &[]);
+        assert!(e.contains("buffer_mib") && e.contains("line 3"), "{e}");
+        let e = refused("iface = \"eth0\"\n[influx]\nversion = 3\n", &[]);
+        assert!(e.contains("influx.version") && e.contains("line 3"), "{e}");
+        let e = refused("iface = \"eth0\"\n", &[("INFLUX_URL", "http://[::1")]);
+        assert!(e.contains("not a valid URL"), "{e}");
+        let e = refused("iface = \"eth0\"\nsnaplen = \"big\"\n", &[]);
+        assert!(e.contains("line 2"), "{e}");
+        let e = refused("iface = \"eth0\"\nmetrics_addr = \"nowhere\"\n", &[]);
+        assert!(e.contains("metrics_addr") && e.contains("line 2"), "{e}");
+        for e in [&e] {
+            assert_eq!(e.lines().count(), 1, "{e}");
+        }
+    }
+
+    #[test]
+    fn token_files_must_hold_one_line_of_text() {
+        let dir = tempfile::tempdir().unwrap();
+        for (body, says) in [
+            (&b""[..], "empty"),
+            (&b"abc\ndef\n"[..], "more than one line"),
+            (&b"ab\x07c\n"[..], "control character"),
+            (&b"\xff\xfe\n"[..], "not text"),
+        ] {
+            let t = dir.path().join("tok");
+            std::fs::write(&t, body).unwrap();
+            let env = Map(HashMap::from([(
+                "INFLUX_TOKEN_FILE",
+                t.display().to_string(),
+            )]));
+            let e = DaemonConfig::load(None, &env).unwrap_err().to_string();
+            assert!(e.contains(says), "{body:?}: {e}");
+            assert!(
+                !e.contains("abc") && !e.contains("def"),
+                "never the token: {e}"
+            );
+        }
     }
 
     #[test]

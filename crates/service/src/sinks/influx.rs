@@ -152,6 +152,17 @@ impl InfluxWriter {
         }
     }
 
+    /// A server's words with the token replaced by `***` (a proxy may echo the
+    /// Authorization header back).
+    fn redact(&self, text: &str) -> String {
+        let t = self.cfg.token.expose();
+        if t.is_empty() {
+            text.to_owned()
+        } else {
+            text.replace(t, "***")
+        }
+    }
+
     /// Health check at start: `/health` (v2) or `/ping` (v1) must answer 2xx.
     pub async fn health(&self) -> Result<(), InfluxError> {
         let base = self.cfg.url.trim_end_matches('/');
@@ -173,7 +184,7 @@ impl InfluxWriter {
             Err(InfluxError::Unhealthy {
                 url: self.cfg.url.clone(),
                 status,
-                body: body.chars().take(200).collect(),
+                body: self.redact(&body).chars().take(200).collect(),
             })
         }
     }
@@ -294,7 +305,10 @@ impl InfluxWriter {
                         self.logged.push(status);
                         tracing::error!(
                             "InfluxDB refused a batch of {n} points with HTTP {status} ({}); {}",
-                            body.trim().chars().take(200).collect::<String>(),
+                            self.redact(body.trim())
+                                .chars()
+                                .take(200)
+                                .collect::<String>(),
                             match status {
                                 401 | 403 => "check INFLUX_TOKEN",
                                 404 => "check INFLUX_ORG and INFLUX_BUCKET (or INFLUX_DB)",
@@ -578,6 +592,91 @@ mod tests {
             .unwrap();
         assert!(!rt.block_on(w.flush_once(false)));
         assert_eq!(w.stats.retries, 1, "the due batch was attempted");
+    }
+
+    /// A server that answers every request with 401 and the request's
+    /// Authorization header as the body, `n` times.
+    fn echoing_server(n: usize) -> (std::net::SocketAddr, std::thread::JoinHandle<()>) {
+        use std::io::{Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let h = std::thread::spawn(move || {
+            for _ in 0..n {
+                let Ok((mut s, _)) = l.accept() else { return };
+                let mut req = Vec::new();
+                let mut b = [0u8; 4096];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut b) {
+                        Ok(0) | Err(_) => break,
+                        Ok(k) => req.extend_from_slice(&b[..k]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&req).into_owned();
+                let auth = text
+                    .lines()
+                    .find(|l| l.to_ascii_lowercase().starts_with("authorization:"))
+                    .unwrap_or("")
+                    .to_owned();
+                let body = format!("unauthorized, you sent {auth}");
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 401 Unauthorized\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        (addr, h)
+    }
+
+    #[test]
+    fn a_401_that_echoes_the_token_is_logged_redacted() {
+        let (addr, server) = echoing_server(2);
+        let cfg = InfluxConfig {
+            url: format!("http://{addr}"),
+            org: "o".into(),
+            token: crate::config::Secret::new("s3cr3t-t0ken"),
+            gzip: false,
+            ..Default::default()
+        };
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+        let sink = std::sync::Arc::clone(&logs);
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || Capture(std::sync::Arc::clone(&sink)))
+            .finish();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let health = tracing::subscriber::with_default(subscriber, || {
+            let mut w = InfluxWriter::new(&cfg, "h", "eth0", "m1").unwrap();
+            let health = rt.block_on(w.health()).unwrap_err().to_string();
+            w.push(&Point {
+                ts_ms: 1,
+                fields: vec![("x", 1.0)],
+            })
+            .unwrap();
+            assert!(rt.block_on(w.flush_once(true)), "a 401 drops the batch");
+            assert_eq!(w.stats.dropped_rejected, 1);
+            health
+        });
+        server.join().unwrap();
+        let logs = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+        for text in [&health, &logs] {
+            assert!(text.contains("***"), "{text}");
+            assert!(!text.contains("s3cr3t"), "the token leaked: {text}");
+        }
+        assert!(logs.contains("401"), "{logs}");
+    }
+
+    struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Capture {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
 
     #[test]
