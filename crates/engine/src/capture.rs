@@ -93,11 +93,18 @@ pub enum SkipReason {
     BadTcpHeader,
     /// Record timestamp unusable (no timestamp at all, as in pcapng simple packets).
     NoTimestamp,
+    /// The record claims a wire length no frame has (over [`MAX_WIRE_LEN`]).
+    ImplausibleLength,
 }
+
+/// Longest frame a capture can really hold: BIG TCP's 512 KiB GSO super-frames
+/// with room to spare. A record claiming more (a corrupt or crafted length
+/// field, up to 4 GiB) would count as thousands of Mbit/s.
+pub const MAX_WIRE_LEN: u32 = 1 << 20;
 
 impl SkipReason {
     /// Every reason, in counter order.
-    pub const ALL: [SkipReason; 9] = [
+    pub const ALL: [SkipReason; 10] = [
         SkipReason::UnsupportedLinktype,
         SkipReason::TruncatedLink,
         SkipReason::NotIp,
@@ -107,6 +114,7 @@ impl SkipReason {
         SkipReason::TruncatedTcpHeader,
         SkipReason::BadTcpHeader,
         SkipReason::NoTimestamp,
+        SkipReason::ImplausibleLength,
     ];
 
     /// Stable snake_case name used in summaries, reports and metrics.
@@ -121,6 +129,7 @@ impl SkipReason {
             SkipReason::TruncatedTcpHeader => "truncated_tcp_header",
             SkipReason::BadTcpHeader => "bad_tcp_header",
             SkipReason::NoTimestamp => "no_timestamp",
+            SkipReason::ImplausibleLength => "implausible_length",
         }
     }
 }
@@ -198,6 +207,9 @@ pub fn parse_frame(
     orig_len: u32,
     ts_ns: i64,
 ) -> Result<PacketSummary, SkipReason> {
+    if orig_len > MAX_WIRE_LEN {
+        return Err(SkipReason::ImplausibleLength);
+    }
     let ip_off = link_payload_offset(linktype, data)?;
     // Bytes of the IP packet the wire carried, which may exceed what was captured.
     let ip_wire_len = (orig_len as usize)
@@ -483,6 +495,18 @@ mod tests {
         assert_eq!(p.ends.sport, 1234);
         assert_eq!(&p.ends.src[..4], &[10, 0, 0, 1]);
         assert_eq!(p.frame_len_bytes, f.len() as u32);
+    }
+
+    #[test]
+    fn a_record_claiming_4_gb_is_a_counted_skip() {
+        // Regression: such a record made a 687,195 Mbit/s window.
+        let f = tcp_frame(&[7; 100], false);
+        assert_eq!(
+            parse_frame(linktype::ETHERNET, &f, u32::MAX, 0).unwrap_err(),
+            SkipReason::ImplausibleLength
+        );
+        // A 512 KiB BIG TCP super-frame is still a frame.
+        assert!(parse_frame(linktype::ETHERNET, &f, 512 * 1024, 0).is_ok());
     }
 
     #[test]
