@@ -267,6 +267,7 @@ fn daemon(d: DaemonSettings, backend: &dyn Backend, quiet: bool) -> Result<(), E
         metrics_addr: (!cfg.metrics_addr.is_empty()).then(|| cfg.metrics_addr.clone()),
         shutdown,
         flush_deadline: Duration::from_secs(cfg.shutdown_deadline_s),
+        on_serving: None,
     }
     .run()?;
     eprintln!("{}", summary.line());

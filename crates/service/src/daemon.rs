@@ -65,6 +65,8 @@ pub struct Daemon<M> {
     pub shutdown: Shutdown,
     /// Longest the sinks may take to flush at the end.
     pub flush_deadline: Duration,
+    /// Told the address the metrics endpoint bound (tests bind port 0).
+    pub on_serving: Option<crossbeam_channel::Sender<String>>,
 }
 
 /// The daemon's end-of-run numbers.
@@ -94,11 +96,13 @@ impl<M: SequenceModel + Send + 'static> Daemon<M> {
     pub fn run(self) -> Result<DaemonSummary, DaemonError> {
         let start = Instant::now();
         let server = match &self.metrics_addr {
-            Some(addr) => Some(serve(
-                addr,
-                Arc::clone(&self.metrics),
-                self.shutdown.clone(),
-            )?),
+            Some(addr) => {
+                let (h, bound) = serve(addr, Arc::clone(&self.metrics), self.shutdown.clone())?;
+                if let Some(tx) = &self.on_serving {
+                    let _ = tx.send(bound);
+                }
+                Some(h)
+            }
             None => None,
         };
         let source = self.source;

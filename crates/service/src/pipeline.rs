@@ -304,6 +304,7 @@ fn inference_loop<M: SequenceModel>(
                     }
                     Err(e) => {
                         summary.model_errors += 1;
+                        metrics.model_failed(e.to_string());
                         crate::diag::warn_every(
                             &crate::diag::MODEL_ERRORS,
                             format_args!("{e}; that window has no forecast"),

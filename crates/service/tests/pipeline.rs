@@ -140,6 +140,7 @@ fn the_daemon_runs_in_process_on_a_capture_played_as_live() {
         Box::new(DaemonCsv::open(&csv, 100, 1, Arc::clone(&metrics)).unwrap()),
     ];
     let shutdown = Shutdown::new();
+    let (serving_tx, serving) = crossbeam_channel::bounded(1);
     let daemon = Daemon {
         source: Box::new(AsLive::open(&sample(), clock.clone())),
         clock: Arc::new(clock.clone()),
@@ -148,9 +149,10 @@ fn the_daemon_runs_in_process_on_a_capture_played_as_live() {
         model: model(),
         sinks,
         metrics: Arc::clone(&metrics),
-        metrics_addr: None,
+        metrics_addr: Some("127.0.0.1:0".into()),
         shutdown: shutdown.clone(),
         flush_deadline: Duration::from_secs(5),
+        on_serving: Some(serving_tx),
     };
     let handle = std::thread::spawn(move || daemon.run());
 
@@ -178,6 +180,10 @@ fn the_daemon_runs_in_process_on_a_capture_played_as_live() {
         live.push(s);
     }
     assert!(!handle.is_finished(), "still running when checked");
+    let addr = serving.recv_timeout(Duration::from_secs(5)).unwrap();
+    let (status, body) = http_get(&addr, "/readyz");
+    assert_eq!(status, 200, "healthy and ready while windows flow: {body}");
+    assert!(body.contains("\"status\":\"ok\""), "{body}");
     assert!(forecasts_seen_while_running > 100);
     assert!(
         live[live.len() - 10..].iter().all(|s| s.row.is_silent),
@@ -254,5 +260,114 @@ fn replay_through_the_service_matches_the_predictions_csv() {
     assert_eq!(
         std::fs::read_to_string(dir.path().join("q.csv")).unwrap(),
         text
+    );
+}
+
+/// GET `path` from `addr`: (status, body).
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|x| x.1)
+        .unwrap_or("")
+        .to_owned();
+    (status, body)
+}
+
+/// `/healthz` tells the truth while the daemon runs: with every write failing
+/// it answers 503 and names the writer; capture and model are fine.
+#[test]
+fn healthz_names_the_failing_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Metrics::new();
+    let (mem, rx) = MemorySink::new();
+    // Nothing listens on this loopback port: every write fails.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let influx = service::config::InfluxConfig {
+        url: format!("http://{closed}"),
+        org: "o".into(),
+        ..Default::default()
+    };
+    let sinks: Vec<Box<dyn Sink>> = vec![
+        Box::new(mem),
+        Box::new(
+            service::sinks::influx::InfluxSink::new(
+                &influx,
+                "h",
+                "as-live",
+                "p",
+                Arc::clone(&metrics),
+            )
+            .unwrap(),
+        ),
+        Box::new(DaemonCsv::open(&dir.path().join("p.csv"), 100, 1, Arc::clone(&metrics)).unwrap()),
+    ];
+    let clock = ManualClock::new(first_ts());
+    let shutdown = Shutdown::new();
+    let (tx, serving) = crossbeam_channel::bounded(1);
+    let daemon = Daemon {
+        source: Box::new(AsLive::open(&sample(), clock.clone())),
+        clock: Arc::new(clock),
+        grace_ns: 5_000_000,
+        engine: EngineConfig::default(),
+        model: model(),
+        sinks,
+        metrics: Arc::clone(&metrics),
+        metrics_addr: Some("127.0.0.1:0".into()),
+        shutdown: shutdown.clone(),
+        flush_deadline: Duration::from_secs(1),
+        on_serving: Some(tx),
+    };
+    let handle = std::thread::spawn(move || daemon.run());
+    let addr = serving.recv_timeout(Duration::from_secs(10)).unwrap();
+    // Windows flow; a full batch has been tried and failed.
+    let mut seen = 0;
+    while seen < 300 {
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("windows while running");
+        seen += 1;
+    }
+    let mut health = (0, String::new());
+    for _ in 0..50 {
+        health = http_get(&addr, "/healthz");
+        if health.0 == 503 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (status, body) = health;
+    assert_eq!(status, 503, "{body}");
+    let h: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(h["failing"], serde_json::json!(["writer"]), "{body}");
+    assert_eq!(h["parts"]["capture"]["ok"], true, "{body}");
+    assert!(
+        h["parts"]["writer"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("writes fail"),
+        "{body}"
+    );
+    let (status, metrics_text) = http_get(&addr, "/metrics");
+    assert_eq!(status, 200);
+    assert!(metrics_text.contains("netforecast_forecasts_total"));
+    shutdown.trigger();
+    let summary = handle.join().unwrap().unwrap();
+    assert_eq!(summary.points_written, 0);
+    assert_eq!(
+        summary.points_dropped[2], summary.points_made,
+        "unsent at shutdown, counted"
     );
 }

@@ -97,6 +97,8 @@ pub struct InfluxWriter {
     said_retry: RateLimit,
     /// Counters for the summary and Prometheus.
     pub stats: WriterStats,
+    /// Why the last write failed, while writes keep failing (for health).
+    pub failing: Option<String>,
 }
 
 impl InfluxWriter {
@@ -137,6 +139,7 @@ impl InfluxWriter {
             backoff: FIRST_BACKOFF,
             logged: Vec::new(),
             said_retry: RateLimit::every(MAX_BACKOFF.as_secs()),
+            failing: None,
             stats: WriterStats::default(),
         })
     }
@@ -278,6 +281,7 @@ impl InfluxWriter {
         let outcome = req.body(body).send().await;
         match outcome {
             Ok(resp) if resp.status().is_success() => {
+                self.failing = None;
                 self.buffer.drain(..n);
                 self.stats.points_written += n as u64;
                 self.stats.batches_written += 1;
@@ -316,6 +320,7 @@ impl InfluxWriter {
                             }
                         );
                     }
+                    self.failing = Some(format!("the server refuses writes (HTTP {status})"));
                     self.buffer.drain(..n);
                     self.stats.dropped_rejected += n as u64;
                     self.stats.queued = self.buffer.len() as u64;
@@ -343,6 +348,10 @@ impl InfluxWriter {
     }
 
     fn retry_later(&mut self, retry_after: Option<Duration>, why: &str) {
+        self.failing = Some(format!(
+            "writes fail ({why}); {} points held",
+            self.buffer.len()
+        ));
         self.stats.retries += 1;
         let wait = retry_after
             .unwrap_or(self.backoff)
@@ -466,6 +475,7 @@ impl InfluxSink {
         m.points_written.set(w.stats.points_written as i64);
         m.points_retried.set(w.stats.retries as i64);
         m.points_made.set(w.stats.points_made as i64);
+        m.set_writer_failing(w.failing.clone());
         for (reason, n) in [
             ("buffer_full", w.stats.dropped_overflow),
             ("refused", w.stats.dropped_rejected),

@@ -13,6 +13,7 @@ use prometheus::{
 };
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Every metric the pipeline exports.
 #[allow(missing_docs)]
@@ -49,7 +50,41 @@ pub struct Metrics {
     pub capturing: AtomicBool,
     /// The engine's counters as last published (counters go up by the difference).
     published: Mutex<Counters>,
+    /// Health: when the last window went through inference.
+    last_window: Mutex<Option<Instant>>,
+    /// Health: why the writer fails, while it does.
+    writer_failing: Mutex<Option<String>>,
+    /// Health: the last model error and when.
+    model_failed: Mutex<Option<(Instant, String)>>,
+    /// When these metrics were made (the run's start).
+    started: Instant,
 }
+
+/// One part of the service as `/healthz` reports it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct PartHealth {
+    /// Working.
+    pub ok: bool,
+    /// What is wrong, when not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// What `/healthz` and `/readyz` answer.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Health {
+    /// `ok` or `failing`.
+    pub status: &'static str,
+    /// The parts that fail.
+    pub failing: Vec<&'static str>,
+    /// Capture, writer and model, each.
+    pub parts: std::collections::BTreeMap<&'static str, PartHealth>,
+}
+
+/// A window older than this means the capture stage is stuck or gone.
+const CAPTURE_STALE: Duration = Duration::from_secs(3);
+/// A model error this recent makes the model part fail.
+const MODEL_RECENT: Duration = Duration::from_secs(60);
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, m: T) -> T {
     // Names are fixed and unique, so registration cannot fail.
@@ -151,6 +186,10 @@ impl Metrics {
             ),
             capturing: AtomicBool::new(false),
             published: Mutex::default(),
+            last_window: Mutex::default(),
+            writer_failing: Mutex::default(),
+            model_failed: Mutex::default(),
+            started: Instant::now(),
             registry: r,
         })
     }
@@ -197,8 +236,75 @@ impl Metrics {
             .observe(late_ns.max(0) as f64 / 1e9);
     }
 
+    /// Why the writer fails (None: it works).
+    pub fn set_writer_failing(&self, why: Option<String>) {
+        if let Ok(mut w) = self.writer_failing.lock() {
+            *w = why;
+        }
+    }
+
+    /// The model failed on a window.
+    pub fn model_failed(&self, why: String) {
+        if let Ok(mut m) = self.model_failed.lock() {
+            *m = Some((Instant::now(), why));
+        }
+    }
+
+    /// The health of capture, writer and model now. `ready` also asks that a
+    /// window has gone through (after start-up).
+    pub fn health(&self, ready: bool) -> Health {
+        let now = Instant::now();
+        let mut parts = std::collections::BTreeMap::new();
+        let last = self.last_window.lock().ok().and_then(|l| *l);
+        let capture = if !self.capturing.load(Ordering::Relaxed) {
+            Some("not capturing".to_owned())
+        } else {
+            match last {
+                Some(t) if now.duration_since(t) > CAPTURE_STALE => Some(format!(
+                    "no window for {:.0} s",
+                    now.duration_since(t).as_secs_f64()
+                )),
+                None if ready => Some("no window yet".to_owned()),
+                None if now.duration_since(self.started) > CAPTURE_STALE => {
+                    Some("no window since start".to_owned())
+                }
+                _ => None,
+            }
+        };
+        let writer = self.writer_failing.lock().ok().and_then(|w| w.clone());
+        let model = self
+            .model_failed
+            .lock()
+            .ok()
+            .and_then(|m| m.clone())
+            .filter(|(t, _)| now.duration_since(*t) < MODEL_RECENT)
+            .map(|(_, why)| why);
+        for (name, why) in [("capture", capture), ("writer", writer), ("model", model)] {
+            parts.insert(
+                name,
+                PartHealth {
+                    ok: why.is_none(),
+                    detail: why,
+                },
+            );
+        }
+        let failing: Vec<&'static str> = parts
+            .iter()
+            .filter(|(_, p)| !p.ok)
+            .map(|(n, _)| *n)
+            .collect();
+        Health {
+            status: if failing.is_empty() { "ok" } else { "failing" },
+            failing,
+            parts,
+        }
+    }
+
     /// A window went through the forecast stage.
     pub fn observe_scored(&self, s: &Scored) {
+        if let Ok(mut l) = self.last_window.lock() {
+            *l = Some(Instant::now());
+        }
         if let Some(t) = s.inference {
             self.inference_seconds.observe(t.as_secs_f64());
             self.forecasts.inc();
@@ -243,16 +349,22 @@ pub struct ServeError {
     pub detail: String,
 }
 
-/// Serve `/metrics` and `/healthz` on a named thread until `stop` is set.
+/// Serve `/metrics`, `/healthz` and `/readyz` on a named thread until `stop` is
+/// set; returns the thread and the address bound (`:0` picks a free port).
 pub fn serve(
     addr: &str,
     m: Arc<Metrics>,
     stop: Shutdown,
-) -> Result<std::thread::JoinHandle<()>, ServeError> {
+) -> Result<(std::thread::JoinHandle<()>, String), ServeError> {
     let server = tiny_http::Server::http(addr).map_err(|e| ServeError {
         addr: addr.into(),
         detail: e.to_string(),
     })?;
+    let bound = server
+        .server_addr()
+        .to_ip()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| addr.to_owned());
     std::thread::Builder::new()
         .name("metrics".into())
         .spawn(move || {
@@ -263,14 +375,20 @@ pub fn serve(
                 };
                 let (code, body, ctype) = match req.url() {
                     "/metrics" => (200, m.render(), "text/plain; version=0.0.4"),
-                    "/healthz" => {
-                        if m.capturing.load(Ordering::Relaxed) {
-                            (200, "ok\n".to_string(), "text/plain")
-                        } else {
-                            (503, "not capturing\n".to_string(), "text/plain")
-                        }
+                    u @ ("/healthz" | "/readyz") => {
+                        let h = m.health(u == "/readyz");
+                        let body = serde_json::to_string(&h).unwrap_or_default() + "\n";
+                        (
+                            if h.failing.is_empty() { 200 } else { 503 },
+                            body,
+                            "application/json",
+                        )
                     }
-                    _ => (404, "try /metrics or /healthz\n".to_string(), "text/plain"),
+                    _ => (
+                        404,
+                        "try /metrics, /healthz or /readyz\n".to_string(),
+                        "text/plain",
+                    ),
                 };
                 let header =
                     tiny_http::Header::from_bytes(&b"Content-Type"[..], ctype.as_bytes()).ok();
@@ -281,6 +399,7 @@ pub fn serve(
                 let _ = req.respond(resp);
             }
         })
+        .map(|h| (h, bound))
         .map_err(|e| ServeError {
             addr: addr.into(),
             detail: e.to_string(),
