@@ -13,7 +13,8 @@ started again. After SIGTERM the test checks:
     daemon (window start, actual and forecast), and their count equals the
     daemon's count of forecasts: nothing lost, the outage included;
   * Prometheus scraped daemon A's endpoint and a query returns its counters;
-  * /healthz answered while capturing.
+  * /healthz answered ok while capturing, and 503 naming the writer during the outage;
+  * the backlog drains within 30 s of the server's return, read while the daemon runs.
 """
 
 import csv
@@ -34,11 +35,14 @@ MODEL = os.path.abspath(os.environ.get("NETFORECAST_MODEL", "model_files"))
 
 
 def ns_get(ns, url, data=None, timeout=5):
-    """HTTP from inside the namespace (its loopback is not ours)."""
-    cmd = ["ip", "netns", "exec", ns, "python3", "-c",
-           "import sys,urllib.request as u;"
-           "d=sys.argv[2].encode() if len(sys.argv)>2 else None;"
-           "r=u.urlopen(u.Request(sys.argv[1],data=d),timeout=%d);sys.stdout.write(r.read().decode())" % timeout, url]
+    """HTTP from inside the namespace (its loopback is not ours). The body, also of
+    an error answer (a 503 from /healthz); the status is on stderr."""
+    script = ("import sys,urllib.request as u, urllib.error as e\n"
+              "d=sys.argv[2].encode() if len(sys.argv)>2 else None\n"
+              "try:\n r=u.urlopen(u.Request(sys.argv[1],data=d),timeout=%d)\n"
+              "except e.HTTPError as x:\n r=x\n"
+              "sys.stderr.write(str(r.status))\nsys.stdout.write(r.read().decode())\n" % timeout)
+    cmd = ["ip", "netns", "exec", ns, "python3", "-c", script, url]
     if data is not None:
         cmd.append(data)
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 5)
@@ -131,8 +135,9 @@ bind-address = "127.0.0.1:8088"
                               env=env_b, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         procs["daemon-a"], procs["daemon-b"] = da, db
         time.sleep(2)
-        if ns_get(snd, "http://127.0.0.1:9898/healthz").stdout.strip() != "ok":
-            failures.append("/healthz did not answer ok while capturing")
+        h = ns_get(snd, "http://127.0.0.1:9898/healthz")
+        if h.stderr.strip() != "200" or json.loads(h.stdout or "{}").get("status") != "ok":
+            failures.append(f"/healthz did not answer ok while capturing: {h.stderr} {h.stdout}")
         client = subprocess.Popen(["ip", "netns", "exec", snd, "iperf3", "-c", pair.rcv_addr, "-t", "40"],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs["iperf-c"] = client
@@ -141,10 +146,53 @@ bind-address = "127.0.0.1:8088"
         procs["vm"].send_signal(signal.SIGTERM)
         procs["vm"].wait(timeout=20)
         outage_from = time.time()
-        time.sleep(30)
+        def writer_cpu_s(pid):
+            """CPU seconds of the daemon's writer thread so far."""
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                    st = f.read()
+                if st[st.index("(") + 1:st.rindex(")")] == "writer":
+                    fields = st[st.rindex(")") + 2:].split()
+                    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            return None
+        time.sleep(2)
+        cpu0, t0 = writer_cpu_s(da.pid), time.time()
+        time.sleep(13)
+        cpu1, t1 = writer_cpu_s(da.pid), time.time()
+        if cpu0 is None or cpu1 is None:
+            failures.append("no writer thread found")
+        else:
+            share = (cpu1 - cpu0) / (t1 - t0)
+            print(f"daemon_netns: writer thread during the outage: {100 * share:.1f} % of a core")
+            if share > 0.05:
+                failures.append(f"the writer used {100 * share:.1f} % of a core while the server was away")
+        # While writes fail, /healthz says so and names the writer.
+        h = ns_get(snd, "http://127.0.0.1:9898/healthz")
+        hj = json.loads(h.stdout or "{}")
+        if h.stderr.strip() != "503" or hj.get("failing") != ["writer"]:
+            failures.append(f"/healthz during the outage: {h.stderr} {h.stdout}")
+        time.sleep(15)
         start("vm", vm_cmd)
         wait_http(snd, "http://127.0.0.1:8428/health")
-        print(f"daemon_netns: VictoriaMetrics was down for {time.time() - outage_from:.1f} s")
+        back = time.time()
+        print(f"daemon_netns: VictoriaMetrics was down for {back - outage_from:.1f} s")
+        # Before any signal: the backlog drains within 30 s of the server's return
+        # (the writer once stalled for good with 200+ points queued).
+        def metric(name):
+            text = ns_get(snd, "http://127.0.0.1:9898/metrics").stdout
+            return next((float(l.split()[-1]) for l in text.splitlines() if l.startswith(name + " ")), None)
+        drained = None
+        while time.time() - back < 30:
+            q = metric("netforecast_writer_queue_points")
+            if q is not None and q < 50:
+                drained = time.time() - back
+                break
+            time.sleep(0.5)
+        if drained is None:
+            failures.append(f"the backlog did not drain within 30 s of the server's return "
+                            f"(queue {metric('netforecast_writer_queue_points')})")
+        else:
+            print(f"daemon_netns: backlog drained {drained:.1f} s after the server came back, while running")
         client.wait(timeout=60)
         time.sleep(3)
         prom = ns_get(snd, "http://127.0.0.1:9090/api/v1/query?query=netforecast_forecasts_total").stdout
