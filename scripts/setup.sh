@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# Installs what netforecast needs to build, test and run on Debian 12 (as root).
-# Idempotent: a second run only checks.
+# Installs what netforecast needs to build and run on Debian 12 (as root);
+# `--test` adds what the tests need, including the servers they start
+# themselves (InfluxDB 1.x, VictoriaMetrics, Prometheus), which are installed
+# without being started or enabled. Idempotent: a second run only checks.
 set -euo pipefail
+pkgs=(libpcap-dev iproute2 python3 python3-pip pkg-config gcc g++ libfontconfig1-dev libfreetype6-dev fonts-dejavu-core)
+servers=()
+if [ "${1:-}" = --test ]; then
+  pkgs+=(tshark tcpdump iperf3 ethtool time python3-yaml)
+  servers=(influxdb victoria-metrics prometheus)
+fi
 need_apt=()
-for pkg in libpcap-dev tshark tcpdump iperf3 iproute2 ethtool python3 python3-pip pkg-config gcc g++ \
-  libfontconfig1-dev libfreetype6-dev fonts-dejavu-core time \
-  influxdb victoria-metrics prometheus python3-yaml; do
+for pkg in "${pkgs[@]}" "${servers[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 # Node.js and npm for the dashboard type check; a machine may already have them
@@ -16,7 +22,22 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq
   # tshark asks whether non-root users may capture; answer no without a prompt.
   echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+  # Servers must not start on install (on a systemd host Debian would start them,
+  # and InfluxDB would listen on every interface without authentication): a
+  # policy-rc.d that says no, for the length of this install only.
+  had_policy=0
+  [ -e /usr/sbin/policy-rc.d ] && had_policy=1
+  if [ $had_policy = 0 ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+  fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  [ $had_policy = 0 ] && rm -f /usr/sbin/policy-rc.d
+  if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    for svc in influxdb victoria-metrics prometheus prometheus-node-exporter; do
+      systemctl disable --now "$svc" >/dev/null 2>&1 || true
+    done
+  fi
 fi
 if ! command -v cargo >/dev/null 2>&1; then
   if [ -x "$HOME/.cargo/bin/cargo" ]; then

@@ -7,7 +7,7 @@
 # Ends with one "N passed, N failed" line.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh || exit 1
+scripts/setup.sh --test || exit 1
 export PATH="$HOME/.cargo/bin:$PATH"
 passed=0 failed=0
 step() { # name, command...
