@@ -733,3 +733,94 @@ fn pipes_and_fifos_are_read_once() {
     let e = String::from_utf8_lossy(&out.stderr);
     assert_eq!(e.trim().lines().count(), 1, "one line: {e}");
 }
+
+/// 2,000 idle connections to the metrics endpoint of a daemon limited to 1,024
+/// open files: no panic, a handful of threads, and `/metrics` still answers at
+/// once (root: captures on lo).
+#[test]
+fn idle_connections_cannot_lock_out_a_scrape() {
+    use std::io::{Read, Write};
+    use std::os::unix::process::CommandExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = nf();
+    cmd.args(["--iface", "lo", "-q", "--metrics-addr", &addr, "--model"])
+        .arg(repo().join("model_files"))
+        .arg("--csv")
+        .arg(dir.path().join("p.csv"))
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: setrlimit in the child before exec, async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 1024,
+                rlim_max: 1024,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().unwrap();
+    let pid = child.id();
+    let get = |path: &str| -> (std::time::Duration, String) {
+        let t = std::time::Instant::now();
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut text = String::new();
+        let _ = s.read_to_string(&mut text);
+        (t.elapsed(), text)
+    };
+    // Wait for the endpoint.
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(&addr).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let idle: Vec<std::net::TcpStream> = (0..2000)
+        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+        .collect();
+    let best = (0..3)
+        .map(|_| {
+            let (t, text) = get("/metrics");
+            assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+            assert!(text.contains("netforecast_frames_total"));
+            t
+        })
+        .min()
+        .unwrap();
+    eprintln!("/metrics with 2000 idle connections: {best:?}");
+    assert!(best < std::time::Duration::from_millis(100), "{best:?}");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let threads: usize = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(threads <= 16, "a bounded number of threads: {threads}");
+    drop(idle);
+    // SAFETY: signalling the child we started, by its PID.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{e}");
+    assert!(
+        !e.contains("panicked") && !e.contains("Too many open files"),
+        "{e}"
+    );
+}

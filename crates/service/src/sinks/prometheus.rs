@@ -349,59 +349,162 @@ pub struct ServeError {
     pub detail: String,
 }
 
-/// Serve `/metrics`, `/healthz` and `/readyz` on a named thread until `stop` is
-/// set; returns the thread and the address bound (`:0` picks a free port).
+/// Connections served at once; beyond this the longest-idle one is closed, so
+/// a crowd of idle clients cannot lock out a scrape.
+pub const MAX_CONNECTIONS: usize = 64;
+/// A client has this long to send its request before it is closed.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest request head read.
+const MAX_REQUEST_BYTES: usize = 8 * 1024;
+
+/// Serve `/metrics`, `/healthz` and `/readyz` on a named thread (one tokio
+/// runtime on one thread, whatever the number of clients) until `stop` is set;
+/// returns the thread and the address bound (`:0` picks a free port). At most
+/// [`MAX_CONNECTIONS`] connections are open: a new one closes the longest-idle
+/// one; each gets [`REQUEST_TIMEOUT`] to send its request and is answered and
+/// closed.
 pub fn serve(
     addr: &str,
     m: Arc<Metrics>,
     stop: Shutdown,
 ) -> Result<(std::thread::JoinHandle<()>, String), ServeError> {
-    let server = tiny_http::Server::http(addr).map_err(|e| ServeError {
+    let err = |detail: String| ServeError {
         addr: addr.into(),
-        detail: e.to_string(),
-    })?;
-    let bound = server
-        .server_addr()
-        .to_ip()
+        detail,
+    };
+    let listener = std::net::TcpListener::bind(addr).map_err(|e| err(e.to_string()))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| err(e.to_string()))?;
+    let bound = listener
+        .local_addr()
         .map(|a| a.to_string())
-        .unwrap_or_else(|| addr.to_owned());
+        .unwrap_or_else(|_| addr.to_owned());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| err(e.to_string()))?;
     std::thread::Builder::new()
-        .name("metrics".into())
-        .spawn(move || {
-            while !stop.is_set() {
-                let Ok(Some(req)) = server.recv_timeout(std::time::Duration::from_millis(200))
-                else {
-                    continue;
-                };
-                let (code, body, ctype) = match req.url() {
-                    "/metrics" => (200, m.render(), "text/plain; version=0.0.4"),
-                    u @ ("/healthz" | "/readyz") => {
-                        let h = m.health(u == "/readyz");
-                        let body = serde_json::to_string(&h).unwrap_or_default() + "\n";
-                        (
-                            if h.failing.is_empty() { 200 } else { 503 },
-                            body,
-                            "application/json",
-                        )
-                    }
-                    _ => (
-                        404,
-                        "try /metrics, /healthz or /readyz\n".to_string(),
-                        "text/plain",
-                    ),
-                };
-                let header =
-                    tiny_http::Header::from_bytes(&b"Content-Type"[..], ctype.as_bytes()).ok();
-                let mut resp = tiny_http::Response::from_string(body).with_status_code(code);
-                if let Some(h) = header {
-                    resp = resp.with_header(h);
-                }
-                let _ = req.respond(resp);
-            }
-        })
+        .name("http".into())
+        .spawn(move || rt.block_on(accept_loop(listener, m, stop)))
         .map(|h| (h, bound))
-        .map_err(|e| ServeError {
-            addr: addr.into(),
-            detail: e.to_string(),
-        })
+        .map_err(|e| err(e.to_string()))
+}
+
+/// One open connection: when it was accepted, whether it is being answered.
+struct Conn {
+    since: std::time::Instant,
+    busy: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn accept_loop(listener: std::net::TcpListener, m: Arc<Metrics>, stop: Shutdown) {
+    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+        tracing::error!("the metrics endpoint cannot listen");
+        return;
+    };
+    let mut conns: Vec<Conn> = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((s, _)) => s,
+                    Err(e) => {
+                        // Out of file descriptors, or the client gave up: wait a moment.
+                        crate::diag::warn_every(&ACCEPT_FAILED, format_args!("metrics endpoint: accept failed: {e}"));
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                conns.retain(|c| !c.task.is_finished());
+                if conns.len() >= MAX_CONNECTIONS {
+                    // Close the longest-idle connection (one not being answered).
+                    if let Some(i) = conns
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, c)| !c.busy.load(Ordering::Relaxed))
+                        .min_by_key(|(_, c)| c.since)
+                        .map(|(i, _)| i)
+                    {
+                        conns.swap_remove(i).task.abort();
+                    }
+                }
+                let busy = Arc::new(AtomicBool::new(false));
+                let task = tokio::spawn(answer(stream, Arc::clone(&m), Arc::clone(&busy)));
+                conns.push(Conn { since: std::time::Instant::now(), busy, task });
+            }
+            _ = tick.tick() => {
+                if stop.is_set() {
+                    break;
+                }
+                conns.retain(|c| !c.task.is_finished());
+            }
+        }
+    }
+    for c in conns {
+        c.task.abort();
+    }
+}
+
+static ACCEPT_FAILED: crate::diag::RateLimit = crate::diag::RateLimit::every(60);
+
+/// Read one request head (within the timeout), answer it, close.
+async fn answer(mut stream: tokio::net::TcpStream, m: Arc<Metrics>, busy: Arc<AtomicBool>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut head = Vec::with_capacity(512);
+    let read = tokio::time::timeout(REQUEST_TIMEOUT, async {
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_REQUEST_BYTES {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        true
+    })
+    .await;
+    if !matches!(read, Ok(true)) {
+        return;
+    }
+    busy.store(true, Ordering::Relaxed);
+    let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let mut words = line.split_whitespace();
+    let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let path = path.split('?').next().unwrap_or("");
+    let (code, body, ctype) = match (method, path) {
+        ("GET" | "HEAD", "/metrics") => (200, m.render(), "text/plain; version=0.0.4"),
+        ("GET" | "HEAD", "/healthz" | "/readyz") => {
+            let h = m.health(path == "/readyz");
+            let body = serde_json::to_string(&h).unwrap_or_default() + "\n";
+            (
+                if h.failing.is_empty() { 200 } else { 503 },
+                body,
+                "application/json",
+            )
+        }
+        ("GET" | "HEAD", _) => (
+            404,
+            "try /metrics, /healthz or /readyz\n".to_owned(),
+            "text/plain",
+        ),
+        _ => (405, "only GET\n".to_owned(), "text/plain"),
+    };
+    let reason = match code {
+        200 => "OK",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        _ => "Service Unavailable",
+    };
+    let mut out = format!(
+        "HTTP/1.1 {code} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    if method != "HEAD" {
+        out.extend_from_slice(body.as_bytes());
+    }
+    let _ = tokio::time::timeout(REQUEST_TIMEOUT, stream.write_all(&out)).await;
+    let _ = stream.shutdown().await;
 }
