@@ -824,3 +824,172 @@ fn idle_connections_cannot_lock_out_a_scrape() {
         "{e}"
     );
 }
+
+/// A loopback HTTP server that stores every line protocol line written to it
+/// (gzip or not) and answers 204; `/health` and `/ping` answer 200.
+fn recording_influx() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let store = std::sync::Arc::clone(&lines);
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let store = std::sync::Arc::clone(&store);
+            std::thread::spawn(move || {
+                loop {
+                    let mut head = Vec::new();
+                    let mut b = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        match s.read(&mut b) {
+                            Ok(1) => head.push(b[0]),
+                            _ => return,
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&head).to_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map(|v| v.trim().parse().unwrap_or(0))
+                        .unwrap_or(0);
+                    let mut body = vec![0u8; len];
+                    if s.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    if head.contains("content-encoding: gzip") {
+                        let mut d = Vec::new();
+                        flate2::read::GzDecoder::new(&body[..])
+                            .read_to_end(&mut d)
+                            .unwrap();
+                        body = d;
+                    }
+                    let status = if head.starts_with("post") {
+                        let text = String::from_utf8_lossy(&body).into_owned();
+                        store
+                            .lock()
+                            .unwrap()
+                            .extend(text.lines().map(str::to_owned));
+                        "204 No Content"
+                    } else {
+                        "200 OK"
+                    };
+                    if write!(s, "HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, lines)
+}
+
+/// An outage, then SIGKILL, then a restart with the server back: the points of
+/// the first run are delivered from the disk buffer, all but the last second
+/// (root: captures on lo).
+#[test]
+fn sigkill_during_an_outage_loses_at_most_a_second() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let buffer = dir.path().join("buffer");
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!("[influx]\nbuffer_dir = \"{}\"\n", buffer.display()),
+    )
+    .unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let daemon = |url: &str, csv: &std::path::Path| {
+        nf().args([
+            "run",
+            "--iface",
+            "lo",
+            "--metrics-addr",
+            "",
+            "-q",
+            "--config",
+        ])
+        .arg(&cfg)
+        .arg("--model")
+        .arg(repo().join("model_files"))
+        .arg("--csv")
+        .arg(csv)
+        .env("INFLUX_URL", url)
+        .env("INFLUX_ORG", "o")
+        .env("INFLUX_BUCKET", "b")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+    };
+    // Run 1: the server is away; killed after 4 s.
+    let csv1 = dir.path().join("1.csv");
+    let mut first = daemon(&format!("http://{closed}"), &csv1);
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    first.kill().unwrap();
+    let killed_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    first.wait().unwrap();
+    let on_disk: u64 = std::fs::read_dir(&buffer)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "lp"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    assert!(on_disk > 0, "points were on disk when it was killed");
+    // Run 2: the server is back.
+    let (addr, received) = recording_influx();
+    let csv2 = dir.path().join("2.csv");
+    let second = daemon(&format!("http://{addr}"), &csv2);
+    std::thread::sleep(std::time::Duration::from_millis(3000));
+    // SAFETY: signalling the child we started, by its PID.
+    unsafe { libc::kill(second.id() as i32, libc::SIGTERM) };
+    let out = second.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: std::collections::HashSet<i64> = received
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    // Every forecast of run 1 that reached its CSV (flushed each second, so up
+    // to a second before the kill) reached the server through the disk buffer.
+    let rows: Vec<i64> = std::fs::read_to_string(&csv1)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| (l.split(',').next().unwrap().parse::<f64>().unwrap() * 1000.0).round() as i64)
+        .collect();
+    assert!(rows.len() > 30, "run 1 made forecasts: {}", rows.len());
+    let missing: Vec<&i64> = rows.iter().filter(|t| !got.contains(t)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} run-1 points lost: {missing:?}",
+        missing.len(),
+        rows.len()
+    );
+    // And the newest point of run 1 that arrived is less than a second (plus a
+    // window and the capture's grace) older than the kill.
+    let newest_run1 = got.iter().filter(|t| **t < killed_ms).max().unwrap();
+    eprintln!(
+        "newest point from run 1: {} ms before the kill",
+        killed_ms - newest_run1
+    );
+    assert!(
+        killed_ms - newest_run1 < 1000 + 100,
+        "{} ms lost",
+        killed_ms - newest_run1
+    );
+}

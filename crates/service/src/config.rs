@@ -108,6 +108,9 @@ pub struct InfluxConfig {
     pub buffer_points: usize,
     /// Compress writes.
     pub gzip: bool,
+    /// Keep the unsent points on disk here (an outage plus a crash then loses at
+    /// most the last second); empty: memory only.
+    pub buffer_dir: Option<PathBuf>,
     /// Measurement name.
     pub measurement: String,
 }
@@ -126,6 +129,7 @@ impl Default for InfluxConfig {
             batch_age_ms: 1000,
             buffer_points: 100_000,
             gzip: true,
+            buffer_dir: None,
             measurement: "traffic_prediction".into(),
         }
     }

@@ -85,6 +85,8 @@ pub struct DaemonSummary {
     /// Points dropped by the writer, by reason (buffer full, refused, unsent at
     /// shutdown, not encodable).
     pub points_dropped: [u64; 4],
+    /// Points unsent at the end, kept in the disk buffer for the next run.
+    pub points_held_on_disk: u64,
     /// Rows on disk in the predictions CSV.
     pub csv_rows: u64,
     /// Rows the predictions CSV lost.
@@ -131,6 +133,7 @@ impl<M: SequenceModel + Send + 'static> Daemon<M> {
             seconds: start.elapsed().as_secs_f64(),
             run,
             points_made: m.points_made.get() as u64,
+            points_held_on_disk: m.points_held_on_disk.get() as u64,
             points_written: m.points_written.get() as u64,
             retries: m.points_retried.get() as u64,
             points_dropped: ["buffer_full", "refused", "shutdown", "encode"]
@@ -163,7 +166,7 @@ impl DaemonSummary {
             .sum();
         let k = self.kernel();
         format!(
-            "netforecast: stopped after {:.1} s: {} packets counted, {} windows, {} forecasts, {} points written ({} retries, {} dropped: {} buffer full, {} refused, {} unsent at shutdown, {} unencodable, {} writer behind; {} made), {} CSV rows ({} failed), kernel drops {}, windows dropped {}",
+            "netforecast: stopped after {:.1} s: {} packets counted, {} windows, {} forecasts, {} points written ({} retries, {} dropped: {} buffer full, {} refused, {} unsent at shutdown, {} unencodable, {} writer behind; {} held on disk; {} made), {} CSV rows ({} failed), kernel drops {}, windows dropped {}",
             self.seconds,
             counted,
             windows,
@@ -176,6 +179,7 @@ impl DaemonSummary {
             self.points_dropped[2],
             self.points_dropped[3],
             self.run.scored_dropped,
+            self.points_held_on_disk,
             self.points_made,
             self.csv_rows,
             self.csv_errors,

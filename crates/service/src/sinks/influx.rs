@@ -8,6 +8,7 @@
 //! Retry-After could not be honoured through it. Speaks both `/api/v2/write`
 //! (InfluxDB 2, VictoriaMetrics) and `/write?db=` (InfluxDB 1.x).
 
+use super::journal::{Journal, Position};
 use super::prometheus::Metrics;
 use super::{Sink, SinkError};
 use crate::config::{InfluxApi, InfluxConfig};
@@ -19,6 +20,8 @@ use std::collections::VecDeque;
 use std::io::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+static JOURNAL_FAILED: crate::diag::RateLimit = crate::diag::RateLimit::every(60);
 
 /// Longest wait between retries.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -53,6 +56,8 @@ pub struct WriterStats {
     pub dropped_shutdown: u64,
     /// Points that could not be encoded.
     pub dropped_encode: u64,
+    /// Points still unsent at the end, kept in the disk buffer for the next run.
+    pub held_on_disk: u64,
     pub queued: u64,
 }
 
@@ -88,7 +93,12 @@ pub struct InfluxWriter {
     write_url: String,
     tags: Vec<(&'static str, String)>,
     /// Encoded lines waiting, oldest first, with the time each was queued.
-    buffer: VecDeque<(Instant, Vec<u8>)>,
+    buffer: VecDeque<(Instant, Vec<u8>, Option<Position>)>,
+    /// The queue on disk, when a buffer directory is configured.
+    journal: Option<Journal>,
+    /// Everything up to here is written or dropped; the journal's cursor moves
+    /// here at the next [`InfluxWriter::sync`].
+    done: Option<Position>,
     next_attempt: Instant,
     backoff: Duration,
     /// HTTP statuses already reported once (refusals are logged once each).
@@ -135,6 +145,8 @@ impl InfluxWriter {
                 ("model", model.into()),
             ],
             buffer: VecDeque::new(),
+            journal: None,
+            done: None,
             next_attempt: Instant::now(),
             backoff: FIRST_BACKOFF,
             logged: Vec::new(),
@@ -219,13 +231,73 @@ impl InfluxWriter {
         let line = self
             .encode(p)
             .inspect_err(|_| self.stats.dropped_encode += 1)?;
+        let pos = match self.journal.as_mut().map(|j| j.append(&line)) {
+            Some(Ok(p)) => Some(p),
+            Some(Err(e)) => {
+                crate::diag::warn_every(
+                    &JOURNAL_FAILED,
+                    format_args!(
+                        "cannot write the disk buffer: {e}; points are held in memory only"
+                    ),
+                );
+                None
+            }
+            None => None,
+        };
+        self.enqueue(line, pos);
+        Ok(())
+    }
+
+    /// Queue an encoded point; beyond the bound the oldest is dropped and counted.
+    fn enqueue(&mut self, line: Vec<u8>, pos: Option<Position>) {
         if self.buffer.len() >= self.cfg.buffer_points {
-            self.buffer.pop_front();
+            if let Some((_, _, p)) = self.buffer.pop_front() {
+                self.mark_done(p);
+            }
             self.stats.dropped_overflow += 1;
         }
-        self.buffer.push_back((Instant::now(), line));
+        self.buffer.push_back((Instant::now(), line, pos));
         self.stats.queued = self.buffer.len() as u64;
-        Ok(())
+    }
+
+    fn mark_done(&mut self, p: Option<Position>) {
+        if let Some(p) = p {
+            self.done = Some(self.done.map_or(p, |d| d.max(p)));
+        }
+    }
+
+    /// Keep the queue in `dir` on disk: points left there by an earlier run are
+    /// queued again first. Returns how many came back.
+    pub fn with_journal(&mut self, dir: &std::path::Path) -> std::io::Result<usize> {
+        let (j, pending) = Journal::open(dir)?;
+        self.journal = Some(j);
+        let n = pending.len();
+        for (line, pos) in pending {
+            self.enqueue(line, Some(pos));
+        }
+        Ok(n)
+    }
+
+    /// Make the disk buffer durable and move its cursor past what is done.
+    pub fn sync(&mut self) {
+        let Some(j) = self.journal.as_mut() else {
+            return;
+        };
+        let r = j.sync().and_then(|()| match self.done.take() {
+            Some(d) => j.advance(d),
+            None => Ok(()),
+        });
+        if let Err(e) = r {
+            crate::diag::warn_every(
+                &JOURNAL_FAILED,
+                format_args!("cannot write the disk buffer: {e}; points are held in memory only"),
+            );
+        }
+    }
+
+    /// Whether unsent points survive the process (a disk buffer is configured).
+    pub fn durable(&self) -> bool {
+        self.journal.is_some()
     }
 
     /// Points held.
@@ -235,7 +307,7 @@ impl InfluxWriter {
 
     /// When the next write should happen (None: nothing queued).
     pub fn next_due(&self) -> Option<Instant> {
-        let (oldest, _) = self.buffer.front()?;
+        let (oldest, _, _) = self.buffer.front()?;
         let by_age = *oldest + Duration::from_millis(self.cfg.batch_age_ms);
         // A full batch is due at once: the oldest point's time, which is never
         // later than the caller's `now` (a fresh `Instant::now()` here was, and the
@@ -260,7 +332,7 @@ impl InfluxWriter {
         }
         let n = self.buffer.len().min(self.cfg.batch_points);
         let mut body = Vec::with_capacity(n * 300);
-        for (_, l) in self.buffer.iter().take(n) {
+        for (_, l, _) in self.buffer.iter().take(n) {
             body.extend_from_slice(l);
         }
         let mut req = self
@@ -282,7 +354,8 @@ impl InfluxWriter {
         match outcome {
             Ok(resp) if resp.status().is_success() => {
                 self.failing = None;
-                self.buffer.drain(..n);
+                let last = self.buffer.drain(..n).filter_map(|(_, _, p)| p).last();
+                self.mark_done(last);
                 self.stats.points_written += n as u64;
                 self.stats.batches_written += 1;
                 self.backoff = FIRST_BACKOFF;
@@ -321,7 +394,8 @@ impl InfluxWriter {
                         );
                     }
                     self.failing = Some(format!("the server refuses writes (HTTP {status})"));
-                    self.buffer.drain(..n);
+                    let last = self.buffer.drain(..n).filter_map(|(_, _, p)| p).last();
+                    self.mark_done(last);
                     self.stats.dropped_rejected += n as u64;
                     self.stats.queued = self.buffer.len() as u64;
                     true
@@ -337,7 +411,8 @@ impl InfluxWriter {
     /// The shutdown deadline passed: what is still held is dropped, and counted.
     pub fn abandon(&mut self) {
         self.stats.dropped_shutdown += self.buffer.len() as u64;
-        self.buffer.clear();
+        let last = self.buffer.drain(..).filter_map(|(_, _, p)| p).last();
+        self.mark_done(last);
         self.stats.queued = 0;
     }
 
@@ -455,7 +530,29 @@ impl InfluxSink {
                 url: cfg.url.clone(),
                 detail: e.to_string(),
             })?;
-        let writer = InfluxWriter::new(cfg, host, iface, model)?;
+        let mut writer = InfluxWriter::new(cfg, host, iface, model)?;
+        if let Some(dir) = cfg
+            .buffer_dir
+            .as_ref()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            match writer.with_journal(dir) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    "{n} points unsent by an earlier run are queued again from {}",
+                    dir.display()
+                ),
+                Err(e) => {
+                    return Err(InfluxError::Unreachable {
+                        url: cfg.url.clone(),
+                        detail: format!(
+                            "cannot use the disk buffer {}: {e}; fix influx.buffer_dir",
+                            dir.display()
+                        ),
+                    });
+                }
+            }
+        }
         if let Err(e) = rt.block_on(writer.health()) {
             tracing::warn!(
                 "{e}; points are held (up to {}) and written when it answers",
@@ -475,6 +572,7 @@ impl InfluxSink {
         m.points_written.set(w.stats.points_written as i64);
         m.points_retried.set(w.stats.retries as i64);
         m.points_made.set(w.stats.points_made as i64);
+        m.points_held_on_disk.set(w.stats.held_on_disk as i64);
         m.set_writer_failing(w.failing.clone());
         for (reason, n) in [
             ("buffer_full", w.stats.dropped_overflow),
@@ -500,7 +598,11 @@ impl Sink for InfluxSink {
     }
 
     fn tick(&mut self) -> Result<(), SinkError> {
+        // Durable first (at most the last tick's points can be lost to a crash),
+        // then what is due goes out.
+        self.writer.sync();
         while self.rt.block_on(self.writer.flush_once(false)) {}
+        self.writer.sync();
         self.publish();
         Ok(())
     }
@@ -518,12 +620,18 @@ impl Sink for InfluxSink {
             }
         }
         let held = self.writer.queued();
-        if held > 0 {
+        if held > 0 && self.writer.durable() {
+            tracing::warn!(
+                "InfluxDB: {held} points still unsent at the shutdown deadline stay in the disk buffer for the next run"
+            );
+            self.writer.stats.held_on_disk = held as u64;
+        } else if held > 0 {
             tracing::error!(
-                "InfluxDB: {held} points still unsent at the shutdown deadline are dropped"
+                "InfluxDB: {held} points still unsent at the shutdown deadline are dropped (set influx.buffer_dir to keep them on disk)"
             );
             self.writer.abandon();
         }
+        self.writer.sync();
         self.publish();
         Ok(())
     }

@@ -1,7 +1,8 @@
 //! Where scored windows go. Each sink owns its output format:
 //!
 //! - [`csv`]: the predictions CSV (INTERFACE.md), plain for replay, rotating for the daemon;
-//! - [`influx`]: InfluxDB line protocol over HTTP (v2 and 1.x APIs), batched, with retries;
+//! - [`influx`]: InfluxDB line protocol over HTTP (v2 and 1.x APIs), batched, with retries,
+//!   its queue kept on disk by [`journal`] when a buffer directory is set;
 //! - [`prometheus`]: the daemon's metrics registry and its `/metrics` endpoint;
 //! - [`report`]: the replay report JSON and the printed table (metrics against baselines);
 //! - [`plot`]: the phase-shift PNG;
@@ -11,6 +12,7 @@
 
 pub mod csv;
 pub mod influx;
+pub mod journal;
 pub mod memory;
 pub mod plot;
 pub mod prometheus;

@@ -37,6 +37,7 @@ pub struct Metrics {
     pub points_written: IntGauge,
     pub points_retried: IntGauge,
     pub points_made: IntGauge,
+    pub points_held_on_disk: IntGauge,
     pub points_dropped: prometheus::IntGaugeVec,
     pub csv_rows: IntCounter,
     pub csv_errors: IntCounter,
@@ -153,6 +154,10 @@ impl Metrics {
             points_written: g("points_written", "Points written to InfluxDB"),
             points_retried: g("write_retries", "Write attempts that will be retried"),
             points_made: g("points_made", "Points handed to the InfluxDB writer"),
+            points_held_on_disk: g(
+                "points_held_on_disk",
+                "Points unsent at the end, kept in the disk buffer for the next run",
+            ),
             points_dropped: reg(
                 &r,
                 prometheus::IntGaugeVec::new(
