@@ -354,7 +354,7 @@ impl InfluxWriter {
         match outcome {
             Ok(resp) if resp.status().is_success() => {
                 self.failing = None;
-                let last = self.buffer.drain(..n).filter_map(|(_, _, p)| p).last();
+                let last = self.buffer.drain(..n).filter_map(|(_, _, p)| p).next_back();
                 self.mark_done(last);
                 self.stats.points_written += n as u64;
                 self.stats.batches_written += 1;
@@ -394,7 +394,7 @@ impl InfluxWriter {
                         );
                     }
                     self.failing = Some(format!("the server refuses writes (HTTP {status})"));
-                    let last = self.buffer.drain(..n).filter_map(|(_, _, p)| p).last();
+                    let last = self.buffer.drain(..n).filter_map(|(_, _, p)| p).next_back();
                     self.mark_done(last);
                     self.stats.dropped_rejected += n as u64;
                     self.stats.queued = self.buffer.len() as u64;
@@ -411,7 +411,7 @@ impl InfluxWriter {
     /// The shutdown deadline passed: what is still held is dropped, and counted.
     pub fn abandon(&mut self) {
         self.stats.dropped_shutdown += self.buffer.len() as u64;
-        let last = self.buffer.drain(..).filter_map(|(_, _, p)| p).last();
+        let last = self.buffer.drain(..).filter_map(|(_, _, p)| p).next_back();
         self.mark_done(last);
         self.stats.queued = 0;
     }
