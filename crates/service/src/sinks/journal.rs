@@ -27,6 +27,9 @@ pub struct Position {
     pub offset: u64,
 }
 
+/// Points left unsent by an earlier run, oldest first, each with where it ends.
+pub type Unsent = Vec<(Vec<u8>, Position)>;
+
 /// The queue's journal in `dir`.
 pub struct Journal {
     dir: PathBuf,
@@ -67,7 +70,7 @@ fn read_cursor(dir: &Path) -> Position {
 impl Journal {
     /// Open (or create) the journal in `dir`; returns it with the points still
     /// unsent from an earlier run, oldest first, each with where it ends.
-    pub fn open(dir: &Path) -> io::Result<(Self, Vec<(Vec<u8>, Position)>)> {
+    pub fn open(dir: &Path) -> io::Result<(Self, Unsent)> {
         std::fs::create_dir_all(dir)?;
         let cursor = read_cursor(dir);
         let mut pending = Vec::new();
