@@ -19,6 +19,7 @@ prints p50/p99. Everything started is stopped by PID; namespaces are deleted.
 import csv
 import io
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -108,8 +109,15 @@ def main():
             cum_live += live_sizes.get(s, 0)
             cum_file += file_rows.get(s, 0)
             worst = max(worst, abs(cum_live - cum_file))
-        if worst > 8 * 1514:
-            failures.append(f"running byte totals drift by {worst} bytes at a window boundary (more than 8 frames)")
+        # A packet the kernel hands over after its window closed (the VM stalled
+        # the capture thread for longer than the 5 ms grace) is counted, as
+        # "late packets", into the open window: each may move one frame's bytes.
+        m = re.search(r"late packets (\d+)", summary)
+        late = int(m.group(1)) if m else 0
+        allowed = (8 + late) * 1514
+        if worst > allowed:
+            failures.append(f"running byte totals drift by {worst} bytes at a window boundary "
+                            f"(more than 8 frames plus {late} late packets)")
         if "kernel: received" not in summary or "dropped 0 (buffer full)" not in summary:
             failures.append(f"kernel drops or no kernel stats: {summary.strip().splitlines()[-1:]}")
 
