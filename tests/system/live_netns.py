@@ -9,7 +9,8 @@ sender's veth while tcpdump captures the same traffic in parallel. Checks:
     before and after the transfer when no packet arrives at all;
   * the live window byte totals equal the parallel capture's over the same span,
     and at every window boundary the running totals differ by at most 8 frames
-    (a packet at a boundary may fall into neighbouring windows of two sockets);
+    (a packet at a boundary may fall into neighbouring windows of two sockets)
+    plus one per packet the engine counted late;
   * the kernel dropped nothing.
 
 Measures how late windows close (arrival of the row minus the window's end) and
