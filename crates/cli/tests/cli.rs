@@ -993,3 +993,91 @@ fn sigkill_during_an_outage_loses_at_most_a_second() {
         killed_ms - newest_run1
     );
 }
+
+/// An interface that goes down and comes back: the daemon keeps running, says
+/// so once each way, and `/healthz` names the capture while it is down (root:
+/// a veth pair in a network namespace of its own; nothing is sent).
+#[test]
+fn an_interface_flap_is_logged_and_shows_in_health() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return;
+    }
+    let ns = format!("nfflap{}", std::process::id());
+    let ip = |args: &[&str]| {
+        let ok = Command::new("ip")
+            .args(args)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "ip {args:?}");
+    };
+    ip(&["netns", "add", &ns]);
+    struct Cleanup(String);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+        }
+    }
+    let _cleanup = Cleanup(ns.clone());
+    ip(&["-n", &ns, "link", "set", "lo", "up"]);
+    // A veth pair with both ends in the namespace (this kernel has no dummy).
+    ip(&[
+        "-n", &ns, "link", "add", "d0", "type", "veth", "peer", "name", "d1",
+    ]);
+    ip(&["-n", &ns, "link", "set", "d1", "up"]);
+    ip(&["-n", &ns, "link", "set", "d0", "up"]);
+    let dir = tempfile::tempdir().unwrap();
+    let child = Command::new("ip")
+        .args(["netns", "exec", &ns])
+        .arg(env!("CARGO_BIN_EXE_netforecast"))
+        .env("NETFORECAST_ML", env!("CARGO_BIN_EXE_netforecast-ml"))
+        .args([
+            "--iface",
+            "d0",
+            "--metrics-addr",
+            "127.0.0.1:9898",
+            "--model",
+        ])
+        .arg(repo().join("model_files"))
+        .arg("--csv")
+        .arg(dir.path().join("p.csv"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let health = || {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &ns, "python3", "-c"])
+            .arg(
+                "import urllib.request as u, urllib.error as e\n\
+                 try:\n r=u.urlopen('http://127.0.0.1:9898/healthz',timeout=5)\n\
+                 except e.HTTPError as x:\n r=x\n\
+                 print(r.status, r.read().decode())",
+            )
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    std::thread::sleep(std::time::Duration::from_millis(2000));
+    let up = health();
+    assert!(up.starts_with("200"), "{up}");
+    ip(&["-n", &ns, "link", "set", "d0", "down"]);
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let down = health();
+    assert!(
+        down.starts_with("503") && down.contains("\"capture\""),
+        "{down}"
+    );
+    assert!(down.contains("interface is down"), "{down}");
+    ip(&["-n", &ns, "link", "set", "d0", "up"]);
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let again = health();
+    assert!(again.starts_with("200"), "{again}");
+    // SAFETY: signalling the child (`ip netns exec` execs the daemon: same PID).
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{e}");
+    assert_eq!(e.matches("interface d0 is down").count(), 1, "{e}");
+    assert_eq!(e.matches("interface d0 is up again").count(), 1, "{e}");
+}

@@ -306,6 +306,9 @@ pub struct KernelStats {
     pub dropped: u64,
     /// Packets the interface dropped.
     pub if_dropped: u64,
+    /// The interface is down (its operstate), as last seen.
+    #[serde(skip)]
+    pub link_down: bool,
 }
 
 fn classify_open_error(iface: &str, e: pcap::Error) -> LiveError {
@@ -340,6 +343,8 @@ pub struct LiveSource {
     cap: pcap::Capture<pcap::Active>,
     /// The capture's fd, polled while idle.
     fd: std::os::unix::io::RawFd,
+    /// Since when the interface has been down, if it is.
+    down_since: Option<std::time::Instant>,
     cfg: LiveConfig,
     linktype: u32,
 }
@@ -374,6 +379,7 @@ impl LiveSource {
         use std::os::unix::io::AsRawFd;
         Ok(LiveSource {
             fd: cap.as_raw_fd(),
+            down_since: None,
             cap,
             cfg: cfg.clone(),
             linktype,
@@ -400,6 +406,7 @@ impl LiveSource {
             received: s.received as u64,
             dropped: s.dropped as u64,
             if_dropped: s.if_dropped as u64,
+            link_down: self.down_since.is_some(),
         })
     }
 }
@@ -439,7 +446,39 @@ impl PacketSource for LiveSource {
     }
 
     fn kernel_stats(&mut self) -> Result<Option<KernelStats>, SourceError> {
-        Ok(Some(self.stats()?))
+        let mut k = self.stats()?;
+        k.link_down = self.check_link();
+        Ok(Some(k))
+    }
+}
+
+impl LiveSource {
+    /// Whether the interface is down now; says so once when it goes down and
+    /// once when it comes back (capture goes on throughout, as tcpdump's does,
+    /// and the windows of the outage are silent).
+    fn check_link(&mut self) -> bool {
+        let state = std::fs::read_to_string(format!("/sys/class/net/{}/operstate", self.cfg.iface))
+            .unwrap_or_default();
+        let down = matches!(state.trim(), "down" | "lowerlayerdown" | "notpresent");
+        match (self.down_since, down) {
+            (None, true) => {
+                tracing::warn!(
+                    "interface {} is down: capture goes on and its windows are silent until it is back",
+                    self.cfg.iface
+                );
+                self.down_since = Some(std::time::Instant::now());
+            }
+            (Some(t), false) => {
+                tracing::info!(
+                    "interface {} is up again after {:.1} s",
+                    self.cfg.iface,
+                    t.elapsed().as_secs_f64()
+                );
+                self.down_since = None;
+            }
+            _ => {}
+        }
+        down
     }
 }
 

@@ -49,6 +49,8 @@ pub struct Metrics {
     pub brier_recent: Gauge,
     /// Set while the capture thread runs (for /healthz).
     pub capturing: AtomicBool,
+    /// The capture's interface is down (for /healthz).
+    pub link_down: AtomicBool,
     /// The engine's counters as last published (counters go up by the difference).
     published: Mutex<Counters>,
     /// Health: when the last window went through inference.
@@ -190,6 +192,7 @@ impl Metrics {
                 "Brier score of the published probability, last minute",
             ),
             capturing: AtomicBool::new(false),
+            link_down: AtomicBool::new(false),
             published: Mutex::default(),
             last_window: Mutex::default(),
             writer_failing: Mutex::default(),
@@ -229,6 +232,7 @@ impl Metrics {
             .inc_by(c.window.silent_windows - published.window.silent_windows);
         self.flows_active.set(c.flow.flows_active as i64);
         if let Some(k) = k {
+            self.link_down.store(k.link_down, Ordering::Relaxed);
             self.kernel_drops.set(k.dropped as i64);
             self.kernel_if_drops.set(k.if_dropped as i64);
         }
@@ -263,6 +267,8 @@ impl Metrics {
         let last = self.last_window.lock().ok().and_then(|l| *l);
         let capture = if !self.capturing.load(Ordering::Relaxed) {
             Some("not capturing".to_owned())
+        } else if self.link_down.load(Ordering::Relaxed) {
+            Some("the interface is down; windows are silent until it is back".to_owned())
         } else {
             match last {
                 Some(t) if now.duration_since(t) > CAPTURE_STALE => Some(format!(
