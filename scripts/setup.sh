@@ -7,7 +7,7 @@ set -euo pipefail
 pkgs=(libpcap-dev iproute2 python3 python3-pip pkg-config gcc g++ libfontconfig1-dev libfreetype6-dev fonts-dejavu-core)
 servers=()
 if [ "${1:-}" = --test ]; then
-  pkgs+=(tshark tcpdump iperf3 ethtool time python3-yaml)
+  pkgs+=(tshark tcpdump iperf3 ethtool time python3-yaml patchelf)
   servers=(influxdb victoria-metrics prometheus)
 fi
 need_apt=()

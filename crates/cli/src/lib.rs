@@ -293,12 +293,100 @@ fn model_binary() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// Whether the libtorch `netforecast-ml` needs can be found where its library
+/// path, the environment or the system would look; if not, say what to do
+/// (the loader's own message would be an exit 127 with no hint).
+fn libtorch_missing(ml: &Path) -> Option<Error> {
+    const LIB: &str = "libtorch_cpu.so";
+    let dir = ml.parent().unwrap_or(Path::new("."));
+    let Some(runpath) = elf_runpath(ml) else {
+        // Not an ELF file we can read: let the loader speak.
+        return None;
+    };
+    let mut places: Vec<PathBuf> = runpath
+        .split(':')
+        .filter(|p| !p.is_empty())
+        .map(|p| PathBuf::from(p.replace("$ORIGIN", &dir.to_string_lossy())))
+        .collect();
+    if let Some(v) = std::env::var_os("LD_LIBRARY_PATH") {
+        places.extend(std::env::split_paths(&v));
+    }
+    places.extend(
+        [
+            "/usr/local/lib",
+            "/usr/lib",
+            "/usr/lib/x86_64-linux-gnu",
+            "/lib",
+        ]
+        .iter()
+        .map(PathBuf::from),
+    );
+    if places.iter().any(|p| p.join(LIB).exists()) {
+        return None;
+    }
+    Some(Error::Exec {
+        path: ml.to_owned(),
+        detail: format!(
+            "it needs libtorch ({LIB}), which is in none of its library path ({runpath}), LD_LIBRARY_PATH or the system's library directories; install with scripts/install.sh --prefix DIR, or run scripts/setup-libtorch.sh in the checkout it was built in"
+        ),
+    })
+}
+
+/// The RUNPATH (or RPATH) of an ELF64 little-endian executable.
+fn elf_runpath(path: &Path) -> Option<String> {
+    let b = std::fs::read(path).ok()?;
+    let u16_at = |o: usize| Some(u16::from_le_bytes(b.get(o..o + 2)?.try_into().ok()?));
+    let u64_at = |o: usize| Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().ok()?));
+    if b.get(..6)? != b"\x7fELF\x02\x01" {
+        return None;
+    }
+    let (phoff, phentsize, phnum) = (
+        u64_at(0x20)? as usize,
+        u16_at(0x36)? as usize,
+        u16_at(0x38)?,
+    );
+    let mut loads = Vec::new();
+    let mut dynamic = None;
+    for i in 0..phnum as usize {
+        let h = phoff + i * phentsize;
+        let kind = u32::from_le_bytes(b.get(h..h + 4)?.try_into().ok()?);
+        let (off, vaddr, filesz) = (u64_at(h + 8)?, u64_at(h + 16)?, u64_at(h + 32)?);
+        match kind {
+            1 => loads.push((vaddr, off, filesz)),
+            2 => dynamic = Some((off as usize, filesz as usize)),
+            _ => {}
+        }
+    }
+    let (doff, dsize) = dynamic?;
+    let (mut strtab, mut run) = (None, None);
+    for e in (doff..doff + dsize).step_by(16) {
+        let (tag, val) = (u64_at(e)?, u64_at(e + 8)?);
+        match tag {
+            0 => break,
+            5 => strtab = Some(val),
+            15 if run.is_none() => run = Some(val),
+            29 => run = Some(val),
+            _ => {}
+        }
+    }
+    let (strtab, run) = (strtab?, run?);
+    let (vaddr, off, _) = loads
+        .iter()
+        .find(|(v, _, sz)| strtab >= *v && strtab < v + sz)?;
+    let start = (strtab - vaddr + off + run) as usize;
+    let end = start + b.get(start..)?.iter().position(|c| *c == 0)?;
+    Some(String::from_utf8_lossy(&b[start..end]).into_owned())
+}
+
 /// Hand the command line to `netforecast-ml`; returns only on failure.
 fn exec_model_binary() -> Error {
     use std::os::unix::process::CommandExt;
     let Some(ml) = model_binary() else {
         return Error::NoModelBinary;
     };
+    if let Some(e) = libtorch_missing(&ml) {
+        return e;
+    }
     // exec keeps the PID, so signals and service managers see one process.
     let err = std::process::Command::new(&ml)
         .arg0("netforecast")

@@ -1081,3 +1081,76 @@ fn an_interface_flap_is_logged_and_shows_in_health() {
     assert_eq!(e.matches("interface d0 is down").count(), 1, "{e}");
     assert_eq!(e.matches("interface d0 is up again").count(), 1, "{e}");
 }
+
+/// `scripts/install.sh` puts the binaries, libtorch and the model under one
+/// prefix that works without the checkout's libtorch, also when copied; the
+/// binaries without their libtorch say what to do instead of a loader error.
+#[test]
+fn an_installed_prefix_works_from_a_copy() {
+    if Command::new("patchelf").arg("--version").output().is_err()
+        || !repo().join("libtorch/lib/libtorch_cpu.so").exists()
+    {
+        eprintln!("no patchelf or no libtorch; skipped");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a");
+    let st = Command::new(repo().join("scripts/install.sh"))
+        .arg("--prefix")
+        .arg(&a)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let b = dir.path().join("b");
+    assert!(
+        Command::new("cp")
+            .arg("-a")
+            .arg(&a)
+            .arg(&b)
+            .status()
+            .unwrap()
+            .success()
+    );
+    // The copy loads its own libtorch, not the checkout's.
+    let ldd = Command::new("ldd")
+        .arg(b.join("bin/netforecast-ml"))
+        .output()
+        .unwrap();
+    let ldd = String::from_utf8_lossy(&ldd.stdout);
+    let torch = ldd.lines().find(|l| l.contains("libtorch_cpu.so")).unwrap();
+    assert!(torch.contains(&*b.to_string_lossy()), "{torch}");
+    // And replays with the model it carries (run away from the checkout).
+    let out = Command::new(b.join("bin/netforecast"))
+        .args(["replay", "-q", "--report"])
+        .arg(dir.path().join("r.json"))
+        .arg(sample())
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("r.json")).unwrap()).unwrap();
+    assert!(
+        r["model_dir"]
+            .as_str()
+            .unwrap()
+            .contains("share/netforecast/model_files")
+    );
+    // Binaries whose libtorch is gone: one line that says what to do, exit 1.
+    std::fs::remove_dir_all(b.join("lib")).unwrap();
+    std::fs::remove_dir_all(&a).unwrap();
+    let out = Command::new(b.join("bin/netforecast"))
+        .args(["replay"])
+        .arg(sample())
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{e}");
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    assert!(e.contains("libtorch") && e.contains("install.sh"), "{e}");
+}

@@ -67,11 +67,17 @@ pub enum ModelError {
     Inference(String),
 }
 
-/// The default model directory: `model_files/` in the working directory, else in
-/// the checkout the binary was built from, else two levels above the binary's
-/// directory (`target/release/` inside a checkout).
+/// The default model directory: `model_files/` in the working directory, else
+/// `share/netforecast/model_files` of the prefix the binary is installed in
+/// (`scripts/install.sh`), else in the checkout the binary was built from, else
+/// two levels above the binary's directory (`target/release/` in a checkout).
 pub fn default_model_dir() -> PathBuf {
     let cwd = PathBuf::from("model_files");
+    let installed = std::env::current_exe().ok().and_then(|e| {
+        e.parent()?
+            .parent()
+            .map(|d| d.join("share/netforecast/model_files"))
+    });
     let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../model_files");
     let beside_exe = std::env::current_exe().ok().and_then(|e| {
         e.parent()?
@@ -79,7 +85,7 @@ pub fn default_model_dir() -> PathBuf {
             .parent()
             .map(|d| d.join("model_files"))
     });
-    [Some(cwd.clone()), Some(checkout), beside_exe]
+    [Some(cwd.clone()), installed, Some(checkout), beside_exe]
         .into_iter()
         .flatten()
         .find(|d| d.join(MODULE_FILE).exists())
