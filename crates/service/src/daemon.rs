@@ -246,7 +246,7 @@ impl Sink for StatusLine {
             self.drawn = true;
             eprint!(
                 "\r{} actual {:7.2} Mbit/s  forecast {:>7}  P(below) {:>5}  windows {}   ",
-                hms(s.row.start_ns),
+                engine::csv::hms(s.row.start_ns),
                 s.row.throughput_mbps,
                 s.published_at_target
                     .map(|p| format!("{:.2}", p.throughput_mbps))
@@ -266,19 +266,6 @@ impl Sink for StatusLine {
         }
         Ok(())
     }
-}
-
-/// Time of day (UTC) of an epoch timestamp, `HH:MM:SS.mmm`, for status lines.
-pub fn hms(ns: i64) -> String {
-    let ms = ns.div_euclid(1_000_000);
-    let s = ms.div_euclid(1000);
-    format!(
-        "{:02}:{:02}:{:02}.{:03}",
-        (s / 3600) % 24,
-        (s / 60) % 60,
-        s % 60,
-        ms % 1000
-    )
 }
 
 /// Drop root: switch to `user`'s uid and gid (after the capture is open).
