@@ -201,6 +201,7 @@ pub struct PacketSummary {
 
 /// Parse one frame. `orig_len` is the record's original length; `data` is what
 /// was captured (often a prefix).
+#[inline]
 pub fn parse_frame(
     linktype: u32,
     data: &[u8],

@@ -143,28 +143,42 @@ const PCAPNG_BOM: u32 = 0x1A2B_3C4D;
 impl CaptureFile {
     /// Open a file; gzip is detected by its magic bytes, not by the name.
     pub fn open(path: &Path) -> Result<Self, FileError> {
-        // `-` is standard input. Everything is opened once and read forwards only,
-        // so pipes and FIFOs (`cat F | netforecast extract -`) work like files.
-        let mut f: Box<dyn Read + Send> = if path == Path::new("-") {
-            Box::new(io::stdin())
-        } else {
-            Box::new(File::open(path).map_err(|source| FileError::Open {
-                path: path.to_owned(),
-                source,
-            })?)
-        };
-        let mut magic = [0u8; 2];
-        let n = read_full(&mut f, &mut magic).map_err(|source| FileError::Read {
+        // `-` is standard input. Everything is opened once; a regular file's first
+        // bytes are peeked in place (pread), a pipe's are read and put back in
+        // front, so pipes and FIFOs (`cat F | netforecast extract -`) work too.
+        let open_err = |source| FileError::Open {
             path: path.to_owned(),
             source,
-        })?;
-        let f = io::Cursor::new(magic[..n].to_vec()).chain(f);
+        };
+        let read_err = |source| FileError::Read {
+            path: path.to_owned(),
+            source,
+        };
+        let mut magic = [0u8; 2];
+        let (f, n): (Box<dyn Read + Send>, usize) = if path == Path::new("-") {
+            let mut f = io::stdin();
+            let n = read_full(&mut f, &mut magic).map_err(read_err)?;
+            (Box::new(io::Cursor::new(magic[..n].to_vec()).chain(f)), n)
+        } else {
+            let mut f = File::open(path).map_err(open_err)?;
+            use std::os::unix::fs::FileExt;
+            match f.read_at(&mut magic, 0) {
+                // Reads stay aligned as they were: the file is read from its start.
+                Ok(n) if n == 2 || f.metadata().is_ok_and(|m| m.len() == n as u64) => {
+                    (Box::new(f), n)
+                }
+                _ => {
+                    let n = read_full(&mut f, &mut magic).map_err(read_err)?;
+                    (Box::new(io::Cursor::new(magic[..n].to_vec()).chain(f)), n)
+                }
+            }
+        };
         let src: Box<dyn Read + Send> = if n == 2 && magic == [0x1F, 0x8B] {
             Box::new(flate2::read::MultiGzDecoder::new(
                 io::BufReader::with_capacity(1 << 16, f),
             ))
         } else {
-            Box::new(f)
+            f
         };
         Self::from_reader(path, src)
     }
@@ -320,6 +334,7 @@ impl CaptureFile {
 
     /// Next record, or `None` at the end of the file. A record cut short by the
     /// end of the file ends the stream and is noted in [`ReaderNotes::cut_short_at`].
+    #[inline]
     pub fn next_record(&mut self) -> Result<Option<Record<'_>>, FileError> {
         match self.format {
             Format::Pcap {

@@ -160,8 +160,9 @@ pub fn run_capture<S: PacketSource + ?Sized, O: CaptureObserver + ?Sized>(
     let mut since_clock = 0u32;
     let mut frame_no = 0u64;
     loop {
-        // A relaxed load of one flag: cheap enough for every packet.
-        if shutdown.is_set() {
+        // The flag is read every 64 frames (and whenever a live source is idle,
+        // below): a paced file is then at most 64 packets late to stop.
+        if frame_no % 64 == 0 && shutdown.is_set() {
             break;
         }
         match source.next()? {
@@ -185,7 +186,11 @@ pub fn run_capture<S: PacketSource + ?Sized, O: CaptureObserver + ?Sized>(
                 engine.filtered();
                 continue;
             }
-            Next::Idle => {}
+            Next::Idle => {
+                if shutdown.is_set() {
+                    break;
+                }
+            }
             Next::End => break,
         }
         if live {

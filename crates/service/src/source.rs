@@ -219,7 +219,7 @@ impl PacketSource for FileSource {
         false
     }
 
-    #[inline]
+    #[inline(always)]
     fn next(&mut self) -> Result<Next<'_>, SourceError> {
         if self.pace.is_none() && self.filter.is_none() {
             // The common case, kept short: every record as it is.
