@@ -162,7 +162,7 @@ pub fn run_capture<S: PacketSource + ?Sized, O: CaptureObserver + ?Sized>(
     loop {
         // The flag is read every 64 frames (and whenever a live source is idle,
         // below): a paced file is then at most 64 packets late to stop.
-        if frame_no % 64 == 0 && shutdown.is_set() {
+        if frame_no.is_multiple_of(64) && shutdown.is_set() {
             break;
         }
         match source.next()? {
