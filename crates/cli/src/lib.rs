@@ -268,6 +268,7 @@ fn daemon(d: DaemonSettings, backend: &dyn Backend, quiet: bool) -> Result<(), E
         shutdown,
         flush_deadline: Duration::from_secs(cfg.shutdown_deadline_s),
         on_serving: None,
+        notifier: Some(service::notify::Notifier::from_env()),
     }
     .run()?;
     eprintln!("{}", summary.line());

@@ -1154,3 +1154,55 @@ fn an_installed_prefix_works_from_a_copy() {
     assert_eq!(e.trim().lines().count(), 1, "{e}");
     assert!(e.contains("libtorch") && e.contains("install.sh"), "{e}");
 }
+
+/// Under systemd's `Type=notify`: READY=1 once capturing, WATCHDOG=1 every half
+/// `WATCHDOG_USEC` while windows flow, STOPPING=1 at SIGTERM (root: lo).
+#[test]
+fn systemd_notify_ready_watchdog_stopping() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let child = nf()
+        .args(["--iface", "lo", "--metrics-addr", "", "-q", "--model"])
+        .arg(repo().join("model_files"))
+        .arg("--csv")
+        .arg(dir.path().join("p.csv"))
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "600000")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    while got
+        .iter()
+        .filter(|m: &&String| m.contains("WATCHDOG=1"))
+        .count()
+        < 3
+    {
+        let n = sock.recv(&mut buf).expect("notifications keep coming");
+        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert!(got[0].starts_with("READY=1"), "{got:?}");
+    // SAFETY: signalling the child we started, by its PID.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    loop {
+        let n = sock.recv(&mut buf).expect("STOPPING=1 at shutdown");
+        if String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1") {
+            break;
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -67,6 +67,8 @@ pub struct Daemon<M> {
     pub flush_deadline: Duration,
     /// Told the address the metrics endpoint bound (tests bind port 0).
     pub on_serving: Option<crossbeam_channel::Sender<String>>,
+    /// systemd's notification socket (READY, WATCHDOG, STOPPING), if any.
+    pub notifier: Option<crate::notify::Notifier>,
 }
 
 /// The daemon's end-of-run numbers.
@@ -107,6 +109,13 @@ impl<M: SequenceModel + Send + 'static> Daemon<M> {
             }
             None => None,
         };
+        let notifying = self.notifier.map(|n| {
+            n.send("READY=1\nSTATUS=capturing");
+            let (m, sd) = (Arc::clone(&self.metrics), self.shutdown.clone());
+            std::thread::Builder::new()
+                .name("notify".into())
+                .spawn(move || notify_loop(&n, &m, &sd))
+        });
         let source = self.source;
         let pipeline = Pipeline {
             sources: vec![Box::new(move || Ok(source))],
@@ -122,8 +131,11 @@ impl<M: SequenceModel + Send + 'static> Daemon<M> {
             online: Some(crate::online::OnlineConfig::from_env()),
         };
         let result = pipeline.run();
-        // Whatever ended the run, the endpoint stops with it.
+        // Whatever ended the run, the endpoint and the notifier stop with it.
         self.shutdown.trigger();
+        if let Some(Ok(h)) = notifying {
+            let _ = h.join();
+        }
         if let Some(s) = server {
             let _ = s.join();
         }
@@ -141,6 +153,27 @@ impl<M: SequenceModel + Send + 'static> Daemon<M> {
             csv_rows: m.csv_rows.get(),
             csv_errors: m.csv_errors.get(),
         })
+    }
+}
+
+/// WATCHDOG=1 every half watchdog period while windows flow (a stuck capture
+/// stops the pings, and systemd restarts the service); STOPPING=1 at shutdown.
+fn notify_loop(n: &crate::notify::Notifier, m: &Metrics, shutdown: &Shutdown) {
+    let mut last = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        if shutdown.is_set() {
+            n.send("STOPPING=1");
+            return;
+        }
+        if let Some(every) = n.watchdog_every {
+            if last.elapsed() >= every {
+                last = Instant::now();
+                if m.health(false).parts.get("capture").is_some_and(|p| p.ok) {
+                    n.send("WATCHDOG=1");
+                }
+            }
+        }
     }
 }
 

@@ -26,6 +26,7 @@ pub mod daemon;
 pub mod diag;
 pub mod extract;
 pub mod forecast;
+pub mod notify;
 pub mod online;
 pub mod pipeline;
 pub mod replay;

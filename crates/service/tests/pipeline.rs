@@ -153,6 +153,7 @@ fn the_daemon_runs_in_process_on_a_capture_played_as_live() {
         shutdown: shutdown.clone(),
         flush_deadline: Duration::from_secs(5),
         on_serving: Some(serving_tx),
+        notifier: None,
     };
     let handle = std::thread::spawn(move || daemon.run());
 
@@ -330,6 +331,7 @@ fn healthz_names_the_failing_writer() {
         shutdown: shutdown.clone(),
         flush_deadline: Duration::from_secs(1),
         on_serving: Some(tx),
+        notifier: None,
     };
     let handle = std::thread::spawn(move || daemon.run());
     let addr = serving.recv_timeout(Duration::from_secs(10)).unwrap();
