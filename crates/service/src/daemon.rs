@@ -166,12 +166,12 @@ fn notify_loop(n: &crate::notify::Notifier, m: &Metrics, shutdown: &Shutdown) {
             n.send("STOPPING=1");
             return;
         }
-        if let Some(every) = n.watchdog_every {
-            if last.elapsed() >= every {
-                last = Instant::now();
-                if m.health(false).parts.get("capture").is_some_and(|p| p.ok) {
-                    n.send("WATCHDOG=1");
-                }
+        if let Some(every) = n.watchdog_every
+            && last.elapsed() >= every
+        {
+            last = Instant::now();
+            if m.health(false).parts.get("capture").is_some_and(|p| p.ok) {
+                n.send("WATCHDOG=1");
             }
         }
     }
