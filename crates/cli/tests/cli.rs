@@ -12,6 +12,24 @@ fn nf() -> Command {
     c
 }
 
+/// Root: the tests that capture or make namespaces run only as root.
+fn root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The daemon capturing on lo (no traffic) with the shipped model, quiet,
+/// forecasts to the CSV `csv`; stderr piped.
+fn lo_daemon(csv: &Path) -> Command {
+    let mut c = nf();
+    c.args(["--iface", "lo", "-q", "--model"])
+        .arg(repo().join("model_files"))
+        .arg("--csv")
+        .arg(csv)
+        .stderr(std::process::Stdio::piped());
+    c
+}
+
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -357,8 +375,7 @@ fn capture_without_permission_says_what_to_do() {
 /// user's, and SIGTERM still ends it cleanly (root only; captures on lo, no traffic).
 #[test]
 fn user_option_drops_privileges_after_opening_the_capture() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !root() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -423,8 +440,7 @@ fn verbose_and_json_logs() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !root() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -508,18 +524,13 @@ fn timeout_sends_sigterm_twice_and_nothing_is_lost() {
 /// it) and keeps forecasting; SIGTERM then ends it cleanly (root: captures on lo).
 #[test]
 fn sighup_reopens_the_csv_and_does_not_stop_the_daemon() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !root() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("p.csv");
-    let child = nf()
-        .args(["--iface", "lo", "--metrics-addr", "", "-q", "--model"])
-        .arg(repo().join("model_files"))
-        .arg("--csv")
-        .arg(&csv)
-        .stderr(std::process::Stdio::piped())
+    let child = lo_daemon(&csv)
+        .args(["--metrics-addr", ""])
         .spawn()
         .unwrap();
     let pid = child.id() as i32;
@@ -572,33 +583,19 @@ fn sighup_reopens_the_csv_and_does_not_stop_the_daemon() {
 /// summary (written, or dropped with a reason); none vanish (root: lo).
 #[test]
 fn shutdown_with_the_server_down_accounts_for_every_point() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !root() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.toml");
     std::fs::write(&cfg, "shutdown_deadline_s = 1\n").unwrap();
-    let child = nf()
-        .args([
-            "run",
-            "--iface",
-            "lo",
-            "--metrics-addr",
-            "",
-            "-q",
-            "--config",
-        ])
+    let child = lo_daemon(&dir.path().join("p.csv"))
+        .args(["--metrics-addr", "", "--config"])
         .arg(&cfg)
-        .arg("--model")
-        .arg(repo().join("model_files"))
-        .arg("--csv")
-        .arg(dir.path().join("p.csv"))
         // Port 9 on loopback: nothing listens, every write fails.
         .env("INFLUX_URL", "http://127.0.0.1:9")
         .env("INFLUX_ORG", "o")
         .env("INFLUX_BUCKET", "b")
-        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(2500));
@@ -741,8 +738,7 @@ fn pipes_and_fifos_are_read_once() {
 fn idle_connections_cannot_lock_out_a_scrape() {
     use std::io::{Read, Write};
     use std::os::unix::process::CommandExt;
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !root() {
         return;
     }
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -752,12 +748,8 @@ fn idle_connections_cannot_lock_out_a_scrape() {
         .port();
     let addr = format!("127.0.0.1:{port}");
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = nf();
-    cmd.args(["--iface", "lo", "-q", "--metrics-addr", &addr, "--model"])
-        .arg(repo().join("model_files"))
-        .arg("--csv")
-        .arg(dir.path().join("p.csv"))
-        .stderr(std::process::Stdio::piped());
+    let mut cmd = lo_daemon(&dir.path().join("p.csv"));
+    cmd.args(["--metrics-addr", &addr]);
     // SAFETY: setrlimit in the child before exec, async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {
@@ -889,8 +881,7 @@ fn recording_influx() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>)
 /// (root: captures on lo).
 #[test]
 fn sigkill_during_an_outage_loses_at_most_a_second() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !root() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -906,26 +897,14 @@ fn sigkill_during_an_outage_loses_at_most_a_second() {
         .local_addr()
         .unwrap();
     let daemon = |url: &str, csv: &std::path::Path| {
-        nf().args([
-            "run",
-            "--iface",
-            "lo",
-            "--metrics-addr",
-            "",
-            "-q",
-            "--config",
-        ])
-        .arg(&cfg)
-        .arg("--model")
-        .arg(repo().join("model_files"))
-        .arg("--csv")
-        .arg(csv)
-        .env("INFLUX_URL", url)
-        .env("INFLUX_ORG", "o")
-        .env("INFLUX_BUCKET", "b")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap()
+        lo_daemon(csv)
+            .args(["--metrics-addr", "", "--config"])
+            .arg(&cfg)
+            .env("INFLUX_URL", url)
+            .env("INFLUX_ORG", "o")
+            .env("INFLUX_BUCKET", "b")
+            .spawn()
+            .unwrap()
     };
     // Run 1: the server is away; killed after 4 s.
     let csv1 = dir.path().join("1.csv");
@@ -999,8 +978,7 @@ fn sigkill_during_an_outage_loses_at_most_a_second() {
 /// a veth pair in a network namespace of its own; nothing is sent).
 #[test]
 fn an_interface_flap_is_logged_and_shows_in_health() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !root() {
         return;
     }
     let ns = format!("nfflap{}", std::process::id());
@@ -1159,8 +1137,7 @@ fn an_installed_prefix_works_from_a_copy() {
 /// `WATCHDOG_USEC` while windows flow, STOPPING=1 at SIGTERM (root: lo).
 #[test]
 fn systemd_notify_ready_watchdog_stopping() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !root() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -1168,14 +1145,10 @@ fn systemd_notify_ready_watchdog_stopping() {
     let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
     sock.set_read_timeout(Some(std::time::Duration::from_secs(10)))
         .unwrap();
-    let child = nf()
-        .args(["--iface", "lo", "--metrics-addr", "", "-q", "--model"])
-        .arg(repo().join("model_files"))
-        .arg("--csv")
-        .arg(dir.path().join("p.csv"))
+    let child = lo_daemon(&dir.path().join("p.csv"))
+        .args(["--metrics-addr", ""])
         .env("NOTIFY_SOCKET", &sock_path)
         .env("WATCHDOG_USEC", "600000")
-        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let mut got = Vec::new();
