@@ -49,6 +49,12 @@ if ! command -v cargo >/dev/null 2>&1; then
     export PATH="$HOME/.cargo/bin:$PATH"
   fi
 fi
+# The tests start with cargo fmt and clippy; a minimal toolchain lacks them.
+if [ "${1:-}" = --test ] && command -v rustup >/dev/null 2>&1; then
+  for c in rustfmt clippy; do
+    cargo "${c/rustfmt/fmt}" --version >/dev/null 2>&1 || rustup component add "$c" >/dev/null 2>&1 || true
+  done
+fi
 # CPU libtorch for tch, from pinned PyPI wheels (scripts/setup-libtorch.sh).
 "$(dirname "$0")/setup-libtorch.sh"
 echo "setup: ok ($(cargo --version), $(tshark --version 2>/dev/null | head -1))" >&2
