@@ -61,7 +61,8 @@ impl<M: SequenceModel> ForecastStage<M> {
     /// model (still scored online, so the skill is the model's).
     pub fn with_online(model: M, width: WindowWidth, online: Option<OnlineConfig>) -> Self {
         let combine = online.is_some();
-        let online = online.unwrap_or_default();
+        let mut online = online.unwrap_or_default();
+        online.floor_mbps = 0.5 * 40.0 * 8.0 / width.secs_f64() / 1e6;
         let threshold = model.threshold_mbps();
         ForecastStage {
             predictor: Predictor::new(model, width),

@@ -43,6 +43,10 @@ pub struct OnlineConfig {
     /// Starting weights, in [`EXPERTS`] order; fixed share returns weight
     /// towards them.
     pub prior: [f64; N],
+    /// A forecast below this is published as 0: less than half of the smallest
+    /// non-empty window (one 40-byte segment), so no window can carry it. Set
+    /// from the window width by the forecast stage.
+    pub floor_mbps: f64,
 }
 
 impl Default for OnlineConfig {
@@ -54,6 +58,7 @@ impl Default for OnlineConfig {
             skill_windows: 1200,
             calib_rate: 0.02,
             prior: [0.4, 0.4, 0.1, 0.1],
+            floor_mbps: 0.5 * 40.0 * 8.0 / 0.05 / 1e6,
         }
     }
 }
@@ -275,6 +280,12 @@ impl Online {
             experts[1]
         }
         .max(0.0);
+        // No phantom traffic: what no window could carry is nothing.
+        let published = if published < self.cfg.floor_mbps {
+            0.0
+        } else {
+            published
+        };
         let x = [
             logit(model_prob),
             if current_mbps < self.threshold_mbps {
@@ -329,6 +340,12 @@ mod tests {
             o.observe(0.0);
             (published, _) = o.issue([0.08, 0.0, 0.0, 0.0], 0.99, 0.0, true);
         }
+        assert_eq!(published, 0.0);
+        // Regression: the shipped trees forecast 6.4e-7 Mbit/s on an idle
+        // link, and that was published; no window can carry that.
+        let mut o = Online::new(OnlineConfig::default(), 20.0);
+        o.observe(0.0);
+        let (published, _) = o.issue([6.4e-7, 0.0, 0.0, 0.0], 0.99, 0.0, true);
         assert_eq!(published, 0.0);
     }
 
