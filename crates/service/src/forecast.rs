@@ -58,7 +58,7 @@ impl<M: SequenceModel> ForecastStage<M> {
     }
 
     /// A stage whose online combination uses `online`; `None` publishes the raw
-    /// model (still scored online, so the skill is the model's).
+    /// model (still scored online: the skill then describes the raw model).
     pub fn with_online(model: M, width: WindowWidth, online: Option<OnlineConfig>) -> Self {
         let combine = online.is_some();
         let mut online = online.unwrap_or_default();
@@ -147,6 +147,8 @@ impl<M: SequenceModel> ForecastStage<M> {
                     ..f
                 }
             } else {
+                self.online
+                    .publish_instead(f.throughput_mbps, f.congestion_prob);
                 f
             };
             published = Some(p);

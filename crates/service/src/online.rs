@@ -244,6 +244,16 @@ impl Online {
         self.scored += 1;
     }
 
+    /// What was published for the next window is not the combination but this
+    /// (`replay --model-only`): score that instead, so the skill describes what
+    /// was published.
+    pub fn publish_instead(&mut self, mbps: f64, prob: f64) {
+        if let Some(p) = self.pending.as_mut() {
+            p.published = mbps;
+            p.prob = prob;
+        }
+    }
+
     /// The skill so far.
     pub fn skill(&self) -> Skill {
         let ratio = |a: f64, b: f64| (b > 1e-12).then(|| a / b);
@@ -347,6 +357,25 @@ mod tests {
         o.observe(0.0);
         let (published, _) = o.issue([6.4e-7, 0.0, 0.0, 0.0], 0.99, 0.0, true);
         assert_eq!(published, 0.0);
+    }
+
+    #[test]
+    fn the_skill_scores_what_was_published() {
+        // Publishing a forecast twice the actual: MASE 2 against a persistence
+        // that errs by the actual's change (1 Mbit/s every window).
+        let mut o = Online::new(OnlineConfig::default(), 20.0);
+        for t in 0..100 {
+            let actual = 10.0 + (t % 2) as f64;
+            o.observe(actual);
+            let next = 10.0 + ((t + 1) % 2) as f64;
+            o.issue([actual; 4], 0.1, actual, false);
+            o.publish_instead(2.0 * next, 0.1);
+        }
+        let m = o.skill().mase_total.unwrap();
+        assert!(
+            (m - 10.5).abs() < 0.6,
+            "published errs by ~10.5, persistence by 1: {m}"
+        );
     }
 
     #[test]
