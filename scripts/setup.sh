@@ -2,10 +2,15 @@
 # Installs what netforecast needs to build and run on Debian 12 (as root);
 # `--test` adds what the tests need, including the servers they start
 # themselves (InfluxDB 1.x, VictoriaMetrics, Prometheus), which are installed
-# without being started or enabled. Idempotent: a second run only checks.
+# without being started or enabled; `--ns3` adds ns-3 (libns3-dev, libgsl-dev)
+# for the wireless corpus (scripts/ns3/make-corpus.sh). Idempotent: a second
+# run only checks.
 set -euo pipefail
 pkgs=(libpcap-dev iproute2 python3 python3-pip pkg-config gcc g++ libfontconfig1-dev libfreetype6-dev fonts-dejavu-core)
 servers=()
+if [ "${1:-}" = --ns3 ]; then
+  pkgs+=(libns3-dev libgsl-dev)
+fi
 if [ "${1:-}" = --test ]; then
   pkgs+=(tshark tcpdump iperf3 ethtool time python3-yaml patchelf)
   servers=(influxdb victoria-metrics prometheus)

@@ -1,6 +1,7 @@
 # Sourced by the lab scripts and tests: bring the three-namespace lab up and down.
 #
 #   lab_up SCHEDULE_CSV APPLIED_CSV LOG [QUEUE_MS] [SEED]  -> sets LAB_S LAB_R LAB_D
+#          (LAB_OFFLOADS=on keeps GSO/TSO/GRO on, as on a real host)
 #   lab_bg CMD...   start CMD in the background and remember its PID for lab_down
 #   lab_down        end every remembered PID (TERM, then wait) and delete the namespaces
 #
@@ -45,8 +46,13 @@ lab_up() {
   for pair in "$LAB_S s0" "$LAB_R r0" "$LAB_R r1" "$LAB_D d0"; do
     set -- $pair
     ip -n "$1" link set "$2" up
-    # Offloads off: frames on the capture look like frames on a wire.
-    ip netns exec "$1" ethtool -K "$2" tso off gso off gro off >/dev/null 2>&1 || true
+    # Offloads off: frames on the capture look like frames on a wire. On (as a
+    # real host's capture sees them): GSO/TSO super-frames, GRO-merged segments.
+    if [ "${LAB_OFFLOADS:-off}" = on ]; then
+      ip netns exec "$1" ethtool -K "$2" tso on gso on gro on >/dev/null 2>&1 || true
+    else
+      ip netns exec "$1" ethtool -K "$2" tso off gso off gro off >/dev/null 2>&1 || true
+    fi
   done
   ip -n "$LAB_S" route add 198.18.0.4/30 via 198.18.0.2
   ip -n "$LAB_D" route add 198.18.0.0/30 via 198.18.0.5

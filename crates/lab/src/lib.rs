@@ -1,11 +1,13 @@
 //! The traffic lab's pure parts: bottleneck schedules and the delay line's
-//! decisions. The I/O (TUN device, sockets, `tc`) lives in `src/bin/nf-lab.rs`.
+//! decisions. The I/O (TUN device, sockets, `tc`) lives in `src/bin/nf-lab/`.
 //!
 //! A schedule is a list of steps `(time, rate, delay, jitter, loss)` and is a
 //! deterministic function of `(profile, seed, duration)`, so every trace in a
 //! corpus can be made again and every window has a ground-truth capacity.
 
 use std::fmt::Write as _;
+
+pub mod apps;
 
 pub use engine::rng::Rng;
 
@@ -49,6 +51,11 @@ pub fn describe(profile: &str) -> &'static str {
         "loss-bursts" => "steady rate with 100-800 ms bursts of 5-30 % loss",
         "delay-steps" => "steady rate, one-way delay stepping between 5 and 200 ms every 3-8 s",
         "on-off" => "steady rate; the senders switch on and off (see `nf-lab send --on-off`)",
+        "video" => "1-3 video players: segments of 2-10 s at a buffer-based bitrate ladder, on/off",
+        "web" => "page loads: bursts of 5-80 short parallel flows, heavy-tailed sizes, think times",
+        "interactive" => "small requests and responses on 1-4 long connections, idle stretches",
+        "paced" => "1-3 paced or rate-limited streams at 50 kbit/s-5 Mbit/s, long idle periods",
+        "mixture" => "1-2 backlogged background flows under video, web or interactive traffic",
         _ => "unknown profile",
     }
 }
@@ -62,7 +69,12 @@ pub fn schedule(profile: &str, seed: u64, duration_s: f64) -> Result<Vec<Step>, 
     let step = |t: f64, rate: f64, delay: f64, jitter: f64, loss: f64| Step {
         t_s: (t * 1000.0).round() / 1000.0,
         rate_mbps: (rate.clamp(OUTAGE_RATE_MBPS, MAX_RATE_MBPS) * 1000.0).round() / 1000.0,
-        delay_ms: delay.round(),
+        // Whole milliseconds, except for LAN-like delays under 2 ms.
+        delay_ms: if delay < 2.0 {
+            (delay * 100.0).round() / 100.0
+        } else {
+            delay.round()
+        },
         jitter_ms: (jitter * 10.0).round() / 10.0,
         loss: (loss * 1e4).round() / 1e4,
     };
@@ -149,10 +161,39 @@ pub fn schedule(profile: &str, seed: u64, duration_s: f64) -> Result<Vec<Step>, 
         "on-off" => {
             steps.push(step(0.0, r.log_range(10.0, 150.0), base_delay, 0.0, 0.0));
         }
+        p if apps::APP_PROFILES.contains(&p) => {
+            // The network under an application: a LAN-to-intercontinental base
+            // delay (one way, 0.05-300 ms, log-uniform), and either a steady
+            // rate that moves every 10-40 s or a cellular-like AR(1) rate.
+            let delay = r.log_range(0.05, 300.0);
+            let mean = r.log_range(3.0, 100.0);
+            if r.f64() < 0.6 {
+                while t < duration_s {
+                    let rate = mean * (0.5 * r.normal()).exp();
+                    steps.push(step(t, rate.max(MIN_RATE_MBPS), delay, 0.0, 0.0));
+                    t += r.range(10.0, 40.0);
+                }
+            } else {
+                let mut x = 0.0f64;
+                while t < duration_s {
+                    x = 0.95 * x + 0.25 * r.normal();
+                    let rate = (mean.ln() + x).exp().clamp(MIN_RATE_MBPS, 150.0);
+                    steps.push(step(
+                        t,
+                        rate,
+                        delay,
+                        r.range(0.0, 0.2 * delay.min(20.0)),
+                        0.0,
+                    ));
+                    t += 0.5;
+                }
+            }
+        }
         other => {
             return Err(format!(
-                "unknown profile {other:?}; choose one of: {}",
-                PROFILES.join(", ")
+                "unknown profile {other:?}; choose one of: {}, {}",
+                PROFILES.join(", "),
+                apps::APP_PROFILES.join(", ")
             ));
         }
     }
@@ -265,7 +306,8 @@ mod tests {
 
     #[test]
     fn schedules_are_deterministic_and_within_bounds() {
-        for p in PROFILES {
+        for p in PROFILES.iter().chain(&apps::APP_PROFILES) {
+            let p = *p;
             let a = schedule(p, 7, 60.0).unwrap();
             assert_eq!(a, schedule(p, 7, 60.0).unwrap(), "{p}");
             assert!(!a.is_empty());
@@ -279,7 +321,7 @@ mod tests {
                     (OUTAGE_RATE_MBPS..=MAX_RATE_MBPS).contains(&s.rate_mbps),
                     "{p}: {s:?}"
                 );
-                assert!((0.0..=200.0).contains(&s.delay_ms) && (0.0..1.0).contains(&s.loss));
+                assert!((0.0..=300.0).contains(&s.delay_ms) && (0.0..1.0).contains(&s.loss));
             }
             assert_eq!(parse_schedule_csv(&schedule_csv(&a)).unwrap(), a);
         }

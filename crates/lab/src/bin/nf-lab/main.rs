@@ -4,10 +4,15 @@
 //! - `delayline`: in the router namespace, a TUN device that delays, jitters and
 //!   drops packets per the schedule, and re-rates the tbf bottleneck in place;
 //! - `sink`: accept TCP connections and discard what arrives;
-//! - `send`: bulk TCP senders with a chosen congestion control, on/off capable.
+//! - `send`: bulk TCP senders with a chosen congestion control, on/off capable;
+//! - `serve` / `client`: the application profiles (video, web, interactive,
+//!   paced, mixture): the client asks, the server answers with data;
+//! - `mix`: print what an application profile runs for a seed.
 //!
 //! Everything is bounded in time and ends by itself; addresses are whatever the
 //! caller passes (the lab uses namespaces only).
+
+mod apps;
 
 use clap::{Parser, Subcommand};
 use lab::{DelayLine, Step};
@@ -88,6 +93,34 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Answer application requests (in the sender's namespace).
+    Serve {
+        #[arg(long)]
+        listen: SocketAddr,
+        #[arg(long, default_value = "cubic")]
+        cc: String,
+        #[arg(long)]
+        duration_s: f64,
+    },
+    /// Run an application profile's clients (in the receiver's namespace).
+    Client {
+        #[arg(long)]
+        to: SocketAddr,
+        /// video, web, interactive, paced or mixture.
+        #[arg(long)]
+        profile: String,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        duration_s: f64,
+    },
+    /// Print an application profile's mix for a seed as `key=value` words.
+    Mix {
+        #[arg(long)]
+        profile: String,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -126,6 +159,23 @@ fn main() -> ExitCode {
             profile,
             seed,
         } => send(to, flows, &cc, duration_s, &profile, seed),
+        Cmd::Serve {
+            listen,
+            cc,
+            duration_s,
+        } => apps::serve(listen, &cc, duration_s, stop_flag()),
+        Cmd::Client {
+            to,
+            profile,
+            seed,
+            duration_s,
+        } => apps::client(to, &profile, seed, duration_s, stop_flag()),
+        Cmd::Mix { profile, seed } => lab::apps::mix(&profile, seed).map(|m| {
+            println!(
+                "players={} browsers={} sessions={} paced={} bulk={}",
+                m.players, m.browsers, m.sessions, m.paced, m.bulk
+            )
+        }),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
