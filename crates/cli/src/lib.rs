@@ -224,6 +224,7 @@ fn replay(r: ReplaySettings, backend: &dyn Backend, quiet: bool) -> Result<(), E
         shutdown,
         extra_sinks: Vec::new(),
         model_only: r.model_only,
+        classes: r.classes,
     }
     .run()?;
     Ok(())

@@ -87,7 +87,7 @@ pub enum Command {
     /// The forecasting pipeline fed from capture files: predictions, metrics against
     /// naive baselines, the phase-shift plot.
     Replay(ReplayCmd),
-    /// Train a model (the LSTM, or `--arch linear|gbt`) on features CSVs (one capture
+    /// Train a model (the LSTM, or `--arch lstm-gbt|linear|gbt`) on features CSVs (one capture
     /// each) and write a model directory.
     Train(TrainCmd),
 }
@@ -116,6 +116,11 @@ pub struct ReplayCmd {
     /// recalibration (the report scores both either way).
     #[arg(long)]
     pub model_only: bool,
+    /// A corpus manifest (CSV with `name` and `class` columns): the report adds
+    /// scores per traffic class; a capture belongs to the row whose name is its
+    /// file name without extensions.
+    #[arg(long, value_name = "MANIFEST.csv")]
+    pub classes: Option<PathBuf>,
     #[command(flatten)]
     pub shared: Shared,
 }
@@ -134,9 +139,11 @@ pub struct TrainCmd {
     /// Congestion threshold, Mbit/s (stored with the model).
     #[arg(long, default_value_t = 20.0)]
     pub threshold_mbps: f64,
-    /// `lstm`; `linear` (a linear map of the window in place of the LSTM); or
-    /// `gbt` (gradient-boosted oblivious trees on window statistics).
-    #[arg(long, default_value = "lstm", value_parser = ["lstm", "linear", "gbt"])]
+    /// `lstm`; `lstm-gbt` (the LSTM with the trees inside one module: their
+    /// forecast is one of its candidates, their statistics extra inputs);
+    /// `linear` (a linear map of the window in place of the LSTM); or `gbt`
+    /// (gradient-boosted oblivious trees on window statistics).
+    #[arg(long, default_value = "lstm", value_parser = ["lstm", "lstm-gbt", "linear", "gbt"])]
     pub arch: String,
     #[arg(long, default_value_t = 64)]
     pub hidden: i64,
@@ -279,6 +286,8 @@ pub struct ReplaySettings {
     pub realtime: bool,
     /// Publish the raw model.
     pub model_only: bool,
+    /// Corpus manifest naming each capture's class.
+    pub classes: Option<PathBuf>,
     /// Engine settings.
     pub engine: EngineConfig,
     /// BPF filter.
@@ -368,6 +377,7 @@ impl Settings {
                 plot: r.plot,
                 realtime: r.realtime,
                 model_only: r.model_only,
+                classes: r.classes,
                 filter: r.shared.filter,
             }),
             Some(Command::Train(t)) => Settings::Train(t),

@@ -316,7 +316,7 @@ fn train_with_an_unknown_architecture_is_one_line() {
     let e = String::from_utf8_lossy(&out.stderr);
     assert_eq!(e.trim().lines().count(), 1, "{e}");
     assert!(
-        e.contains("forest") && e.contains("lstm, linear, gbt"),
+        e.contains("forest") && e.contains("lstm, lstm-gbt, linear, gbt"),
         "{e}"
     );
 }

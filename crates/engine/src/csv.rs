@@ -225,7 +225,18 @@ pub struct FeaturesCapture {
 
 /// Read a features CSV written by `extract` (the INTERFACE.md header is checked).
 pub fn read_features_csv(path: &Path, width: WindowWidth) -> Result<FeaturesCapture, ReadError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ReadError::Read {
+    let read = || -> std::io::Result<String> {
+        let mut f = std::fs::File::open(path)?;
+        let mut text = String::new();
+        // A committed corpus keeps its features gzip-compressed (`NAME.csv.gz`).
+        if path.extension().is_some_and(|e| e == "gz") {
+            std::io::Read::read_to_string(&mut flate2::read::MultiGzDecoder::new(f), &mut text)?;
+        } else {
+            std::io::Read::read_to_string(&mut f, &mut text)?;
+        }
+        Ok(text)
+    };
+    let text = read().map_err(|e| ReadError::Read {
         path: path.to_owned(),
         detail: e.to_string(),
     })?;
@@ -318,5 +329,41 @@ mod tests {
         s.clear();
         format_epoch_ns(-50_000_000, &mut s);
         assert_eq!(s, "-0.050000000");
+    }
+
+    #[test]
+    fn features_read_the_same_plain_and_gzipped() {
+        use std::io::Write as _;
+        let dir = std::env::temp_dir().join(format!("nf-csv-gz-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut text = format!("{FEATURES_HEADER}\n");
+        for i in 0..20 {
+            text += &format!(
+                "{}.{:09},1000,0.01,500,0.001,0,{}.5,0,0,0\n",
+                1000 + i / 20,
+                (i % 20) * 50_000_000,
+                i
+            );
+        }
+        let plain = dir.join("c.csv");
+        std::fs::write(&plain, &text).unwrap();
+        let gz = dir.join("c.csv.gz");
+        let mut e = flate2::write::GzEncoder::new(
+            std::fs::File::create(&gz).unwrap(),
+            flate2::Compression::default(),
+        );
+        e.write_all(text.as_bytes()).unwrap();
+        e.finish().unwrap();
+        let w = WindowWidth::from_ms(50).unwrap();
+        let a = read_features_csv(&plain, w).unwrap();
+        let b = read_features_csv(&gz, w).unwrap();
+        assert_eq!(a.segments, b.segments);
+        assert_eq!(a.segments.iter().map(Vec::len).sum::<usize>(), 20);
+        std::fs::write(&gz, b"\x1f\x8b not really gzip").unwrap();
+        assert!(matches!(
+            read_features_csv(&gz, w),
+            Err(ReadError::Read { .. })
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

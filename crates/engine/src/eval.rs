@@ -52,6 +52,20 @@ pub struct Forecasts {
     pub published_prob: Vec<f64>,
 }
 
+impl Forecasts {
+    /// Append another set (pooling captures).
+    pub fn extend(&mut self, o: &Forecasts) {
+        self.actual.extend_from_slice(&o.actual);
+        self.model.extend_from_slice(&o.model);
+        self.model_prob.extend_from_slice(&o.model_prob);
+        self.persistence.extend_from_slice(&o.persistence);
+        self.mean.extend_from_slice(&o.mean);
+        self.ewma.extend_from_slice(&o.ewma);
+        self.published.extend_from_slice(&o.published);
+        self.published_prob.extend_from_slice(&o.published_prob);
+    }
+}
+
 /// Keeps the baselines' state for one capture; feed each window's actual.
 #[derive(Clone, Debug, Default)]
 pub struct Baselines {

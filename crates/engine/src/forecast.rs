@@ -91,6 +91,11 @@ pub trait SequenceModel {
     fn version(&self) -> &str;
     /// The congestion threshold the probability refers to, Mbit/s.
     fn threshold_mbps(&self) -> f64;
+    /// What the training data looked like, if the model says (for the
+    /// input-shift warning).
+    fn input_reference(&self) -> Option<&crate::shift::InputReference> {
+        None
+    }
 }
 
 impl<M: SequenceModel + ?Sized> SequenceModel for Box<M> {
@@ -102,6 +107,9 @@ impl<M: SequenceModel + ?Sized> SequenceModel for Box<M> {
     }
     fn threshold_mbps(&self) -> f64 {
         (**self).threshold_mbps()
+    }
+    fn input_reference(&self) -> Option<&crate::shift::InputReference> {
+        (**self).input_reference()
     }
 }
 

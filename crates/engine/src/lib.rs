@@ -27,4 +27,5 @@ pub mod forecast;
 pub mod pcapfile;
 pub mod pipeline;
 pub mod rng;
+pub mod shift;
 pub mod window;

@@ -38,6 +38,10 @@ pub struct ModelMeta {
     pub libtorch_version: String,
     #[serde(default)]
     pub created: String,
+    /// What the training windows looked like, for the input-shift warning
+    /// (absent in models trained before it existed: no warning then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_reference: Option<engine::shift::InputReference>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -227,6 +231,10 @@ impl SequenceModel for TorchModel {
 
     fn threshold_mbps(&self) -> f64 {
         self.meta.threshold_mbps
+    }
+
+    fn input_reference(&self) -> Option<&engine::shift::InputReference> {
+        self.meta.input_reference.as_ref()
     }
 }
 

@@ -255,6 +255,11 @@ fn engineered(x: &Tensor) -> Tensor {
 /// persistence; the weights are the network's to learn.
 struct Net {
     lstm: Option<nn::LSTM>,
+    /// `lstm-gbt`: the trees' forecast is one more candidate, their logit the
+    /// start of the congestion logit, and their window statistics go into the head.
+    combined: bool,
+    /// The fitted trees inside the exported module (`lstm-gbt`).
+    trees: Option<GbtNet>,
     head: nn::Linear,
     med: Tensor,
     iqr: Tensor,
@@ -286,16 +291,21 @@ impl Net {
             ..Default::default()
         };
         let linear = arch == "linear";
+        let combined = arch == "lstm-gbt";
         Net {
             lstm: (!linear).then(|| nn::lstm(vs / "lstm", N_FEATURES as i64, hidden, cfg)),
+            combined,
+            trees: None,
             head: nn::linear(
                 vs / "head",
                 if linear {
                     (LOOKBACK * N_FEATURES) as i64
+                } else if combined {
+                    hidden + N_GBT_FEATURES
                 } else {
                     hidden
                 },
-                N_CAND + 2,
+                if combined { N_CAND + 3 } else { N_CAND + 2 },
                 Default::default(),
             ),
             med: Tensor::from_slice(med),
@@ -311,7 +321,8 @@ impl Net {
     }
 
     /// (throughput forecast in Mbit/s before clamping, congestion logit), each [B].
-    fn forward(&self, x: &Tensor) -> (Tensor, Tensor) {
+    /// `tree`: the trees' (throughput, logit) for these sequences (`lstm-gbt`).
+    fn forward(&self, x: &Tensor, tree: Option<(&Tensor, &Tensor)>) -> (Tensor, Tensor) {
         let logged: Tensor = x.sign() * (x.abs() * &self.log_mult).log1p();
         let keep: Tensor = self.log_mask.ones_like() - &self.log_mask;
         let xt: Tensor = &logged * &self.log_mask + x * keep;
@@ -333,7 +344,15 @@ impl Net {
                 );
                 let c0 = h0.zeros_like();
                 let (out, _) = lstm.seq_init(&xs, &nn::LSTMState((h0, c0)));
-                self.head.forward(&out.select(1, LOOKBACK as i64 - 1))
+                let last = out.select(1, LOOKBACK as i64 - 1);
+                if self.combined {
+                    // The trees' window statistics, signed-log compressed.
+                    let f = gbt_features(x, &self.pos, self.window_s);
+                    let f = f.sign() * f.abs().log1p();
+                    self.head.forward(&Tensor::cat(&[last, f], 1))
+                } else {
+                    self.head.forward(&last)
+                }
             }
             None => self.head.forward(&xs.flatten(1, 2)),
         };
@@ -341,20 +360,42 @@ impl Net {
         // matmul with a constant [15, 8] matrix (clamped at 0 for the trend).
         let h = x.select(2, THR as i64).clamp_min(0.0);
         let fixed = h.matmul(&self.cand_w).clamp_min(0.0);
-        let cands = Tensor::cat(&[fixed, ack_clock(x, &h, &self.pos, self.window_s)], 1);
-        let gates = o.narrow(1, 0, N_CAND).softmax(1, Kind::Float);
+        let mut parts = vec![fixed, ack_clock(x, &h, &self.pos, self.window_s)];
+        let n_cand = if self.combined { N_CAND + 1 } else { N_CAND };
+        let mut tree_logit = None;
+        if self.combined {
+            let (t_thr, t_logit) = tree.expect("lstm-gbt needs the trees' outputs");
+            parts.push(t_thr.clamp_min(0.0).unsqueeze(1));
+            tree_logit = Some(t_logit.shallow_clone());
+        }
+        let cands = Tensor::cat(&parts, 1);
+        let gates = o.narrow(1, 0, n_cand).softmax(1, Kind::Float);
         let mix = (cands * gates).sum_dim_intlist(&[1i64][..], false, Kind::Float);
         // A relative residual on top of the mix (0 = the mix itself).
-        let thr = (mix.log1p() + o.select(1, N_CAND)).expm1();
-        (thr, o.select(1, N_CAND + 1))
+        let thr = (mix.log1p() + o.select(1, n_cand)).expm1();
+        let logit = o.select(1, n_cand + 1);
+        let logit = match tree_logit {
+            Some(t) => logit + t,
+            None => logit,
+        };
+        (thr, logit)
     }
 
     /// The MODEL.md output: [B, 2] = (throughput >= 0, probability below threshold).
     fn export_forward(&self, x: &Tensor) -> Tensor {
-        let (thr, logit) = self.forward(x);
+        let (thr, logit) = match &self.trees {
+            Some(g) => {
+                let (t, l) = g.outputs(x);
+                self.forward(x, Some((&t, &l)))
+            }
+            None => self.forward(x, None),
+        };
         Tensor::stack(&[thr.relu(), logit.sigmoid()], 1)
     }
 }
+
+/// Inputs of the trees: [`gbt_features`] columns.
+const N_GBT_FEATURES: i64 = 37;
 
 /// Forecasts that follow the ACK clock, [B, 4]. A window-limited sender
 /// sends what the ACKs of the data it sent one round trip earlier release,
@@ -423,6 +464,28 @@ struct GbtNet {
 }
 
 impl GbtNet {
+    /// (throughput, congestion logit), each [B].
+    fn outputs(&self, x: &Tensor) -> (Tensor, Tensor) {
+        let f = gbt_features(x, &self.pos, self.window_s);
+        let thr = (last_throughput(x) + self.regressor.forward(&f)).relu();
+        (thr, self.classifier.forward(&f))
+    }
+
+    /// Both outputs for every sequence of `ds`, as a [N, 2] row-major vector.
+    fn outputs_all(&self, ds: &Dataset) -> Vec<f32> {
+        let _g = tch::no_grad_guard();
+        let mut out = Vec::with_capacity(ds.len() * 2);
+        let idx: Vec<usize> = (0..ds.len()).collect();
+        for chunk in idx.chunks(4096) {
+            let (xb, _) = ds.batch(chunk);
+            let (t, l) = self.outputs(&xb);
+            out.extend(
+                Vec::<f32>::try_from(Tensor::stack(&[t, l], 1).reshape([-1])).unwrap_or_default(),
+            );
+        }
+        out
+    }
+
     fn export_forward(&self, x: &Tensor) -> Tensor {
         let f = gbt_features(x, &self.pos, self.window_s);
         let last = last_throughput(x);
@@ -556,6 +619,43 @@ fn predict_all(forecast: &dyn Fn(&Tensor) -> Tensor, ds: &Dataset) -> (Vec<f64>,
     (thr, prob)
 }
 
+/// `lstm-gbt`: out-of-fold tree outputs for the training sequences (two folds
+/// by capture: each fold's sequences get the outputs of trees fitted on the
+/// other fold) and the final trees fitted on all training captures.
+fn stacked_trees(
+    cfg: &TrainConfig,
+    train_caps: &[Capture],
+    tr: &Dataset,
+    va: &Dataset,
+) -> (Vec<f32>, GbtNet) {
+    // `tr` was built capture by capture in order: find each capture's sequences.
+    let mut fold_of = Vec::with_capacity(tr.len());
+    let mut sets = [Dataset::default(), Dataset::default()];
+    for (i, c) in train_caps.iter().enumerate() {
+        let before = sets[i % 2].len();
+        sets[i % 2].add(c);
+        fold_of.extend(std::iter::repeat_n(i % 2, sets[i % 2].len() - before));
+    }
+    tracing::info!("lstm-gbt: trees for fold 1 of 2");
+    let a = train_gbt(cfg, &sets[0], va).outputs_all(&sets[1]);
+    tracing::info!("lstm-gbt: trees for fold 2 of 2");
+    let b = train_gbt(cfg, &sets[1], va).outputs_all(&sets[0]);
+    // Put them back in `tr`'s order: fold-0 sequences take the fold-1 trees' outputs.
+    let (mut ia, mut ib) = (0, 0);
+    let mut oof = Vec::with_capacity(tr.len() * 2);
+    for f in fold_of {
+        if f == 0 {
+            oof.extend_from_slice(&b[2 * ib..2 * ib + 2]);
+            ib += 1;
+        } else {
+            oof.extend_from_slice(&a[2 * ia..2 * ia + 2]);
+            ia += 1;
+        }
+    }
+    tracing::info!("lstm-gbt: final trees on all training captures");
+    (oof, train_gbt(cfg, tr, va))
+}
+
 /// Train the LSTM (or the linear map) with early stopping on the validation
 /// captures; returns the network at its best epoch (frozen), its store, the
 /// epochs run and the best epoch.
@@ -565,11 +665,21 @@ fn train_nn(
     va: &Dataset,
     med: &[f32; N_FEATURES],
     iqr: &[f32; N_FEATURES],
+    trees: Option<(Vec<f32>, GbtNet)>,
 ) -> Result<(Net, nn::VarStore, usize, usize), TrainError> {
     let mut vs = nn::VarStore::new(Device::Cpu);
     let window_s = cfg.window.secs_f64();
     let make = |p: &nn::Path| Net::new(p, &cfg.arch, cfg.hidden, cfg.layers, med, iqr, window_s);
-    let net = make(&vs.root());
+    let mut net = make(&vs.root());
+    // `lstm-gbt`: the trees' out-of-fold outputs for the training sequences
+    // (each from trees that never saw that capture), the final trees inside.
+    let tree_tr = match trees {
+        Some((oof, g)) => {
+            net.trees = Some(g);
+            Some(oof)
+        }
+        None => None,
+    };
     // Start near persistence: its gate gets a head start, so training begins at
     // the strongest naive forecast and has to earn every departure from it.
     if let Some(bs) = net.head.bs.as_ref() {
@@ -600,7 +710,12 @@ fn train_nn(
         let nb = order.len().div_ceil(cfg.batch);
         for (bi, chunk) in order.chunks(cfg.batch).enumerate() {
             let (xb, yb) = tr.batch(chunk);
-            let (thr, logit) = net.forward(&xb);
+            let tree = tree_tr.as_ref().map(|o| {
+                let t: Vec<f32> = chunk.iter().map(|&i| o[2 * i]).collect();
+                let l: Vec<f32> = chunk.iter().map(|&i| o[2 * i + 1]).collect();
+                (Tensor::from_slice(&t), Tensor::from_slice(&l))
+            });
+            let (thr, logit) = net.forward(&xb, tree.as_ref().map(|(t, l)| (t, l)));
             let label = yb.lt(cfg.threshold_mbps).to_kind(Kind::Float);
             let l_reg = ((&thr - &yb).abs() / thr_iqr).mean(Kind::Float);
             let l_cls = logit.binary_cross_entropy_with_logits::<Tensor>(
@@ -661,9 +776,9 @@ static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Train, export and write the MODEL.md directory.
 pub fn train(cfg: &TrainConfig) -> Result<TrainSummary, TrainError> {
-    if !["lstm", "linear", "gbt"].contains(&cfg.arch.as_str()) {
+    if !["lstm", "linear", "gbt", "lstm-gbt"].contains(&cfg.arch.as_str()) {
         return Err(TrainError::Usage(format!(
-            "unknown --arch {:?}: use lstm, linear or gbt",
+            "unknown --arch {:?}: use lstm, lstm-gbt, linear or gbt",
             cfg.arch
         )));
     }
@@ -739,12 +854,18 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary, TrainError> {
     );
 
     let (forecast, fitted, arch_json): Trained = match cfg.arch.as_str() {
-        "lstm" | "linear" => {
-            let (net, vs, epochs_run, best_epoch) = train_nn(cfg, &tr, &va, &med, &iqr)?;
+        "lstm" | "linear" | "lstm-gbt" => {
+            let trees = if cfg.arch == "lstm-gbt" {
+                Some(stacked_trees(cfg, &train_caps, &tr, &va))
+            } else {
+                None
+            };
+            let (net, vs, epochs_run, best_epoch) = train_nn(cfg, &tr, &va, &med, &iqr, trees)?;
             let arch = serde_json::json!({
                 "type": cfg.arch,
-                "layers": if cfg.arch == "lstm" { cfg.layers } else { 0 },
-                "hidden": if cfg.arch == "lstm" { cfg.hidden } else { 0 },
+                "layers": if cfg.arch != "linear" { cfg.layers } else { 0 },
+                "hidden": if cfg.arch != "linear" { cfg.hidden } else { 0 },
+                "trees": if cfg.arch == "lstm-gbt" { "the gbt ensembles (see `--arch gbt`) run inside the module: their throughput forecast is a 13th candidate, their congestion logit is added to the head's, their 37 window statistics (signed log) join the LSTM's last hidden state at the head; trained on out-of-fold tree outputs (two folds by capture), exported with trees fitted on all training captures" } else { "" },
                 "weight_decay": cfg.weight_decay,
                 "input": "float32 [B, 15, 9], raw features in FEATURES.md order, oldest window first",
                 "output": "float32 [B, 2]: throughput_mbps of the next window (>= 0), probability it is below threshold_mbps",
@@ -787,7 +908,7 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary, TrainError> {
         }
         other => {
             return Err(TrainError::Data(format!(
-                "unknown --arch {other:?}: use lstm, linear or gbt"
+                "unknown --arch {other:?}: use lstm, lstm-gbt, linear or gbt"
             )));
         }
     };
@@ -840,8 +961,9 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary, TrainError> {
     }
 
     let version = match cfg.arch.as_str() {
-        "lstm" => format!(
-            "lstm{}x{}-{}-s{}",
+        "lstm" | "lstm-gbt" => format!(
+            "{}{}x{}-{}-s{}",
+            cfg.arch,
             cfg.layers,
             cfg.hidden,
             date_utc(),
@@ -871,6 +993,11 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary, TrainError> {
         }),
         libtorch_version: "2.13.0".into(),
         created: date_utc(),
+        input_reference: {
+            let segs: Vec<&[Vec<[f32; N_FEATURES]>]> =
+                train_caps.iter().map(|c| c.segments.as_slice()).collect();
+            engine::shift::InputReference::fit(&segs, engine::shift::DEFAULT_SPAN)
+        },
     };
     let meta_path = cfg.out.join(META_FILE);
     std::fs::write(

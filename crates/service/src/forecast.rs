@@ -10,6 +10,7 @@
 use crate::online::{Online, OnlineConfig, Skill};
 use engine::eval::Baselines;
 use engine::forecast::{Forecast, PredictError, Predictor, SequenceModel, WindowWidth};
+use engine::shift::ShiftMonitor;
 use engine::window::WindowRow;
 use std::time::{Duration, Instant};
 
@@ -36,6 +37,10 @@ pub struct Scored {
     pub published: Option<Forecast>,
     /// Rolling skill of the published forecast, once this window is scored.
     pub skill: Option<Skill>,
+    /// (distance, threshold): how unlike the training data the last minute of
+    /// windows is (`engine::shift`), once a minute is in and if the model says
+    /// what its training data looked like.
+    pub input_shift: Option<(f64, f64)>,
 }
 
 /// Forecasts one stream of windows.
@@ -49,6 +54,9 @@ pub struct ForecastStage<M> {
     online_cfg: OnlineConfig,
     /// Publish the combination (true) or the raw model (false).
     combine: bool,
+    /// The input-shift monitor, if the model has a reference.
+    shift: Option<ShiftMonitor>,
+    shift_warned: bool,
 }
 
 impl<M: SequenceModel> ForecastStage<M> {
@@ -64,7 +72,10 @@ impl<M: SequenceModel> ForecastStage<M> {
         let mut online = online.unwrap_or_default();
         online.floor_mbps = 0.5 * 40.0 * 8.0 / width.secs_f64() / 1e6;
         let threshold = model.threshold_mbps();
+        let shift = model.input_reference().cloned().map(ShiftMonitor::new);
         ForecastStage {
+            shift,
+            shift_warned: false,
             predictor: Predictor::new(model, width),
             width,
             base: Baselines::default(),
@@ -100,6 +111,9 @@ impl<M: SequenceModel> ForecastStage<M> {
     pub fn restart(&mut self) {
         self.gap();
         self.online = Online::new(self.online_cfg, self.predictor.model().threshold_mbps());
+        if let Some(m) = self.shift.as_mut() {
+            m.clear();
+        }
     }
 
     /// A gap in the grid: the history restarts; what the online stage learnt
@@ -122,6 +136,7 @@ impl<M: SequenceModel> ForecastStage<M> {
             self.gap();
         }
         self.last_start = Some(row.start_ns);
+        let input_shift = self.watch_shift(&row);
         let (at_target, baselines, published_at_target) = match self.pending.take() {
             Some((f, b, p)) if f.target_start_ns == row.start_ns => (Some(f), Some(b), Some(p)),
             _ => (None, None, None),
@@ -163,7 +178,27 @@ impl<M: SequenceModel> ForecastStage<M> {
             published_at_target,
             published,
             skill,
+            input_shift,
         })
+    }
+
+    /// The input-shift monitor (None: the model has no reference).
+    pub fn shift(&self) -> Option<&ShiftMonitor> {
+        self.shift.as_ref()
+    }
+
+    fn watch_shift(&mut self, row: &WindowRow) -> Option<(f64, f64)> {
+        let m = self.shift.as_mut()?;
+        let d = m.push(&engine::shift::features(row))?;
+        let threshold = m.reference().threshold;
+        if d > threshold && !self.shift_warned {
+            self.shift_warned = true;
+            tracing::warn!(
+                "the input is unlike the model's training data: feature distance {d:.3} over the last {} windows, the training data showed at most {threshold:.3}; forecasts may be less reliable (the online skill scores say how much)",
+                m.reference().span
+            );
+        }
+        Some((d, threshold))
     }
 }
 

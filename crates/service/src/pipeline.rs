@@ -318,6 +318,7 @@ fn inference_loop<M: SequenceModel>(
                             published_at_target: None,
                             published: None,
                             skill: None,
+                            input_shift: None,
                         }
                     }
                 };

@@ -44,6 +44,46 @@ pub struct Replay<M> {
     pub extra_sinks: Vec<Box<dyn Sink>>,
     /// Publish the raw model instead of the online combination.
     pub model_only: bool,
+    /// Corpus manifest with each capture's traffic class (`name`, `class`).
+    pub classes: Option<PathBuf>,
+}
+
+/// Read a corpus manifest: capture name -> class.
+pub fn read_classes(
+    path: &std::path::Path,
+) -> Result<std::collections::BTreeMap<String, String>, ReplayError> {
+    let bad = |detail: String| ReplayError::Classes {
+        path: path.to_owned(),
+        detail,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .collect();
+    let col = |n: &str| header.iter().position(|h| *h == n);
+    let (Some(ni), Some(ci)) = (col("name"), col("class")) else {
+        return Err(bad(
+            "the first line must name the columns, among them name and class".into(),
+        ));
+    };
+    let mut out = std::collections::BTreeMap::new();
+    for (i, line) in lines.enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: Vec<&str> = line.split(',').map(str::trim).collect();
+        match (v.get(ni), v.get(ci)) {
+            (Some(n), Some(c)) if !n.is_empty() && !c.is_empty() => {
+                out.insert((*n).to_owned(), (*c).to_owned());
+            }
+            _ => return Err(bad(format!("line {} has no name or no class", i + 2))),
+        }
+    }
+    Ok(out)
 }
 
 /// Errors of `replay`.
@@ -58,6 +98,14 @@ pub enum ReplayError {
     /// The run failed.
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
+    /// The `--classes` manifest cannot be used.
+    #[error("cannot use {path} as a class manifest: {detail}")]
+    Classes {
+        /// The manifest.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
 }
 
 impl<M: SequenceModel + Send + 'static> Replay<M> {
@@ -69,6 +117,10 @@ impl<M: SequenceModel + Send + 'static> Replay<M> {
                 FileSource::open(p, None)?;
             }
         }
+        let classes = match &self.classes {
+            Some(p) => read_classes(p)?,
+            None => Default::default(),
+        };
         let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
         if let Some(p) = &self.out {
             sinks.push(Box::new(
@@ -83,6 +135,7 @@ impl<M: SequenceModel + Send + 'static> Replay<M> {
             report: self.report.clone(),
             plot: self.plot.clone(),
             print: self.print,
+            classes,
         });
         let result = eval.result();
         sinks.push(Box::new(eval));

@@ -109,6 +109,7 @@ fn first_ts() -> i64 {
 fn replayed(out: Option<PathBuf>) -> Vec<Scored> {
     let (mem, rx) = MemorySink::new();
     Replay {
+        classes: None,
         inputs: vec![sample()],
         filter: None,
         realtime: false,

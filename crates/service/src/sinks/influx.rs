@@ -495,6 +495,9 @@ pub fn point_for(s: &Scored, kernel_drops: i64) -> Point {
             }
         }
     }
+    if let Some((d, _)) = s.input_shift {
+        fields.push(("input_shift", d));
+    }
     for (name, v) in FEATURE_NAMES.iter().zip(s.row.features()) {
         fields.push((name, v));
     }
@@ -847,6 +850,7 @@ mod tests {
             published_at_target: Some(f(row.start_ns, 1.5)),
             published: Some(f(row.start_ns + 50_000_000, 2.5)),
             skill: None,
+            input_shift: None,
         };
         let p = point_for(&s, 3);
         assert_eq!(p.ts_ms, 1_700_000_000_050);

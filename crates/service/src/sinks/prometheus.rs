@@ -47,6 +47,8 @@ pub struct Metrics {
     pub mase_recent: Gauge,
     pub mase_total: Gauge,
     pub brier_recent: Gauge,
+    pub input_shift: Gauge,
+    pub input_shift_threshold: Gauge,
     /// Set while the capture thread runs (for /healthz).
     pub capturing: AtomicBool,
     /// The capture's interface is down (for /healthz).
@@ -191,6 +193,14 @@ impl Metrics {
                 "skill_brier_recent",
                 "Brier score of the published probability, last minute",
             ),
+            input_shift: f(
+                "input_shift",
+                "Distance of the last minute's features from the training data's (0 alike, 1 disjoint)",
+            ),
+            input_shift_threshold: f(
+                "input_shift_threshold",
+                "Largest input_shift the model's own training data showed; above it the input is unlike the training data",
+            ),
             capturing: AtomicBool::new(false),
             link_down: AtomicBool::new(false),
             published: Mutex::default(),
@@ -326,6 +336,10 @@ impl Metrics {
         }
         if let Some(f) = &s.published {
             self.last_congestion_prob.set(f.congestion_prob);
+        }
+        if let Some((d, t)) = s.input_shift {
+            self.input_shift.set(d);
+            self.input_shift_threshold.set(t);
         }
         if let Some(k) = &s.skill {
             if let Some(v) = k.mase_recent {

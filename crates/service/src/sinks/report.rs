@@ -46,6 +46,43 @@ pub struct ReplayReport {
     pub calibration: CalibrationReport,
     /// The same metrics for each capture on its own.
     pub per_capture: Vec<CaptureReport>,
+    /// The same metrics pooled per traffic class (`replay --classes`); empty
+    /// without a manifest.
+    pub per_class: Vec<ClassReport>,
+    /// How unlike the training data the input was (`engine::shift`); null
+    /// with `input_shift_note` saying why when it could not be judged.
+    pub input_shift: Option<ShiftReport>,
+    /// Why `input_shift` is null, when it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_shift_note: Option<String>,
+}
+
+/// One traffic class's pooled scores.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ClassReport {
+    /// The class, as the manifest names it.
+    pub class: String,
+    /// Its captures in this run.
+    pub captures: usize,
+    /// Windows scored.
+    pub windows: usize,
+    /// Published, model and baselines on its windows.
+    pub scores: Scoreboard,
+    /// Calibration of the published probability.
+    pub calibration: Calibration,
+}
+
+/// The input-shift monitor's verdict over the run.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct ShiftReport {
+    /// The largest distance the training data showed.
+    pub threshold: f64,
+    /// The largest distance seen here.
+    pub max: f64,
+    /// Windows (with a full minute behind them) beyond the threshold.
+    pub windows_over: u64,
+    /// Windows with a full minute behind them.
+    pub windows_judged: u64,
 }
 
 /// Calibration of the model's and the published probability.
@@ -141,6 +178,23 @@ pub struct ReportSettings {
     pub plot: Option<PathBuf>,
     /// Print each capture's summary and the table to standard error.
     pub print: bool,
+    /// Capture name (file name without extensions) -> traffic class.
+    pub classes: BTreeMap<String, String>,
+}
+
+/// A capture's name in a manifest: its file name without `.gz`, `.pcap`,
+/// `.pcapng`, `.cap`.
+fn manifest_name(path: &str) -> String {
+    let mut n = std::path::Path::new(path)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    for ext in [".gz", ".pcapng", ".pcap", ".cap"] {
+        if let Some(stem) = n.strip_suffix(ext) {
+            n = stem.to_owned();
+        }
+    }
+    n
 }
 
 /// Scores the forecasts; writes the report and the plot at the end. The report
@@ -159,6 +213,9 @@ pub struct Evaluation {
     /// Where each capture's windows begin in `f`.
     capture_start: usize,
     per_capture: Vec<CaptureReport>,
+    /// Class -> (captures, window ranges in `f`).
+    class_ranges: BTreeMap<String, (usize, Vec<std::ops::Range<usize>>)>,
+    shift: Option<ShiftReport>,
     result: Arc<Mutex<Option<ReplayReport>>>,
 }
 
@@ -177,6 +234,8 @@ impl Evaluation {
             names: Vec::new(),
             capture_start: 0,
             per_capture: Vec::new(),
+            class_ranges: BTreeMap::new(),
+            shift: None,
             result: Arc::default(),
         }
     }
@@ -196,6 +255,15 @@ impl Sink for Evaluation {
     }
 
     fn window(&mut self, s: &Scored) -> Result<(), SinkError> {
+        if let Some((d, threshold)) = s.input_shift {
+            let r = self.shift.get_or_insert_with(ShiftReport::default);
+            r.threshold = threshold;
+            r.max = r.max.max(d);
+            r.windows_judged += 1;
+            if d > threshold {
+                r.windows_over += 1;
+            }
+        }
         let (Some(fc), Some((p, m, e)), Some(pb)) =
             (&s.at_target, s.baselines, &s.published_at_target)
         else {
@@ -240,6 +308,11 @@ impl Sink for Evaluation {
         }
         self.summaries.push(summary.clone());
         let r = self.capture_start..self.f.actual.len();
+        if let Some(class) = self.cfg.classes.get(&manifest_name(&summary.name)) {
+            let e = self.class_ranges.entry(class.clone()).or_default();
+            e.0 += 1;
+            e.1.push(r.clone());
+        }
         if !r.is_empty() {
             let f = slice(&self.f, r.clone());
             let t = self.cfg.threshold_mbps;
@@ -291,6 +364,27 @@ impl Sink for Evaluation {
                 ),
             },
             per_capture: self.per_capture.clone(),
+            per_class: self
+                .class_ranges
+                .iter()
+                .filter_map(|(class, (captures, ranges))| {
+                    let mut f = Forecasts::default();
+                    for r in ranges {
+                        f.extend(&slice(&self.f, r.clone()));
+                    }
+                    (!f.actual.is_empty()).then(|| ClassReport {
+                        class: class.clone(),
+                        captures: *captures,
+                        windows: f.actual.len(),
+                        scores: Scoreboard::compute(&f, cfg.threshold_mbps),
+                        calibration: calibration(&labels(&f, cfg.threshold_mbps), &f.published_prob),
+                    })
+                })
+                .collect(),
+            input_shift: self.shift.clone(),
+            input_shift_note: self.shift.is_none().then(|| {
+                "not judged: the model has no input reference (trained before it existed), or no stream had a full minute of windows".to_owned()
+            }),
         };
         if let Some(p) = &cfg.report {
             std::fs::write(
@@ -337,6 +431,32 @@ impl Sink for Evaluation {
                 c.brier_prevalence,
                 c.brier_conditional,
             );
+            if let Some(sh) = &report.input_shift
+                && sh.windows_over > 0
+            {
+                eprintln!(
+                    "\ninput unlike the training data: {} of {} windows beyond the training data's feature distance {:.3} (max here {:.3})",
+                    sh.windows_over, sh.windows_judged, sh.threshold, sh.max
+                );
+            }
+            if !report.per_class.is_empty() {
+                eprintln!(
+                    "\nper class (MASE published / model / EWMA, Brier published, ECE published):"
+                );
+                for c in &report.per_class {
+                    eprintln!(
+                        "  {:<24} {:>3} captures {:>7} windows  {:>6.3} / {:>6.3} / {:>6.3}  {:.4}  {:.4}",
+                        c.class,
+                        c.captures,
+                        c.windows,
+                        c.scores.published.as_ref().map_or(f64::NAN, |m| m.mase),
+                        c.scores.model.mase,
+                        c.scores.ewma.mase,
+                        c.calibration.brier,
+                        c.calibration.ece
+                    );
+                }
+            }
             if report.per_capture.len() > 1 {
                 eprintln!("\nper capture (MASE published / model, ECE published):");
                 for p in &report.per_capture {
