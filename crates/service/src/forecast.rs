@@ -259,4 +259,55 @@ mod tests {
         let out = s.step(row(n + 1, 1.0)).unwrap();
         assert!(out.at_target.is_none() && out.issued.is_none());
     }
+
+    /// Persistence that says its training data ran at 1-10 Mbit/s.
+    struct Trained(engine::shift::InputReference);
+
+    impl SequenceModel for Trained {
+        fn forward(&mut self, seqs: &[f32], n: usize) -> Result<Vec<(f64, f64)>, PredictError> {
+            Persistence {
+                threshold_mbps: 20.0,
+            }
+            .forward(seqs, n)
+        }
+        fn version(&self) -> &str {
+            "trained"
+        }
+        fn threshold_mbps(&self) -> f64 {
+            20.0
+        }
+        fn input_reference(&self) -> Option<&engine::shift::InputReference> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn input_unlike_the_training_data_is_flagged_after_a_full_span() {
+        let feats = |mbps: f64| engine::shift::features(&row(0, mbps));
+        let train: Vec<Vec<[f32; engine::forecast::N_FEATURES]>> =
+            vec![(0..400).map(|i| feats(1.0 + (i % 10) as f64)).collect()];
+        let reference = engine::shift::InputReference::fit(&[train.as_slice()], 100).unwrap();
+        let mut s = ForecastStage::new(Trained(reference), WindowWidth::DEFAULT);
+        let mut i = 0;
+        // Like the training data: judged after 100 windows, never beyond.
+        for _ in 0..150 {
+            let out = s.step(row(i, 1.0 + (i % 10) as f64)).unwrap();
+            assert_eq!(out.input_shift.is_some(), i >= 99);
+            if let Some((d, t)) = out.input_shift {
+                assert!(d <= t + 1e-9, "{d} > {t}");
+            }
+            i += 1;
+        }
+        // A link ten times faster: beyond the threshold within a span.
+        let mut beyond = false;
+        for _ in 0..100 {
+            let (d, t) = s.step(row(i, 100.0)).unwrap().input_shift.unwrap();
+            beyond |= d > t;
+            i += 1;
+        }
+        assert!(beyond && s.shift().unwrap().windows_over > 0);
+        // A new capture forgets the windows (no verdict until a span is in).
+        s.restart();
+        assert!(s.step(row(0, 1.0)).unwrap().input_shift.is_none());
+    }
 }
