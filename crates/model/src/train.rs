@@ -684,7 +684,14 @@ fn train_nn(
     // the strongest naive forecast and has to earn every departure from it.
     if let Some(bs) = net.head.bs.as_ref() {
         tch::no_grad(|| {
-            let _ = bs.narrow(0, 0, 1).fill_(2.0);
+            if net.combined {
+                // lstm-gbt starts at the trees' forecast and logit, with small head
+                // weights: the statistics it also reads span orders of magnitude.
+                let _ = bs.narrow(0, N_CAND, 1).fill_(2.0);
+                let _ = net.head.ws.g_mul_scalar_(0.1);
+            } else {
+                let _ = bs.narrow(0, 0, 1).fill_(2.0);
+            }
         });
     }
     let mut best_vs = nn::VarStore::new(Device::Cpu);
