@@ -26,8 +26,16 @@ static JOURNAL_FAILED: crate::diag::RateLimit = crate::diag::RateLimit::every(60
 /// Longest wait between retries.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
-/// One HTTP request may take this long before it counts as a network error.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// A server that does not accept the connection within this is unreachable
+/// (nothing was sent: resending is safe).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A connected server gets this long to answer. A batch whose answer never came
+/// may have been stored, and is sent again (at-least-once: the points are
+/// byte-identical, which InfluxDB stores once; VictoriaMetrics needs
+/// `-dedup.minScrapeInterval=1ms`). A slow server that stores and then answers
+/// within this gets no second copy; the old 10 s limit resent batches that a
+/// busy server had already stored (issue 12, item 6).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One window's point: measurement `traffic_prediction`, tags host, iface and
 /// model; the fields below; timestamp = the window's start, in ms.
@@ -59,6 +67,9 @@ pub struct WriterStats {
     /// Points still unsent at the end, kept in the disk buffer for the next run.
     pub held_on_disk: u64,
     pub queued: u64,
+    /// Batches the server did not answer in time after receiving them (sent
+    /// again: possibly stored twice).
+    pub unanswered: u64,
 }
 
 impl WriterStats {
@@ -129,7 +140,9 @@ impl InfluxWriter {
             InfluxApi::V1 => format!("{base}/write?db={}&precision=ms", urlencode(&cfg.database)),
         };
         let client = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
+            .tcp_keepalive(Duration::from_secs(15))
             .build()
             .map_err(|e| InfluxError::Unreachable {
                 url: cfg.url.clone(),
@@ -402,6 +415,13 @@ impl InfluxWriter {
                 }
             }
             Err(e) => {
+                if e.is_timeout() && !e.is_connect() {
+                    self.stats.unanswered += 1;
+                    tracing::warn!(
+                        "InfluxDB took over {} s to answer a batch of {n} points; it may have stored it, so it is sent again (identical points: InfluxDB keeps one copy, VictoriaMetrics needs -dedup.minScrapeInterval=1ms)",
+                        REQUEST_TIMEOUT.as_secs()
+                    );
+                }
                 self.retry_later(None, &root_cause(&e));
                 false
             }
@@ -574,6 +594,7 @@ impl InfluxSink {
         m.writer_queue.set(w.queued() as i64);
         m.points_written.set(w.stats.points_written as i64);
         m.points_retried.set(w.stats.retries as i64);
+        m.batches_unanswered.set(w.stats.unanswered as i64);
         m.points_made.set(w.stats.points_made as i64);
         m.points_held_on_disk.set(w.stats.held_on_disk as i64);
         m.set_writer_failing(w.failing.clone());
@@ -787,6 +808,85 @@ mod tests {
             assert!(!text.contains("s3cr3t"), "the token leaked: {text}");
         }
         assert!(logs.contains("401"), "{logs}");
+    }
+
+    /// A busy server: it stores each batch at once but answers only after
+    /// `delay` (the old 10 s request timeout resent such batches: duplicates).
+    fn slow_server(
+        delay: Duration,
+    ) -> (
+        std::net::SocketAddr,
+        std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    ) {
+        use std::io::{Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let stored = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let st = std::sync::Arc::clone(&stored);
+        std::thread::spawn(move || {
+            while let Ok((mut s, _)) = l.accept() {
+                let st = std::sync::Arc::clone(&st);
+                std::thread::spawn(move || {
+                    let mut req = Vec::new();
+                    let mut b = [0u8; 4096];
+                    let body_at = loop {
+                        if let Some(i) = req.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        match s.read(&mut b) {
+                            Ok(0) | Err(_) => return,
+                            Ok(k) => req.extend_from_slice(&b[..k]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&req[..body_at]).to_ascii_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    while req.len() < body_at + len {
+                        match s.read(&mut b) {
+                            Ok(0) | Err(_) => return,
+                            Ok(k) => req.extend_from_slice(&b[..k]),
+                        }
+                    }
+                    for line in String::from_utf8_lossy(&req[body_at..]).lines() {
+                        st.lock().unwrap().push(line.to_owned());
+                    }
+                    std::thread::sleep(delay);
+                    let _ = s.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+                });
+            }
+        });
+        (addr, stored)
+    }
+
+    #[test]
+    fn a_slow_answer_is_waited_for_not_resent() {
+        let (addr, stored) = slow_server(Duration::from_secs(11));
+        let cfg = InfluxConfig {
+            url: format!("http://{addr}"),
+            org: "o".into(),
+            gzip: false,
+            ..Default::default()
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut w = InfluxWriter::new(&cfg, "h", "eth0", "m1").unwrap();
+        for i in 0..3 {
+            w.push(&Point {
+                ts_ms: i,
+                fields: vec![("x", 1.0)],
+            })
+            .unwrap();
+        }
+        assert!(rt.block_on(w.flush_once(true)), "the batch was written");
+        assert_eq!(w.stats.points_written, 3);
+        assert_eq!(w.stats.unanswered, 0);
+        assert_eq!(w.stats.retries, 0);
+        assert_eq!(stored.lock().unwrap().len(), 3, "each point stored once");
     }
 
     struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);

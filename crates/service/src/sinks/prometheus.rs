@@ -36,6 +36,7 @@ pub struct Metrics {
     pub writer_queue: IntGauge,
     pub points_written: IntGauge,
     pub points_retried: IntGauge,
+    pub batches_unanswered: IntGauge,
     pub points_made: IntGauge,
     pub points_held_on_disk: IntGauge,
     pub points_dropped: prometheus::IntGaugeVec,
@@ -157,6 +158,10 @@ impl Metrics {
             writer_queue: g("writer_queue_points", "Points waiting to be written"),
             points_written: g("points_written", "Points written to InfluxDB"),
             points_retried: g("write_retries", "Write attempts that will be retried"),
+            batches_unanswered: g(
+                "write_unanswered_batches",
+                "Batches the server received but did not answer within 60 s (sent again)",
+            ),
             points_made: g("points_made", "Points handed to the InfluxDB writer"),
             points_held_on_disk: g(
                 "points_held_on_disk",
