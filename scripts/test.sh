@@ -46,7 +46,8 @@ if [ "$(id -u)" = 0 ]; then
   step "live capture in network namespaces" python3 tests/system/live_netns.py
   step "lab: delay line imposes its delay and loss" tests/system/lab_delayline.sh
   step "lab: throughput follows the schedule" python3 tests/system/lab_follow.py
-  step "daemon: VictoriaMetrics, influxd 1.6.7, Prometheus, 30 s outage" python3 tests/system/daemon_netns.py
+  step "lab: application profiles (paced with offloads at the receiver, web)" python3 tests/system/lab_apps.py
+  step "daemon: VictoriaMetrics, influxd 1.6.7, Prometheus, 5-minute outage" python3 tests/system/daemon_netns.py
   step "faults: interface vanishes, CSV disk full" python3 tests/system/faults.py
 else
   echo "test: not root, live namespace test skipped" >&2
