@@ -1,5 +1,5 @@
 //! Inference latency of the shipped model (model_files/): batch 1 through the
-//! 15-window ring as the daemon calls it (p50/p99 printed from 20,000 calls, and
+//! 15-window ring as the daemon calls it (NETFORECAST_MODEL=DIR for another) (p50/p99 printed from 20,000 calls, and
 //! criterion's mean), and batch 1000.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -27,7 +27,10 @@ fn row(k: i64) -> WindowRow {
 }
 
 fn benches(c: &mut Criterion) {
-    let dir = default_model_dir();
+    // NETFORECAST_MODEL=DIR benches another model directory.
+    let dir = std::env::var_os("NETFORECAST_MODEL")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(default_model_dir);
     let mut f = match load_predictor(&dir, WindowWidth::from_ms(50).unwrap()) {
         Ok(f) => f,
         Err(e) => {

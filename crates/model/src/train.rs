@@ -322,7 +322,12 @@ impl Net {
 
     /// (throughput forecast in Mbit/s before clamping, congestion logit), each [B].
     /// `tree`: the trees' (throughput, logit) for these sequences (`lstm-gbt`).
-    fn forward(&self, x: &Tensor, tree: Option<(&Tensor, &Tensor)>) -> (Tensor, Tensor) {
+    fn forward(
+        &self,
+        x: &Tensor,
+        tree: Option<(&Tensor, &Tensor)>,
+        feats: Option<&Tensor>,
+    ) -> (Tensor, Tensor) {
         let logged: Tensor = x.sign() * (x.abs() * &self.log_mult).log1p();
         let keep: Tensor = self.log_mask.ones_like() - &self.log_mask;
         let xt: Tensor = &logged * &self.log_mask + x * keep;
@@ -347,7 +352,10 @@ impl Net {
                 let last = out.select(1, LOOKBACK as i64 - 1);
                 if self.combined {
                     // The trees' window statistics, signed-log compressed.
-                    let f = gbt_features(x, &self.pos, self.window_s);
+                    let f = match feats {
+                        Some(f) => f.shallow_clone(),
+                        None => gbt_features(x, &self.pos, self.window_s),
+                    };
                     let f = f.sign() * f.abs().log1p();
                     self.head.forward(&Tensor::cat(&[last, f], 1))
                 } else {
@@ -385,10 +393,12 @@ impl Net {
     fn export_forward(&self, x: &Tensor) -> Tensor {
         let (thr, logit) = match &self.trees {
             Some(g) => {
-                let (t, l) = g.outputs(x);
-                self.forward(x, Some((&t, &l)))
+                // The statistics once, for the trees and the head.
+                let f = gbt_features(x, &self.pos, self.window_s);
+                let (t, l) = g.outputs_from(x, &f);
+                self.forward(x, Some((&t, &l)), Some(&f))
             }
-            None => self.forward(x, None),
+            None => self.forward(x, None, None),
         };
         Tensor::stack(&[thr.relu(), logit.sigmoid()], 1)
     }
@@ -466,9 +476,13 @@ struct GbtNet {
 impl GbtNet {
     /// (throughput, congestion logit), each [B].
     fn outputs(&self, x: &Tensor) -> (Tensor, Tensor) {
-        let f = gbt_features(x, &self.pos, self.window_s);
-        let thr = (last_throughput(x) + self.regressor.forward(&f)).relu();
-        (thr, self.classifier.forward(&f))
+        self.outputs_from(x, &gbt_features(x, &self.pos, self.window_s))
+    }
+
+    /// [`GbtNet::outputs`] from statistics already computed.
+    fn outputs_from(&self, x: &Tensor, f: &Tensor) -> (Tensor, Tensor) {
+        let thr = (last_throughput(x) + self.regressor.forward(f)).relu();
+        (thr, self.classifier.forward(f))
     }
 
     /// Both outputs for every sequence of `ds`, as a [N, 2] row-major vector.
@@ -722,7 +736,7 @@ fn train_nn(
                 let l: Vec<f32> = chunk.iter().map(|&i| o[2 * i + 1]).collect();
                 (Tensor::from_slice(&t), Tensor::from_slice(&l))
             });
-            let (thr, logit) = net.forward(&xb, tree.as_ref().map(|(t, l)| (t, l)));
+            let (thr, logit) = net.forward(&xb, tree.as_ref().map(|(t, l)| (t, l)), None);
             let label = yb.lt(cfg.threshold_mbps).to_kind(Kind::Float);
             let l_reg = ((&thr - &yb).abs() / thr_iqr).mean(Kind::Float);
             let l_cls = logit.binary_cross_entropy_with_logits::<Tensor>(
