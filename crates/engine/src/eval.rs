@@ -29,6 +29,9 @@ pub struct Metrics {
     pub pr_auc: f64,
     /// Share of windows whose actual throughput is below the threshold.
     pub prevalence: f64,
+    /// Why a metric above is null (undefined on these windows), one line each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub undefined: Vec<String>,
 }
 
 /// Forecasts of every forecaster for the same target windows.
@@ -204,7 +207,7 @@ pub fn metrics(
         }
     };
     let m = mae(actual, p);
-    Metrics {
+    let mut out = Metrics {
         r2: r2(actual, p),
         mae_mbps: m,
         rmse_mbps: rmse(actual, p),
@@ -212,7 +215,32 @@ pub fn metrics(
         roc_auc: roc_auc(&label, s),
         pr_auc: pr_auc(&label, s),
         prevalence: label.iter().filter(|l| **l).count() as f64 / label.len().max(1) as f64,
+        undefined: Vec::new(),
+    };
+    if actual.is_empty() {
+        out.undefined
+            .push("every metric: no window was scored".into());
+        return out;
     }
+    if !out.r2.is_finite() {
+        out.undefined
+            .push("r2: the actual throughput is the same in every window".into());
+    }
+    if !out.mase.is_finite() {
+        out.undefined
+            .push("mase: persistence made no error on these windows".into());
+    }
+    if !out.roc_auc.is_finite() || !out.pr_auc.is_finite() {
+        out.undefined.push(format!(
+            "roc_auc, pr_auc: every window is {} the threshold (one class only)",
+            if out.prevalence > 0.5 {
+                "below"
+            } else {
+                "at or above"
+            }
+        ));
+    }
+    out
 }
 
 /// One bin of a reliability table.
@@ -361,6 +389,29 @@ impl Scoreboard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn undefined_metrics_are_null_with_a_reason() {
+        // Every window above the threshold, persistence perfect.
+        let a = [30.0, 30.0, 30.0];
+        let m = metrics(&a, &[31.0, 30.0, 29.0], Some(&[0.1, 0.2, 0.3]), 0.0, 20.0);
+        assert!(m.roc_auc.is_nan() && m.pr_auc.is_nan() && !m.mase.is_finite());
+        let json = serde_json::to_value(&m).unwrap();
+        assert!(
+            json["roc_auc"].is_null() && json["mase"].is_null(),
+            "{json}"
+        );
+        let why = m.undefined.join("; ");
+        assert!(
+            why.contains("one class only") && why.contains("persistence made no error"),
+            "{why}"
+        );
+        assert!(why.contains("r2"), "{why}");
+        // A well-defined case says nothing.
+        let ok = metrics(&[10.0, 30.0], &[12.0, 28.0], Some(&[0.9, 0.1]), 1.0, 20.0);
+        assert!(ok.undefined.is_empty());
+        assert!(!serde_json::to_string(&ok).unwrap().contains("undefined"));
+    }
 
     #[test]
     fn auc_known_values() {
