@@ -109,11 +109,26 @@ if h:
                 n += 1
             prev_t, prev_x = t, x
         cond = se / max(1, n)
+        # No phantom traffic: after a silent window, where the next is silent too
+        # (persistence's 0 is right), how often is the published forecast 0?
+        after = zero = 0
+        prev_t = prev_x = None
+        for row in csv.DictReader(open(pred)):
+            t = float(row["window_start"])
+            x = float(row["actual_mbps"])
+            if prev_t is not None and abs(t - prev_t - 0.05) < 1e-6 and prev_x == 0 and x == 0:
+                after += 1
+                zero += float(row["predicted_mbps"]) == 0
+            prev_t, prev_x = t, x
+        phantom = (after, zero)
     print(f"\nProbability (pooled held-out): published Brier {f4(cal['published']['brier'])}, log loss "
           f"{f4(cal['published']['log_loss'])}, ECE {f4(cal['published']['ece'])}; the model's own Brier "
           f"{f4(cal['model']['brier'])}, ECE {f4(cal['model']['ece'])}. References: P(next < 20 | current < 20) "
           f"= {p_bb:.3f} and P(next < 20 | current >= 20) = {p_ab:.3f} fitted on the training windows give Brier "
           f"{f4(cond)} here; the prevalence fitted on these windows {f4(cal['brier_prevalence'])}.\n")
+    if os.path.exists(pred) and phantom[0]:
+        print(f"No phantom traffic: of {phantom[0]:,} silent windows that followed a silent window, the published "
+              f"forecast was exactly 0 for {phantom[1]:,} ({100 * phantom[1] / phantom[0]:.2f} %).\n")
     print("Reliability of the published probability (10 bins):\n")
     print("| bin | windows | mean forecast | observed |")
     print("|---|---|---|---|")

@@ -143,6 +143,9 @@ pub struct Online {
     recent_sum: (f64, f64, f64),
     total: (f64, f64),
     scored: u64,
+    /// How often a silent window has been followed by another (an exponential
+    /// average over the stream's silent windows).
+    silence_stays: f64,
 }
 
 fn logit(p: f64) -> f64 {
@@ -169,7 +172,13 @@ impl Online {
             recent_sum: (0.0, 0.0, 0.0),
             total: (0.0, 0.0),
             scored: 0,
+            silence_stays: 0.75,
         }
+    }
+
+    /// How often silence has been followed by silence on this stream.
+    pub fn silence_stays(&self) -> f64 {
+        self.silence_stays
     }
 
     /// A gap in the grid: what was issued will not be scored; what was learnt stays.
@@ -198,6 +207,14 @@ impl Online {
             Some(s) => 0.99 * s + 0.01 * pers_err,
         };
         self.scale[p.context] = Some(scale);
+        if p.context == 1 {
+            let stayed = if actual < self.cfg.floor_mbps {
+                1.0
+            } else {
+                0.0
+            };
+            self.silence_stays = 0.95 * self.silence_stays + 0.05 * stayed;
+        }
         // Scaled losses; the floor keeps an idle link (scale 0) from dividing by 0.
         let denom = scale.max(0.01);
         let w = &mut self.w[p.context];
@@ -290,8 +307,13 @@ impl Online {
             experts[1]
         }
         .max(0.0);
-        // No phantom traffic: what no window could carry is nothing.
-        let published = if published < self.cfg.floor_mbps {
+        // No phantom traffic: what no window could carry is nothing; and after a
+        // silent window, while silence has mostly been followed by silence on this
+        // stream, the median of the next window is 0, which is also the forecast
+        // with the least absolute error (a weighted mean would be a small positive
+        // number every time).
+        let published = if published < self.cfg.floor_mbps || (silent && self.silence_stays >= 0.5)
+        {
             0.0
         } else {
             published
@@ -357,6 +379,47 @@ mod tests {
         o.observe(0.0);
         let (published, _) = o.issue([6.4e-7, 0.0, 0.0, 0.0], 0.99, 0.0, true);
         assert_eq!(published, 0.0);
+    }
+
+    #[test]
+    fn after_silence_the_median_is_published() {
+        let cfg = OnlineConfig {
+            floor_mbps: 0.0032,
+            ..OnlineConfig::default()
+        };
+        // Idle stretches (20 silent windows, then one burst): after a silent window
+        // the published forecast is 0 even though the model says 2 Mbit/s and
+        // holds some weight.
+        let mut o = Online::new(cfg, 20.0);
+        let mut after_silence = Vec::new();
+        let mut last = 0.0;
+        for t in 0..2000 {
+            let actual = if t % 21 == 20 { 5.0 } else { 0.0 };
+            o.observe(actual);
+            let (p, _) = o.issue([2.0, actual, 0.3, 0.2], 0.9, actual, actual == 0.0);
+            if last == 0.0 && actual == 0.0 {
+                after_silence.push(p);
+            }
+            last = actual;
+        }
+        assert!(after_silence.iter().skip(100).all(|p| *p == 0.0));
+        assert!(o.silence_stays() > 0.8);
+        // Silence that is mostly followed by traffic (every other window): the
+        // combination is published, not 0.
+        let mut o = Online::new(cfg, 20.0);
+        let mut p = 0.0;
+        for t in 0..400 {
+            let actual = if t % 2 == 0 { 0.0 } else { 4.0 };
+            o.observe(actual);
+            p = o
+                .issue([4.0, actual, 2.0, 2.0], 0.9, actual, actual == 0.0)
+                .0;
+        }
+        assert!(
+            o.silence_stays() < 0.1 && p > 1.0,
+            "{} {p}",
+            o.silence_stays()
+        );
     }
 
     #[test]
