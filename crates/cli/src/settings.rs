@@ -150,8 +150,13 @@ pub struct TrainCmd {
     /// AdamW weight decay.
     #[arg(long, default_value_t = 1e-4)]
     pub weight_decay: f64,
-    #[arg(long, default_value_t = 2)]
-    pub layers: i64,
+    /// LSTM layers (default 2; `lstm-gbt` has 1).
+    #[arg(long)]
+    pub layers: Option<i64>,
+    /// Windows per LSTM step: the LSTM reads the 15 windows as 15 / N steps of
+    /// N windows each (1, 3, 5 or 15; fewer steps infer faster).
+    #[arg(long, default_value_t = 1)]
+    pub lstm_stride: i64,
     #[arg(long, default_value_t = 80)]
     pub epochs: usize,
     /// Stop after this many epochs without a better validation MAE.

@@ -140,11 +140,11 @@ impl Compiled {
             .index_select(1, &self.feature)
             .reshape([-1, self.trees, self.depth]);
         let bits = chosen.gt_tensor(&self.threshold).to_kind(Kind::Float);
-        let index = (bits * &self.pow2).sum_dim_intlist(&[2i64][..], false, Kind::Float);
+        let index = (bits * &self.pow2).sum_dim_intlist(&[2i64][..], false, None::<Kind>);
         let index = index.to_kind(Kind::Int64) + &self.offsets;
         self.leaf
             .take(&index)
-            .sum_dim_intlist(&[1i64][..], false, Kind::Float)
+            .sum_dim_intlist(&[1i64][..], false, None::<Kind>)
             + self.base
     }
 }

@@ -39,6 +39,9 @@ pub struct TrainConfig {
     pub arch: String,
     pub hidden: i64,
     pub layers: i64,
+    /// Windows per LSTM step (1, 3 or 5): the LSTM reads the 15 windows as
+    /// 15 / stride steps of stride windows each (fewer steps: faster inference).
+    pub lstm_stride: i64,
     /// AdamW weight decay.
     pub weight_decay: f64,
     pub epochs: usize,
@@ -255,6 +258,10 @@ fn engineered(x: &Tensor) -> Tensor {
 /// persistence; the weights are the network's to learn.
 struct Net {
     lstm: Option<nn::LSTM>,
+    /// `lstm-gbt`: a one-layer LSTM written out step by step (the same cell
+    /// as `nn::lstm`; at batch 1 over a few steps it runs in a fraction of the
+    /// time of libtorch's fused RNN, whose fixed cost dominates there).
+    cell: Option<Cell>,
     /// `lstm-gbt`: the trees' forecast is one more candidate, their logit the
     /// start of the congestion logit, and their window statistics go into the head.
     combined: bool,
@@ -272,19 +279,20 @@ struct Net {
     window_s: f64,
     hidden: i64,
     layers: i64,
+    stride: i64,
 }
 
 impl Net {
     fn new(
         vs: &nn::Path,
-        arch: &str,
-        hidden: i64,
-        layers: i64,
+        cfg: &TrainConfig,
         med: &[f32; N_FEATURES],
         iqr: &[f32; N_FEATURES],
-        window_s: f64,
     ) -> Net {
-        let cfg = nn::RNNConfig {
+        let (arch, hidden, layers, stride) =
+            (cfg.arch.as_str(), cfg.hidden, cfg.layers, cfg.lstm_stride);
+        let window_s = cfg.window.secs_f64();
+        let rnn = nn::RNNConfig {
             num_layers: layers,
             batch_first: true,
             train: false,
@@ -293,7 +301,9 @@ impl Net {
         let linear = arch == "linear";
         let combined = arch == "lstm-gbt";
         Net {
-            lstm: (!linear).then(|| nn::lstm(vs / "lstm", N_FEATURES as i64, hidden, cfg)),
+            lstm: (!linear && !combined)
+                .then(|| nn::lstm(vs / "lstm", N_FEATURES as i64 * stride, hidden, rnn)),
+            cell: combined.then(|| Cell::new(&(vs / "cell"), N_FEATURES as i64 * stride, hidden)),
             combined,
             trees: None,
             head: nn::linear(
@@ -317,6 +327,7 @@ impl Net {
             window_s,
             hidden,
             layers,
+            stride,
         }
     }
 
@@ -332,43 +343,63 @@ impl Net {
         let keep: Tensor = self.log_mask.ones_like() - &self.log_mask;
         let xt: Tensor = &logged * &self.log_mask + x * keep;
         let xs: Tensor = (xt - &self.med) / &self.iqr;
-        let o = match &self.lstm {
-            Some(lstm) => {
-                // The zero state is made from the input so a traced module keeps a
-                // dynamic batch size (a constant zero state bakes in the traced B).
-                let z = xs
-                    .select(1, 0)
-                    .narrow(1, 0, 1)
-                    .zeros_like()
-                    .repeat([1, self.hidden]);
-                let h0 = Tensor::stack(
-                    &(0..self.layers)
-                        .map(|_| z.shallow_clone())
-                        .collect::<Vec<_>>(),
-                    0,
-                );
-                let c0 = h0.zeros_like();
-                let (out, _) = lstm.seq_init(&xs, &nn::LSTMState((h0, c0)));
-                let last = out.select(1, LOOKBACK as i64 - 1);
-                if self.combined {
-                    // The trees' window statistics, signed-log compressed.
-                    let f = match feats {
-                        Some(f) => f.shallow_clone(),
-                        None => gbt_features(x, &self.pos, self.window_s),
-                    };
-                    let f = f.sign() * f.abs().log1p();
-                    self.head.forward(&Tensor::cat(&[last, f], 1))
-                } else {
-                    self.head.forward(&last)
+        let stats = self.combined.then(|| match feats {
+            Some(f) => f.shallow_clone(),
+            None => gbt_features(x, &self.pos, self.window_s),
+        });
+        let o = if let Some(cell) = &self.cell {
+            let steps = LOOKBACK as i64 / self.stride;
+            let xl = xs.reshape([-1, steps, N_FEATURES as i64 * self.stride]);
+            let last = cell.last_hidden(&xl);
+            // The trees' window statistics, signed-log compressed.
+            let f = stats.as_ref().expect("computed above for lstm-gbt");
+            let f = f.sign() * f.abs().log1p();
+            self.head.forward(&Tensor::cat(&[last, f], 1))
+        } else {
+            match &self.lstm {
+                Some(lstm) => {
+                    // The zero state is made from the input so a traced module keeps a
+                    // dynamic batch size (a constant zero state bakes in the traced B).
+                    let z = xs
+                        .select(1, 0)
+                        .narrow(1, 0, 1)
+                        .zeros_like()
+                        .repeat([1, self.hidden]);
+                    let h0 = Tensor::stack(
+                        &(0..self.layers)
+                            .map(|_| z.shallow_clone())
+                            .collect::<Vec<_>>(),
+                        0,
+                    );
+                    let c0 = h0.zeros_like();
+                    // stride windows per step: [B, 15, 9] -> [B, 15 / stride, 9 * stride].
+                    let steps = LOOKBACK as i64 / self.stride;
+                    let xl = xs.reshape([-1, steps, N_FEATURES as i64 * self.stride]);
+                    let (out, _) = lstm.seq_init(&xl, &nn::LSTMState((h0, c0)));
+                    let last = out.select(1, steps - 1);
+                    if self.combined {
+                        // The trees' window statistics, signed-log compressed.
+                        let f = stats.as_ref().expect("computed above for lstm-gbt");
+                        let f = f.sign() * f.abs().log1p();
+                        self.head.forward(&Tensor::cat(&[last, f], 1))
+                    } else {
+                        self.head.forward(&last)
+                    }
                 }
+                None => self.head.forward(&xs.flatten(1, 2)),
             }
-            None => self.head.forward(&xs.flatten(1, 2)),
         };
         // The fixed naive forecasts are linear in the throughput history: one
         // matmul with a constant [15, 8] matrix (clamped at 0 for the trend).
         let h = x.select(2, THR as i64).clamp_min(0.0);
         let fixed = h.matmul(&self.cand_w).clamp_min(0.0);
-        let mut parts = vec![fixed, ack_clock(x, &h, &self.pos, self.window_s)];
+        // The ACK-clock forecasts: with the trees' statistics at hand they are
+        // their last four columns plus the last throughput (computed once).
+        let ack = match &stats {
+            Some(f) => f.narrow(1, N_GBT_FEATURES - 4, 4) + h.narrow(1, LOOKBACK as i64 - 1, 1),
+            None => ack_clock(x, &h, &self.pos, self.window_s),
+        };
+        let mut parts = vec![fixed, ack];
         let n_cand = if self.combined { N_CAND + 1 } else { N_CAND };
         let mut tree_logit = None;
         if self.combined {
@@ -377,8 +408,8 @@ impl Net {
             tree_logit = Some(t_logit.shallow_clone());
         }
         let cands = Tensor::cat(&parts, 1);
-        let gates = o.narrow(1, 0, n_cand).softmax(1, Kind::Float);
-        let mix = (cands * gates).sum_dim_intlist(&[1i64][..], false, Kind::Float);
+        let gates = o.narrow(1, 0, n_cand).softmax(1, None::<Kind>);
+        let mix = (cands * gates).sum_dim_intlist(&[1i64][..], false, None::<Kind>);
         // A relative residual on top of the mix (0 = the mix itself).
         let thr = (mix.log1p() + o.select(1, n_cand)).expm1();
         let logit = o.select(1, n_cand + 1);
@@ -401,6 +432,61 @@ impl Net {
             None => self.forward(x, None, None),
         };
         Tensor::stack(&[thr.relu(), logit.sigmoid()], 1)
+    }
+}
+
+/// One LSTM layer, gates in the order input, forget, output, cell.
+struct Cell {
+    /// [I, 4H]
+    w_ih: Tensor,
+    /// [H, 4H]
+    w_hh: Tensor,
+    /// [4H]
+    b: Tensor,
+    hidden: i64,
+}
+
+impl Cell {
+    fn new(vs: &nn::Path, input: i64, hidden: i64) -> Cell {
+        // PyTorch's LSTM initialisation: uniform in +-1/sqrt(hidden).
+        let k = 1.0 / (hidden as f64).sqrt();
+        let init = nn::Init::Uniform { lo: -k, up: k };
+        Cell {
+            w_ih: vs.var("w_ih", &[input, 4 * hidden], init),
+            w_hh: vs.var("w_hh", &[hidden, 4 * hidden], init),
+            b: vs.var("b", &[4 * hidden], init),
+            hidden,
+        }
+    }
+
+    /// The hidden state after the last step of `x` [B, S, I], from a zero state.
+    fn last_hidden(&self, x: &Tensor) -> Tensor {
+        let hd = self.hidden;
+        let pre = x.matmul(&self.w_ih) + &self.b;
+        let steps = x.size()[1];
+        let mut h: Option<Tensor> = None;
+        let mut c: Option<Tensor> = None;
+        for t in 0..steps {
+            let g = pre.select(1, t);
+            let g = match &h {
+                Some(h) => g + h.matmul(&self.w_hh),
+                None => g,
+            };
+            let sig = g.narrow(1, 0, 3 * hd).sigmoid();
+            let cand = g.narrow(1, 3 * hd, hd).tanh();
+            let (i, f, o) = (
+                sig.narrow(1, 0, hd),
+                sig.narrow(1, hd, hd),
+                sig.narrow(1, 2 * hd, hd),
+            );
+            let c_new = match &c {
+                Some(c) => f * c + i * cand,
+                None => i * cand,
+            };
+            h = Some(o * c_new.tanh());
+            c = Some(c_new);
+        }
+        h.expect("at least one step")
     }
 }
 
@@ -427,14 +513,14 @@ fn ack_clock(x: &Tensor, h: &Tensor, pos: &Tensor, window_s: f64) -> Tensor {
             .neg()
             .g_add_scalar(1.0)
             .relu();
-        (h * w).sum_dim_intlist(&[1i64][..], false, Kind::Float)
+        (h * w).sum_dim_intlist(&[1i64][..], false, None::<Kind>)
     };
     let lag1 = at(r.neg().g_add_scalar(l));
     let lag2 = at((&r * 2.0).neg().g_add_scalar(l));
     // Window j covers [j, j + 1); the last round trip covers [15 - r, 15).
     let rr = r.clamp(1.0, l);
     let cover = (pos + &rr).g_add_scalar(1.0 - l).clamp(0.0, 1.0) / &rr;
-    let rtt_mean = (h * cover).sum_dim_intlist(&[1i64][..], false, Kind::Float);
+    let rtt_mean = (h * cover).sum_dim_intlist(&[1i64][..], false, None::<Kind>);
     let persistence = h.select(1, LOOKBACK as i64 - 1);
     let ceiling = h.amax(&[1i64][..], false) * 4.0 + 1.0;
     let allowed =
@@ -682,8 +768,7 @@ fn train_nn(
     trees: Option<(Vec<f32>, GbtNet)>,
 ) -> Result<(Net, nn::VarStore, usize, usize), TrainError> {
     let mut vs = nn::VarStore::new(Device::Cpu);
-    let window_s = cfg.window.secs_f64();
-    let make = |p: &nn::Path| Net::new(p, &cfg.arch, cfg.hidden, cfg.layers, med, iqr, window_s);
+    let make = |p: &nn::Path| Net::new(p, cfg, med, iqr);
     let mut net = make(&vs.root());
     // `lstm-gbt`: the trees' out-of-fold outputs for the training sequences
     // (each from trees that never saw that capture), the final trees inside.
@@ -803,6 +888,17 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary, TrainError> {
             cfg.arch
         )));
     }
+    if cfg.arch == "lstm-gbt" && cfg.layers != 1 {
+        return Err(TrainError::Usage(
+            "--arch lstm-gbt has one LSTM layer: give --layers 1".into(),
+        ));
+    }
+    if ![1, 3, 5, 15].contains(&cfg.lstm_stride) {
+        return Err(TrainError::Usage(format!(
+            "--lstm-stride {} does not divide the 15 windows: use 1, 3, 5 or 15",
+            cfg.lstm_stride
+        )));
+    }
     let _one_at_a_time = TRAINING.lock().unwrap_or_else(|p| p.into_inner());
     tch::set_num_threads(1);
     tch::manual_seed(cfg.seed as i64);
@@ -886,6 +982,8 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary, TrainError> {
                 "type": cfg.arch,
                 "layers": if cfg.arch != "linear" { cfg.layers } else { 0 },
                 "hidden": if cfg.arch != "linear" { cfg.hidden } else { 0 },
+                "lstm_steps": if cfg.arch != "linear" { 15 / cfg.lstm_stride } else { 0 },
+                "windows_per_step": if cfg.arch != "linear" { cfg.lstm_stride } else { 0 },
                 "trees": if cfg.arch == "lstm-gbt" { "the gbt ensembles (see `--arch gbt`) run inside the module: their throughput forecast is a 13th candidate, their congestion logit is added to the head's, their 37 window statistics (signed log) join the LSTM's last hidden state at the head; trained on out-of-fold tree outputs (two folds by capture), exported with trees fitted on all training captures" } else { "" },
                 "weight_decay": cfg.weight_decay,
                 "input": "float32 [B, 15, 9], raw features in FEATURES.md order, oldest window first",

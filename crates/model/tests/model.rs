@@ -6,7 +6,7 @@ use engine::forecast::WindowWidth;
 use engine::rng::Rng;
 use engine::window::WindowRow;
 use model::torch::{Forecaster, LOOKBACK, META_FILE, ModelError, N_FEATURES, load_predictor};
-use model::train::{TrainConfig, train};
+use model::train::{TrainConfig, TrainError, train};
 use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};
 
@@ -72,7 +72,8 @@ fn tiny_config(inputs: Vec<PathBuf>, out: &Path, arch: &str) -> TrainConfig {
         threshold_mbps: 20.0,
         arch: arch.into(),
         hidden: 16,
-        layers: 2,
+        layers: if arch == "lstm-gbt" { 1 } else { 2 },
+        lstm_stride: if arch == "lstm-gbt" { 5 } else { 1 },
         weight_decay: 1e-4,
         epochs: 3,
         patience: 3,
@@ -251,6 +252,44 @@ fn boosted_trees_export_runs_any_batch_size_and_is_reproducible() {
     }
     let fc = fa.push(&row(14 * w, 0.03)).unwrap().expect("a forecast");
     assert!(fc.throughput_mbps >= 0.0 && (0.0..=1.0).contains(&fc.congestion_prob));
+}
+
+#[test]
+fn lstm_with_trees_exports_one_module_for_any_batch_size() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let ma = train_tiny_arch(a.path(), "lstm-gbt");
+    let mb = train_tiny_arch(b.path(), "lstm-gbt");
+    let meta = std::fs::read_to_string(ma.join(META_FILE)).unwrap();
+    assert!(
+        meta.contains("\"type\": \"lstm-gbt\"") && meta.contains("\"lstm_steps\": 3"),
+        "{meta}"
+    );
+    assert!(
+        meta.contains("\"input_reference\""),
+        "the shift reference is written"
+    );
+    let fa = load_predictor(&ma, WindowWidth::from_ms(50).unwrap()).expect("loads");
+    let fb = load_predictor(&mb, WindowWidth::from_ms(50).unwrap()).expect("loads");
+    for n in [1i64, 7, 1000] {
+        let (x, out) = run_checked(&fa, n);
+        let d = (out - fb.model().run(&x).unwrap())
+            .abs()
+            .max()
+            .double_value(&[]);
+        assert_eq!(d, 0.0, "same seed, same data, same model");
+    }
+    // Only one layer, and a stride that divides the 15 windows.
+    let dir = tempfile::tempdir().unwrap();
+    let inputs: Vec<PathBuf> = (0..4)
+        .map(|i| synthetic_capture(dir.path(), &format!("c{i}.csv"), i, 200))
+        .collect();
+    let mut cfg = tiny_config(inputs.clone(), &dir.path().join("m"), "lstm-gbt");
+    cfg.layers = 2;
+    assert!(matches!(train(&cfg), Err(TrainError::Usage(_))));
+    let mut cfg = tiny_config(inputs, &dir.path().join("m"), "lstm-gbt");
+    cfg.lstm_stride = 4;
+    assert!(matches!(train(&cfg), Err(TrainError::Usage(_))));
 }
 
 #[test]
