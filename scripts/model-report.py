@@ -89,7 +89,24 @@ if h:
         print(f"| {group_of.get(c['class'], '')} | {c['class']} | {c['captures']} | {c['windows']:,} | "
               f"{f3(mase(s))} | {f3(mase(s, 'model'))} | {f3(mase(s, 'ewma'))} | "
               f"{f4(c['calibration']['brier'])} | {f4(c['calibration']['ece'])} |")
-    # Pooled per group: recompute MAE ratios from per-capture scores weighted by windows.
+    # Pooled per group: MAE ratios from the per-capture MAEs weighted by windows.
+    group_by_name = {r["name"]: r["group"] for r in manifest}
+    pooled = {}
+    for c in h["per_capture"]:
+        base = os.path.basename(c["name"])
+        for ext in (".gz", ".pcapng", ".pcap"):
+            base = base[: -len(ext)] if base.endswith(ext) else base
+        g = group_by_name.get(base, "other")
+        e = pooled.setdefault(g, [0.0, 0.0, 0.0, 0])
+        e[0] += c["scores"]["published"]["mae_mbps"] * c["windows"]
+        e[1] += c["scores"]["model"]["mae_mbps"] * c["windows"]
+        e[2] += c["scores"]["persistence"]["mae_mbps"] * c["windows"]
+        e[3] += c["windows"]
+    print("\nPooled per group (MAE over persistence's MAE on the group's windows):\n")
+    print("| group | windows | published MASE | model MASE |")
+    print("|---|---|---|---|")
+    for g, (p_, m_, b_, n_) in sorted(pooled.items()):
+        print(f"| {g} | {n_:,} | {p_ / b_:.3f} | {m_ / b_:.3f} |")
     print(f"\nPooled: published MASE {f3(h['published']['mase'])}, model {f3(h['model']['mase'])}, "
           f"EWMA {f3(h['ewma']['mase'])}; ROC-AUC published {f4(h['published']['roc_auc'])}, "
           f"persistence {f4(h['persistence']['roc_auc'])}.")

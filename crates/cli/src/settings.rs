@@ -145,8 +145,9 @@ pub struct TrainCmd {
     /// (gradient-boosted oblivious trees on window statistics).
     #[arg(long, default_value = "lstm", value_parser = ["lstm", "lstm-gbt", "linear", "gbt"])]
     pub arch: String,
-    #[arg(long, default_value_t = 64)]
-    pub hidden: i64,
+    /// LSTM hidden units (default 64; `lstm-gbt` 32).
+    #[arg(long)]
+    pub hidden: Option<i64>,
     /// AdamW weight decay.
     #[arg(long, default_value_t = 1e-4)]
     pub weight_decay: f64,
@@ -154,9 +155,10 @@ pub struct TrainCmd {
     #[arg(long)]
     pub layers: Option<i64>,
     /// Windows per LSTM step: the LSTM reads the 15 windows as 15 / N steps of
-    /// N windows each (1, 3, 5 or 15; fewer steps infer faster).
-    #[arg(long, default_value_t = 1)]
-    pub lstm_stride: i64,
+    /// N windows each (1, 3, 5 or 15; fewer steps infer faster; default 1,
+    /// `lstm-gbt` 5).
+    #[arg(long)]
+    pub lstm_stride: Option<i64>,
     #[arg(long, default_value_t = 80)]
     pub epochs: usize,
     /// Stop after this many epochs without a better validation MAE.

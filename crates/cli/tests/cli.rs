@@ -305,6 +305,62 @@ fn replay_writes_predictions_report_and_plot() {
     assert!(png.len() > 10_000 && png.starts_with(b"\x89PNG"));
 }
 
+/// The first thing a newcomer tries: one bulk flow through a tbf (20 Mbit/s)
+/// on a veth pair with offloads on, captured by tcpdump at the sender
+/// (`scripts/lab/netns-transfer.sh --rates 20:20 --offloads on`). The shipped
+/// model with the online stage must beat persistence and the prevalence.
+#[test]
+fn shipped_model_beats_persistence_and_prevalence_on_a_veth_bulk_flow() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = repo().join("tests/data/veth-tbf20-offloads.pcap.gz");
+    let manifest = dir.path().join("m.csv");
+    std::fs::write(&manifest, "name,class\nveth-tbf20-offloads,newcomer\n").unwrap();
+    let report = dir.path().join("r.json");
+    let stderr = succeeds(
+        nf().args(["replay", "--model"])
+            .arg(repo().join("model_files"))
+            .arg("--classes")
+            .arg(&manifest)
+            .arg("--report")
+            .arg(&report)
+            .arg(&cap),
+    );
+    assert!(stderr.contains("per class"), "{stderr}");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let mase = r["published"]["mase"].as_f64().unwrap();
+    let brier = r["calibration"]["published"]["brier"].as_f64().unwrap();
+    let prevalence = r["calibration"]["brier_prevalence"].as_f64().unwrap();
+    assert!(mase < 1.0, "published MASE {mase}");
+    assert!(
+        brier < prevalence,
+        "Brier {brier} vs prevalence {prevalence}"
+    );
+    assert_eq!(r["per_class"][0]["class"], "newcomer");
+    assert_eq!(r["per_class"][0]["windows"], r["windows"]);
+    // The shipped model says what its training data looked like; 20 s is less
+    // than the minute the shift monitor needs, so it is null with a reason.
+    assert!(
+        r["input_shift"].is_null() && r["input_shift_note"].is_string(),
+        "{r}"
+    );
+
+    // A class manifest without a class column is one line, exit 1.
+    std::fs::write(&manifest, "name,kind\nx,y\n").unwrap();
+    let out = nf()
+        .args(["replay", "-q", "--classes"])
+        .arg(&manifest)
+        .arg(&cap)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("class manifest") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+}
+
 #[test]
 fn train_with_an_unknown_architecture_is_one_line() {
     let out = nf()

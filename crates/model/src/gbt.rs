@@ -37,6 +37,9 @@ pub struct GbtConfig {
     pub min_leaf: usize,
     /// Stop after this many trees without a better validation MAE.
     pub patience: usize,
+    /// Keep every tree fitted (max_trees of them) instead of cutting back to
+    /// the best validation score.
+    pub keep_all: bool,
     pub seed: u64,
 }
 
@@ -51,6 +54,7 @@ impl Default for GbtConfig {
             subsample: 0.8,
             min_leaf: 20,
             patience: 150,
+            keep_all: false,
             seed: 1,
         }
     }
@@ -388,7 +392,7 @@ pub fn fit(
             break;
         }
     }
-    let keep = best.1;
+    let keep = if cfg.keep_all { model.trees() } else { best.1 };
     model.feature.truncate(keep * depth);
     model.threshold.truncate(keep * depth);
     model.leaf.truncate(keep * n_leaves);

@@ -620,17 +620,26 @@ fn gbt_rows(
     (x, change, label)
 }
 
-fn train_gbt(cfg: &TrainConfig, tr: &Dataset, va: &Dataset) -> GbtNet {
+/// Fit the trees; `fixed`: exactly this many (throughput, congestion) trees,
+/// with no early stopping (the fold trees of `lstm-gbt` match the final ones).
+fn train_gbt(
+    cfg: &TrainConfig,
+    tr: &Dataset,
+    va: &Dataset,
+    fixed: Option<(usize, usize)>,
+) -> GbtNet {
     let window_s = cfg.window.secs_f64();
     let pos = positions();
     let (x, y, label) = gbt_rows(tr, &pos, window_s, cfg.threshold_mbps);
     let (xv, yv, label_v) = gbt_rows(va, &pos, window_s, cfg.threshold_mbps);
     let nf = x.len() / y.len().max(1);
     let gcfg = GbtConfig {
-        max_trees: cfg.trees,
+        max_trees: fixed.map_or(cfg.trees, |f| f.0.max(1)),
         depth: cfg.depth,
         learning_rate: cfg.gbt_lr,
         seed: cfg.seed,
+        patience: if fixed.is_some() { usize::MAX } else { 150 },
+        keep_all: fixed.is_some(),
         ..Default::default()
     };
     let persistence_mae = yv.iter().map(|v| v.abs() as f64).sum::<f64>() / yv.len().max(1) as f64;
@@ -657,6 +666,7 @@ fn train_gbt(cfg: &TrainConfig, tr: &Dataset, va: &Dataset) -> GbtNet {
     }
     let ccfg = GbtConfig {
         loss: Loss::Logistic,
+        max_trees: fixed.map_or(cfg.trees, |f| f.1.max(1)),
         ..gcfg.clone()
     };
     let classifier = gbt::fit(&x, &label, &xv, &label_v, nf, &ccfg, |t, ll, better| {
@@ -736,10 +746,15 @@ fn stacked_trees(
         sets[i % 2].add(c);
         fold_of.extend(std::iter::repeat_n(i % 2, sets[i % 2].len() - before));
     }
+    // The final trees first: the fold trees are fitted to the same counts, so
+    // the outputs the LSTM learns from are as strong as the ones it will get.
+    tracing::info!("lstm-gbt: final trees on all training captures");
+    let last = train_gbt(cfg, tr, va, None);
+    let n = (last.regressor.trees(), last.classifier.trees());
     tracing::info!("lstm-gbt: trees for fold 1 of 2");
-    let a = train_gbt(cfg, &sets[0], va).outputs_all(&sets[1]);
+    let a = train_gbt(cfg, &sets[0], va, Some(n)).outputs_all(&sets[1]);
     tracing::info!("lstm-gbt: trees for fold 2 of 2");
-    let b = train_gbt(cfg, &sets[1], va).outputs_all(&sets[0]);
+    let b = train_gbt(cfg, &sets[1], va, Some(n)).outputs_all(&sets[0]);
     // Put them back in `tr`'s order: fold-0 sequences take the fold-1 trees' outputs.
     let (mut ia, mut ib) = (0, 0);
     let mut oof = Vec::with_capacity(tr.len() * 2);
@@ -752,8 +767,7 @@ fn stacked_trees(
             ia += 1;
         }
     }
-    tracing::info!("lstm-gbt: final trees on all training captures");
-    (oof, train_gbt(cfg, tr, va))
+    (oof, last)
 }
 
 /// Train the LSTM (or the linear map) with early stopping on the validation
@@ -786,7 +800,7 @@ fn train_nn(
             if net.combined {
                 // lstm-gbt starts at the trees' forecast and logit, with small head
                 // weights: the statistics it also reads span orders of magnitude.
-                let _ = bs.narrow(0, N_CAND, 1).fill_(2.0);
+                let _ = bs.narrow(0, N_CAND, 1).fill_(5.0);
                 let _ = net.head.ws.g_mul_scalar_(0.1);
             } else {
                 let _ = bs.narrow(0, 0, 1).fill_(2.0);
@@ -1005,7 +1019,7 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary, TrainError> {
             )
         }
         "gbt" => {
-            let g = train_gbt(cfg, &tr, &va);
+            let g = train_gbt(cfg, &tr, &va, None);
             let arch = serde_json::json!({
                 "type": "gbt",
                 "trees": {"throughput": g.regressor.trees(), "congestion": g.classifier.trees()},

@@ -26,9 +26,13 @@ impl Backend for Torch {
             window: WindowWidth::from_ms(t.window_ms).unwrap_or_default(),
             threshold_mbps: t.threshold_mbps,
             arch: t.arch.clone(),
-            hidden: t.hidden,
+            hidden: t
+                .hidden
+                .unwrap_or(if t.arch == "lstm-gbt" { 32 } else { 64 }),
             layers: t.layers.unwrap_or(if t.arch == "lstm-gbt" { 1 } else { 2 }),
-            lstm_stride: t.lstm_stride,
+            lstm_stride: t
+                .lstm_stride
+                .unwrap_or(if t.arch == "lstm-gbt" { 5 } else { 1 }),
             weight_decay: t.weight_decay,
             epochs: t.epochs,
             patience: t.patience,
