@@ -108,10 +108,13 @@ fn row(start_ns: i64, v: f64) -> WindowRow {
 /// Run a random batch of `b` sequences; the output must be [b, 2] with a
 /// throughput >= 0 and a probability in [0, 1]. Returns input and output.
 fn run_checked(f: &Forecaster, b: i64) -> (Tensor, Tensor) {
-    let x = Tensor::rand(
-        [b, LOOKBACK as i64, N_FEATURES as i64],
-        (Kind::Float, tch::Device::Cpu),
-    ) * 30.0;
+    // Not Tensor::rand: libtorch's generator is global, and drawing from it here
+    // while another test trains would change that training's initial weights.
+    let mut r = Rng::new(b as u64);
+    let v: Vec<f32> = (0..b as usize * LOOKBACK * N_FEATURES)
+        .map(|_| (r.f64() * 30.0) as f32)
+        .collect();
+    let x = Tensor::from_slice(&v).reshape([b, LOOKBACK as i64, N_FEATURES as i64]);
     let out = f.model().run(&x).expect("runs");
     assert_eq!(out.size(), [b, 2], "batch {b}");
     let p = out.select(1, 1);
