@@ -12,7 +12,6 @@
 //! unlike anything the model was fitted on.
 
 use crate::forecast::N_FEATURES;
-use crate::window::WindowRow;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 
@@ -37,21 +36,6 @@ pub struct InputReference {
 fn bin(edges: &[f32], v: f32) -> usize {
     // The first bin whose upper cut point is above v (NaN goes to the last bin).
     edges.partition_point(|e| *e <= v)
-}
-
-/// The nine features of a window as f32, FEATURES.md order.
-pub fn features(r: &WindowRow) -> [f32; N_FEATURES] {
-    [
-        r.size_bytes as f32,
-        r.delay_s as f32,
-        r.bif_bytes as f32,
-        r.iat_mean_s as f32,
-        r.iat_std_s as f32,
-        r.throughput_mbps as f32,
-        r.delay_grad_s as f32,
-        r.bif_grad_bytes as f32,
-        if r.is_silent { 1.0 } else { 0.0 },
-    ]
 }
 
 impl InputReference {

@@ -189,7 +189,7 @@ impl<M: SequenceModel> ForecastStage<M> {
 
     fn watch_shift(&mut self, row: &WindowRow) -> Option<(f64, f64)> {
         let m = self.shift.as_mut()?;
-        let d = m.push(&engine::shift::features(row))?;
+        let d = m.push(&row.features().map(|v| v as f32))?;
         let threshold = m.reference().threshold;
         if d > threshold && !self.shift_warned {
             self.shift_warned = true;
@@ -283,7 +283,7 @@ mod tests {
 
     #[test]
     fn input_unlike_the_training_data_is_flagged_after_a_full_span() {
-        let feats = |mbps: f64| engine::shift::features(&row(0, mbps));
+        let feats = |mbps: f64| row(0, mbps).features().map(|v| v as f32);
         let train: Vec<Vec<[f32; engine::forecast::N_FEATURES]>> =
             vec![(0..400).map(|i| feats(1.0 + (i % 10) as f64)).collect()];
         let reference = engine::shift::InputReference::fit(&[train.as_slice()], 100).unwrap();
