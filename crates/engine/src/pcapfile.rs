@@ -174,9 +174,12 @@ impl CaptureFile {
             }
         };
         let src: Box<dyn Read + Send> = if n == 2 && magic == [0x1F, 0x8B] {
-            InflateAhead::boxed(Box::new(flate2::read::MultiGzDecoder::new(
-                io::BufReader::with_capacity(1 << 16, f),
-            )))
+            Box::new(
+                InflateAhead::spawn(Box::new(flate2::read::MultiGzDecoder::new(
+                    io::BufReader::with_capacity(1 << 16, f),
+                )))
+                .map_err(read_err)?,
+            )
         } else {
             f
         };
@@ -644,32 +647,15 @@ struct InflateAhead {
 const INFLATE_CHUNK: usize = 1 << 18;
 
 impl InflateAhead {
-    /// `src` read on a thread; `src` itself if no thread can be started.
-    fn boxed(src: Box<dyn Read + Send>) -> Box<dyn Read + Send> {
+    /// `src` read on a thread of its own.
+    fn spawn(mut src: Box<dyn Read + Send>) -> io::Result<Self> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(4);
-        let src = std::sync::Arc::new(std::sync::Mutex::new(Some(src)));
-        let theirs = std::sync::Arc::clone(&src);
-        let spawned = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name("inflate".into())
             .spawn(move || {
-                let Some(mut src) = theirs.lock().ok().and_then(|mut s| s.take()) else {
-                    return;
-                };
                 loop {
                     let mut buf = vec![0u8; INFLATE_CHUNK];
-                    let mut n = 0;
-                    let mut failed = None;
-                    while n < buf.len() {
-                        match src.read(&mut buf[n..]) {
-                            Ok(0) => break,
-                            Ok(k) => n += k,
-                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                            Err(e) => {
-                                failed = Some(e);
-                                break;
-                            }
-                        }
-                    }
+                    let (n, failed) = fill(&mut src, &mut buf);
                     buf.truncate(n);
                     // The reader went away (it stopped early): stop inflating.
                     if n > 0 && tx.send(Ok(buf)).is_err() {
@@ -683,20 +669,13 @@ impl InflateAhead {
                         return;
                     }
                 }
-            });
-        match spawned {
-            Ok(_) => Box::new(InflateAhead {
-                rx,
-                cur: Vec::new(),
-                pos: 0,
-                done: false,
-            }),
-            // No thread: read it here, as before.
-            Err(_) => match src.lock().ok().and_then(|mut s| s.take()) {
-                Some(src) => src,
-                None => Box::new(io::empty()),
-            },
-        }
+            })?;
+        Ok(InflateAhead {
+            rx,
+            cur: Vec::new(),
+            pos: 0,
+            done: false,
+        })
     }
 }
 
@@ -728,17 +707,26 @@ impl Read for InflateAhead {
     }
 }
 
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+/// Read until `buf` is full or the stream ends; the bytes read, and the error
+/// that stopped it early, if one did.
+fn fill(r: &mut impl Read, buf: &mut [u8]) -> (usize, Option<io::Error>) {
     let mut n = 0;
     while n < buf.len() {
         match r.read(&mut buf[n..]) {
             Ok(0) => break,
             Ok(k) => n += k,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+            Err(e) => return (n, Some(e)),
         }
     }
-    Ok(n)
+    (n, None)
+}
+
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    match fill(r, buf) {
+        (n, None) => Ok(n),
+        (_, Some(e)) => Err(e),
+    }
 }
 
 /// Writes classic pcap files (nanosecond magic). Used for the project's own
