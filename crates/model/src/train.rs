@@ -260,11 +260,11 @@ struct Net {
     lstm: Option<nn::LSTM>,
     /// `lstm-gbt`: a one-layer LSTM written out step by step (the same cell
     /// as `nn::lstm`; at batch 1 over a few steps it runs in a fraction of the
-    /// time of libtorch's fused RNN, whose fixed cost dominates there).
+    /// time of libtorch's fused RNN, whose fixed cost dominates there). Its
+    /// presence also means the trees' forecast is one more candidate, their
+    /// logit the start of the congestion logit, and their window statistics go
+    /// into the head (see [`Net::combined`]).
     cell: Option<Cell>,
-    /// `lstm-gbt`: the trees' forecast is one more candidate, their logit the
-    /// start of the congestion logit, and their window statistics go into the head.
-    combined: bool,
     /// The fitted trees inside the exported module (`lstm-gbt`).
     trees: Option<GbtNet>,
     head: nn::Linear,
@@ -304,7 +304,6 @@ impl Net {
             lstm: (!linear && !combined)
                 .then(|| nn::lstm(vs / "lstm", N_FEATURES as i64 * stride, hidden, rnn)),
             cell: combined.then(|| Cell::new(&(vs / "cell"), N_FEATURES as i64 * stride, hidden)),
-            combined,
             trees: None,
             head: nn::linear(
                 vs / "head",
@@ -331,6 +330,11 @@ impl Net {
         }
     }
 
+    /// `lstm-gbt`: the LSTM works with the trees.
+    fn combined(&self) -> bool {
+        self.cell.is_some()
+    }
+
     /// (throughput forecast in Mbit/s before clamping, congestion logit), each [B].
     /// `tree`: the trees' (throughput, logit) for these sequences (`lstm-gbt`).
     fn forward(
@@ -343,7 +347,7 @@ impl Net {
         let keep: Tensor = self.log_mask.ones_like() - &self.log_mask;
         let xt: Tensor = &logged * &self.log_mask + x * keep;
         let xs: Tensor = (xt - &self.med) / &self.iqr;
-        let stats = self.combined.then(|| match feats {
+        let stats = self.combined().then(|| match feats {
             Some(f) => f.shallow_clone(),
             None => gbt_features(x, &self.pos, self.window_s),
         });
@@ -376,15 +380,7 @@ impl Net {
                     let steps = LOOKBACK as i64 / self.stride;
                     let xl = xs.reshape([-1, steps, N_FEATURES as i64 * self.stride]);
                     let (out, _) = lstm.seq_init(&xl, &nn::LSTMState((h0, c0)));
-                    let last = out.select(1, steps - 1);
-                    if self.combined {
-                        // The trees' window statistics, signed-log compressed.
-                        let f = stats.as_ref().expect("computed above for lstm-gbt");
-                        let f = f.sign() * f.abs().log1p();
-                        self.head.forward(&Tensor::cat(&[last, f], 1))
-                    } else {
-                        self.head.forward(&last)
-                    }
+                    self.head.forward(&out.select(1, steps - 1))
                 }
                 None => self.head.forward(&xs.flatten(1, 2)),
             }
@@ -400,9 +396,9 @@ impl Net {
             None => ack_clock(x, &h, &self.pos, self.window_s),
         };
         let mut parts = vec![fixed, ack];
-        let n_cand = if self.combined { N_CAND + 1 } else { N_CAND };
+        let n_cand = if self.combined() { N_CAND + 1 } else { N_CAND };
         let mut tree_logit = None;
-        if self.combined {
+        if self.combined() {
             let (t_thr, t_logit) = tree.expect("lstm-gbt needs the trees' outputs");
             parts.push(t_thr.clamp_min(0.0).unsqueeze(1));
             tree_logit = Some(t_logit.shallow_clone());
@@ -795,9 +791,10 @@ fn train_nn(
     };
     // Start near persistence: its gate gets a head start, so training begins at
     // the strongest naive forecast and has to earn every departure from it.
+    let combined = net.combined();
     if let Some(bs) = net.head.bs.as_ref() {
         tch::no_grad(|| {
-            if net.combined {
+            if combined {
                 // lstm-gbt starts at the trees' forecast and logit, with small head
                 // weights: the statistics it also reads span orders of magnitude.
                 let _ = bs.narrow(0, N_CAND, 1).fill_(5.0);
