@@ -123,6 +123,19 @@ fn run_checked(f: &Forecaster, b: i64) -> (Tensor, Tensor) {
     (x, out)
 }
 
+/// Two models trained with the same seed on the same data give the same
+/// output at batch 1, 7 and 1000 (each run checked by [`run_checked`]).
+fn same_at_every_batch_size(fa: &Forecaster, fb: &Forecaster) {
+    for n in [1i64, 7, 1000] {
+        let (x, out) = run_checked(fa, n);
+        let d = (out - fb.model().run(&x).unwrap())
+            .abs()
+            .max()
+            .double_value(&[]);
+        assert_eq!(d, 0.0, "same seed, same data, same model (batch {n})");
+    }
+}
+
 #[test]
 fn trained_module_runs_any_batch_size_and_the_loader_checks_model_json() {
     let dir = tempfile::tempdir().unwrap();
@@ -240,14 +253,7 @@ fn boosted_trees_export_runs_any_batch_size_and_is_reproducible() {
     assert!(meta.contains("\"type\": \"gbt\""), "{meta}");
     let mut fa = load_predictor(&ma, WindowWidth::from_ms(50).unwrap()).expect("loads");
     let fb = load_predictor(&mb, WindowWidth::from_ms(50).unwrap()).expect("loads");
-    for n in [1i64, 7, 1000] {
-        let (x, out) = run_checked(&fa, n);
-        let d = (out - fb.model().run(&x).unwrap())
-            .abs()
-            .max()
-            .double_value(&[]);
-        assert_eq!(d, 0.0, "same seed, same data, same trees");
-    }
+    same_at_every_batch_size(&fa, &fb);
     // The ring works the same for any module behind the interface.
     let w = 50_000_000;
     for k in 0..LOOKBACK as i64 - 1 {
@@ -274,14 +280,7 @@ fn lstm_with_trees_exports_one_module_for_any_batch_size() {
     );
     let fa = load_predictor(&ma, WindowWidth::from_ms(50).unwrap()).expect("loads");
     let fb = load_predictor(&mb, WindowWidth::from_ms(50).unwrap()).expect("loads");
-    for n in [1i64, 7, 1000] {
-        let (x, out) = run_checked(&fa, n);
-        let d = (out - fb.model().run(&x).unwrap())
-            .abs()
-            .max()
-            .double_value(&[]);
-        assert_eq!(d, 0.0, "same seed, same data, same model");
-    }
+    same_at_every_batch_size(&fa, &fb);
     // Only one layer, and a stride that divides the 15 windows.
     let dir = tempfile::tempdir().unwrap();
     let inputs: Vec<PathBuf> = (0..4)

@@ -664,6 +664,24 @@ impl Sink for InfluxSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// Points with timestamps 0, 1, ... n-1 and one field.
+    fn push_points(w: &mut InfluxWriter, n: i64) {
+        for i in 0..n {
+            w.push(&Point {
+                ts_ms: i,
+                fields: vec![("x", 1.0)],
+            })
+            .unwrap();
+        }
+    }
     use engine::forecast::Forecast;
     use engine::window::WindowRow;
 
@@ -715,23 +733,14 @@ mod tests {
             ..Default::default()
         };
         let mut w = InfluxWriter::new(&cfg, "h", "eth0", "m1").unwrap();
-        for i in 0..3 {
-            w.push(&Point {
-                ts_ms: i,
-                fields: vec![("x", 1.0)],
-            })
-            .unwrap();
-        }
+        push_points(&mut w, 3);
         let now = Instant::now();
         assert!(
             w.next_due().unwrap() <= now,
             "a full batch must be due already"
         );
         // And flush_once(false) really tries it (and fails: nothing listens).
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = rt();
         assert!(!rt.block_on(w.flush_once(false)));
         assert_eq!(w.stats.retries, 1, "the due batch was attempted");
     }
@@ -785,10 +794,7 @@ mod tests {
         let subscriber = tracing_subscriber::fmt()
             .with_writer(move || Capture(std::sync::Arc::clone(&sink)))
             .finish();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = rt();
         let health = tracing::subscriber::with_default(subscriber, || {
             let mut w = InfluxWriter::new(&cfg, "h", "eth0", "m1").unwrap();
             let health = rt.block_on(w.health()).unwrap_err().to_string();
@@ -870,18 +876,9 @@ mod tests {
             gzip: false,
             ..Default::default()
         };
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = rt();
         let mut w = InfluxWriter::new(&cfg, "h", "eth0", "m1").unwrap();
-        for i in 0..3 {
-            w.push(&Point {
-                ts_ms: i,
-                fields: vec![("x", 1.0)],
-            })
-            .unwrap();
-        }
+        push_points(&mut w, 3);
         assert!(rt.block_on(w.flush_once(true)), "the batch was written");
         assert_eq!(w.stats.points_written, 3);
         assert_eq!(w.stats.unanswered, 0);
@@ -902,10 +899,7 @@ mod tests {
 
     #[test]
     fn unreachable_server_backs_off_and_keeps_points() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = rt();
         let mut w = writer(10);
         w.push(&Point {
             ts_ms: 1,
