@@ -115,7 +115,10 @@ if h:
     pred = os.path.join(out, "heldout-predictions.csv")
     cond = None
     if os.path.exists(pred):
-        se = n = 0
+        # One pass: the Brier of the training-fitted conditional, and no phantom
+        # traffic (after a silent window, where the next is silent too and
+        # persistence's 0 is right, how often is the published forecast 0?).
+        se = n = after = zero = 0
         prev_t = prev_x = None
         for row in csv.DictReader(open(pred)):
             t = float(row["window_start"])
@@ -124,19 +127,11 @@ if h:
                 p = p_bb if prev_x < threshold else p_ab
                 se += (p - (x < threshold)) ** 2
                 n += 1
+                if prev_x == 0 and x == 0:
+                    after += 1
+                    zero += float(row["predicted_mbps"]) == 0
             prev_t, prev_x = t, x
         cond = se / max(1, n)
-        # No phantom traffic: after a silent window, where the next is silent too
-        # (persistence's 0 is right), how often is the published forecast 0?
-        after = zero = 0
-        prev_t = prev_x = None
-        for row in csv.DictReader(open(pred)):
-            t = float(row["window_start"])
-            x = float(row["actual_mbps"])
-            if prev_t is not None and abs(t - prev_t - 0.05) < 1e-6 and prev_x == 0 and x == 0:
-                after += 1
-                zero += float(row["predicted_mbps"]) == 0
-            prev_t, prev_x = t, x
         phantom = (after, zero)
     print(f"\nProbability (pooled held-out): published Brier {f4(cal['published']['brier'])}, log loss "
           f"{f4(cal['published']['log_loss'])}, ECE {f4(cal['published']['ece'])}; the model's own Brier "
