@@ -14,8 +14,8 @@
 //! `ack_rtt` only when it is non-zero).
 
 use crate::capture::{Endpoints, PacketSummary, SackBlocks, tcp_flags as F};
+use crate::seglist::{Seg, SegList, seq_gt};
 use rustc_hash::FxHashMap;
-use std::collections::VecDeque;
 
 /// Wireshark's `TCP_MAX_UNACKED_SEGMENTS`: a direction remembers at most this many.
 pub const MAX_UNACKED_PER_DIRECTION: usize = 10_000;
@@ -82,127 +82,6 @@ pub struct FlowStats {
     pub segments_over_budget: u64,
     /// Segments remembered for analysis.
     pub segments_remembered: u64,
-}
-
-#[derive(Copy, Clone, Debug)]
-struct Seg {
-    seq: u32,
-    nextseq: u32,
-    ts_ns: i64,
-}
-
-/// Unacknowledged segments of one direction, oldest first.
-///
-/// Wireshark walks its whole list on every ACK and every data segment. Here the
-/// common case, segments sent in sequence order with no overlap ("monotone"),
-/// is O(1) per packet; anything else falls back to a full walk with the same
-/// result. Min/max of relative sequence numbers are cached between removals.
-#[derive(Debug, Default)]
-struct SegList {
-    q: VecDeque<Seg>,
-    /// Every segment starts at or after the previous one's end (serial order).
-    monotone: bool,
-}
-
-fn seq_gt(a: u32, b: u32) -> bool {
-    (a.wrapping_sub(b) as i32) > 0
-}
-fn seq_le(a: u32, b: u32) -> bool {
-    !seq_gt(a, b)
-}
-
-impl SegList {
-    fn push(&mut self, s: Seg) {
-        match self.q.back() {
-            None => self.monotone = true,
-            Some(last) => {
-                if self.monotone && seq_gt(s.seq, last.nextseq.wrapping_sub(1)) {
-                    // s.seq >= last.nextseq in serial arithmetic: still monotone.
-                } else {
-                    self.monotone = false;
-                }
-            }
-        }
-        self.q.push_back(s);
-    }
-
-    /// Apply an ACK: returns (rtt of the oldest exact match, segments removed).
-    fn ack(&mut self, ack: u32, now_ns: i64) -> (Option<i64>, usize) {
-        if self.q.is_empty() {
-            return (None, 0);
-        }
-        let before = self.q.len();
-        let mut rtt = None;
-        if self.monotone {
-            // Entries ending at or before `ack` are all at the front.
-            while let Some(front) = self.q.front() {
-                if front.nextseq == ack {
-                    if rtt.is_none() {
-                        rtt = Some(now_ns - front.ts_ns);
-                    }
-                } else if seq_gt(ack, front.seq) && seq_le(ack, front.nextseq) {
-                    // Partial ACK: trim, no sample (tshark 4.0).
-                    if let Some(f) = self.q.front_mut() {
-                        f.seq = ack;
-                    }
-                    break;
-                } else if seq_gt(front.nextseq, ack) {
-                    break;
-                }
-                self.q.pop_front();
-            }
-        } else {
-            // Full walk, oldest first: the first exact match is the oldest send.
-            let mut kept = VecDeque::with_capacity(self.q.len());
-            let mut monotone = true;
-            for mut s in self.q.drain(..) {
-                if s.nextseq == ack {
-                    if rtt.is_none() {
-                        rtt = Some(now_ns - s.ts_ns);
-                    }
-                    continue;
-                }
-                if seq_gt(ack, s.seq) && seq_le(ack, s.nextseq) {
-                    s.seq = ack;
-                } else if !seq_gt(s.nextseq, ack) {
-                    continue;
-                }
-                if let Some(last) = kept.back() {
-                    let last: &Seg = last;
-                    if !seq_gt(s.seq, last.nextseq.wrapping_sub(1)) {
-                        monotone = false;
-                    }
-                }
-                kept.push_back(s);
-            }
-            self.q = kept;
-            self.monotone = monotone;
-        }
-        (rtt, before - self.q.len())
-    }
-
-    /// Wireshark's bytes-in-flight span: max(nextseq - base) - min(seq - base),
-    /// both as unsigned 32-bit values relative to the direction's base sequence.
-    fn span(&self, base: u32) -> Option<u32> {
-        let front = self.q.front()?;
-        let back = self.q.back()?;
-        if self.monotone {
-            let first = front.seq.wrapping_sub(base);
-            let last = back.nextseq.wrapping_sub(base);
-            // Relative numbers wrap past 2^32 inside the list only on connections
-            // beyond 4 GB; then take the exact walk below.
-            if first <= last && front.nextseq.wrapping_sub(base) >= first {
-                return Some(last - first);
-            }
-        }
-        let mut first = front.seq.wrapping_sub(base);
-        let mut last = front.nextseq.wrapping_sub(base);
-        for s in &self.q {
-            last = last.max(s.nextseq.wrapping_sub(base));
-            first = first.min(s.seq.wrapping_sub(base));
-        }
-        Some(last.wrapping_sub(first))
-    }
 }
 
 #[derive(Debug, Default)]
@@ -337,7 +216,7 @@ impl FlowTable {
         self.unlink(i);
         if let Some(f) = self.slots[i as usize].take() {
             self.index.remove(&f.key);
-            self.segments_total -= f.dirs[0].segs.q.len() + f.dirs[1].segs.q.len();
+            self.segments_total -= f.dirs[0].segs.len() + f.dirs[1].segs.len();
         }
         self.free.push(i);
         self.stats.flows_active = self.index.len() as u64;
@@ -444,7 +323,7 @@ impl FlowTable {
             let f = self.slots[i as usize]
                 .as_mut()
                 .expect("indexed slot holds a flow");
-            let freed = f.dirs[0].segs.q.len() + f.dirs[1].segs.q.len();
+            let freed = f.dirs[0].segs.len() + f.dirs[1].segs.len();
             f.dirs = [Dir::new(), Dir::new()];
             f.closed = false;
             f.serial = self.next_serial;
@@ -548,7 +427,7 @@ fn analyze(
 
     let mut nextseq = seq.wrapping_add(seglen);
     let mut added = 0;
-    if (seglen > 0 || syn_fin) && fwd.segs.q.len() < MAX_UNACKED_PER_DIRECTION && budget_left > 0 {
+    if (seglen > 0 || syn_fin) && fwd.segs.len() < MAX_UNACKED_PER_DIRECTION && budget_left > 0 {
         if syn_fin {
             nextseq = nextseq.wrapping_add(1);
         }

@@ -27,5 +27,6 @@ pub mod forecast;
 pub mod pcapfile;
 pub mod pipeline;
 pub mod rng;
+mod seglist;
 pub mod shift;
 pub mod window;
