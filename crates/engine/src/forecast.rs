@@ -96,6 +96,14 @@ pub trait SequenceModel {
     fn input_reference(&self) -> Option<&crate::shift::InputReference> {
         None
     }
+    /// Each sequence's output has the same bits whatever else is in the batch.
+    /// Only such models get several windows per call in replay; libtorch's
+    /// reductions and matrix products are not (their vectorisation follows the
+    /// batch shape: the shipped trees' probability moves by one f32 ulp for
+    /// some sequences at batch 32), so TorchScript models run one at a time.
+    fn batch_invariant(&self) -> bool {
+        false
+    }
 }
 
 impl<M: SequenceModel + ?Sized> SequenceModel for Box<M> {
@@ -110,6 +118,9 @@ impl<M: SequenceModel + ?Sized> SequenceModel for Box<M> {
     }
     fn input_reference(&self) -> Option<&crate::shift::InputReference> {
         (**self).input_reference()
+    }
+    fn batch_invariant(&self) -> bool {
+        (**self).batch_invariant()
     }
 }
 
@@ -147,6 +158,29 @@ impl<M: SequenceModel> Predictor<M> {
 
     /// Add window `t`; once [`LOOKBACK`] windows are known, forecast window `t+1`.
     pub fn push(&mut self, row: &WindowRow) -> Result<Option<Forecast>, PredictError> {
+        let mut flat = std::mem::take(&mut self.flat);
+        flat.clear();
+        let staged = self.stage(row, &mut flat);
+        let out = if staged {
+            self.forward(&flat, 1).map(|o| o.first().copied())
+        } else {
+            Ok(None)
+        };
+        self.flat = flat;
+        match out? {
+            Some(o) => Ok(Some(self.finish(row, o))),
+            None if staged => Err(PredictError("the model returned no forecast".into())),
+            None => Ok(None),
+        }
+    }
+
+    /// Add window `t` to the history without calling the model: once
+    /// [`LOOKBACK`] windows are known, append the sequence that forecasts
+    /// `t+1` to `batch` and return true. Several streams (or several windows of
+    /// one replayed stream) then share one [`Predictor::forward`] call, whose
+    /// outputs [`Predictor::finish`] turns into forecasts identical to
+    /// [`Predictor::push`]'s.
+    pub fn stage(&mut self, row: &WindowRow, batch: &mut Vec<f32>) -> bool {
         let mut v = [0f32; N_FEATURES];
         for (o, x) in v.iter_mut().zip(row.features()) {
             *o = if x.is_finite() {
@@ -161,15 +195,32 @@ impl<M: SequenceModel> Predictor<M> {
         }
         self.ring.push_back(v);
         if self.ring.len() < LOOKBACK {
-            return Ok(None);
+            return false;
         }
-        self.flat.clear();
-        self.flat.extend(self.ring.iter().flatten());
-        let out = self.model.forward(&self.flat, 1)?;
-        let &(thr, prob) = out
-            .first()
-            .ok_or_else(|| PredictError("the model returned no forecast".into()))?;
-        Ok(Some(Forecast {
+        batch.extend(self.ring.iter().flatten());
+        true
+    }
+
+    /// Run the model on `n` staged sequences; exactly `n` outputs or an error.
+    pub fn forward(&mut self, batch: &[f32], n: usize) -> Result<Vec<(f64, f64)>, PredictError> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let out = self.model.forward(batch, n)?;
+        if out.len() != n {
+            return Err(PredictError(format!(
+                "the model returned {} forecasts for {n} sequences",
+                out.len()
+            )));
+        }
+        Ok(out)
+    }
+
+    /// The forecast for the window after `row` from the model's raw output:
+    /// negative or non-finite throughput becomes 0, the probability is clamped
+    /// (0.5 when non-finite).
+    pub fn finish(&self, row: &WindowRow, (thr, prob): (f64, f64)) -> Forecast {
+        Forecast {
             target_start_ns: row.start_ns + self.width.ns(),
             throughput_mbps: if thr.is_finite() { thr.max(0.0) } else { 0.0 },
             congestion_prob: if prob.is_finite() {
@@ -177,7 +228,7 @@ impl<M: SequenceModel> Predictor<M> {
             } else {
                 0.5
             },
-        }))
+        }
     }
 }
 
@@ -203,6 +254,9 @@ impl SequenceModel for Persistence {
                 (last, if last < self.threshold_mbps { 1.0 } else { 0.0 })
             })
             .collect())
+    }
+    fn batch_invariant(&self) -> bool {
+        true
     }
     fn version(&self) -> &str {
         "persistence"

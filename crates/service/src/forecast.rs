@@ -57,6 +57,8 @@ pub struct ForecastStage<M> {
     /// The input-shift monitor, if the model has a reference.
     shift: Option<ShiftMonitor>,
     shift_warned: bool,
+    /// Staged model inputs of the current batch.
+    batch: Vec<f32>,
 }
 
 impl<M: SequenceModel> ForecastStage<M> {
@@ -76,6 +78,7 @@ impl<M: SequenceModel> ForecastStage<M> {
         ForecastStage {
             shift,
             shift_warned: false,
+            batch: Vec::new(),
             predictor: Predictor::new(model, width),
             width,
             base: Baselines::default(),
@@ -120,20 +123,85 @@ impl<M: SequenceModel> ForecastStage<M> {
     /// about this link stays.
     fn gap(&mut self) {
         self.predictor.reset();
+        self.gap_after_staging();
+    }
+
+    /// [`Self::gap`] for the state that is not the predictor's history (which
+    /// [`Self::step_batch`] stages ahead).
+    fn gap_after_staging(&mut self) {
         self.base = Baselines::default();
         self.pending = None;
         self.last_start = None;
         self.online.gap();
     }
 
+    fn is_gap(&self, last: Option<i64>, row: &WindowRow) -> bool {
+        last.is_some_and(|l| row.start_ns - l != self.width.ns())
+    }
+
     /// Window `t`: score the forecast made for it and issue one for `t+1`.
     pub fn step(&mut self, row: WindowRow) -> Result<Scored, PredictError> {
-        if self
-            .last_start
-            .is_some_and(|l| row.start_ns - l != self.width.ns())
-        {
+        let (mut out, error) = self.step_batch(vec![row]);
+        if let Some(e) = error {
+            return Err(e);
+        }
+        out.pop()
+            .ok_or_else(|| PredictError("a window was lost in the forecast stage".into()))
+    }
+
+    /// Consecutive windows of this stream at once, with one model call for all
+    /// of their forecasts: the same results as [`Self::step`] on each in turn
+    /// (the model sees the same sequences; only the batch size differs), at a
+    /// fraction of the per-call cost. Replay uses it for what is queued; the
+    /// reported inference time of each forecast is the call's time shared out.
+    /// When the model fails, every window is still scored (without a new
+    /// forecast) and the error comes back beside them.
+    pub fn step_batch(&mut self, rows: Vec<WindowRow>) -> (Vec<Scored>, Option<PredictError>) {
+        // The model's inputs depend only on the windows, so stage them all first
+        // (with the same history resets the scoring pass below makes).
+        self.batch.clear();
+        let mut staged = Vec::with_capacity(rows.len());
+        let mut last = self.last_start;
+        for row in &rows {
+            if self.is_gap(last, row) {
+                self.predictor.reset();
+            }
+            last = Some(row.start_ns);
+            staged.push(self.predictor.stage(row, &mut self.batch));
+        }
+        let n = staged.iter().filter(|s| **s).count();
+        let t = Instant::now();
+        let batch = std::mem::take(&mut self.batch);
+        let outputs = self.predictor.forward(&batch, n);
+        self.batch = batch;
+        let inference = (n > 0).then(|| t.elapsed() / n as u32);
+        let (mut outputs, error) = match outputs {
+            Ok(o) => (o.into_iter(), None),
+            Err(e) => (Vec::new().into_iter(), Some(e)),
+        };
+        let mut scored = Vec::with_capacity(rows.len());
+        for (row, staged) in rows.into_iter().zip(staged) {
+            // `forward` returns exactly one output per staged sequence.
+            let issued = staged
+                .then(|| outputs.next())
+                .flatten()
+                .map(|o| self.predictor.finish(&row, o));
+            scored.push(self.score(row, issued, inference));
+        }
+        (scored, error)
+    }
+
+    /// The scoring and publishing of one window whose forecast (if any) the
+    /// model has issued.
+    fn score(
+        &mut self,
+        row: WindowRow,
+        issued: Option<Forecast>,
+        inference: Option<Duration>,
+    ) -> Scored {
+        if self.is_gap(self.last_start, &row) {
             // The grid restarted (a long gap, dropped windows): history does not carry over.
-            self.gap();
+            self.gap_after_staging();
         }
         self.last_start = Some(row.start_ns);
         let input_shift = self.watch_shift(&row);
@@ -143,9 +211,7 @@ impl<M: SequenceModel> ForecastStage<M> {
         };
         let skill = at_target.map(|_| self.online.observe(row.throughput_mbps));
         self.base.push(row.throughput_mbps);
-        let t = Instant::now();
-        let issued = self.predictor.push(&row)?;
-        let inference = issued.map(|_| t.elapsed());
+        let inference = issued.and(inference);
         let mut published = None;
         if let Some(f) = issued {
             let b = self.base.forecast().unwrap_or_default();
@@ -169,7 +235,7 @@ impl<M: SequenceModel> ForecastStage<M> {
             published = Some(p);
             self.pending = Some((f, b, p));
         }
-        Ok(Scored {
+        Scored {
             row,
             at_target,
             baselines,
@@ -179,7 +245,7 @@ impl<M: SequenceModel> ForecastStage<M> {
             published,
             skill,
             input_shift,
-        })
+        }
     }
 
     /// The input-shift monitor (None: the model has no reference).
@@ -258,6 +324,91 @@ mod tests {
         // One window missing: the pending forecast is not scored, history restarts.
         let out = s.step(row(n + 1, 1.0)).unwrap();
         assert!(out.at_target.is_none() && out.issued.is_none());
+    }
+
+    /// A model whose output depends on every value of every sequence and on
+    /// where in the batch the sequence sits only through its own values.
+    struct Weighted;
+
+    impl SequenceModel for Weighted {
+        fn forward(&mut self, seqs: &[f32], n: usize) -> Result<Vec<(f64, f64)>, PredictError> {
+            Ok(seqs
+                .chunks(seqs.len() / n.max(1))
+                .map(|s| {
+                    let v: f64 = s
+                        .iter()
+                        .enumerate()
+                        .map(|(k, x)| f64::from(*x) * (k % 7 + 1) as f64)
+                        .sum();
+                    (v / 100.0 - 3.0, (v / 1000.0).sin())
+                })
+                .collect())
+        }
+        fn version(&self) -> &str {
+            "weighted"
+        }
+        fn batch_invariant(&self) -> bool {
+            true
+        }
+        fn threshold_mbps(&self) -> f64 {
+            20.0
+        }
+    }
+
+    #[test]
+    fn batched_windows_get_the_forecasts_and_scores_of_one_at_a_time() {
+        let mut rows = Vec::new();
+        let mut rng = engine::rng::Rng::new(7);
+        let mut i = 0i64;
+        for k in 0..400 {
+            // Grid gaps (a long silence, dropped windows) restart the history.
+            i += if k % 97 == 96 { 5 } else { 1 };
+            let mut r = row(i, rng.f64() * 40.0);
+            r.delay_s = rng.f64() * 0.05;
+            r.iat_std_s = if k % 13 == 0 { f64::NAN } else { rng.f64() };
+            r.is_silent = k % 11 == 0;
+            rows.push(r);
+        }
+        let one_by_one: Vec<Scored> = {
+            let mut s = ForecastStage::new(Weighted, WindowWidth::DEFAULT);
+            rows.iter().map(|r| s.step(*r).unwrap()).collect()
+        };
+        for sizes in [
+            vec![64],
+            vec![1, 2, 3, 5, 8, 13, 21],
+            vec![400],
+            vec![15, 1],
+        ] {
+            let mut s = ForecastStage::new(Weighted, WindowWidth::DEFAULT);
+            let mut batched = Vec::new();
+            let mut at = 0;
+            for n in sizes.iter().cycle() {
+                if at == rows.len() {
+                    break;
+                }
+                let end = (at + n).min(rows.len());
+                let (out, error) = s.step_batch(rows[at..end].to_vec());
+                assert!(error.is_none());
+                batched.extend(out);
+                at = end;
+            }
+            assert_eq!(batched.len(), one_by_one.len());
+            let issued = one_by_one.iter().filter(|s| s.issued.is_some()).count();
+            assert!(issued > 300, "{issued} forecasts");
+            for (a, b) in batched.iter().zip(&one_by_one) {
+                let strip = |s: &Scored| Scored {
+                    inference: None,
+                    ..s.clone()
+                };
+                // Debug text, since NaN features make `==` false.
+                assert_eq!(
+                    format!("{:?}", strip(a)),
+                    format!("{:?}", strip(b)),
+                    "batch sizes {sizes:?}"
+                );
+                assert_eq!(a.inference.is_some(), b.issued.is_some());
+            }
+        }
     }
 
     /// Persistence that says its training data ran at 1-10 Mbit/s.

@@ -34,6 +34,8 @@ use std::time::{Duration, Instant};
 const ROWS_QUEUE: usize = 1024;
 /// Scored windows waiting for the writer (sinks buffer further on their own).
 const SCORED_QUEUE: usize = 4096;
+/// Most windows in one model call (what is queued when inference comes back).
+const MAX_BATCH: usize = 64;
 
 /// Opens a source when its turn comes (files are opened one at a time).
 pub type SourceOpener = Box<dyn FnOnce() -> Result<Box<dyn PacketSource>, SourceError> + Send>;
@@ -89,7 +91,7 @@ pub struct RunSummary {
     pub windows_dropped: u64,
     /// Scored windows dropped because the writer fell behind (live).
     pub scored_dropped: u64,
-    /// Model errors that cost a forecast (live).
+    /// Failed model calls (live); each costs the forecasts of its windows.
     pub model_errors: u64,
     /// Non-finite feature values replaced by 0 before the model.
     pub nonfinite_features: u64,
@@ -284,7 +286,14 @@ fn inference_loop<M: SequenceModel>(
             metrics.scored_dropped.inc();
         }
     };
-    for ev in rx.iter() {
+    let batch_limit = if stage.model().batch_invariant() {
+        MAX_BATCH
+    } else {
+        1
+    };
+    let mut rows = Vec::with_capacity(batch_limit);
+    let mut next = None;
+    while let Some(ev) = next.take().or_else(|| rx.recv().ok()) {
         match ev {
             Event::Begin(i, name) => {
                 stage.restart();
@@ -293,40 +302,44 @@ fn inference_loop<M: SequenceModel>(
             Event::End(s) => send(Out::End(s), &mut summary),
             Event::Window(_) if failed.is_some() => {}
             Event::Window(row) => {
-                let late_ns = clock.now_ns() - (row.start_ns + stage.width().ns());
-                metrics.observe_window_delay(late_ns);
-                let scored = match stage.step(row) {
-                    Ok(s) => s,
-                    Err(e) if policy.model_errors_fatal => {
+                // What else is queued goes to the model in the same call, if
+                // that cannot change a forecast.
+                rows.push(row);
+                while rows.len() < batch_limit {
+                    match rx.try_recv() {
+                        Ok(Event::Window(r)) => rows.push(r),
+                        Ok(other) => {
+                            next = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let now = clock.now_ns();
+                for r in &rows {
+                    metrics.observe_window_delay(now - (r.start_ns + stage.width().ns()));
+                }
+                let (scored, error) = stage.step_batch(std::mem::take(&mut rows));
+                if let Some(e) = error {
+                    if policy.model_errors_fatal {
                         failed = Some(e);
                         shutdown.trigger();
                         continue;
                     }
-                    Err(e) => {
-                        summary.model_errors += 1;
-                        metrics.model_failed(e.to_string());
-                        crate::diag::warn_every(
-                            &crate::diag::MODEL_ERRORS,
-                            format_args!("{e}; that window has no forecast"),
-                        );
-                        Scored {
-                            row,
-                            at_target: None,
-                            baselines: None,
-                            issued: None,
-                            inference: None,
-                            published_at_target: None,
-                            published: None,
-                            skill: None,
-                            input_shift: None,
-                        }
-                    }
-                };
-                if scored.issued.is_some() {
-                    summary.forecasts += 1;
+                    summary.model_errors += 1;
+                    metrics.model_failed(e.to_string());
+                    crate::diag::warn_every(
+                        &crate::diag::MODEL_ERRORS,
+                        format_args!("{e}; those windows have no forecast"),
+                    );
                 }
-                metrics.observe_scored(&scored);
-                send(Out::Window(Box::new(scored)), &mut summary);
+                for scored in scored {
+                    if scored.issued.is_some() {
+                        summary.forecasts += 1;
+                    }
+                    metrics.observe_scored(&scored);
+                    send(Out::Window(Box::new(scored)), &mut summary);
+                }
             }
         }
     }
