@@ -14,8 +14,8 @@
 //! `ack_rtt` only when it is non-zero).
 
 use crate::capture::{Endpoints, PacketSummary, SackBlocks, tcp_flags as F};
+use crate::flowindex::{FlowIndex, hash_key};
 use crate::seglist::{Seg, SegList, seq_gt};
-use rustc_hash::FxHashMap;
 
 /// Wireshark's `TCP_MAX_UNACKED_SEGMENTS`: a direction remembers at most this many.
 pub const MAX_UNACKED_PER_DIRECTION: usize = 10_000;
@@ -109,6 +109,8 @@ impl Dir {
 #[derive(Debug)]
 struct Flow {
     key: Endpoints,
+    /// `hash_key(&key)`, where the index files it.
+    hash: u32,
     dirs: [Dir; 2],
     serial: u64,
     last_seen_ns: i64,
@@ -123,7 +125,7 @@ const NIL: u32 = u32::MAX;
 /// The flow table and the analysis.
 pub struct FlowTable {
     cfg: FlowConfig,
-    index: FxHashMap<Endpoints, u32>,
+    index: FlowIndex,
     slots: Vec<Option<Flow>>,
     free: Vec<u32>,
     head: u32,
@@ -157,7 +159,7 @@ impl FlowTable {
     pub fn new(cfg: FlowConfig) -> Self {
         FlowTable {
             cfg,
-            index: FxHashMap::default(),
+            index: FlowIndex::new(),
             slots: Vec::new(),
             free: Vec::new(),
             head: NIL,
@@ -215,7 +217,7 @@ impl FlowTable {
     fn remove(&mut self, i: u32) {
         self.unlink(i);
         if let Some(f) = self.slots[i as usize].take() {
-            self.index.remove(&f.key);
+            self.index.remove(f.hash, i);
             self.segments_total -= f.dirs[0].segs.len() + f.dirs[1].segs.len();
         }
         self.free.push(i);
@@ -245,7 +247,7 @@ impl FlowTable {
         }
     }
 
-    fn new_flow(&mut self, key: Endpoints, now_ns: i64) -> u32 {
+    fn new_flow(&mut self, key: Endpoints, hash: u32, now_ns: i64) -> u32 {
         if self.index.len() >= self.cfg.max_flows && self.tail != NIL {
             self.stats.evicted_cap += 1;
             let t = self.tail;
@@ -255,6 +257,7 @@ impl FlowTable {
         self.next_serial += 1;
         let flow = Flow {
             key,
+            hash,
             dirs: [Dir::new(), Dir::new()],
             serial,
             last_seen_ns: now_ns,
@@ -272,7 +275,7 @@ impl FlowTable {
                 (self.slots.len() - 1) as u32
             }
         };
-        self.index.insert(key, i);
+        self.index.insert(hash, i);
         self.push_front(i);
         self.stats.flows_created += 1;
         self.stats.flows_active = self.index.len() as u64;
@@ -283,7 +286,11 @@ impl FlowTable {
     /// Analyse one packet. Call in capture order.
     pub fn process(&mut self, p: &PacketSummary) -> Analysis {
         let (key, d) = canonical(&p.ends);
-        let mut found = self.index.get(&key).copied();
+        let hash = hash_key(&key);
+        let slots = &self.slots;
+        let mut found = self.index.find(hash, |i| {
+            slots[i as usize].as_ref().is_some_and(|f| f.key == key)
+        });
         if let Some(i) = found {
             // Expiry is decided here too, so results do not depend on how often
             // `expire` runs.
@@ -303,11 +310,13 @@ impl FlowTable {
         }
         let i = match found {
             Some(i) => {
-                self.unlink(i);
-                self.push_front(i);
+                if i != self.head {
+                    self.unlink(i);
+                    self.push_front(i);
+                }
                 i
             }
-            None => self.new_flow(key, p.ts_ns),
+            None => self.new_flow(key, hash, p.ts_ns),
         };
         let syn = p.flags & F::SYN != 0;
         let ackf = p.flags & F::ACK != 0;
@@ -603,7 +612,15 @@ mod tests {
         assert_eq!(t.active_flows(), 2);
         let mut probe = p;
         probe.ends.sport = 4000;
-        assert!(t.index.contains_key(&canonical(&probe.ends).0));
+        let key = canonical(&probe.ends).0;
+        let slots = &t.slots;
+        assert!(
+            t.index
+                .find(hash_key(&key), |i| slots[i as usize]
+                    .as_ref()
+                    .is_some_and(|f| f.key == key))
+                .is_some()
+        );
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod capture;
 pub mod csv;
 pub mod eval;
 pub mod flow;
+mod flowindex;
 pub mod forecast;
 pub mod pcapfile;
 pub mod pipeline;

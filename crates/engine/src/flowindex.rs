@@ -1,0 +1,174 @@
+//! The flow table's index: canonical 5-tuple to slot, built for churn.
+//!
+//! Linear probing over 8-byte buckets (32 bits of the key's hash, the slot),
+//! removal by backward shift, so no tombstones pile up when flows come and go
+//! at the cap (a general-purpose map either keeps tombstones, whose probes
+//! lengthen until it rehashes, or stores the 40-byte keys in its buckets). A
+//! lookup reads one cache line of buckets, and a flow's key only when 32 bits
+//! of hash match; a removal needs no key at all: the slot and its hash say
+//! where the bucket is.
+
+use crate::capture::Endpoints;
+use std::hash::{Hash, Hasher};
+
+const EMPTY: u32 = u32::MAX;
+
+#[derive(Copy, Clone, Debug)]
+struct Bucket {
+    hash: u32,
+    slot: u32,
+}
+
+const VACANT: Bucket = Bucket {
+    hash: 0,
+    slot: EMPTY,
+};
+
+/// Slots by key; the keys themselves live with the flows.
+#[derive(Debug)]
+pub(crate) struct FlowIndex {
+    buckets: Vec<Bucket>,
+    mask: usize,
+    len: usize,
+}
+
+/// The hash the index files `key` under.
+pub(crate) fn hash_key(key: &Endpoints) -> u32 {
+    let mut h = rustc_hash::FxHasher::default();
+    key.hash(&mut h);
+    let x = h.finish();
+    // Fx leaves the low bits weak; fold the high half in.
+    (x ^ (x >> 32)) as u32
+}
+
+impl FlowIndex {
+    pub fn new() -> Self {
+        FlowIndex {
+            buckets: vec![VACANT; 16],
+            mask: 15,
+            len: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    fn home(&self, hash: u32) -> usize {
+        // Fibonacci hashing: the top bits of the product mix all of the hash.
+        let bits = self.mask.count_ones();
+        ((u64::from(hash).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - bits)) as usize) & self.mask
+    }
+
+    /// The slot filed under `hash` for which `is_key(slot)` holds.
+    pub fn find(&self, hash: u32, mut is_key: impl FnMut(u32) -> bool) -> Option<u32> {
+        let mut i = self.home(hash);
+        loop {
+            let b = self.buckets[i];
+            if b.slot == EMPTY {
+                return None;
+            }
+            if b.hash == hash && is_key(b.slot) {
+                return Some(b.slot);
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
+    /// File `slot` under `hash` (the caller knows the key is not there yet).
+    pub fn insert(&mut self, hash: u32, slot: u32) {
+        if (self.len + 1) * 2 > self.buckets.len() {
+            self.grow();
+        }
+        self.place(Bucket { hash, slot });
+        self.len += 1;
+    }
+
+    fn place(&mut self, b: Bucket) {
+        let mut i = self.home(b.hash);
+        while self.buckets[i].slot != EMPTY {
+            i = (i + 1) & self.mask;
+        }
+        self.buckets[i] = b;
+    }
+
+    fn grow(&mut self) {
+        let size = self.buckets.len() * 2;
+        let old = std::mem::replace(&mut self.buckets, vec![VACANT; size]);
+        self.mask = self.buckets.len() - 1;
+        for b in old.into_iter().filter(|b| b.slot != EMPTY) {
+            self.place(b);
+        }
+    }
+
+    /// Remove `slot`, filed under `hash`; false if it was not there.
+    pub fn remove(&mut self, hash: u32, slot: u32) -> bool {
+        let mut i = self.home(hash);
+        loop {
+            let b = self.buckets[i];
+            if b.slot == EMPTY {
+                return false;
+            }
+            if b.slot == slot {
+                break;
+            }
+            i = (i + 1) & self.mask;
+        }
+        // Backward shift: pull later members of the run into the hole when
+        // their home is not between the hole and them.
+        let mut hole = i;
+        let mut j = (i + 1) & self.mask;
+        loop {
+            let b = self.buckets[j];
+            if b.slot == EMPTY {
+                break;
+            }
+            let home = self.home(b.hash);
+            let dist_home = j.wrapping_sub(home) & self.mask;
+            let dist_hole = j.wrapping_sub(hole) & self.mask;
+            if dist_home >= dist_hole {
+                self.buckets[hole] = b;
+                hole = j;
+            }
+            j = (j + 1) & self.mask;
+        }
+        self.buckets[hole] = VACANT;
+        self.len -= 1;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    proptest! {
+        /// Against a std map, with hashes from a tiny range so runs collide,
+        /// wrap around the table end and shift back on removal.
+        #[test]
+        fn behaves_like_a_map(ops in proptest::collection::vec((any::<bool>(), 0u32..300, 0u32..8), 1..2000)) {
+            let mut ix = FlowIndex::new();
+            // slot -> hash, for the live entries.
+            let mut model: HashMap<u32, u32> = HashMap::new();
+            for (add, slot, h) in ops {
+                // Hashes near the top of the table's range too.
+                let hash = h.wrapping_mul(0x8000_0001);
+                if add && !model.contains_key(&slot) {
+                    ix.insert(hash, slot);
+                    model.insert(slot, hash);
+                } else if !add {
+                    let expect = model.remove(&slot);
+                    let removed = ix.remove(expect.unwrap_or(hash), slot);
+                    prop_assert_eq!(removed, expect.is_some());
+                }
+                prop_assert_eq!(ix.len(), model.len());
+                for (&s, &hs) in &model {
+                    prop_assert_eq!(ix.find(hs, |x| x == s), Some(s));
+                }
+                prop_assert_eq!(ix.find(12345, |x| x == 9999), None);
+            }
+        }
+    }
+}
