@@ -38,14 +38,50 @@ pub enum SinkError {
 
 /// `window_start` as Unix seconds with 9 decimals, exact (no float rounding).
 pub fn format_epoch_ns(ns: i64, out: &mut String) {
-    let sign = if ns < 0 { "-" } else { "" };
+    if ns < 0 {
+        out.push('-');
+    }
     let a = ns.unsigned_abs();
-    let _ = write!(
-        out,
-        "{sign}{}.{:09}",
-        a / NS_PER_S as u64,
-        a % NS_PER_S as u64
-    );
+    push_u64(out, a / NS_PER_S as u64);
+    out.push('.');
+    let mut frac = [b'0'; 9];
+    let mut f = a % NS_PER_S as u64;
+    for d in frac.iter_mut().rev() {
+        *d = b'0' + (f % 10) as u8;
+        f /= 10;
+    }
+    out.push_str(std::str::from_utf8(&frac).unwrap_or("000000000"));
+}
+
+/// Decimal digits of `v`, as `Display` writes them (without its machinery).
+fn push_u64(out: &mut String, mut v: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or("0"));
+}
+
+fn push_i64(out: &mut String, v: i64) {
+    if v < 0 {
+        out.push('-');
+    }
+    push_u64(out, v.unsigned_abs());
+}
+
+/// `Display` of `v`; the zero of silent windows without the float formatter.
+fn push_f64(out: &mut String, v: f64) {
+    if v.to_bits() == 0 {
+        out.push('0');
+    } else {
+        let _ = write!(out, "{v}");
+    }
 }
 
 /// Time of day (UTC) of an epoch timestamp, `HH:MM:SS.mmm`, for status lines.
@@ -64,19 +100,40 @@ pub fn hms(ns: i64) -> String {
 /// Append one CSV line (with newline) for `r`.
 pub fn format_features_row(r: &WindowRow, out: &mut String) {
     format_epoch_ns(r.start_ns, out);
-    let _ = writeln!(
-        out,
-        ",{},{},{},{},{},{},{},{},{}",
+    format_features_rest(r, out);
+}
+
+/// Everything of `r`'s line after `window_start`, newline included.
+fn format_features_rest(r: &WindowRow, out: &mut String) {
+    out.push(',');
+    push_u64(out, r.size_bytes);
+    out.push(',');
+    push_f64(out, r.delay_s);
+    out.push(',');
+    push_u64(out, r.bif_bytes);
+    for v in [r.iat_mean_s, r.iat_std_s, r.throughput_mbps, r.delay_grad_s] {
+        out.push(',');
+        push_f64(out, v);
+    }
+    out.push(',');
+    push_i64(out, r.bif_grad_bytes);
+    out.push_str(if r.is_silent { ",1\n" } else { ",0\n" });
+}
+
+/// What a row's line says after `window_start`, bit for bit: consecutive
+/// silent windows repeat it (carried-forward delay and bytes in flight).
+fn rest_key(r: &WindowRow) -> [u64; 9] {
+    [
         r.size_bytes,
-        r.delay_s,
+        r.delay_s.to_bits(),
         r.bif_bytes,
-        r.iat_mean_s,
-        r.iat_std_s,
-        r.throughput_mbps,
-        r.delay_grad_s,
-        r.bif_grad_bytes,
-        r.is_silent as u8
-    );
+        r.iat_mean_s.to_bits(),
+        r.iat_std_s.to_bits(),
+        r.throughput_mbps.to_bits(),
+        r.delay_grad_s.to_bits(),
+        r.bif_grad_bytes as u64,
+        u64::from(r.is_silent),
+    ]
 }
 
 /// Header of the per-packet analysis CSV (`extract --packets-out`): one row per
@@ -156,6 +213,9 @@ impl CsvFile {
 pub struct FeaturesCsv {
     file: CsvFile,
     line: String,
+    /// The previous row's line after `window_start`, and what it said.
+    rest: String,
+    rest_key: Option<[u64; 9]>,
     /// Flush after every row (live streaming), not only at the end.
     flush_each: bool,
     /// Rows written.
@@ -168,6 +228,8 @@ impl FeaturesCsv {
         Ok(FeaturesCsv {
             file: CsvFile::create(path, FEATURES_HEADER)?,
             line: String::with_capacity(256),
+            rest: String::with_capacity(256),
+            rest_key: None,
             flush_each,
             rows: 0,
         })
@@ -175,8 +237,15 @@ impl FeaturesCsv {
 
     /// Write one window.
     pub fn write(&mut self, r: &WindowRow) -> Result<(), SinkError> {
+        let key = rest_key(r);
+        if self.rest_key != Some(key) {
+            self.rest.clear();
+            format_features_rest(r, &mut self.rest);
+            self.rest_key = Some(key);
+        }
         self.line.clear();
-        format_features_row(r, &mut self.line);
+        format_epoch_ns(r.start_ns, &mut self.line);
+        self.line.push_str(&self.rest);
         self.file.write_line(&self.line)?;
         self.rows += 1;
         if self.flush_each {
@@ -320,6 +389,84 @@ pub fn parse_epoch_ns(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The line as `write!` formats it (the formatting before the fast paths).
+    fn by_display(r: &WindowRow) -> String {
+        let a = r.start_ns.unsigned_abs();
+        format!(
+            "{}{}.{:09},{},{},{},{},{},{},{},{},{}\n",
+            if r.start_ns < 0 { "-" } else { "" },
+            a / NS_PER_S as u64,
+            a % NS_PER_S as u64,
+            r.size_bytes,
+            r.delay_s,
+            r.bif_bytes,
+            r.iat_mean_s,
+            r.iat_std_s,
+            r.throughput_mbps,
+            r.delay_grad_s,
+            r.bif_grad_bytes,
+            r.is_silent as u8
+        )
+    }
+
+    fn float() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            Just(0.0),
+            Just(-0.0),
+            Just(f64::NAN),
+            Just(f64::INFINITY),
+            any::<f64>(),
+            -1.0f64..1.0,
+            0.0f64..1e4,
+        ]
+    }
+
+    prop_compose! {
+        fn window_row()(
+            start_ns in any::<i64>(), size_bytes in any::<u64>(), delay_s in float(),
+            bif_bytes in prop_oneof![Just(0u64), any::<u64>()], iat_mean_s in float(),
+            iat_std_s in float(), throughput_mbps in float(), delay_grad_s in float(),
+            bif_grad_bytes in any::<i64>(), is_silent in any::<bool>(),
+        ) -> WindowRow {
+            WindowRow {
+                start_ns, size_bytes, delay_s, bif_bytes, iat_mean_s, iat_std_s,
+                throughput_mbps, delay_grad_s, bif_grad_bytes, is_silent, packets: 0,
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn rows_read_as_display_writes_them(r in window_row()) {
+            let mut s = String::new();
+            format_features_row(&r, &mut s);
+            prop_assert_eq!(s, by_display(&r));
+        }
+
+        /// Through the file writer, whose repeated-row shortcut must not leak
+        /// one row's fields into the next.
+        #[test]
+        fn the_file_has_every_line_as_display_writes_it(
+            rows in proptest::collection::vec((window_row(), 0usize..4), 1..20)
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("f.csv");
+            let mut f = FeaturesCsv::create(&path, false).unwrap();
+            let mut want = format!("{FEATURES_HEADER}\n");
+            for (mut r, repeat) in rows {
+                for k in 0..=repeat {
+                    // Silent windows: only the start moves.
+                    r.start_ns = r.start_ns.wrapping_add(k as i64 * 50_000_000);
+                    f.write(&r).unwrap();
+                    want += &by_display(&r);
+                }
+            }
+            f.flush().unwrap();
+            prop_assert_eq!(std::fs::read_to_string(&path).unwrap(), want);
+        }
+    }
 
     #[test]
     fn epoch_formatting_is_exact() {
