@@ -224,6 +224,7 @@ fn replay(r: ReplaySettings, backend: &dyn Backend, quiet: bool) -> Result<(), E
         shutdown,
         extra_sinks: Vec::new(),
         model_only: r.model_only,
+        batch: r.batch,
         classes: r.classes,
     }
     .run()?;

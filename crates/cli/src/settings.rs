@@ -116,6 +116,12 @@ pub struct ReplayCmd {
     /// recalibration (the report scores both either way).
     #[arg(long)]
     pub model_only: bool,
+    /// Up to N queued windows per model call. 1 (the default) gives exactly
+    /// the daemon's forecasts; with more, TorchScript's vectorised kernels can
+    /// move the last bit of an f32 output (the shipped trees: cheapest per
+    /// forecast at about 32). Models that are batch-invariant always batch.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub batch: u32,
     /// A corpus manifest (CSV with `name` and `class` columns): the report adds
     /// scores per traffic class; a capture belongs to the row whose name is its
     /// file name without extensions.
@@ -293,6 +299,8 @@ pub struct ReplaySettings {
     pub realtime: bool,
     /// Publish the raw model.
     pub model_only: bool,
+    /// Most windows per model call.
+    pub batch: usize,
     /// Corpus manifest naming each capture's class.
     pub classes: Option<PathBuf>,
     /// Engine settings.
@@ -384,6 +392,7 @@ impl Settings {
                 plot: r.plot,
                 realtime: r.realtime,
                 model_only: r.model_only,
+                batch: r.batch as usize,
                 classes: r.classes,
                 filter: r.shared.filter,
             }),

@@ -1242,3 +1242,44 @@ fn systemd_notify_ready_watchdog_stopping() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `replay --batch 32` hands queued windows to the shipped model together: the
+/// same windows and, up to the last bits of f32 arithmetic, the same forecasts.
+#[test]
+fn replay_in_batches_forecasts_the_same_windows_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let lab = repo().join("tests/data/lab-cellular-s3.pcap.gz");
+    let mut out = Vec::new();
+    for b in ["1", "32"] {
+        let p = dir.path().join(format!("b{b}.csv"));
+        succeeds(
+            nf().args(["replay", "-q", "--batch", b, "--out"])
+                .arg(&p)
+                .arg(&lab),
+        );
+        let text = std::fs::read_to_string(&p).unwrap();
+        let rows: Vec<Vec<f64>> = text
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
+            .collect();
+        out.push(rows);
+    }
+    assert_eq!(out[0].len(), 411 - 15);
+    assert_eq!(out[0].len(), out[1].len());
+    for (a, b) in out[0].iter().zip(&out[1]) {
+        assert_eq!(a[..2], b[..2], "window and actual");
+        for k in 2..4 {
+            assert!(
+                (a[k] - b[k]).abs() <= 1e-5 * a[k].abs().max(1.0),
+                "{a:?} vs {b:?}"
+            );
+        }
+    }
+    let e = nf()
+        .args(["replay", "--batch", "0"])
+        .arg(&lab)
+        .output()
+        .unwrap();
+    assert_eq!(e.status.code(), Some(2), "a usage error");
+}

@@ -1,6 +1,6 @@
-//! Inference latency of the shipped model (model_files/): batch 1 through the
-//! 15-window ring as the daemon calls it (NETFORECAST_MODEL=DIR for another) (p50/p99 printed from 20,000 calls, and
-//! criterion's mean), and batch 1000.
+//! Inference latency of the shipped model (model_files/; NETFORECAST_MODEL=DIR
+//! for another): batch 1 through the 15-window ring as the daemon calls it, and
+//! one call at batch 32 and 1000; p50/p99 printed (criterion reports means).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use engine::forecast::WindowWidth;
@@ -56,6 +56,28 @@ fn benches(c: &mut Criterion) {
         lat[lat.len() * 99 / 100],
         lat[lat.len() - 1]
     );
+    // One call at batch 32 and 1000 as a fleet or a batched replay makes it:
+    // per-call percentiles and the cost per sequence.
+    for (n, calls) in [(32i64, 2_000usize), (1000, 200)] {
+        let x = Tensor::rand(
+            [n, LOOKBACK as i64, N_FEATURES as i64],
+            (Kind::Float, tch::Device::Cpu),
+        ) * 20.0;
+        let mut lat = Vec::with_capacity(calls);
+        for _ in 0..calls {
+            let t = Instant::now();
+            black_box(f.model().run(&x).ok());
+            lat.push(t.elapsed().as_nanos() as f64 / 1e3);
+        }
+        lat.sort_by(|a, b| a.total_cmp(b));
+        eprintln!(
+            "model {}: batch-{n} call: p50 {:.1} us, p99 {:.1} us ({calls} calls), {:.1} us per sequence at p50",
+            f.model().meta.model_version,
+            lat[lat.len() / 2],
+            lat[lat.len() * 99 / 100],
+            lat[lat.len() / 2] / n as f64
+        );
+    }
     let mut g = c.benchmark_group("inference");
     let mut k = 100_000i64;
     g.bench_function("batch1_ring_push", |b| {
@@ -64,14 +86,16 @@ fn benches(c: &mut Criterion) {
             black_box(f.push(&row(k)).ok())
         })
     });
-    let x = Tensor::rand(
-        [1000, LOOKBACK as i64, N_FEATURES as i64],
-        (Kind::Float, tch::Device::Cpu),
-    ) * 20.0;
-    g.throughput(Throughput::Elements(1000));
-    g.bench_function("batch1000", |b| {
-        b.iter(|| black_box(f.model().run(&x).ok()))
-    });
+    for n in [32i64, 1000] {
+        let x = Tensor::rand(
+            [n, LOOKBACK as i64, N_FEATURES as i64],
+            (Kind::Float, tch::Device::Cpu),
+        ) * 20.0;
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(format!("batch{n}"), |b| {
+            b.iter(|| black_box(f.model().run(&x).ok()))
+        });
+    }
     g.finish();
 }
 

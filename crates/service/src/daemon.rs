@@ -129,6 +129,8 @@ impl<M: SequenceModel + Send + 'static> Daemon<M> {
             policy: Policy::LIVE,
             flush_deadline: self.flush_deadline,
             online: Some(crate::online::OnlineConfig::from_env()),
+            // Live windows arrive one per 50 ms: each forecast exactly as alone.
+            batch: 1,
         };
         let result = pipeline.run();
         // Whatever ended the run, the endpoint and the notifier stop with it.

@@ -135,6 +135,9 @@ pub struct Pipeline<M> {
     pub flush_deadline: Duration,
     /// The online combination's settings; `None` publishes the raw model.
     pub online: Option<OnlineConfig>,
+    /// Most queued windows per model call; batch-invariant models get at
+    /// least [`MAX_BATCH`]. 1 keeps every forecast bit for bit as alone.
+    pub batch: usize,
 }
 
 /// Publishes the capture's counters as metrics (live runs tick once a second).
@@ -163,6 +166,7 @@ impl<M: SequenceModel + Send + 'static> Pipeline<M> {
             policy,
             flush_deadline,
             online,
+            batch,
         } = self;
         let (row_tx, row_rx) = crossbeam_channel::bounded::<Event>(ROWS_QUEUE);
         let (out_tx, out_rx) = crossbeam_channel::bounded::<Out>(SCORED_QUEUE);
@@ -182,6 +186,7 @@ impl<M: SequenceModel + Send + 'static> Pipeline<M> {
                     &sd,
                     policy,
                     inf_clock.as_ref(),
+                    batch,
                 )
             })
             .map_err(|_| PipelineError::Thread("inference"))?;
@@ -275,6 +280,7 @@ fn inference_loop<M: SequenceModel>(
     shutdown: &Shutdown,
     policy: Policy,
     clock: &dyn Clock,
+    batch: usize,
 ) -> Result<RunSummary, PipelineError> {
     let mut summary = RunSummary::default();
     let mut failed: Option<PredictError> = None;
@@ -287,9 +293,9 @@ fn inference_loop<M: SequenceModel>(
         }
     };
     let batch_limit = if stage.model().batch_invariant() {
-        MAX_BATCH
+        batch.max(MAX_BATCH)
     } else {
-        1
+        batch.max(1)
     };
     let mut rows = Vec::with_capacity(batch_limit);
     let mut next = None;

@@ -44,6 +44,8 @@ pub struct Replay<M> {
     pub extra_sinks: Vec<Box<dyn Sink>>,
     /// Publish the raw model instead of the online combination.
     pub model_only: bool,
+    /// Most windows per model call (more for batch-invariant models).
+    pub batch: usize,
     /// Corpus manifest with each capture's traffic class (`name`, `class`).
     pub classes: Option<PathBuf>,
 }
@@ -164,6 +166,7 @@ impl<M: SequenceModel + Send + 'static> Replay<M> {
             policy: Policy::REPLAY,
             flush_deadline: Duration::from_secs(10),
             online: (!self.model_only).then(crate::online::OnlineConfig::from_env),
+            batch: self.batch,
         }
         .run()?;
         if self.print && summary.nonfinite_features > 0 {

@@ -123,6 +123,7 @@ fn replayed(out: Option<PathBuf>) -> Vec<Scored> {
         shutdown: Shutdown::new(),
         extra_sinks: vec![Box::new(mem)],
         model_only: false,
+        batch: 1,
     }
     .run()
     .unwrap();
