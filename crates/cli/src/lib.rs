@@ -137,6 +137,11 @@ pub type ModelCommands<'a> = &'a dyn Fn(Settings, bool) -> Result<(), Error>;
 /// The whole program: parse, run, report. `model` runs the commands that need
 /// the model (`netforecast-ml`); `None` (`netforecast`) hands them over by exec.
 pub fn main_with(model: Option<ModelCommands<'_>>) -> ExitCode {
+    ExitCode::from(main_code(model))
+}
+
+/// [`main_with`] as the number the process exits with (0, 1, or 2 for usage).
+pub fn main_code(model: Option<ModelCommands<'_>>) -> u8 {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => return usage_exit(e),
@@ -154,24 +159,24 @@ pub fn main_with(model: Option<ModelCommands<'_>>) -> ExitCode {
             (_, None) => Err(exec_model_binary()),
         });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
+        Ok(()) => 0,
+        Err(e) if e.is_broken_pipe() => 0,
         Err(e) => {
             eprintln!("netforecast: {e}");
-            ExitCode::from(e.exit_code())
+            e.exit_code()
         }
     }
 }
 
 /// clap's help and version go out as clap prints them; a usage error becomes
 /// one line that says what to do, exit 2.
-fn usage_exit(e: clap::Error) -> ExitCode {
+fn usage_exit(e: clap::Error) -> u8 {
     use clap::error::ErrorKind;
     if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
         || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
     {
         let _ = e.print();
-        return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        return if e.use_stderr() { 2 } else { 0 };
     }
     let text = e.render().to_string();
     let parts: Vec<&str> = text
@@ -183,7 +188,7 @@ fn usage_exit(e: clap::Error) -> ExitCode {
         .map(|l| l.trim_start_matches("error: "))
         .collect();
     eprintln!("netforecast: {}; see netforecast --help", parts.join(" "));
-    ExitCode::from(2)
+    2
 }
 
 /// Run validated settings with the model package's `backend`.
