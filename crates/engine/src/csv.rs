@@ -43,29 +43,60 @@ pub fn format_epoch_ns(ns: i64, out: &mut String) {
     }
     let a = ns.unsigned_abs();
     push_u64(out, a / NS_PER_S as u64);
-    out.push('.');
-    let mut frac = [b'0'; 9];
-    let mut f = a % NS_PER_S as u64;
-    for d in frac.iter_mut().rev() {
-        *d = b'0' + (f % 10) as u8;
-        f /= 10;
+    push_frac(out, a % NS_PER_S as u64);
+}
+
+/// Two decimal digits of every number below 100.
+const PAIRS: &[u8; 200] = b"\
+0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
+/// `.` and the nine digits of `frac` nanoseconds.
+fn push_frac(out: &mut String, frac: u64) {
+    let mut buf = [b'.', 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let mut f = frac as usize;
+    for i in (0..4).rev() {
+        let p = f % 100 * 2;
+        buf[2 + i * 2] = PAIRS[p];
+        buf[3 + i * 2] = PAIRS[p + 1];
+        f /= 100;
     }
-    out.push_str(std::str::from_utf8(&frac).unwrap_or("000000000"));
+    buf[1] = b'0' + f as u8;
+    push_ascii(out, &buf);
+}
+
+/// Append ASCII bytes (digits and punctuation) to `out`.
+fn push_ascii(out: &mut String, bytes: &[u8]) {
+    debug_assert!(bytes.is_ascii());
+    // SAFETY: every caller passes ASCII digits and punctuation (PAIRS, b'0' +
+    // a digit, b'.'), which are valid UTF-8 one byte at a time.
+    unsafe { out.as_mut_vec() }.extend_from_slice(bytes);
 }
 
 /// Decimal digits of `v`, as `Display` writes them (without its machinery).
 fn push_u64(out: &mut String, mut v: u64) {
     let mut buf = [0u8; 20];
     let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
+    while v >= 100 {
+        let p = (v % 100) as usize * 2;
+        i -= 2;
+        buf[i] = PAIRS[p];
+        buf[i + 1] = PAIRS[p + 1];
+        v /= 100;
     }
-    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or("0"));
+    if v >= 10 {
+        let p = v as usize * 2;
+        i -= 2;
+        buf[i] = PAIRS[p];
+        buf[i + 1] = PAIRS[p + 1];
+    } else {
+        i -= 1;
+        buf[i] = b'0' + v as u8;
+    }
+    push_ascii(out, &buf[i..]);
 }
 
 fn push_i64(out: &mut String, v: i64) {
@@ -163,7 +194,9 @@ pub fn format_packet_row(
 
 /// A plain line-oriented CSV file (or standard output) with a header.
 pub struct CsvFile {
-    out: Box<dyn Write + Send>,
+    /// The buffer outside the box, so a line is a copy into it, not a call
+    /// through the box.
+    out: io::BufWriter<Box<dyn Write + Send>>,
     what: String,
 }
 
@@ -171,21 +204,18 @@ impl CsvFile {
     /// Create `path` (`-`: standard output) and write `header`.
     pub fn create(path: &Path, header: &str) -> Result<Self, SinkError> {
         let (out, what): (Box<dyn Write + Send>, String) = if path == Path::new("-") {
-            (
-                Box::new(io::BufWriter::new(io::stdout())),
-                "standard output".into(),
-            )
+            (Box::new(io::stdout()), "standard output".into())
         } else {
             let f = std::fs::File::create(path).map_err(|source| SinkError::Create {
                 path: path.to_owned(),
                 source,
             })?;
-            (
-                Box::new(io::BufWriter::with_capacity(1 << 16, f)),
-                path.display().to_string(),
-            )
+            (Box::new(f), path.display().to_string())
         };
-        let mut c = CsvFile { out, what };
+        let mut c = CsvFile {
+            out: io::BufWriter::with_capacity(1 << 16, out),
+            what,
+        };
         c.write_line(&format!("{header}\n"))?;
         Ok(c)
     }
@@ -216,6 +246,10 @@ pub struct FeaturesCsv {
     /// The previous row's line after `window_start`, and what it said.
     rest: String,
     rest_key: Option<[u64; 9]>,
+    /// The whole seconds of the previous row's start, and their digits (20
+    /// windows of 50 ms share them).
+    secs: Option<i64>,
+    secs_text: String,
     /// Flush after every row (live streaming), not only at the end.
     flush_each: bool,
     /// Rows written.
@@ -230,6 +264,8 @@ impl FeaturesCsv {
             line: String::with_capacity(256),
             rest: String::with_capacity(256),
             rest_key: None,
+            secs: None,
+            secs_text: String::with_capacity(24),
             flush_each,
             rows: 0,
         })
@@ -238,13 +274,28 @@ impl FeaturesCsv {
     /// Write one window.
     pub fn write(&mut self, r: &WindowRow) -> Result<(), SinkError> {
         let key = rest_key(r);
-        if self.rest_key != Some(key) {
+        // Field by field: an array compare would call memcmp for 72 bytes.
+        let same = self
+            .rest_key
+            .is_some_and(|k| k.iter().zip(&key).all(|(a, b)| a == b));
+        if !same {
             self.rest.clear();
             format_features_rest(r, &mut self.rest);
             self.rest_key = Some(key);
         }
         self.line.clear();
-        format_epoch_ns(r.start_ns, &mut self.line);
+        if r.start_ns >= 0 {
+            let secs = r.start_ns / NS_PER_S;
+            if self.secs != Some(secs) {
+                self.secs_text.clear();
+                push_u64(&mut self.secs_text, secs as u64);
+                self.secs = Some(secs);
+            }
+            self.line.push_str(&self.secs_text);
+            push_frac(&mut self.line, (r.start_ns % NS_PER_S) as u64);
+        } else {
+            format_epoch_ns(r.start_ns, &mut self.line);
+        }
         self.line.push_str(&self.rest);
         self.file.write_line(&self.line)?;
         self.rows += 1;

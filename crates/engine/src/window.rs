@@ -106,7 +106,9 @@ impl Acc {
         self.size_bytes = 0;
         self.rtt_sum_ns = 0;
         self.rtt_n = 0;
-        self.bif_last.clear();
+        if !self.bif_last.is_empty() {
+            self.bif_last.clear();
+        }
         self.gaps = 0;
         self.gap_sum_ns = 0;
         self.gap_sumsq_ns2 = 0;
@@ -255,6 +257,26 @@ impl WindowAggregator {
 
     fn close(&mut self, emit: &mut impl FnMut(WindowRow)) {
         let Some(k) = self.open else { return };
+        if self.acc.packets == 0 && self.emitted_any {
+            // A silent window after another window: everything carries over
+            // (the common row of sparse captures; the same values as below).
+            self.stats.windows += 1;
+            self.stats.silent_windows += 1;
+            emit(WindowRow {
+                start_ns: k * self.width_ns,
+                size_bytes: 0,
+                delay_s: self.prev_delay_s,
+                bif_bytes: self.prev_bif,
+                iat_mean_s: 0.0,
+                iat_std_s: 0.0,
+                throughput_mbps: 0.0,
+                delay_grad_s: 0.0,
+                bif_grad_bytes: 0,
+                is_silent: true,
+                packets: 0,
+            });
+            return;
+        }
         let a = &self.acc;
         let delay_s = if a.rtt_n > 0 {
             (a.rtt_sum_ns as f64 / a.rtt_n as f64) / NS_PER_S as f64

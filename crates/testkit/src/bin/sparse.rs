@@ -1,7 +1,8 @@
 //! Writes a pcap of a quiet link over hours: one TCP connection that exchanges
 //! a 200-byte request and a 1,400-byte response every `gap` seconds, and a
-//! 1 MB download (700 segments, each ACKed) every ten minutes. Almost every
-//! 50 ms window is silent, so the cost is the windows, not the packets.
+//! 1 MB download (700 segments, every other one ACKed) every ten minutes, at
+//! snap length 96. Almost every 50 ms window is silent, so the cost is the
+//! windows, not the packets.
 //!
 //! `cargo run --release -p netforecast-testkit --bin sparse -- OUT.pcap HOURS [GAP_S]`
 
@@ -41,13 +42,16 @@ impl Conn {
     }
 }
 
+const SNAP: u32 = 96;
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let out = args.next().unwrap_or_else(|| "target/sparse.pcap".into());
     let hours: f64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(12.0);
     let gap_s: f64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(2.0);
     let f = std::fs::File::create(&out).expect("create output");
-    let mut w = PcapWriter::new(BufWriter::with_capacity(1 << 20, f), 1, 65535).expect("header");
+    // Headers only (snap length 96), as hours of a link are usually kept.
+    let mut w = PcapWriter::new(BufWriter::with_capacity(1 << 20, f), 1, SNAP).expect("header");
     let mut c = Conn {
         frame: Vec::with_capacity(1500),
         seq: [1_000, 5_000_000],
@@ -60,7 +64,8 @@ fn main() {
     let mut t = t0;
     let mut next_download = t0 + 600_000_000_000;
     let mut put = |w: &mut PcapWriter<_>, t: i64, frame: &[u8]| {
-        w.write(t, frame, frame.len() as u32).expect("write");
+        let cut = &frame[..frame.len().min(SNAP as usize)];
+        w.write(t, cut, frame.len() as u32).expect("write");
         packets += 1;
     };
     while t < end {
