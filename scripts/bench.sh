@@ -89,7 +89,11 @@ for cap in "${caps[@]}"; do
     r=$(once $nf extract "$cap" --out /dev/null -q)
     if [ -z "$tn" ] || awk "BEGIN{exit !(${r% *} < $tn)}"; then tn=${r% *}; fi
     mn=$(awk -v a="$mn" -v b="${r#* }" 'BEGIN{print (b > a ? b : a)}')
-    r=$(once tcpdump -r "$cap" -w /dev/null)
+    case "$cap" in
+      # tcpdump reads no gzip: its raw read of a gzipped file is gzip -dc into it.
+      *.gz) r=$(once sh -c 'gzip -dc "$1" | tcpdump -r - -w /dev/null' sh "$cap") ;;
+      *) r=$(once tcpdump -r "$cap" -w /dev/null) ;;
+    esac
     if [ -z "$tt" ] || awk "BEGIN{exit !(${r% *} < $tt)}"; then tt=${r% *}; fi
     mt=$(awk -v a="$mt" -v b="${r#* }" 'BEGIN{print (b > a ? b : a)}')
   done
@@ -103,7 +107,10 @@ for cap in "${caps[@]}"; do
     row "baseline extract" "$pkts" "${r% *}" "${r#* }" \
       "$(awk -v a="$tn" -v b="${r% *}" 'BEGIN{printf "this build %.2fx the baseline", b / a}')"
   fi
-  row "tcpdump -r F -w /dev/null" "$pkts" "$tt" "$mt"
+  case "$cap" in
+    *.gz) row "gzip -dc F | tcpdump -r -" "$pkts" "$tt" "$mt" ;;
+    *) row "tcpdump -r F -w /dev/null" "$pkts" "$tt" "$mt" ;;
+  esac
   row "tshark -T fields (oracle's)" "$pkts" "$ts" "$ms"
   rep=""
   if [ -s model_files/netforecast.pt ] && [ "$windows" -lt 100000 ]; then
