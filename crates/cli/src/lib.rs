@@ -230,6 +230,7 @@ fn replay(r: ReplaySettings, backend: &dyn Backend, quiet: bool) -> Result<(), E
         extra_sinks: Vec::new(),
         model_only: r.model_only,
         batch: r.batch,
+        band: r.band,
         classes: r.classes,
     }
     .run()?;

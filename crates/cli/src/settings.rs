@@ -122,6 +122,11 @@ pub struct ReplayCmd {
     /// forecast at about 32). Models that are batch-invariant always batch.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub batch: u32,
+    /// Add `lower_mbps,upper_mbps` to the predictions CSV: the band around each
+    /// published forecast (about its 10th and 90th percentile, from the
+    /// stream's recent errors; empty until there are enough).
+    #[arg(long)]
+    pub band: bool,
     /// A corpus manifest (CSV with `name` and `class` columns): the report adds
     /// scores per traffic class; a capture belongs to the row whose name is its
     /// file name without extensions.
@@ -301,6 +306,8 @@ pub struct ReplaySettings {
     pub model_only: bool,
     /// Most windows per model call.
     pub batch: usize,
+    /// Band columns in the predictions CSV.
+    pub band: bool,
     /// Corpus manifest naming each capture's class.
     pub classes: Option<PathBuf>,
     /// Engine settings.
@@ -393,6 +400,7 @@ impl Settings {
                 realtime: r.realtime,
                 model_only: r.model_only,
                 batch: r.batch as usize,
+                band: r.band,
                 classes: r.classes,
                 filter: r.shared.filter,
             }),

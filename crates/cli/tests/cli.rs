@@ -1283,3 +1283,52 @@ fn replay_in_batches_forecasts_the_same_windows_alike() {
         .unwrap();
     assert_eq!(e.status.code(), Some(2), "a usage error");
 }
+
+/// `replay --band`: the band columns, empty until the stream has residuals,
+/// then an interval around the forecast; the report measures its coverage,
+/// which must be near its nominal 80 % on the committed lab capture.
+#[test]
+fn replay_band_columns_and_their_measured_coverage() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pred, report) = (dir.path().join("p.csv"), dir.path().join("r.json"));
+    let stderr = succeeds(
+        nf().args(["replay", "--band", "--out"])
+            .arg(&pred)
+            .arg("--report")
+            .arg(&report)
+            .arg(repo().join("tests/data/lab-cellular-s3.pcap.gz")),
+    );
+    assert!(stderr.contains("band: "), "{stderr}");
+    let text = std::fs::read_to_string(&pred).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("window_start,actual_mbps,predicted_mbps,congestion_prob,lower_mbps,upper_mbps")
+    );
+    let (mut empty, mut banded) = (0, 0);
+    for l in lines {
+        let v: Vec<&str> = l.split(',').collect();
+        assert_eq!(v.len(), 6, "{l}");
+        if v[4].is_empty() {
+            assert!(v[5].is_empty() && banded == 0, "no band once banded: {l}");
+            empty += 1;
+            continue;
+        }
+        banded += 1;
+        let (lo, hi): (f64, f64) = (v[4].parse().unwrap(), v[5].parse().unwrap());
+        assert!(0.0 <= lo && lo <= hi, "{l}");
+    }
+    assert!(
+        empty > 0 && banded > 300,
+        "{empty} without, {banded} with a band"
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let b = &r["band"];
+    assert_eq!(b["scored"].as_u64(), Some(banded));
+    let c = b["coverage"].as_f64().unwrap();
+    assert!(
+        (0.7..=0.95).contains(&c),
+        "coverage {c} against a nominal 0.8"
+    );
+}

@@ -7,6 +7,7 @@
 //! Owns the matching and the resets, for replay and the daemon alike; does not
 //! own the model's arithmetic (the [`SequenceModel`]) or any output.
 
+use crate::band::{Band, BandConfig};
 use crate::online::{Online, OnlineConfig, Skill};
 use engine::eval::Baselines;
 use engine::forecast::{Forecast, PredictError, Predictor, SequenceModel, WindowWidth};
@@ -35,6 +36,11 @@ pub struct Scored {
     pub published_at_target: Option<Forecast>,
     /// The published forecast just issued for `t+1`.
     pub published: Option<Forecast>,
+    /// The band (Mbit/s, about the 10th and 90th percentile) of
+    /// `published_at_target`, once the stream has residuals to fit it.
+    pub band_at_target: Option<(f64, f64)>,
+    /// The band of `published`.
+    pub band: Option<(f64, f64)>,
     /// Rolling skill of the published forecast, once this window is scored.
     pub skill: Option<Skill>,
     /// (distance, threshold): how unlike the training data the last minute of
@@ -59,6 +65,9 @@ pub struct ForecastStage<M> {
     shift_warned: bool,
     /// Staged model inputs of the current batch.
     batch: Vec<f32>,
+    band: Band,
+    /// The band of the pending published forecast.
+    pending_band: Option<(f64, f64)>,
 }
 
 impl<M: SequenceModel> ForecastStage<M> {
@@ -79,6 +88,8 @@ impl<M: SequenceModel> ForecastStage<M> {
             shift,
             shift_warned: false,
             batch: Vec::new(),
+            band: Band::new(BandConfig::default()),
+            pending_band: None,
             predictor: Predictor::new(model, width),
             width,
             base: Baselines::default(),
@@ -100,6 +111,11 @@ impl<M: SequenceModel> ForecastStage<M> {
         &self.online
     }
 
+    /// The prediction band's state (coverage).
+    pub fn band(&self) -> &Band {
+        &self.band
+    }
+
     /// The model.
     pub fn model(&self) -> &M {
         self.predictor.model()
@@ -114,6 +130,7 @@ impl<M: SequenceModel> ForecastStage<M> {
     pub fn restart(&mut self) {
         self.gap();
         self.online = Online::new(self.online_cfg, self.predictor.model().threshold_mbps());
+        self.band = Band::new(BandConfig::default());
         if let Some(m) = self.shift.as_mut() {
             m.clear();
         }
@@ -131,8 +148,10 @@ impl<M: SequenceModel> ForecastStage<M> {
     fn gap_after_staging(&mut self) {
         self.base = Baselines::default();
         self.pending = None;
+        self.pending_band = None;
         self.last_start = None;
         self.online.gap();
+        self.band.gap();
     }
 
     fn is_gap(&self, last: Option<i64>, row: &WindowRow) -> bool {
@@ -210,6 +229,10 @@ impl<M: SequenceModel> ForecastStage<M> {
             _ => (None, None, None),
         };
         let skill = at_target.map(|_| self.online.observe(row.throughput_mbps));
+        let band_at_target = self.pending_band.take().filter(|_| at_target.is_some());
+        if at_target.is_some() {
+            self.band.observe(row.throughput_mbps);
+        }
         self.base.push(row.throughput_mbps);
         let inference = issued.and(inference);
         let mut published = None;
@@ -234,6 +257,7 @@ impl<M: SequenceModel> ForecastStage<M> {
             };
             published = Some(p);
             self.pending = Some((f, b, p));
+            self.pending_band = self.band.issue(p.throughput_mbps, row.is_silent);
         }
         Scored {
             row,
@@ -243,6 +267,8 @@ impl<M: SequenceModel> ForecastStage<M> {
             inference,
             published_at_target,
             published,
+            band_at_target,
+            band: published.and(self.pending_band),
             skill,
             input_shift,
         }

@@ -20,6 +20,7 @@
 
 #![warn(missing_docs)]
 
+pub mod band;
 pub mod capture;
 pub mod config;
 pub mod daemon;

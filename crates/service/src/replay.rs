@@ -46,6 +46,8 @@ pub struct Replay<M> {
     pub model_only: bool,
     /// Most windows per model call (more for batch-invariant models).
     pub batch: usize,
+    /// Add the band columns to the predictions CSV.
+    pub band: bool,
     /// Corpus manifest with each capture's traffic class (`name`, `class`).
     pub classes: Option<PathBuf>,
 }
@@ -126,7 +128,7 @@ impl<M: SequenceModel + Send + 'static> Replay<M> {
         let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
         if let Some(p) = &self.out {
             sinks.push(Box::new(
-                PredictionsCsv::create(p).map_err(SinkError::from)?,
+                PredictionsCsv::create_with_band(p, self.band).map_err(SinkError::from)?,
             ));
         }
         let eval = Evaluation::new(ReportSettings {

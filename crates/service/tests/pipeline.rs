@@ -124,6 +124,7 @@ fn replayed(out: Option<PathBuf>) -> Vec<Scored> {
         extra_sinks: vec![Box::new(mem)],
         model_only: false,
         batch: 1,
+        band: false,
     }
     .run()
     .unwrap();

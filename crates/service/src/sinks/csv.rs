@@ -19,6 +19,23 @@ use std::time::{Duration, Instant};
 /// Header of the predictions CSV (INTERFACE.md).
 pub const PREDICTIONS_HEADER: &str = "window_start,actual_mbps,predicted_mbps,congestion_prob";
 
+/// The columns `--band` adds after the header's: the forecast's band.
+pub const BAND_COLUMNS: &str = ",lower_mbps,upper_mbps";
+
+/// Append the band's two fields (empty until the stream has one) before the
+/// newline of a predictions line.
+pub fn append_band(band: Option<(f64, f64)>, out: &mut String) {
+    if out.ends_with('\n') {
+        out.pop();
+    }
+    match band {
+        Some((lo, hi)) => {
+            let _ = writeln!(out, ",{lo},{hi}");
+        }
+        None => out.push_str(",,\n"),
+    }
+}
+
 /// Append one predictions line (with newline).
 pub fn format_prediction_row(start_ns: i64, actual_mbps: f64, f: &Forecast, out: &mut String) {
     format_epoch_ns(start_ns, out);
@@ -34,14 +51,27 @@ pub fn format_prediction_row(start_ns: i64, actual_mbps: f64, f: &Forecast, out:
 pub struct PredictionsCsv {
     file: CsvFile,
     line: String,
+    /// Add the band columns.
+    band: bool,
 }
 
 impl PredictionsCsv {
     /// Create `path` (`-`: standard output) and write the header.
     pub fn create(path: &Path) -> Result<Self, SinkError> {
+        Self::create_with_band(path, false)
+    }
+
+    /// [`Self::create`], with the band columns when `band`.
+    pub fn create_with_band(path: &Path, band: bool) -> Result<Self, SinkError> {
+        let header = if band {
+            format!("{PREDICTIONS_HEADER}{BAND_COLUMNS}")
+        } else {
+            PREDICTIONS_HEADER.to_string()
+        };
         Ok(PredictionsCsv {
-            file: CsvFile::create(path, PREDICTIONS_HEADER)?,
+            file: CsvFile::create(path, &header)?,
             line: String::with_capacity(128),
+            band,
         })
     }
 }
@@ -51,6 +81,9 @@ impl Sink for PredictionsCsv {
         if let Some(f) = &s.published_at_target {
             self.line.clear();
             format_prediction_row(s.row.start_ns, s.row.throughput_mbps, f, &mut self.line);
+            if self.band {
+                append_band(s.band_at_target, &mut self.line);
+            }
             self.file.write_line(&self.line)?;
         }
         Ok(())

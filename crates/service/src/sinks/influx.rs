@@ -496,9 +496,17 @@ pub fn point_for(s: &Scored, kernel_drops: i64) -> Point {
         fields.push(("predicted_mbps", f.throughput_mbps));
         fields.push(("congestion_prob", f.congestion_prob));
     }
+    if let Some((lo, hi)) = s.band_at_target {
+        fields.push(("predicted_lower_mbps", lo));
+        fields.push(("predicted_upper_mbps", hi));
+    }
     if let Some(f) = &s.published {
         fields.push(("issued_predicted_mbps", f.throughput_mbps));
         fields.push(("issued_congestion_prob", f.congestion_prob));
+    }
+    if let Some((lo, hi)) = s.band {
+        fields.push(("issued_lower_mbps", lo));
+        fields.push(("issued_upper_mbps", hi));
     }
     if let Some(f) = &s.at_target {
         fields.push(("model_predicted_mbps", f.throughput_mbps));
@@ -943,6 +951,8 @@ mod tests {
             inference: None,
             published_at_target: Some(f(row.start_ns, 1.5)),
             published: Some(f(row.start_ns + 50_000_000, 2.5)),
+            band_at_target: Some((0.5, 2.5)),
+            band: None,
             skill: None,
             input_shift: None,
         };
@@ -953,6 +963,9 @@ mod tests {
         assert_eq!(get("predicted_mbps"), Some(1.5));
         assert_eq!(get("issued_predicted_mbps"), Some(2.5));
         assert_eq!(get("model_predicted_mbps"), Some(1.0));
+        assert_eq!(get("predicted_lower_mbps"), Some(0.5));
+        assert_eq!(get("predicted_upper_mbps"), Some(2.5));
+        assert_eq!(get("issued_lower_mbps"), None);
         assert_eq!(get("kernel_drops"), Some(3.0));
         assert_eq!(get("bif"), Some(10.0));
     }

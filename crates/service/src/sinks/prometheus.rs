@@ -44,6 +44,12 @@ pub struct Metrics {
     pub csv_errors: IntCounter,
     pub last_actual_mbps: Gauge,
     pub last_predicted_mbps: Gauge,
+    /// Band of the forecast for the next window (lower, upper edge), Mbit/s.
+    pub next_lower_mbps: Gauge,
+    pub next_upper_mbps: Gauge,
+    /// Whether the last closed window fell inside its forecast's band.
+    pub band_hits: IntCounter,
+    pub band_scored: IntCounter,
     pub last_congestion_prob: Gauge,
     pub mase_recent: Gauge,
     pub mase_total: Gauge,
@@ -182,6 +188,22 @@ impl Metrics {
             ),
             last_actual_mbps: f("last_actual_mbps", "Throughput of the last closed window"),
             last_predicted_mbps: f("last_predicted_mbps", "Forecast for the last closed window"),
+            next_lower_mbps: f(
+                "next_predicted_lower_mbps",
+                "Lower edge (about the 10th percentile) of the band around the forecast for the next window",
+            ),
+            next_upper_mbps: f(
+                "next_predicted_upper_mbps",
+                "Upper edge (about the 90th percentile) of the band around the forecast for the next window",
+            ),
+            band_hits: c(
+                "band_hits_total",
+                "Windows whose throughput fell inside their forecast's band",
+            ),
+            band_scored: c(
+                "band_scored_total",
+                "Windows whose forecast had a band (the coverage is hits over scored)",
+            ),
             last_congestion_prob: f(
                 "last_congestion_prob",
                 "Probability the next window is below the threshold",
@@ -338,6 +360,16 @@ impl Metrics {
         self.last_actual_mbps.set(s.row.throughput_mbps);
         if let Some(p) = &s.published_at_target {
             self.last_predicted_mbps.set(p.throughput_mbps);
+        }
+        if let Some((lo, hi)) = s.band_at_target {
+            self.band_scored.inc();
+            if (lo..=hi).contains(&s.row.throughput_mbps) {
+                self.band_hits.inc();
+            }
+        }
+        if let Some((lo, hi)) = s.band {
+            self.next_lower_mbps.set(lo);
+            self.next_upper_mbps.set(hi);
         }
         if let Some(f) = &s.published {
             self.last_congestion_prob.set(f.congestion_prob);

@@ -55,6 +55,25 @@ pub struct ReplayReport {
     /// Why `input_shift` is null, when it is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub input_shift_note: Option<String>,
+    /// How often the actual fell inside the published forecast's band.
+    pub band: BandReport,
+}
+
+/// The prediction band's measured coverage (`service::band`).
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct BandReport {
+    /// The coverage it aims at (upper minus lower quantile).
+    pub nominal: f64,
+    /// Scored windows whose forecast had a band.
+    pub scored: u64,
+    /// Share of those whose throughput fell inside; null when none.
+    pub coverage: Option<f64>,
+    /// Mean width of those bands, Mbit/s.
+    pub mean_width_mbps: Option<f64>,
+    /// Share below the lower edge.
+    pub below: Option<f64>,
+    /// Share above the upper edge.
+    pub above: Option<f64>,
 }
 
 /// One traffic class's pooled scores.
@@ -216,6 +235,8 @@ pub struct Evaluation {
     /// Class -> (captures, window ranges in `f`).
     class_ranges: BTreeMap<String, (usize, Vec<std::ops::Range<usize>>)>,
     shift: Option<ShiftReport>,
+    /// Band tallies: (scored, inside, below, above, width sum).
+    band: (u64, u64, u64, u64, f64),
     result: Arc<Mutex<Option<ReplayReport>>>,
 }
 
@@ -236,6 +257,7 @@ impl Evaluation {
             per_capture: Vec::new(),
             class_ranges: BTreeMap::new(),
             shift: None,
+            band: (0, 0, 0, 0, 0.0),
             result: Arc::default(),
         }
     }
@@ -269,6 +291,15 @@ impl Sink for Evaluation {
         else {
             return Ok(());
         };
+        if let Some((lo, hi)) = s.band_at_target {
+            let a = s.row.throughput_mbps;
+            let b = &mut self.band;
+            b.0 += 1;
+            b.1 += u64::from((lo..=hi).contains(&a));
+            b.2 += u64::from(a < lo);
+            b.3 += u64::from(a > hi);
+            b.4 += hi - lo;
+        }
         let f = &mut self.f;
         f.actual.push(s.row.throughput_mbps);
         f.model.push(fc.throughput_mbps);
@@ -381,6 +412,19 @@ impl Sink for Evaluation {
                     })
                 })
                 .collect(),
+            band: {
+                let (n, inside, below, above, width) = self.band;
+                let share = |k: u64| (n > 0).then(|| k as f64 / n as f64);
+                BandReport {
+                    nominal: crate::band::BandConfig::default().upper
+                        - crate::band::BandConfig::default().lower,
+                    scored: n,
+                    coverage: share(inside),
+                    mean_width_mbps: (n > 0).then(|| width / n as f64),
+                    below: share(below),
+                    above: share(above),
+                }
+            },
             input_shift: self.shift.clone(),
             input_shift_note: self.shift.is_none().then(|| {
                 "not judged: the model has no input reference (trained before it existed), or no stream had a full minute of windows".to_owned()
@@ -431,6 +475,18 @@ impl Sink for Evaluation {
                 c.brier_prevalence,
                 c.brier_conditional,
             );
+            let b = &report.band;
+            if let (Some(c), Some(w)) = (b.coverage, b.mean_width_mbps) {
+                eprintln!(
+                    "band: {:.1} % of {} windows inside (nominal {:.0} %; {:.1} % below, {:.1} % above), mean width {:.3} Mbit/s",
+                    c * 100.0,
+                    b.scored,
+                    b.nominal * 100.0,
+                    b.below.unwrap_or(0.0) * 100.0,
+                    b.above.unwrap_or(0.0) * 100.0,
+                    w
+                );
+            }
             if let Some(sh) = &report.input_shift
                 && sh.windows_over > 0
             {
