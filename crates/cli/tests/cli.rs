@@ -1332,3 +1332,58 @@ fn replay_band_columns_and_their_measured_coverage() {
         "coverage {c} against a nominal 0.8"
     );
 }
+
+/// Events in the replay report: none on a steady bulk flow through a 20 Mbit/s
+/// bucket (a healthy link must not alert), congestion ahead and capacity drops
+/// on the committed cellular lab trace, each with its stream, a start before
+/// its end and the signals that moved.
+#[test]
+fn replay_reports_events_where_the_link_changes_and_none_where_it_is_steady() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut events = Vec::new();
+    for cap in ["veth-tbf20-offloads.pcap.gz", "lab-cellular-s3.pcap.gz"] {
+        let report = dir.path().join(format!("{cap}.json"));
+        succeeds(
+            nf().args(["replay", "-q", "--report"])
+                .arg(&report)
+                .arg(repo().join("tests/data").join(cap)),
+        );
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+        events.push(r["events"].as_array().unwrap().clone());
+    }
+    assert!(
+        events[0].is_empty(),
+        "a steady link alerted: {:?}",
+        events[0]
+    );
+    let kinds: Vec<&str> = events[1]
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    for k in ["congestion_ahead", "capacity_drop"] {
+        assert!(
+            kinds.contains(&k),
+            "no {k} on the cellular trace: {kinds:?}"
+        );
+    }
+    for e in &events[1] {
+        assert!(
+            e["stream"].as_str().unwrap().contains("lab-cellular-s3"),
+            "{e}"
+        );
+        assert!(
+            e["end_ns"].as_i64().unwrap() > e["start_ns"].as_i64().unwrap(),
+            "{e}"
+        );
+        assert!(e["signals"]["rtt_ms"].as_f64().unwrap() > 0.0, "{e}");
+        if e["kind"] == "capacity_drop" {
+            // Backlogged: a standing queue over the RTT minimum.
+            let s = &e["signals"];
+            assert!(
+                s["rtt_ms"].as_f64().unwrap() >= 1.25 * s["rtt_min_ms"].as_f64().unwrap(),
+                "{e}"
+            );
+        }
+    }
+}

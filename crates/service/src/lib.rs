@@ -25,6 +25,7 @@ pub mod capture;
 pub mod config;
 pub mod daemon;
 pub mod diag;
+pub mod events;
 pub mod extract;
 pub mod forecast;
 pub mod notify;

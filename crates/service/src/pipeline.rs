@@ -18,6 +18,7 @@
 //! returns one [`RunSummary`].
 
 use crate::capture::{CaptureObserver, CaptureSummary, run_capture};
+use crate::events::{Change, Detector, EventConfig};
 use crate::forecast::{ForecastStage, Scored};
 use crate::online::OnlineConfig;
 use crate::shutdown::Shutdown;
@@ -108,6 +109,7 @@ enum Event {
 enum Out {
     Begin(usize, String),
     Window(Box<Scored>),
+    Events(Vec<Change>),
     End(Box<CaptureSummary>),
 }
 
@@ -299,13 +301,33 @@ fn inference_loop<M: SequenceModel>(
     };
     let mut rows = Vec::with_capacity(batch_limit);
     let mut next = None;
+    let width_ns = stage.width().ns();
+    let mut detector = Detector::new(EventConfig::default(), "", width_ns);
+    // End of the last window seen: where events still active at the end stop.
+    let mut last_end_ns = 0i64;
+    let live = !policy.block_when_full;
+    let changed = |ch: Vec<Change>, summary: &mut RunSummary| {
+        if ch.is_empty() {
+            return;
+        }
+        for c in &ch {
+            crate::events::log(c, live);
+        }
+        metrics.observe_events(&ch);
+        send(Out::Events(ch), summary);
+    };
     while let Some(ev) = next.take().or_else(|| rx.recv().ok()) {
         match ev {
             Event::Begin(i, name) => {
                 stage.restart();
+                let ended = detector.restart(name.clone(), last_end_ns);
+                changed(ended, &mut summary);
                 send(Out::Begin(i, name), &mut summary);
             }
-            Event::End(s) => send(Out::End(s), &mut summary),
+            Event::End(s) => {
+                changed(detector.end_all(last_end_ns), &mut summary);
+                send(Out::End(s), &mut summary)
+            }
             Event::Window(_) if failed.is_some() => {}
             Event::Window(row) => {
                 // What else is queued goes to the model in the same call, if
@@ -344,11 +366,15 @@ fn inference_loop<M: SequenceModel>(
                         summary.forecasts += 1;
                     }
                     metrics.observe_scored(&scored);
+                    last_end_ns = scored.row.start_ns + width_ns;
+                    let ch = detector.window(&scored);
                     send(Out::Window(Box::new(scored)), &mut summary);
+                    changed(ch, &mut summary);
                 }
             }
         }
     }
+    changed(detector.end_all(last_end_ns), &mut summary);
     summary.nonfinite_features = stage.nonfinite_features();
     match failed {
         Some(e) => Err(e.into()),
@@ -386,6 +412,7 @@ fn writer_loop(
                     let r = match &out {
                         Out::Begin(i, name) => s.begin(*i, name),
                         Out::Window(w) => s.window(w),
+                        Out::Events(c) => s.events(c),
                         Out::End(summary) => s.end(summary),
                     };
                     if let Err(e) = r {

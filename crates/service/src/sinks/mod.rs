@@ -51,6 +51,11 @@ pub trait Sink: Send {
     fn end(&mut self, _summary: &CaptureSummary) -> Result<(), SinkError> {
         Ok(())
     }
+    /// Events started or ended (`crate::events`), after the window that
+    /// decided them.
+    fn events(&mut self, _changes: &[crate::events::Change]) -> Result<(), SinkError> {
+        Ok(())
+    }
     /// Periodic work (flushes, retries); called at least every 250 ms.
     fn tick(&mut self) -> Result<(), SinkError> {
         Ok(())

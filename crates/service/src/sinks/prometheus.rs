@@ -44,6 +44,10 @@ pub struct Metrics {
     pub csv_errors: IntCounter,
     pub last_actual_mbps: Gauge,
     pub last_predicted_mbps: Gauge,
+    /// 1 while an event of `kind` is active on `stream`.
+    pub alert_active: prometheus::IntGaugeVec,
+    /// Events started, by kind.
+    pub alerts: IntCounterVec,
     /// Band of the forecast for the next window (lower, upper edge), Mbit/s.
     pub next_lower_mbps: Gauge,
     pub next_upper_mbps: Gauge,
@@ -188,6 +192,25 @@ impl Metrics {
             ),
             last_actual_mbps: f("last_actual_mbps", "Throughput of the last closed window"),
             last_predicted_mbps: f("last_predicted_mbps", "Forecast for the last closed window"),
+            alert_active: reg(
+                &r,
+                prometheus::IntGaugeVec::new(
+                    Opts::new(
+                        "alert_active",
+                        "1 while an event of this kind is active on the stream",
+                    ),
+                    &["kind", "stream"],
+                )
+                .expect("valid metric"),
+            ),
+            alerts: reg(
+                &r,
+                IntCounterVec::new(
+                    Opts::new("alerts_total", "Events started, by kind"),
+                    &["kind"],
+                )
+                .expect("valid metric"),
+            ),
             next_lower_mbps: f(
                 "next_predicted_lower_mbps",
                 "Lower edge (about the 10th percentile) of the band around the forecast for the next window",
@@ -345,6 +368,25 @@ impl Metrics {
             status: if failing.is_empty() { "ok" } else { "failing" },
             failing,
             parts,
+        }
+    }
+
+    /// Events that started or ended.
+    pub fn observe_events(&self, changes: &[crate::events::Change]) {
+        use crate::events::Change;
+        for c in changes {
+            match c {
+                Change::Started(e) => {
+                    self.alerts.with_label_values(&[e.kind.name()]).inc();
+                    self.alert_active
+                        .with_label_values(&[e.kind.name(), e.stream.as_str()])
+                        .set(1);
+                }
+                Change::Ended(e) => self
+                    .alert_active
+                    .with_label_values(&[e.kind.name(), e.stream.as_str()])
+                    .set(0),
+            }
         }
     }
 

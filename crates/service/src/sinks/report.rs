@@ -57,6 +57,8 @@ pub struct ReplayReport {
     pub input_shift_note: Option<String>,
     /// How often the actual fell inside the published forecast's band.
     pub band: BandReport,
+    /// The events (`crate::events`), in order of their end.
+    pub events: Vec<crate::events::Event>,
 }
 
 /// The prediction band's measured coverage (`service::band`).
@@ -237,6 +239,7 @@ pub struct Evaluation {
     shift: Option<ShiftReport>,
     /// Band tallies: (scored, inside, below, above, width sum).
     band: (u64, u64, u64, u64, f64),
+    events: Vec<crate::events::Event>,
     result: Arc<Mutex<Option<ReplayReport>>>,
 }
 
@@ -258,6 +261,7 @@ impl Evaluation {
             class_ranges: BTreeMap::new(),
             shift: None,
             band: (0, 0, 0, 0, 0.0),
+            events: Vec::new(),
             result: Arc::default(),
         }
     }
@@ -273,6 +277,15 @@ impl Sink for Evaluation {
         self.capture = index;
         self.capture_start = self.f.actual.len();
         self.names.push(name.to_owned());
+        Ok(())
+    }
+
+    fn events(&mut self, changes: &[crate::events::Change]) -> Result<(), SinkError> {
+        for c in changes {
+            if let crate::events::Change::Ended(e) = c {
+                self.events.push(e.clone());
+            }
+        }
         Ok(())
     }
 
@@ -425,6 +438,7 @@ impl Sink for Evaluation {
                     above: share(above),
                 }
             },
+            events: self.events.clone(),
             input_shift: self.shift.clone(),
             input_shift_note: self.shift.is_none().then(|| {
                 "not judged: the model has no input reference (trained before it existed), or no stream had a full minute of windows".to_owned()

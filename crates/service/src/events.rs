@@ -1,0 +1,623 @@
+//! Events: what operators are alerted to, detected from the scored windows of
+//! one stream, the same code in replay and the daemon.
+//!
+//! - `congestion_ahead`: the published probability that the next window falls
+//!   below the threshold is at least `congestion_prob` in `m` of the last `n`
+//!   windows, counted only while there is demand (the window carried packets
+//!   and bytes in flight), so an idle link (where the probability is 1) or a
+//!   quiet application-limited one raises nothing. Ends after `clear` windows
+//!   below `congestion_clear_prob` or without demand (hysteresis).
+//! - `capacity_drop`: the actual throughput below the band's lower edge as it
+//!   was before the drop (the last edge the actual did not fall under: the
+//!   forecast itself follows a drop within a window or two, so its own band
+//!   would hide it) for `drop_windows` windows in a row while the senders are
+//!   backlogged (bytes in flight at least `backlog_bif_bytes` and the ACK RTT
+//!   at least `queue_rtt_ratio` times its minimum over the last
+//!   `rtt_min_windows`: the queue says they could send more). Critical when
+//!   under half that edge. After `rtt_min_windows` below it, the lower level
+//!   is the new normal: the edge re-anchors and the event ends.
+//! - `forecast_degraded`: the published forecast worse than persistence over
+//!   the last minute (rolling MASE above `degraded_mase`, once
+//!   `degraded_min_scored` windows are scored); ends below
+//!   `degraded_clear_mase`.
+//!
+//! Each event carries its start and end, a severity, the stream, the forecast,
+//! band and probability when it started, and the signals that moved (ACK RTT
+//! against its recent minimum, bytes in flight, throughput, silent windows).
+//! Owns the per-stream state machines; not where events go (the sinks).
+
+use crate::forecast::Scored;
+use std::collections::VecDeque;
+
+/// The kinds of event.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// A window below the threshold is likely next, under demand.
+    CongestionAhead,
+    /// Throughput below the band while the senders are backlogged.
+    CapacityDrop,
+    /// The published forecast worse than persistence over the last minute.
+    ForecastDegraded,
+}
+
+impl Kind {
+    /// Every kind, for metrics that list them all.
+    pub const ALL: [Kind; 3] = [
+        Kind::CongestionAhead,
+        Kind::CapacityDrop,
+        Kind::ForecastDegraded,
+    ];
+
+    /// The label value (`congestion_ahead`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::CongestionAhead => "congestion_ahead",
+            Kind::CapacityDrop => "capacity_drop",
+            Kind::ForecastDegraded => "forecast_degraded",
+        }
+    }
+}
+
+/// How bad it is.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Worth a look.
+    Warning,
+    /// Act.
+    Critical,
+}
+
+/// The signals at a moment of an event.
+#[derive(Copy, Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Signals {
+    /// Window throughput, Mbit/s.
+    pub throughput_mbps: f64,
+    /// Mean ACK RTT of the window, ms.
+    pub rtt_ms: f64,
+    /// Its minimum over the recent windows, ms (queueing delay = the difference).
+    pub rtt_min_ms: f64,
+    /// Bytes in flight.
+    pub bif_bytes: u64,
+    /// Silent windows among the last `n`.
+    pub silent_windows: usize,
+}
+
+/// One event.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Event {
+    /// What happened.
+    pub kind: Kind,
+    /// The stream (an interface, a capture).
+    pub stream: String,
+    /// Start of the window that started it, ns since the Unix epoch.
+    pub start_ns: i64,
+    /// End of the window that ended it; None while active.
+    pub end_ns: Option<i64>,
+    /// How bad (the worst while it lasted).
+    pub severity: Severity,
+    /// Published forecast for the next window when it started, Mbit/s.
+    pub forecast_mbps: Option<f64>,
+    /// Its band.
+    pub band: Option<(f64, f64)>,
+    /// Published probability of a window below the threshold next.
+    pub congestion_prob: Option<f64>,
+    /// The forecast's rolling MASE when it started.
+    pub mase_recent: Option<f64>,
+    /// The signals when it started.
+    pub signals: Signals,
+}
+
+/// An event starting or ending at a window.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Change {
+    /// Became active.
+    Started(Event),
+    /// Ended (with its end set).
+    Ended(Event),
+}
+
+/// Thresholds (defaults chosen on lab traces; README "Alerts").
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub struct EventConfig {
+    /// Probability at or above which a window counts towards congestion ahead.
+    pub congestion_prob: f64,
+    /// m of the last n windows.
+    pub congestion_m: usize,
+    /// n.
+    pub congestion_n: usize,
+    /// Below this the probability counts towards the end.
+    pub congestion_clear_prob: f64,
+    /// Windows in a row that end an event (every kind).
+    pub clear_windows: usize,
+    /// Bytes in flight that make a window one with demand.
+    pub demand_bif_bytes: u64,
+    /// Windows in a row below the band that make a capacity drop.
+    pub drop_windows: usize,
+    /// Bytes in flight that make senders backlogged.
+    pub backlog_bif_bytes: u64,
+    /// ACK RTT over its recent minimum that says a queue stands.
+    pub queue_rtt_ratio: f64,
+    /// Windows the RTT minimum looks back (1,200: a minute of 50 ms windows).
+    pub rtt_min_windows: usize,
+    /// Rolling MASE above which the forecast is degraded.
+    pub degraded_mase: f64,
+    /// Below which it is not any more.
+    pub degraded_clear_mase: f64,
+    /// Scored windows before the rolling MASE is judged (a minute).
+    pub degraded_min_scored: u64,
+}
+
+impl Default for EventConfig {
+    fn default() -> Self {
+        EventConfig {
+            congestion_prob: 0.6,
+            congestion_m: 3,
+            congestion_n: 4,
+            congestion_clear_prob: 0.4,
+            clear_windows: 4,
+            demand_bif_bytes: 3_000,
+            drop_windows: 4,
+            backlog_bif_bytes: 15_000,
+            queue_rtt_ratio: 1.25,
+            rtt_min_windows: 1_200,
+            degraded_mase: 1.05,
+            degraded_clear_mase: 0.98,
+            degraded_min_scored: 1_200,
+        }
+    }
+}
+
+/// Sliding minimum over the last `span` values (monotone deque).
+#[derive(Debug, Default)]
+struct MinWindow {
+    q: VecDeque<(u64, f64)>,
+    t: u64,
+}
+
+impl MinWindow {
+    fn push(&mut self, v: f64, span: usize) -> f64 {
+        self.t += 1;
+        while self.q.back().is_some_and(|(_, b)| *b >= v) {
+            self.q.pop_back();
+        }
+        self.q.push_back((self.t, v));
+        while self
+            .q
+            .front()
+            .is_some_and(|(t, _)| self.t - t >= span as u64)
+        {
+            self.q.pop_front();
+        }
+        self.q.front().map_or(v, |(_, m)| *m)
+    }
+}
+
+/// One kind's state: the active event and the windows towards its end.
+#[derive(Debug, Default)]
+struct Track {
+    active: Option<Event>,
+    clearing: usize,
+    streak: usize,
+}
+
+/// The events of one stream.
+#[derive(Debug)]
+pub struct Detector {
+    cfg: EventConfig,
+    stream: String,
+    width_ns: i64,
+    tracks: [Track; 3],
+    /// (probability high, demand) of the last n windows.
+    recent: VecDeque<(bool, bool)>,
+    silent: VecDeque<bool>,
+    rtt_min: MinWindow,
+    /// The band's lower edge before a drop, and the windows spent below it.
+    ref_lo: Option<f64>,
+    below_for: usize,
+}
+
+impl Detector {
+    /// A detector for `stream`, windows `width_ns` wide.
+    pub fn new(cfg: EventConfig, stream: impl Into<String>, width_ns: i64) -> Self {
+        Detector {
+            cfg,
+            stream: stream.into(),
+            width_ns,
+            tracks: Default::default(),
+            recent: VecDeque::new(),
+            silent: VecDeque::new(),
+            rtt_min: MinWindow::default(),
+            ref_lo: None,
+            below_for: 0,
+        }
+    }
+
+    /// A new capture: end what is active (returned) and start afresh.
+    pub fn restart(&mut self, stream: impl Into<String>, at_ns: i64) -> Vec<Change> {
+        let ended = self.end_all(at_ns);
+        *self = Detector::new(self.cfg, stream, self.width_ns);
+        ended
+    }
+
+    /// End every active event at `at_ns` (the end of input).
+    pub fn end_all(&mut self, at_ns: i64) -> Vec<Change> {
+        self.tracks
+            .iter_mut()
+            .filter_map(|t| t.active.take())
+            .map(|mut e| {
+                e.end_ns = Some(at_ns);
+                Change::Ended(e)
+            })
+            .collect()
+    }
+
+    /// The active events.
+    pub fn active(&self) -> impl Iterator<Item = &Event> {
+        self.tracks.iter().filter_map(|t| t.active.as_ref())
+    }
+
+    /// Window `s`: the events it starts or ends.
+    pub fn window(&mut self, s: &Scored) -> Vec<Change> {
+        let cfg = self.cfg;
+        let row = &s.row;
+        let rtt_ms = row.delay_s * 1e3;
+        let rtt_min_ms = if row.delay_s > 0.0 {
+            self.rtt_min.push(rtt_ms, cfg.rtt_min_windows)
+        } else {
+            self.rtt_min.q.front().map_or(0.0, |(_, m)| *m)
+        };
+        let demand = !row.is_silent && row.bif_bytes >= cfg.demand_bif_bytes;
+        let prob = s.published.map(|f| f.congestion_prob);
+        let high = prob.is_some_and(|p| p >= cfg.congestion_prob);
+        push_bounded(&mut self.recent, (high && demand, demand), cfg.congestion_n);
+        push_bounded(&mut self.silent, row.is_silent, cfg.congestion_n);
+        let signals = Signals {
+            throughput_mbps: row.throughput_mbps,
+            rtt_ms,
+            rtt_min_ms,
+            bif_bytes: row.bif_bytes,
+            silent_windows: self.silent.iter().filter(|x| **x).count(),
+        };
+        let end_ns = row.start_ns + self.width_ns;
+        let mut changes = Vec::new();
+
+        // Congestion ahead.
+        let count = self.recent.iter().filter(|(h, _)| *h).count();
+        let start = count >= cfg.congestion_m;
+        let clear = !demand || prob.is_none_or(|p| p < cfg.congestion_clear_prob);
+        let severity = if prob.is_some_and(|p| p >= 0.9) {
+            Severity::Critical
+        } else {
+            Severity::Warning
+        };
+        self.step(0, start, clear, severity, s, signals, end_ns, &mut changes);
+
+        // Capacity drop.
+        let backlogged = !row.is_silent
+            && row.bif_bytes >= cfg.backlog_bif_bytes
+            && rtt_min_ms > 0.0
+            && rtt_ms >= cfg.queue_rtt_ratio * rtt_min_ms;
+        // The edge is frozen while the actual is under it (an episode).
+        if self.below_for == 0
+            && let Some((lo, _)) = s.band_at_target
+            && row.throughput_mbps >= lo
+        {
+            self.ref_lo = Some(lo);
+        }
+        let mut below = self.ref_lo.is_some_and(|lo| row.throughput_mbps < lo);
+        self.below_for = if below { self.below_for + 1 } else { 0 };
+        if self.below_for > cfg.rtt_min_windows {
+            // A minute below: the lower level is the new normal.
+            self.ref_lo = s.band_at_target.map(|(lo, _)| lo);
+            self.below_for = 0;
+            below = false;
+        }
+        let t = &mut self.tracks[1];
+        t.streak = if below && backlogged { t.streak + 1 } else { 0 };
+        let start = t.streak >= cfg.drop_windows;
+        let severity = if self
+            .ref_lo
+            .is_some_and(|lo| below && row.throughput_mbps < 0.5 * lo)
+        {
+            Severity::Critical
+        } else {
+            Severity::Warning
+        };
+        self.step(1, start, !below, severity, s, signals, end_ns, &mut changes);
+
+        // Forecast degraded.
+        let mase = s
+            .skill
+            .filter(|k| k.scored >= cfg.degraded_min_scored)
+            .and_then(|k| k.mase_recent);
+        let start = mase.is_some_and(|m| m > cfg.degraded_mase);
+        let clear = mase.is_some_and(|m| m < cfg.degraded_clear_mase);
+        self.step(
+            2,
+            start,
+            clear,
+            Severity::Warning,
+            s,
+            signals,
+            end_ns,
+            &mut changes,
+        );
+        changes
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn step(
+        &mut self,
+        k: usize,
+        start: bool,
+        clear: bool,
+        severity: Severity,
+        s: &Scored,
+        signals: Signals,
+        end_ns: i64,
+        changes: &mut Vec<Change>,
+    ) {
+        let clear_windows = self.cfg.clear_windows;
+        let stream = &self.stream;
+        let t = &mut self.tracks[k];
+        match t.active.as_mut() {
+            None if start => {
+                let e = Event {
+                    kind: Kind::ALL[k],
+                    stream: stream.clone(),
+                    start_ns: s.row.start_ns,
+                    end_ns: None,
+                    severity,
+                    forecast_mbps: s.published.map(|f| f.throughput_mbps),
+                    band: s.band,
+                    congestion_prob: s.published.map(|f| f.congestion_prob),
+                    mase_recent: s.skill.and_then(|k| k.mase_recent),
+                    signals,
+                };
+                t.active = Some(e.clone());
+                t.clearing = 0;
+                changes.push(Change::Started(e));
+            }
+            None => {}
+            Some(e) => {
+                if severity == Severity::Critical {
+                    e.severity = Severity::Critical;
+                }
+                t.clearing = if clear { t.clearing + 1 } else { 0 };
+                if t.clearing >= clear_windows
+                    && let Some(mut e) = t.active.take()
+                {
+                    e.end_ns = Some(end_ns);
+                    t.clearing = 0;
+                    changes.push(Change::Ended(e));
+                }
+            }
+        }
+    }
+}
+
+/// One log line per event start and end: a warning live, a debug line in
+/// replay (whose report lists them all).
+pub fn log(c: &Change, live: bool) {
+    let (verb, e) = match c {
+        Change::Started(e) => ("started", e),
+        Change::Ended(e) => ("ended", e),
+    };
+    let s = &e.signals;
+    let line = format!(
+        "event {verb}: {} on {} ({:?}) at {}: throughput {:.2} Mbit/s, forecast {}, band {}, P(below) {}, ACK RTT {:.1} ms (min {:.1}), {} B in flight, {} of the last windows silent",
+        e.kind.name(),
+        if e.stream.is_empty() { "-" } else { &e.stream },
+        e.severity,
+        engine::csv::hms(match c {
+            Change::Started(e) => e.start_ns,
+            Change::Ended(e) => e.end_ns.unwrap_or(e.start_ns),
+        }),
+        s.throughput_mbps,
+        e.forecast_mbps.map_or("-".into(), |f| format!("{f:.2}")),
+        e.band
+            .map_or("-".into(), |(lo, hi)| format!("[{lo:.2}, {hi:.2}]")),
+        e.congestion_prob.map_or("-".into(), |p| format!("{p:.2}")),
+        s.rtt_ms,
+        s.rtt_min_ms,
+        s.bif_bytes,
+        s.silent_windows,
+    );
+    if live {
+        match c {
+            Change::Started(_) => tracing::warn!("{line}"),
+            Change::Ended(_) => tracing::info!("{line}"),
+        }
+    } else {
+        tracing::debug!("{line}");
+    }
+}
+
+fn push_bounded<T>(q: &mut VecDeque<T>, v: T, n: usize) {
+    if q.len() == n {
+        q.pop_front();
+    }
+    q.push_back(v);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::online::Skill;
+    use engine::forecast::Forecast;
+    use engine::window::WindowRow;
+
+    const W: i64 = 50_000_000;
+
+    fn scored(i: i64, mbps: f64, bif: u64, rtt_s: f64, prob: f64) -> Scored {
+        let row = WindowRow {
+            start_ns: i * W,
+            size_bytes: (mbps * 1e6 / 8.0 * 0.05) as u64,
+            delay_s: rtt_s,
+            bif_bytes: bif,
+            iat_mean_s: 0.0,
+            iat_std_s: 0.0,
+            throughput_mbps: mbps,
+            delay_grad_s: 0.0,
+            bif_grad_bytes: 0,
+            is_silent: mbps == 0.0,
+            packets: u64::from(mbps > 0.0) * 50,
+        };
+        let f = Forecast {
+            target_start_ns: (i + 1) * W,
+            throughput_mbps: mbps,
+            congestion_prob: prob,
+        };
+        Scored {
+            row,
+            at_target: None,
+            baselines: None,
+            issued: Some(f),
+            inference: None,
+            published_at_target: None,
+            published: Some(f),
+            band_at_target: Some((mbps * 0.8, mbps * 1.2)),
+            band: Some((mbps * 0.8, mbps * 1.2)),
+            skill: None,
+            input_shift: None,
+        }
+    }
+
+    fn run(d: &mut Detector, seq: &[Scored]) -> Vec<(i64, Kind, bool)> {
+        seq.iter()
+            .flat_map(|s| d.window(s))
+            .map(|c| match c {
+                Change::Started(e) => (e.start_ns / W, e.kind, true),
+                Change::Ended(e) => (e.end_ns.unwrap() / W, e.kind, false),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_idle_link_raises_nothing_though_its_probability_is_one() {
+        let mut d = Detector::new(EventConfig::default(), "eth0", W);
+        let seq: Vec<Scored> = (0..2000).map(|i| scored(i, 0.0, 0, 0.0, 1.0)).collect();
+        assert!(run(&mut d, &seq).is_empty());
+    }
+
+    #[test]
+    fn congestion_ahead_starts_at_m_of_n_under_demand_and_ends_with_hysteresis() {
+        let mut d = Detector::new(EventConfig::default(), "eth0", W);
+        let mut seq = Vec::new();
+        for i in 0..100 {
+            seq.push(scored(i, 50.0, 60_000, 0.02, 0.1));
+        }
+        // Probability high from window 100; the third such window (102) starts it.
+        for i in 100..110 {
+            seq.push(scored(i, 25.0, 60_000, 0.02, 0.8));
+        }
+        // 0.5 is in the hysteresis band: it neither starts nor ends anything.
+        for i in 110..120 {
+            seq.push(scored(i, 25.0, 60_000, 0.02, 0.5));
+        }
+        for i in 120..130 {
+            seq.push(scored(i, 50.0, 60_000, 0.02, 0.1));
+        }
+        let ch = run(&mut d, &seq);
+        assert_eq!(
+            ch,
+            vec![
+                (102, Kind::CongestionAhead, true),
+                // Four windows under 0.4 (120-123) end it with window 123.
+                (124, Kind::CongestionAhead, false),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_capacity_drop_needs_backlogged_senders_below_the_band() {
+        let cfg = EventConfig::default();
+        let mut d = Detector::new(cfg, "eth0", W);
+        let mut seq = Vec::new();
+        for i in 0..200 {
+            seq.push(scored(i, 40.0, 60_000, 0.020, 0.1));
+        }
+        // 40 -> 10 Mbit/s and the RTT doubles; the forecast (and its band)
+        // follows from the second window on, the edge from before does not.
+        for i in 200..210 {
+            let mut s = scored(i, 10.0, 60_000, 0.040, 0.1);
+            if i == 200 {
+                s.band_at_target = Some((32.0, 48.0));
+            }
+            seq.push(s);
+        }
+        // Capacity is back.
+        for i in 210..220 {
+            seq.push(scored(i, 40.0, 60_000, 0.020, 0.1));
+        }
+        let ch = run(&mut d, &seq);
+        assert_eq!(
+            ch,
+            vec![
+                (203, Kind::CapacityDrop, true),
+                (214, Kind::CapacityDrop, false),
+            ]
+        );
+        // The same drop with an application that stopped sending (little in
+        // flight, no queue) is not a capacity drop.
+        let mut d = Detector::new(cfg, "eth0", W);
+        let quiet: Vec<Scored> = (0..210)
+            .map(|i| {
+                let mut s = scored(i, if i < 200 { 40.0 } else { 10.0 }, 2_000, 0.020, 0.1);
+                s.band_at_target = Some((32.0, 48.0));
+                s
+            })
+            .collect();
+        assert!(run(&mut d, &quiet).is_empty());
+    }
+
+    #[test]
+    fn a_lasting_drop_becomes_the_new_normal_after_a_minute() {
+        let cfg = EventConfig::default();
+        let mut d = Detector::new(cfg, "eth0", W);
+        let mut seq: Vec<Scored> = (0..200)
+            .map(|i| scored(i, 40.0, 60_000, 0.020, 0.1))
+            .collect();
+        seq.extend((200..1600).map(|i| scored(i, 10.0, 60_000, 0.040, 0.1)));
+        seq[200].band_at_target = Some((32.0, 48.0));
+        let ch = run(&mut d, &seq);
+        // Windows 200-1399 below the old edge; at 1400 it re-anchors, and the
+        // four clearing windows 1400-1403 end the event with window 1403.
+        assert_eq!(
+            ch,
+            vec![
+                (203, Kind::CapacityDrop, true),
+                (1404, Kind::CapacityDrop, false),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_degraded_forecast_and_its_recovery() {
+        let mut d = Detector::new(EventConfig::default(), "eth0", W);
+        let mut seq = Vec::new();
+        for (i, m) in [0.8, 1.2, 1.2, 1.0, 1.0, 0.9, 0.9, 0.9, 0.9]
+            .into_iter()
+            .enumerate()
+        {
+            let mut s = scored(i as i64, 30.0, 60_000, 0.02, 0.1);
+            s.skill = Some(Skill {
+                mase_recent: Some(m),
+                scored: 5_000,
+                ..Skill::default()
+            });
+            seq.push(s);
+        }
+        let ch = run(&mut d, &seq);
+        assert_eq!(
+            ch,
+            vec![
+                (1, Kind::ForecastDegraded, true),
+                (9, Kind::ForecastDegraded, false)
+            ]
+        );
+        assert!(d.end_all(0).is_empty());
+    }
+}
