@@ -41,6 +41,8 @@ if [ "$(id -u)" = 0 ]; then
 fi
 step "tshark oracle" python3 scripts/oracle.py "${oracle_files[@]}"
 step "grafana dashboard and provisioning" scripts/check-grafana.sh
+step "prometheus alerting rules: promtool check and unit tests" \
+  sh -c 'cd deploy/prometheus && promtool check rules netforecast-alerts.yml && promtool test rules netforecast-alerts.test.yml'
 step "python: torch.jit.load runs the shipped model as netforecast does" scripts/check-python-load.sh
 if [ "$(id -u)" = 0 ]; then
   step "live capture in network namespaces" python3 tests/system/live_netns.py
