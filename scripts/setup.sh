@@ -13,7 +13,7 @@ if [ "${1:-}" = --ns3 ]; then
 fi
 if [ "${1:-}" = --test ]; then
   pkgs+=(tshark tcpdump iperf3 ethtool time python3-yaml patchelf)
-  servers=(influxdb victoria-metrics prometheus)
+  servers=(influxdb victoria-metrics prometheus prometheus-alertmanager)
 fi
 need_apt=()
 for pkg in "${pkgs[@]}" "${servers[@]}"; do
@@ -39,7 +39,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
   [ $had_policy = 0 ] && rm -f /usr/sbin/policy-rc.d
   if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-    for svc in influxdb victoria-metrics prometheus prometheus-node-exporter; do
+    for svc in influxdb victoria-metrics prometheus prometheus-node-exporter prometheus-alertmanager; do
       systemctl disable --now "$svc" >/dev/null 2>&1 || true
     done
   fi

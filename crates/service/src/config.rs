@@ -177,6 +177,9 @@ pub struct DaemonConfig {
     pub csv_keep: u32,
     /// Prometheus endpoint; empty disables it. Localhost unless told otherwise.
     pub metrics_addr: String,
+    /// Alertmanager base URL for the events (`POST /api/v2/alerts`); empty
+    /// disables it.
+    pub alertmanager_url: String,
     /// Seconds allowed for flushing everything at shutdown.
     pub shutdown_deadline_s: u64,
     /// Drop root privileges to this user once the capture is open.
@@ -202,6 +205,7 @@ impl Default for DaemonConfig {
             csv_max_mib: 100,
             csv_keep: 5,
             metrics_addr: "127.0.0.1:9898".into(),
+            alertmanager_url: String::new(),
             shutdown_deadline_s: 10,
             user: None,
             influx: InfluxConfig::default(),
@@ -398,6 +402,14 @@ impl DaemonConfig {
                 self.shutdown_deadline_s
             )));
         }
+        let am = &self.alertmanager_url;
+        if !(am.is_empty() || am.starts_with("http://") || am.starts_with("https://")) {
+            return Err(ConfigError::Invalid(format!(
+                "{} is {:?}: give Alertmanager's base URL such as http://127.0.0.1:9093 (empty disables it)",
+                self.key("alertmanager_url"),
+                self.alertmanager_url
+            )));
+        }
         if !self.metrics_addr.is_empty() {
             use std::net::ToSocketAddrs;
             match self
@@ -531,6 +543,11 @@ mod tests {
         assert!(e.contains("not a valid URL"), "{e}");
         let e = refused("iface = \"eth0\"\nsnaplen = \"big\"\n", &[]);
         assert!(e.contains("line 2"), "{e}");
+        let e = refused("iface = \"eth0\"\nalertmanager_url = \"am:9093\"\n", &[]);
+        assert!(
+            e.contains("alertmanager_url") && e.contains("line 2"),
+            "{e}"
+        );
         let e = refused("iface = \"eth0\"\nmetrics_addr = \"nowhere\"\n", &[]);
         assert!(e.contains("metrics_addr") && e.contains("line 2"), "{e}");
         assert_eq!(e.lines().count(), 1, "{e}");

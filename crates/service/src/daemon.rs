@@ -261,6 +261,20 @@ pub fn sinks_for(
         ));
         to.push(p.display().to_string());
     }
+    if !cfg.alertmanager_url.is_empty() {
+        sinks.push(Box::new(
+            crate::sinks::alertmanager::AlertmanagerSink::new(
+                crate::sinks::alertmanager::AlertmanagerConfig {
+                    url: cfg.alertmanager_url.clone(),
+                    host: cfg.host.clone(),
+                    resend: std::time::Duration::from_secs(30),
+                    hold: std::time::Duration::from_secs(120),
+                },
+            )
+            .map_err(|e| SinkError::Alertmanager(e.to_string()))?,
+        ));
+        to.push(format!("alerts to {}", cfg.alertmanager_url));
+    }
     if status_line && std::io::stderr().is_terminal() {
         sinks.push(Box::new(StatusLine::default()));
     }

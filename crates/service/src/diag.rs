@@ -59,6 +59,8 @@ impl RateLimit {
 
 /// Model errors in the live pipeline.
 pub static MODEL_ERRORS: RateLimit = RateLimit::every(60);
+/// Alertmanager posts that failed.
+pub static ALERTMANAGER_ERRORS: RateLimit = RateLimit::every(60);
 
 /// A warning through `tracing`, limited by `limit`.
 pub fn warn_every(limit: &RateLimit, msg: Arguments<'_>) {

@@ -10,6 +10,7 @@
 //!
 //! The writer stage calls a sink from one thread, in window order.
 
+pub mod alertmanager;
 pub mod csv;
 pub mod influx;
 pub mod journal;
@@ -34,6 +35,9 @@ pub enum SinkError {
     /// The InfluxDB writer could not be set up.
     #[error(transparent)]
     Influx(#[from] influx::InfluxError),
+    /// The Alertmanager client could not be set up.
+    #[error("cannot set up the Alertmanager client: {0}")]
+    Alertmanager(String),
     /// There was nothing to report on.
     #[error("{0}")]
     Empty(String),
