@@ -275,6 +275,7 @@ fn daemon(d: DaemonSettings, backend: &dyn Backend, quiet: bool) -> Result<(), E
         metrics_addr: (!cfg.metrics_addr.is_empty()).then(|| cfg.metrics_addr.clone()),
         shutdown,
         flush_deadline: Duration::from_secs(cfg.shutdown_deadline_s),
+        events: cfg.events,
         on_serving: None,
         notifier: Some(service::notify::Notifier::from_env()),
     }

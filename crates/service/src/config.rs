@@ -180,6 +180,8 @@ pub struct DaemonConfig {
     /// Alertmanager base URL for the events (`POST /api/v2/alerts`); empty
     /// disables it.
     pub alertmanager_url: String,
+    /// The `[events]` table: the event detector's thresholds.
+    pub events: crate::events::EventConfig,
     /// Seconds allowed for flushing everything at shutdown.
     pub shutdown_deadline_s: u64,
     /// Drop root privileges to this user once the capture is open.
@@ -206,6 +208,7 @@ impl Default for DaemonConfig {
             csv_keep: 5,
             metrics_addr: "127.0.0.1:9898".into(),
             alertmanager_url: String::new(),
+            events: crate::events::EventConfig::default(),
             shutdown_deadline_s: 10,
             user: None,
             influx: InfluxConfig::default(),
@@ -402,6 +405,9 @@ impl DaemonConfig {
                 self.shutdown_deadline_s
             )));
         }
+        if let Some(p) = self.events.problem() {
+            return Err(ConfigError::Invalid(format!("[events] {p}")));
+        }
         let am = &self.alertmanager_url;
         if !(am.is_empty() || am.starts_with("http://") || am.starts_with("https://")) {
             return Err(ConfigError::Invalid(format!(
@@ -496,6 +502,26 @@ mod tests {
         fn get(&self, k: &str) -> Option<String> {
             self.0.get(k).cloned()
         }
+    }
+
+    #[test]
+    fn the_events_table_sets_thresholds_and_bad_ones_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            "iface = \"eth0\"\n[events]\ncongestion_prob = 0.7\ndrop_windows = 6\n",
+        )
+        .unwrap();
+        let c = DaemonConfig::load(Some(&f), &Map(HashMap::new())).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.events.congestion_prob, 0.7);
+        assert_eq!(c.events.drop_windows, 6);
+        assert_eq!(c.events.congestion_m, 3, "the rest keep their defaults");
+        let e = refused("iface = \"eth0\"\n[events]\ncongestion_m = 5\n", &[]);
+        assert!(e.contains("congestion_m 5 of congestion_n 4"), "{e}");
+        let e = refused("iface = \"eth0\"\n[events]\nfoo = 1\n", &[]);
+        assert!(e.contains("foo"), "{e}");
     }
 
     #[test]

@@ -65,6 +65,8 @@ pub struct Daemon<M> {
     pub shutdown: Shutdown,
     /// Longest the sinks may take to flush at the end.
     pub flush_deadline: Duration,
+    /// The event detector's thresholds.
+    pub events: crate::events::EventConfig,
     /// Told the address the metrics endpoint bound (tests bind port 0).
     pub on_serving: Option<crossbeam_channel::Sender<String>>,
     /// systemd's notification socket (READY, WATCHDOG, STOPPING), if any.
@@ -131,6 +133,7 @@ impl<M: SequenceModel + Send + 'static> Daemon<M> {
             online: Some(crate::online::OnlineConfig::from_env()),
             // Live windows arrive one per 50 ms: each forecast exactly as alone.
             batch: 1,
+            events: self.events,
         };
         let result = pipeline.run();
         // Whatever ended the run, the endpoint and the notifier stop with it.

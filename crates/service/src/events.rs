@@ -118,8 +118,10 @@ pub enum Change {
     Ended(Event),
 }
 
-/// Thresholds (defaults chosen on lab traces; README "Alerts").
-#[derive(Copy, Clone, Debug, PartialEq)]
+/// Thresholds (defaults chosen on lab traces; README "Alerts"); the daemon's
+/// `[events]` table sets any of them.
+#[derive(Copy, Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct EventConfig {
     /// Probability at or above which a window counts towards congestion ahead.
     pub congestion_prob: f64,
@@ -432,6 +434,56 @@ pub fn log(c: &Change, live: bool) {
         }
     } else {
         tracing::debug!("{line}");
+    }
+}
+
+impl EventConfig {
+    /// What is wrong with these thresholds, if anything (names as in the
+    /// `[events]` table).
+    pub fn problem(&self) -> Option<String> {
+        let probs = [
+            ("congestion_prob", self.congestion_prob),
+            ("congestion_clear_prob", self.congestion_clear_prob),
+        ];
+        for (k, v) in probs {
+            if !(0.0..=1.0).contains(&v) {
+                return Some(format!("{k} is {v}: give a probability between 0 and 1"));
+            }
+        }
+        if self.congestion_clear_prob > self.congestion_prob {
+            return Some(format!(
+                "congestion_clear_prob {} is above congestion_prob {}: the end must not be easier to reach than the start",
+                self.congestion_clear_prob, self.congestion_prob
+            ));
+        }
+        if self.congestion_m == 0 || self.congestion_m > self.congestion_n {
+            return Some(format!(
+                "congestion_m {} of congestion_n {}: give 1 <= m <= n",
+                self.congestion_m, self.congestion_n
+            ));
+        }
+        for (k, v) in [
+            ("clear_windows", self.clear_windows),
+            ("drop_windows", self.drop_windows),
+            ("rtt_min_windows", self.rtt_min_windows),
+        ] {
+            if v == 0 {
+                return Some(format!("{k} is 0: give at least 1 window"));
+            }
+        }
+        if self.queue_rtt_ratio.is_nan() || self.queue_rtt_ratio < 1.0 {
+            return Some(format!(
+                "queue_rtt_ratio is {}: give 1 or more (the ACK RTT over its minimum)",
+                self.queue_rtt_ratio
+            ));
+        }
+        if self.degraded_clear_mase.is_nan() || self.degraded_clear_mase > self.degraded_mase {
+            return Some(format!(
+                "degraded_clear_mase {} is above degraded_mase {}",
+                self.degraded_clear_mase, self.degraded_mase
+            ));
+        }
+        None
     }
 }
 

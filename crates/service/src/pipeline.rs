@@ -137,6 +137,8 @@ pub struct Pipeline<M> {
     pub flush_deadline: Duration,
     /// The online combination's settings; `None` publishes the raw model.
     pub online: Option<OnlineConfig>,
+    /// The event detector's thresholds.
+    pub events: EventConfig,
     /// Most queued windows per model call; batch-invariant models get at
     /// least [`MAX_BATCH`]. 1 keeps every forecast bit for bit as alone.
     pub batch: usize,
@@ -169,6 +171,7 @@ impl<M: SequenceModel + Send + 'static> Pipeline<M> {
             flush_deadline,
             online,
             batch,
+            events,
         } = self;
         let (row_tx, row_rx) = crossbeam_channel::bounded::<Event>(ROWS_QUEUE);
         let (out_tx, out_rx) = crossbeam_channel::bounded::<Out>(SCORED_QUEUE);
@@ -189,6 +192,7 @@ impl<M: SequenceModel + Send + 'static> Pipeline<M> {
                     policy,
                     inf_clock.as_ref(),
                     batch,
+                    events,
                 )
             })
             .map_err(|_| PipelineError::Thread("inference"))?;
@@ -283,6 +287,7 @@ fn inference_loop<M: SequenceModel>(
     policy: Policy,
     clock: &dyn Clock,
     batch: usize,
+    events: EventConfig,
 ) -> Result<RunSummary, PipelineError> {
     let mut summary = RunSummary::default();
     let mut failed: Option<PredictError> = None;
@@ -302,7 +307,7 @@ fn inference_loop<M: SequenceModel>(
     let mut rows = Vec::with_capacity(batch_limit);
     let mut next = None;
     let width_ns = stage.width().ns();
-    let mut detector = Detector::new(EventConfig::default(), "", width_ns);
+    let mut detector = Detector::new(events, "", width_ns);
     // End of the last window seen: where events still active at the end stop.
     let mut last_end_ns = 0i64;
     let live = !policy.block_when_full;

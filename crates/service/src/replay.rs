@@ -169,6 +169,7 @@ impl<M: SequenceModel + Send + 'static> Replay<M> {
             flush_deadline: Duration::from_secs(10),
             online: (!self.model_only).then(crate::online::OnlineConfig::from_env),
             batch: self.batch,
+            events: crate::events::EventConfig::default(),
         }
         .run()?;
         if self.print && summary.nonfinite_features > 0 {

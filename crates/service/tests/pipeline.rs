@@ -155,6 +155,7 @@ fn the_daemon_runs_in_process_on_a_capture_played_as_live() {
         metrics_addr: Some("127.0.0.1:0".into()),
         shutdown: shutdown.clone(),
         flush_deadline: Duration::from_secs(5),
+        events: service::events::EventConfig::default(),
         on_serving: Some(serving_tx),
         notifier: None,
     };
@@ -333,6 +334,7 @@ fn healthz_names_the_failing_writer() {
         metrics_addr: Some("127.0.0.1:0".into()),
         shutdown: shutdown.clone(),
         flush_deadline: Duration::from_secs(1),
+        events: service::events::EventConfig::default(),
         on_serving: Some(tx),
         notifier: None,
     };
