@@ -59,12 +59,16 @@ fn require_font() -> Result<(), PlotError> {
     }
 }
 
-/// Draw a 1600x900 PNG.
+/// An event on the plot's time axis: (from, to, kind).
+pub type Span = (f64, f64, crate::events::Kind);
+
+/// Draw a 1600x900 PNG; `events` are shaded bands along the top.
 pub fn phase_shift_png(
     path: &Path,
     title: &str,
     threshold_mbps: f64,
     pts: &[Point],
+    events: &[Span],
 ) -> Result<(), PlotError> {
     require_font()?;
     let err = |e: String| PlotError::Draw {
@@ -108,6 +112,30 @@ pub fn phase_shift_png(
             .map(|t| PathElement::new(vec![(*t, 0.0), (*t, y_max)], RGBColor(150, 150, 150))),
     )
     .map_err(|e| err(e.to_string()))?;
+    // Events: a strip along the top of the throughput chart per kind.
+    for (row, kind) in crate::events::Kind::ALL.into_iter().enumerate() {
+        let color = match kind {
+            crate::events::Kind::CongestionAhead => RGBColor(240, 150, 0),
+            crate::events::Kind::CapacityDrop => RGBColor(200, 0, 0),
+            crate::events::Kind::ForecastDegraded => RGBColor(120, 60, 180),
+        };
+        let (y1, y0) = (
+            y_max * (1.0 - 0.03 * row as f64),
+            y_max * (0.97 - 0.03 * row as f64),
+        );
+        let spans: Vec<&Span> = events.iter().filter(|e| e.2 == kind).collect();
+        if spans.is_empty() {
+            continue;
+        }
+        c.draw_series(spans.iter().map(|(a, b, _)| {
+            Rectangle::new([(*a, y0), (b.max(*a + 0.05), y1)], color.mix(0.6).filled())
+        }))
+        .map_err(|e| err(e.to_string()))?
+        .label(format!("event: {}", kind.name().replace('_', " ")))
+        .legend(move |(x, y)| {
+            Rectangle::new([(x, y - 5), (x + 20, y + 5)], color.mix(0.6).filled())
+        });
+    }
     let series: [Series; 2] = [
         ("actual", actual, |p| p.actual_mbps),
         ("forecast (at its target window)", forecast, |p| {

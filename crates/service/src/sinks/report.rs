@@ -224,6 +224,9 @@ pub struct Evaluation {
     cfg: ReportSettings,
     f: Forecasts,
     plot_pts: Vec<plot::Point>,
+    /// Plot time of each window start of the current capture.
+    plot_times: std::collections::BTreeMap<i64, f64>,
+    plot_events: Vec<plot::Span>,
     /// (capture index, window start) of the last plotted window.
     plot_last: Option<(usize, i64)>,
     plot_t: f64,
@@ -250,6 +253,8 @@ impl Evaluation {
             cfg,
             f: Forecasts::default(),
             plot_pts: Vec::new(),
+            plot_times: std::collections::BTreeMap::new(),
+            plot_events: Vec::new(),
             plot_last: None,
             plot_t: 0.0,
             segment: 0,
@@ -275,6 +280,7 @@ impl Evaluation {
 impl Sink for Evaluation {
     fn begin(&mut self, index: usize, name: &str) -> Result<(), SinkError> {
         self.capture = index;
+        self.plot_times.clear();
         self.capture_start = self.f.actual.len();
         self.names.push(name.to_owned());
         Ok(())
@@ -284,6 +290,16 @@ impl Sink for Evaluation {
         for c in changes {
             if let crate::events::Change::Ended(e) = c {
                 self.events.push(e.clone());
+                // On the plot's axis: the last plotted window at or before each end.
+                let at = |ns: i64| self.plot_times.range(..=ns).next_back().map(|(_, t)| *t);
+                let w = self.cfg.width.secs_f64();
+                if let Some(from) = at(e.start_ns) {
+                    let to = e
+                        .end_ns
+                        .and_then(|n| at(n - self.cfg.width.ns()))
+                        .map_or(from + w, |t| t + w);
+                    self.plot_events.push((from, to, e.kind));
+                }
             }
         }
         Ok(())
@@ -336,6 +352,7 @@ impl Sink for Evaluation {
             None => {}
         }
         self.plot_last = Some((self.capture, s.row.start_ns));
+        self.plot_times.insert(s.row.start_ns, self.plot_t);
         self.plot_pts.push(plot::Point {
             t_s: self.plot_t,
             segment: self.segment,
@@ -471,7 +488,13 @@ impl Sink for Evaluation {
                 "{what} - model {} - published MASE {:.3}, ROC-AUC {:.3}",
                 cfg.model_version, shown.mase, shown.roc_auc
             );
-            phase_shift_png(p, &title, cfg.threshold_mbps, &self.plot_pts)?;
+            phase_shift_png(
+                p,
+                &title,
+                cfg.threshold_mbps,
+                &self.plot_pts,
+                &self.plot_events,
+            )?;
         }
         if cfg.print {
             let c = &report.calibration;
