@@ -58,7 +58,9 @@ def main():
         csv2 = os.path.join(mnt, "p.csv")
         script = f"mount -t tmpfs -o size=4k tmpfs {mnt} && exec {NF} --iface lo --metrics-addr '' --csv {csv2}"
         p = subprocess.Popen(["unshare", "-m", "sh", "-c", script], stderr=subprocess.PIPE, text=True)
-        time.sleep(6)
+        # 10 s: ~180 rows of ~45 bytes, twice the 4 KiB (6 s made ~90 rows, which a
+        # slow start under load could fit into 4 KiB: the test then saw no error).
+        time.sleep(10)
         p.send_signal(signal.SIGTERM)
         err = p.communicate(timeout=20)[1]
         summary = [l for l in err.splitlines() if "stopped after" in l]
