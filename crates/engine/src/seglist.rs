@@ -8,7 +8,9 @@
 //! thousands of segments that is thousands of visits per packet. Here:
 //!
 //! - `Monotone`: every segment starts at or after the previous one's end and
-//!   the list spans less than half the sequence space, the common case. A deque; ACKs pop from the front, the span is front and back.
+//!   the list spans less than half the sequence space, the common case. A
+//!   deque; ACKs pop from the front, the span is front and back. An ACK number
+//!   half the sequence space from part of the list takes the walk.
 //! - `Indexed`: any order. Segments sit in a slab, linked in insertion order, and
 //!   in two min-queues by their unwrapped (64-bit) end and start (a deque for
 //!   what arrives in order, a heap for retransmissions). An ACK pops the
