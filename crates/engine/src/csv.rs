@@ -115,6 +115,20 @@ fn push_f64(out: &mut String, v: f64) {
     }
 }
 
+/// The proleptic Gregorian (year, month, day) of a day number counted from
+/// 1970-01-01 (Howard Hinnant's `civil_from_days`).
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m as u32, d as u32)
+}
+
 /// Time of day (UTC) of an epoch timestamp, `HH:MM:SS.mmm`, for status lines.
 pub fn hms(ns: i64) -> String {
     let ms = ns.div_euclid(1_000_000);

@@ -26,6 +26,13 @@ fn row(k: i64) -> WindowRow {
     }
 }
 
+/// (p50, p99, max) of latencies, sorting them.
+fn percentiles(lat: &mut [f64]) -> (f64, f64, f64) {
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let n = lat.len();
+    (lat[n / 2], lat[n * 99 / 100], lat[n - 1])
+}
+
 fn benches(c: &mut Criterion) {
     // NETFORECAST_MODEL=DIR benches another model directory.
     let dir = std::env::var_os("NETFORECAST_MODEL")
@@ -48,13 +55,10 @@ fn benches(c: &mut Criterion) {
         black_box(f.push(&row(LOOKBACK as i64 + k)).ok());
         lat.push(t.elapsed().as_nanos() as f64 / 1e3);
     }
-    lat.sort_by(|a, b| a.total_cmp(b));
+    let (p50, p99, max) = percentiles(&mut lat);
     eprintln!(
-        "model {}: batch-1 forecast through the ring: p50 {:.1} us, p99 {:.1} us, max {:.1} us (20,000 calls)",
+        "model {}: batch-1 forecast through the ring: p50 {p50:.1} us, p99 {p99:.1} us, max {max:.1} us (20,000 calls)",
         f.model().meta.model_version,
-        lat[lat.len() / 2],
-        lat[lat.len() * 99 / 100],
-        lat[lat.len() - 1]
     );
     // One call at batch 32 and 1000 as a fleet or a batched replay makes it:
     // per-call percentiles and the cost per sequence.
@@ -69,13 +73,11 @@ fn benches(c: &mut Criterion) {
             black_box(f.model().run(&x).ok());
             lat.push(t.elapsed().as_nanos() as f64 / 1e3);
         }
-        lat.sort_by(|a, b| a.total_cmp(b));
+        let (p50, p99, _) = percentiles(&mut lat);
         eprintln!(
-            "model {}: batch-{n} call: p50 {:.1} us, p99 {:.1} us ({calls} calls), {:.1} us per sequence at p50",
+            "model {}: batch-{n} call: p50 {p50:.1} us, p99 {p99:.1} us ({calls} calls), {:.1} us per sequence at p50",
             f.model().meta.model_version,
-            lat[lat.len() / 2],
-            lat[lat.len() * 99 / 100],
-            lat[lat.len() / 2] / n as f64
+            p50 / n as f64
         );
     }
     let mut g = c.benchmark_group("inference");
