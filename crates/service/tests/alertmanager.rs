@@ -3,7 +3,8 @@
 //! binary with `NF_ALERTMANAGER`), started here on 127.0.0.1 and ended by PID:
 //! an event raises an alert with its labels, stays active across re-posts,
 //! resolves when the event ends, and an alert raised while Alertmanager is
-//! down arrives once it is back.
+//! down arrives once it is back; a server that takes connections and never
+//! answers does not hold up the sink's caller (the pipeline's writer thread).
 
 use service::events::{Change, Event, Kind, Severity, Signals};
 use service::sinks::Sink;
@@ -128,6 +129,23 @@ fn event(kind: Kind, stream: &str) -> Event {
     }
 }
 
+/// Wait until the posting thread's counters satisfy `ok`.
+fn until(
+    sink: &AlertmanagerSink,
+    what: &str,
+    ok: impl Fn(&service::sinks::alertmanager::AlertmanagerStats) -> bool,
+) {
+    let t0 = Instant::now();
+    while !ok(&sink.stats()) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(40),
+            "{what}: {:?}",
+            sink.stats()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -151,7 +169,7 @@ fn events_become_alerts_that_resolve_and_survive_an_outage() {
 
     let e = event(Kind::CapacityDrop, "veth0");
     sink.events(&[Change::Started(e.clone())]).unwrap();
-    assert_eq!(sink.stats.sent, 1);
+    until(&sink, "the start posted", |s| s.sent == 1);
     let a = wait_for(port, "the alert is active", |a| a.len() == 1);
     let l = &a[0]["labels"];
     assert_eq!(l["alertname"], "NetforecastCapacityDrop");
@@ -169,8 +187,9 @@ fn events_become_alerts_that_resolve_and_survive_an_outage() {
     // Active events are re-posted while they last.
     std::thread::sleep(Duration::from_millis(350));
     sink.tick().unwrap();
-    assert_eq!(sink.stats.sent, 2);
+    until(&sink, "the re-post", |s| s.sent == 2);
     assert_eq!(sink.active(), 1);
+    assert_eq!(alerts(port).len(), 1, "still active after the re-post");
 
     // The end resolves it.
     let mut ended = e.clone();
@@ -183,18 +202,47 @@ fn events_become_alerts_that_resolve_and_survive_an_outage() {
     drop(server);
     let e2 = event(Kind::CongestionAhead, "veth1");
     sink.events(&[Change::Started(e2)]).unwrap();
-    assert_eq!(sink.stats.failed_posts, 1);
-    // ... and arrives once it is back (ticks retry every second).
+    until(&sink, "the post failed", |s| s.failed_posts >= 1);
+    assert_eq!(sink.stats().sent, 3, "nothing posted while it was down");
+    // ... and arrives once it is back (the thread retries with a backoff).
     let _server = start(dir.path(), port);
-    let t0 = Instant::now();
-    while sink.stats.sent < 4 {
-        assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", sink.stats);
-        std::thread::sleep(Duration::from_millis(200));
-        sink.tick().unwrap();
-    }
+    until(&sink, "delivered after the outage", |s| s.sent >= 4);
     let a = wait_for(port, "the alert raised during the outage", |a| {
         a.iter().any(|x| x["labels"]["stream"] == "veth1")
     });
     assert_eq!(a[0]["labels"]["alertname"], "NetforecastCongestionAhead");
-    assert_eq!(sink.stats.dropped, 0);
+    assert_eq!(sink.stats().dropped, 0);
+}
+
+/// A server that accepts connections and never answers (a hung Alertmanager,
+/// a proxy black hole): the sink's calls still return at once, so the writer
+/// thread keeps feeding the CSV and InfluxDB; the post times out on the
+/// sink's own thread and is counted.
+#[test]
+fn a_hung_alertmanager_does_not_hold_up_the_writer() {
+    let hung = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = hung.local_addr().unwrap().port();
+    let mut sink = AlertmanagerSink::new(AlertmanagerConfig {
+        url: format!("http://127.0.0.1:{port}"),
+        host: "router-7".into(),
+        resend: Duration::from_millis(10),
+        hold: Duration::from_secs(120),
+    })
+    .unwrap();
+    let t0 = Instant::now();
+    for i in 0..50 {
+        let e = event(Kind::CapacityDrop, &format!("veth{i}"));
+        sink.events(&[Change::Started(e)]).unwrap();
+        sink.tick().unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let took = t0.elapsed();
+    // 50 windows' worth of calls take their 20 ms sleeps and little more.
+    assert!(
+        took < Duration::from_millis(1_800),
+        "the caller waited: {took:?}"
+    );
+    until(&sink, "the hung post timed out", |s| s.failed_posts >= 1);
+    assert_eq!(sink.stats().sent, 0);
+    drop(hung);
 }

@@ -6,14 +6,18 @@
 //! with its real `endsAt`, which resolves it. Labels: `alertname`
 //! (`NetforecastCongestionAhead`, ...), `kind`, `stream`, `host`, `severity`;
 //! annotations: a summary and the forecast, band and signals when it started.
-//! A failed post is kept (up to `MAX_PENDING` alerts) and retried on the next
-//! tick; failures are counted and warned about at a limited rate.
+//! Posts happen on the sink's own thread, so the writer thread (and the CSV
+//! and InfluxDB sinks beside it) never waits on Alertmanager: a failed post
+//! is kept (up to `MAX_PENDING` alerts) and retried with a backoff from 1 s to
+//! 30 s; failures are counted and warned about at a limited rate.
 //!
 //! Owns the HTTP posting and the resend schedule; not when events happen.
 
 use super::{Sink, SinkError};
 use crate::events::{Change, Event, Kind};
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Alerts kept for a retry while Alertmanager does not answer.
@@ -43,16 +47,21 @@ pub struct AlertmanagerStats {
     pub dropped: u64,
 }
 
-/// The sink.
+#[derive(Default)]
+struct Counters {
+    sent: AtomicU64,
+    failed_posts: AtomicU64,
+    dropped: AtomicU64,
+}
+
+/// The sink: decides what to post; its thread posts.
 pub struct AlertmanagerSink {
     cfg: AlertmanagerConfig,
-    rt: tokio::runtime::Runtime,
-    client: reqwest::Client,
     active: BTreeMap<(&'static str, String), Event>,
-    pending: Vec<serde_json::Value>,
-    last_post: Instant,
-    /// Counters.
-    pub stats: AlertmanagerStats,
+    tx: Option<crossbeam_channel::Sender<serde_json::Value>>,
+    poster: Option<std::thread::JoinHandle<()>>,
+    counters: Arc<Counters>,
+    last_resend: Instant,
 }
 
 /// The `alertname` of a kind.
@@ -86,7 +95,7 @@ fn now_ns() -> i64 {
 }
 
 impl AlertmanagerSink {
-    /// A sink posting to `cfg.url`.
+    /// A sink posting to `cfg.url` from its own thread.
     pub fn new(cfg: AlertmanagerConfig) -> Result<Self, std::io::Error> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -96,15 +105,31 @@ impl AlertmanagerSink {
             .timeout(Duration::from_secs(5))
             .build()
             .map_err(std::io::Error::other)?;
+        let (tx, rx) = crossbeam_channel::bounded(MAX_PENDING);
+        let counters = Arc::new(Counters::default());
+        let url = format!("{}/api/v2/alerts", cfg.url.trim_end_matches('/'));
+        let c = Arc::clone(&counters);
+        let poster = std::thread::Builder::new()
+            .name("alertmanager".into())
+            .spawn(move || post_loop(rt, client, url, rx, c))?;
         Ok(AlertmanagerSink {
             cfg,
-            rt,
-            client,
             active: BTreeMap::new(),
-            pending: Vec::new(),
-            last_post: Instant::now(),
-            stats: AlertmanagerStats::default(),
+            tx: Some(tx),
+            poster: Some(poster),
+            counters,
+            last_resend: Instant::now(),
         })
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> AlertmanagerStats {
+        let c = &self.counters;
+        AlertmanagerStats {
+            sent: c.sent.load(Ordering::Relaxed),
+            failed_posts: c.failed_posts.load(Ordering::Relaxed),
+            dropped: c.dropped.load(Ordering::Relaxed),
+        }
     }
 
     /// The alert of `e`, ending at `ends_ns`.
@@ -141,46 +166,11 @@ impl AlertmanagerSink {
         })
     }
 
+    /// Hand an alert to the posting thread, never waiting for it.
     fn queue(&mut self, a: serde_json::Value) {
-        if self.pending.len() >= MAX_PENDING {
-            self.pending.remove(0);
-            self.stats.dropped += 1;
-        }
-        self.pending.push(a);
-    }
-
-    /// Post what is pending; keep it on failure.
-    fn post(&mut self) {
-        if self.pending.is_empty() {
-            return;
-        }
-        let url = format!("{}/api/v2/alerts", self.cfg.url.trim_end_matches('/'));
-        let body = serde_json::Value::Array(self.pending.clone());
-        let client = &self.client;
-        let result = self.rt.block_on(async {
-            client
-                .post(&url)
-                .json(&body)
-                .send()
-                .await?
-                .error_for_status()
-        });
-        self.last_post = Instant::now();
-        match result {
-            Ok(_) => {
-                self.stats.sent += self.pending.len() as u64;
-                self.pending.clear();
-            }
-            Err(e) => {
-                self.stats.failed_posts += 1;
-                crate::diag::warn_every(
-                    &crate::diag::ALERTMANAGER_ERRORS,
-                    format_args!(
-                        "Alertmanager at {url} did not take {} alerts ({e}); retrying",
-                        self.pending.len()
-                    ),
-                );
-            }
+        let full = self.tx.as_ref().is_some_and(|tx| tx.try_send(a).is_err());
+        if full {
+            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -212,18 +202,13 @@ impl Sink for AlertmanagerSink {
                 }
             }
         }
-        self.post();
         Ok(())
     }
 
     fn tick(&mut self) -> Result<(), SinkError> {
-        if !self.pending.is_empty() {
-            // A failed post: retry every second (what waits already holds the
-            // active alerts, so nothing is queued twice).
-            if self.last_post.elapsed() >= Duration::from_secs(1) {
-                self.post();
-            }
-        } else if !self.active.is_empty() && self.last_post.elapsed() >= self.cfg.resend {
+        // Active alerts again before their `endsAt` passes.
+        if !self.active.is_empty() && self.last_resend.elapsed() >= self.cfg.resend {
+            self.last_resend = Instant::now();
             let hold = self.cfg.hold.as_nanos() as i64;
             let again: Vec<serde_json::Value> = self
                 .active
@@ -233,14 +218,95 @@ impl Sink for AlertmanagerSink {
             for a in again {
                 self.queue(a);
             }
-            self.post();
         }
         Ok(())
     }
 
     fn finish(&mut self, _deadline: Instant) -> Result<(), SinkError> {
-        self.post();
+        // The thread makes one last attempt for what waits, then ends.
+        self.tx = None;
+        if let Some(h) = self.poster.take() {
+            let _ = h.join();
+        }
         Ok(())
+    }
+}
+
+/// The posting thread: collects alerts, posts them in batches, backs off
+/// after a failure (1 s doubling to 30 s), and on disconnect tries once more.
+fn post_loop(
+    rt: tokio::runtime::Runtime,
+    client: reqwest::Client,
+    url: String,
+    rx: crossbeam_channel::Receiver<serde_json::Value>,
+    counters: Arc<Counters>,
+) {
+    let mut pending: Vec<serde_json::Value> = Vec::new();
+    let mut backoff = Duration::ZERO;
+    let mut next_try = Instant::now();
+    let mut open = true;
+    while open || !pending.is_empty() {
+        let wait = if pending.is_empty() {
+            Duration::from_secs(3600)
+        } else {
+            next_try.saturating_duration_since(Instant::now())
+        };
+        if open {
+            match rx.recv_timeout(wait) {
+                Ok(a) => {
+                    pending.push(a);
+                    pending.extend(rx.try_iter());
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => open = false,
+            }
+        }
+        if pending.len() > MAX_PENDING {
+            let over = pending.len() - MAX_PENDING;
+            pending.drain(..over);
+            counters.dropped.fetch_add(over as u64, Ordering::Relaxed);
+        }
+        if pending.is_empty() || (open && Instant::now() < next_try) {
+            continue;
+        }
+        let body = serde_json::Value::Array(pending.clone());
+        let result = rt.block_on(async {
+            client
+                .post(&url)
+                .json(&body)
+                .send()
+                .await?
+                .error_for_status()
+        });
+        match result {
+            Ok(_) => {
+                counters
+                    .sent
+                    .fetch_add(pending.len() as u64, Ordering::Relaxed);
+                pending.clear();
+                backoff = Duration::ZERO;
+            }
+            Err(e) => {
+                counters.failed_posts.fetch_add(1, Ordering::Relaxed);
+                backoff = (backoff * 2).clamp(Duration::from_secs(1), Duration::from_secs(30));
+                next_try = Instant::now() + backoff;
+                crate::diag::warn_every(
+                    &crate::diag::ALERTMANAGER_ERRORS,
+                    format_args!(
+                        "Alertmanager at {url} did not take {} alerts ({e}); retrying in {} s",
+                        pending.len(),
+                        backoff.as_secs()
+                    ),
+                );
+                if !open {
+                    // Shutting down: one last attempt was made.
+                    counters
+                        .dropped
+                        .fetch_add(pending.len() as u64, Ordering::Relaxed);
+                    break;
+                }
+            }
+        }
     }
 }
 
