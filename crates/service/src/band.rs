@@ -6,11 +6,12 @@
 //! `q_lo`, `q_hi` are the conformal quantiles (rank `floor((n+1) lo)` and
 //! `ceil((n+1) hi)`) of the last `span` residuals of the same context: after a
 //! silent window and after a busy one, whose errors differ by orders of
-//! magnitude. No band until a context has `min_scored` residuals. The share of
-//! recent actuals that fell inside their band is reported, so the coverage is
-//! measured rather than assumed.
+//! magnitude. No band until a context has `min_scored` residuals. Whether the
+//! actual fell inside is counted where the band is published (Prometheus'
+//! `band_hits_total`, the replay report), so the coverage is measured rather
+//! than assumed.
 //!
-//! Owns the residual windows and the coverage; not the forecast itself.
+//! Owns the residual windows; not the forecast itself.
 
 use std::collections::VecDeque;
 
@@ -25,6 +26,13 @@ pub struct BandConfig {
     pub span: usize,
     /// Residuals a context needs before it gives a band.
     pub min_scored: usize,
+}
+
+impl BandConfig {
+    /// The coverage the band aims at (upper minus lower quantile).
+    pub fn nominal(&self) -> f64 {
+        self.upper - self.lower
+    }
 }
 
 impl Default for BandConfig {
@@ -82,9 +90,6 @@ pub struct Band {
     residuals: [Window; 2],
     /// The published forecast awaiting its actual: (forecast, context, band).
     pending: Option<(f64, usize, Option<Interval>)>,
-    /// Whether recent actuals fell inside their band.
-    hits: VecDeque<bool>,
-    inside: usize,
 }
 
 impl Band {
@@ -94,8 +99,6 @@ impl Band {
             cfg,
             residuals: Default::default(),
             pending: None,
-            hits: VecDeque::new(),
-            inside: 0,
         }
     }
 
@@ -104,23 +107,15 @@ impl Band {
         self.pending = None;
     }
 
-    /// The window the last forecast was for arrived with `actual_mbps`.
-    pub fn observe(&mut self, actual_mbps: f64) {
-        let Some((f, ctx, band)) = self.pending.take() else {
-            return;
-        };
+    /// The window the last forecast was for arrived with `actual_mbps`;
+    /// returns that forecast's band.
+    pub fn observe(&mut self, actual_mbps: f64) -> Option<Interval> {
+        let (f, ctx, band) = self.pending.take()?;
         if !actual_mbps.is_finite() || !f.is_finite() {
-            return;
+            return band;
         }
         self.residuals[ctx].push(actual_mbps - f, self.cfg.span);
-        if let Some((lo, hi)) = band {
-            let hit = (lo..=hi).contains(&actual_mbps);
-            if self.hits.len() == self.cfg.span && self.hits.pop_front() == Some(true) {
-                self.inside -= 1;
-            }
-            self.hits.push_back(hit);
-            self.inside += usize::from(hit);
-        }
+        band
     }
 
     /// The band of a forecast of `forecast_mbps` made after a window that was
@@ -143,16 +138,6 @@ impl Band {
         };
         self.pending = Some((forecast_mbps, ctx, band));
         band
-    }
-
-    /// Share of the last `span` banded forecasts whose actual fell inside.
-    pub fn coverage(&self) -> Option<f64> {
-        (!self.hits.is_empty()).then(|| self.inside as f64 / self.hits.len() as f64)
-    }
-
-    /// The nominal coverage (upper minus lower quantile).
-    pub fn nominal(&self) -> f64 {
-        self.cfg.upper - self.cfg.lower
     }
 }
 
@@ -210,11 +195,6 @@ mod tests {
         }
         let c = covered as f64 / banded as f64;
         assert!((0.77..=0.83).contains(&c), "coverage {c}");
-        let rolling = b.coverage().unwrap();
-        assert!(
-            (0.74..=0.86).contains(&rolling),
-            "rolling coverage {rolling}"
-        );
     }
 
     #[test]
@@ -231,12 +211,13 @@ mod tests {
         // The other context has nothing yet.
         assert_eq!(b.issue(10.0, true), None);
         b.gap();
-        b.observe(1e9);
+        assert_eq!(b.observe(1e9), None, "nothing pending after a gap");
         assert_eq!(
             b.issue(10.0, false),
             Some((11.0, 11.0)),
             "the gap's actual was not scored"
         );
-        assert_eq!(b.coverage(), None);
+        // The band comes back with its actual.
+        assert_eq!(b.observe(12.0), Some((11.0, 11.0)));
     }
 }

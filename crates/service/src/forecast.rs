@@ -66,8 +66,6 @@ pub struct ForecastStage<M> {
     /// Staged model inputs of the current batch.
     batch: Vec<f32>,
     band: Band,
-    /// The band of the pending published forecast.
-    pending_band: Option<(f64, f64)>,
 }
 
 impl<M: SequenceModel> ForecastStage<M> {
@@ -89,7 +87,6 @@ impl<M: SequenceModel> ForecastStage<M> {
             shift_warned: false,
             batch: Vec::new(),
             band: Band::new(BandConfig::default()),
-            pending_band: None,
             predictor: Predictor::new(model, width),
             width,
             base: Baselines::default(),
@@ -109,11 +106,6 @@ impl<M: SequenceModel> ForecastStage<M> {
     /// The online combination's state.
     pub fn online(&self) -> &Online {
         &self.online
-    }
-
-    /// The prediction band's state (coverage).
-    pub fn band(&self) -> &Band {
-        &self.band
     }
 
     /// The model.
@@ -148,7 +140,6 @@ impl<M: SequenceModel> ForecastStage<M> {
     fn gap_after_staging(&mut self) {
         self.base = Baselines::default();
         self.pending = None;
-        self.pending_band = None;
         self.last_start = None;
         self.online.gap();
         self.band.gap();
@@ -229,13 +220,11 @@ impl<M: SequenceModel> ForecastStage<M> {
             _ => (None, None, None),
         };
         let skill = at_target.map(|_| self.online.observe(row.throughput_mbps));
-        let band_at_target = self.pending_band.take().filter(|_| at_target.is_some());
-        if at_target.is_some() {
-            self.band.observe(row.throughput_mbps);
-        }
+        let band_at_target = at_target.and_then(|_| self.band.observe(row.throughput_mbps));
         self.base.push(row.throughput_mbps);
         let inference = issued.and(inference);
         let mut published = None;
+        let mut band = None;
         if let Some(f) = issued {
             let b = self.base.forecast().unwrap_or_default();
             let (mbps, prob) = self.online.issue(
@@ -257,7 +246,7 @@ impl<M: SequenceModel> ForecastStage<M> {
             };
             published = Some(p);
             self.pending = Some((f, b, p));
-            self.pending_band = self.band.issue(p.throughput_mbps, row.is_silent);
+            band = self.band.issue(p.throughput_mbps, row.is_silent);
         }
         Scored {
             row,
@@ -268,7 +257,7 @@ impl<M: SequenceModel> ForecastStage<M> {
             published_at_target,
             published,
             band_at_target,
-            band: published.and(self.pending_band),
+            band,
             skill,
             input_shift,
         }

@@ -446,8 +446,7 @@ impl Sink for Evaluation {
                 let (n, inside, below, above, width) = self.band;
                 let share = |k: u64| (n > 0).then(|| k as f64 / n as f64);
                 BandReport {
-                    nominal: crate::band::BandConfig::default().upper
-                        - crate::band::BandConfig::default().lower,
+                    nominal: crate::band::BandConfig::default().nominal(),
                     scored: n,
                     coverage: share(inside),
                     mean_width_mbps: (n > 0).then(|| width / n as f64),
