@@ -201,7 +201,6 @@ impl MinWindow {
 struct Track {
     active: Option<Event>,
     clearing: usize,
-    streak: usize,
 }
 
 /// The events of one stream.
@@ -211,13 +210,15 @@ pub struct Detector {
     stream: String,
     width_ns: i64,
     tracks: [Track; 3],
-    /// (probability high, demand) of the last n windows.
-    recent: VecDeque<(bool, bool)>,
+    /// Whether the probability was high under demand, the last n windows.
+    recent: VecDeque<bool>,
     silent: VecDeque<bool>,
     rtt_min: MinWindow,
     /// The band's lower edge before a drop, and the windows spent below it.
     ref_lo: Option<f64>,
     below_for: usize,
+    /// Windows in a row below that edge with backlogged senders.
+    drop_streak: usize,
 }
 
 impl Detector {
@@ -233,6 +234,7 @@ impl Detector {
             rtt_min: MinWindow::default(),
             ref_lo: None,
             below_for: 0,
+            drop_streak: 0,
         }
     }
 
@@ -255,11 +257,6 @@ impl Detector {
             .collect()
     }
 
-    /// The active events.
-    pub fn active(&self) -> impl Iterator<Item = &Event> {
-        self.tracks.iter().filter_map(|t| t.active.as_ref())
-    }
-
     /// Window `s`: the events it starts or ends.
     pub fn window(&mut self, s: &Scored) -> Vec<Change> {
         let cfg = self.cfg;
@@ -273,7 +270,7 @@ impl Detector {
         let demand = !row.is_silent && row.bif_bytes >= cfg.demand_bif_bytes;
         let prob = s.published.map(|f| f.congestion_prob);
         let high = prob.is_some_and(|p| p >= cfg.congestion_prob);
-        push_bounded(&mut self.recent, (high && demand, demand), cfg.congestion_n);
+        push_bounded(&mut self.recent, high && demand, cfg.congestion_n);
         push_bounded(&mut self.silent, row.is_silent, cfg.congestion_n);
         let signals = Signals {
             throughput_mbps: row.throughput_mbps,
@@ -286,7 +283,7 @@ impl Detector {
         let mut changes = Vec::new();
 
         // Congestion ahead.
-        let count = self.recent.iter().filter(|(h, _)| *h).count();
+        let count = self.recent.iter().filter(|h| **h).count();
         let start = count >= cfg.congestion_m;
         let clear = !demand || prob.is_none_or(|p| p < cfg.congestion_clear_prob);
         let severity = if prob.is_some_and(|p| p >= 0.9) {
@@ -316,9 +313,12 @@ impl Detector {
             self.below_for = 0;
             below = false;
         }
-        let t = &mut self.tracks[1];
-        t.streak = if below && backlogged { t.streak + 1 } else { 0 };
-        let start = t.streak >= cfg.drop_windows;
+        self.drop_streak = if below && backlogged {
+            self.drop_streak + 1
+        } else {
+            0
+        };
+        let start = self.drop_streak >= cfg.drop_windows;
         let severity = if self
             .ref_lo
             .is_some_and(|lo| below && row.throughput_mbps < 0.5 * lo)
