@@ -118,7 +118,8 @@ pub enum Change {
     Ended(Event),
 }
 
-/// Thresholds (defaults chosen on lab traces; README "Alerts"); the daemon's
+/// Thresholds (defaults set by reasoning, checked on the committed captures;
+/// README "Alerts"); the daemon's
 /// `[events]` table sets any of them.
 #[derive(Copy, Clone, Debug, PartialEq, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -236,13 +237,6 @@ impl Detector {
             below_for: 0,
             drop_streak: 0,
         }
-    }
-
-    /// A new capture: end what is active (returned) and start afresh.
-    pub fn restart(&mut self, stream: impl Into<String>, at_ns: i64) -> Vec<Change> {
-        let ended = self.end_all(at_ns);
-        *self = Detector::new(self.cfg, stream, self.width_ns);
-        ended
     }
 
     /// End every active event at `at_ns` (the end of input).

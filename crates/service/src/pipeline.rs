@@ -325,8 +325,8 @@ fn inference_loop<M: SequenceModel>(
         match ev {
             Event::Begin(i, name) => {
                 stage.restart();
-                let ended = detector.restart(name.clone(), last_end_ns);
-                changed(ended, &mut summary);
+                // The previous capture's End ended its events.
+                detector = Detector::new(events, name.clone(), width_ns);
                 send(Out::Begin(i, name), &mut summary);
             }
             Event::End(s) => {
