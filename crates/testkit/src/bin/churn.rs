@@ -6,6 +6,7 @@
 
 use engine::pcapfile::PcapWriter;
 use std::io::BufWriter;
+use testkit::{Tcp4, tcp4_frame};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -22,19 +23,15 @@ fn main() {
         let b = i.to_be_bytes();
         let src = [10, b[1], b[2], b[3]];
         for (flags, seq, len) in [(0x02u8, 1000u32, 0usize), (0x18, 1001, 100)] {
-            frame.clear();
-            frame.extend_from_slice(&[2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00]);
-            frame.extend_from_slice(&[0x45, 0]);
-            frame.extend_from_slice(&((40 + len) as u16).to_be_bytes());
-            frame.extend_from_slice(&[0, 1, 0x40, 0, 64, 6, 0, 0]);
-            frame.extend_from_slice(&src);
-            frame.extend_from_slice(&[198, 18, 0, 1]);
-            frame.extend_from_slice(&(1024 + (i % 60000) as u16).to_be_bytes());
-            frame.extend_from_slice(&80u16.to_be_bytes());
-            frame.extend_from_slice(&seq.to_be_bytes());
-            frame.extend_from_slice(&0u32.to_be_bytes());
-            frame.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
-            frame.extend(std::iter::repeat_n(0x61u8, len));
+            let seg = Tcp4 {
+                src: (src, 1024 + (i % 60000) as u16),
+                dst: ([198, 18, 0, 1], 80),
+                seq,
+                ack: 0,
+                flags,
+                len,
+            };
+            tcp4_frame(&seg, &mut frame);
             w.write(t, &frame, frame.len() as u32).expect("write");
             t += 10_000;
         }

@@ -8,6 +8,7 @@
 
 use engine::pcapfile::PcapWriter;
 use std::io::BufWriter;
+use testkit::{Tcp4, tcp4_frame};
 
 struct Conn {
     frame: Vec<u8>,
@@ -23,22 +24,17 @@ impl Conn {
         } else {
             (b, a, 443, 40000)
         };
-        let f = &mut self.frame;
-        f.clear();
-        f.extend_from_slice(&[2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00]);
-        f.extend_from_slice(&[0x45, 0]);
-        f.extend_from_slice(&((40 + len) as u16).to_be_bytes());
-        f.extend_from_slice(&[0, 1, 0x40, 0, 64, 6, 0, 0]);
-        f.extend_from_slice(&src);
-        f.extend_from_slice(&dst);
-        f.extend_from_slice(&sport.to_be_bytes());
-        f.extend_from_slice(&dport.to_be_bytes());
-        f.extend_from_slice(&self.seq[d].to_be_bytes());
-        f.extend_from_slice(&self.seq[1 - d].to_be_bytes());
-        f.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
-        f.extend(std::iter::repeat_n(0x61u8, len));
+        let seg = Tcp4 {
+            src: (src, sport),
+            dst: (dst, dport),
+            seq: self.seq[d],
+            ack: self.seq[1 - d],
+            flags,
+            len,
+        };
+        tcp4_frame(&seg, &mut self.frame);
         self.seq[d] = self.seq[d].wrapping_add(len as u32);
-        f
+        &self.frame
     }
 }
 
