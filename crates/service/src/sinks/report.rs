@@ -61,6 +61,15 @@ pub struct ReplayReport {
     pub events: Vec<crate::events::Event>,
 }
 
+/// Windows whose forecast had a band, and where their actual fell.
+#[derive(Debug, Default)]
+struct BandTally {
+    scored: u64,
+    below: u64,
+    above: u64,
+    width_sum: f64,
+}
+
 /// The prediction band's measured coverage (`service::band`).
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct BandReport {
@@ -240,8 +249,7 @@ pub struct Evaluation {
     /// Class -> (captures, window ranges in `f`).
     class_ranges: BTreeMap<String, (usize, Vec<std::ops::Range<usize>>)>,
     shift: Option<ShiftReport>,
-    /// Band tallies: (scored, inside, below, above, width sum).
-    band: (u64, u64, u64, u64, f64),
+    band: BandTally,
     events: Vec<crate::events::Event>,
     result: Arc<Mutex<Option<ReplayReport>>>,
 }
@@ -265,7 +273,7 @@ impl Evaluation {
             per_capture: Vec::new(),
             class_ranges: BTreeMap::new(),
             shift: None,
-            band: (0, 0, 0, 0, 0.0),
+            band: BandTally::default(),
             events: Vec::new(),
             result: Arc::default(),
         }
@@ -323,11 +331,10 @@ impl Sink for Evaluation {
         if let Some((lo, hi)) = s.band_at_target {
             let a = s.row.throughput_mbps;
             let b = &mut self.band;
-            b.0 += 1;
-            b.1 += u64::from((lo..=hi).contains(&a));
-            b.2 += u64::from(a < lo);
-            b.3 += u64::from(a > hi);
-            b.4 += hi - lo;
+            b.scored += 1;
+            b.below += u64::from(a < lo);
+            b.above += u64::from(a > hi);
+            b.width_sum += hi - lo;
         }
         let f = &mut self.f;
         f.actual.push(s.row.throughput_mbps);
@@ -443,15 +450,16 @@ impl Sink for Evaluation {
                 })
                 .collect(),
             band: {
-                let (n, inside, below, above, width) = self.band;
+                let b = &self.band;
+                let n = b.scored;
                 let share = |k: u64| (n > 0).then(|| k as f64 / n as f64);
                 BandReport {
                     nominal: crate::band::BandConfig::default().nominal(),
                     scored: n,
-                    coverage: share(inside),
-                    mean_width_mbps: (n > 0).then(|| width / n as f64),
-                    below: share(below),
-                    above: share(above),
+                    coverage: share(n - b.below - b.above),
+                    mean_width_mbps: (n > 0).then(|| b.width_sum / n as f64),
+                    below: share(b.below),
+                    above: share(b.above),
                 }
             },
             events: self.events.clone(),
