@@ -248,6 +248,19 @@ fn daemon(d: DaemonSettings, backend: &dyn Backend, quiet: bool) -> Result<(), E
         .load(&dir, d.engine.window)
         .map_err(Error::Backend)?;
     let version = model.version().to_owned();
+    // A second copy for the API's /predict (the pipeline's runs on its own
+    // thread); without it the endpoint answers 503 and the daemon still runs.
+    let predict_model = if cfg.metrics_addr.is_empty() {
+        None
+    } else {
+        match backend.load(&dir, d.engine.window) {
+            Ok(m) => Some(Arc::new(std::sync::Mutex::new(m)) as service::web::SharedModel),
+            Err(e) => {
+                tracing::warn!("/api/v1/predict is off: {e}");
+                None
+            }
+        }
+    };
     // Capture: opened as root, then privileges may be dropped.
     let mut live = LiveConfig::new(&cfg.iface);
     live.filter = cfg.filter.clone();
@@ -273,6 +286,8 @@ fn daemon(d: DaemonSettings, backend: &dyn Backend, quiet: bool) -> Result<(), E
         sinks,
         metrics,
         metrics_addr: (!cfg.metrics_addr.is_empty()).then(|| cfg.metrics_addr.clone()),
+        http_token: (!cfg.http_token.is_empty()).then(|| cfg.http_token.expose().to_owned()),
+        predict_model,
         shutdown,
         flush_deadline: Duration::from_secs(cfg.shutdown_deadline_s),
         events: cfg.events,

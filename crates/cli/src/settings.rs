@@ -63,9 +63,14 @@ pub struct RunCmd {
     /// BPF capture filter (default `tcp`).
     #[arg(long)]
     pub filter: Option<String>,
-    /// Prometheus endpoint address (default 127.0.0.1:9898; empty disables).
+    /// HTTP address of the live page, the REST API and /metrics (default
+    /// 127.0.0.1:9898; empty disables). Another host's address needs a token
+    /// (NETFORECAST_HTTP_TOKEN or NETFORECAST_HTTP_TOKEN_FILE) or --insecure-http.
     #[arg(long)]
     pub metrics_addr: Option<String>,
+    /// Serve a non-localhost --metrics-addr without a token.
+    #[arg(long)]
+    pub insecure_http: bool,
     /// Predictions CSV (default when no database is configured:
     /// ./netforecast-predictions.csv), rotated by size.
     #[arg(long)]
@@ -338,6 +343,7 @@ impl RunCmd {
         if let Some(v) = self.metrics_addr {
             cfg.metrics_addr = v;
         }
+        cfg.insecure_http |= self.insecure_http;
         if let Some(v) = self.csv {
             cfg.csv = Some(v);
         }

@@ -18,7 +18,7 @@ use std::time::Instant;
 const CLOCK_EVERY: u32 = 64;
 
 /// The result of one capture (a file, or a live run).
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct CaptureSummary {
     /// The path, or `live IF`.
     pub name: String,

@@ -59,8 +59,10 @@ pub enum ConfigError {
         detail: String,
     },
     /// The token file cannot be read.
-    #[error("cannot read the InfluxDB token file {path}: {detail}")]
+    #[error("cannot read the {what} token file {path}: {detail}")]
     TokenFile {
+        /// Whose token: InfluxDB, HTTP.
+        what: &'static str,
         /// The file.
         path: PathBuf,
         /// What the OS said.
@@ -175,8 +177,18 @@ pub struct DaemonConfig {
     pub csv_max_mib: u64,
     /// Old CSV files kept.
     pub csv_keep: u32,
-    /// Prometheus endpoint; empty disables it. Localhost unless told otherwise.
+    /// The HTTP endpoint (page, REST API, `/metrics`); empty disables it.
+    /// Localhost unless told otherwise.
     pub metrics_addr: String,
+    /// File holding the token every HTTP request must carry (or
+    /// NETFORECAST_HTTP_TOKEN / NETFORECAST_HTTP_TOKEN_FILE). Required when
+    /// `metrics_addr` is not a loopback address, unless `insecure_http`.
+    pub http_token_file: Option<PathBuf>,
+    /// The HTTP token (from the environment or the file).
+    #[serde(skip)]
+    pub http_token: Secret,
+    /// Serve a non-loopback address without a token.
+    pub insecure_http: bool,
     /// Alertmanager base URL for the events (`POST /api/v2/alerts`); empty
     /// disables it.
     pub alertmanager_url: String,
@@ -207,6 +219,9 @@ impl Default for DaemonConfig {
             csv_max_mib: 100,
             csv_keep: 5,
             metrics_addr: "127.0.0.1:9898".into(),
+            http_token_file: None,
+            http_token: Secret::default(),
+            insecure_http: false,
             alertmanager_url: String::new(),
             events: crate::events::EventConfig::default(),
             shutdown_deadline_s: 10,
@@ -259,8 +274,9 @@ fn line_of(text: &str, key: &str) -> Option<usize> {
 }
 
 /// Read a token file: one line of text, no control characters, not empty.
-fn read_token_file(p: &Path) -> Result<Secret, ConfigError> {
+fn read_token_file(p: &Path, what: &'static str) -> Result<Secret, ConfigError> {
     let err = |detail: String| ConfigError::TokenFile {
+        what,
         path: p.to_owned(),
         detail,
     };
@@ -360,7 +376,21 @@ impl DaemonConfig {
             }
             i.token = Secret::new(v.trim());
         } else if let Some(p) = &i.token_file {
-            i.token = read_token_file(p)?;
+            i.token = read_token_file(p, "InfluxDB")?;
+        }
+        if let Some(v) = env.get("NETFORECAST_HTTP_TOKEN_FILE") {
+            cfg.http_token_file = Some(PathBuf::from(v));
+        }
+        if let Some(v) = env.get("NETFORECAST_HTTP_TOKEN") {
+            if v.trim().chars().any(char::is_control) {
+                return Err(ConfigError::Invalid(
+                    "NETFORECAST_HTTP_TOKEN has a control character; set it to the token alone"
+                        .into(),
+                ));
+            }
+            cfg.http_token = Secret::new(v.trim());
+        } else if let Some(p) = &cfg.http_token_file {
+            cfg.http_token = read_token_file(p, "HTTP")?;
         }
         Ok(cfg)
     }
@@ -430,10 +460,21 @@ impl DaemonConfig {
                         self.metrics_addr
                     )));
                 }
-                Ok(a) if a.iter().any(|a| !a.ip().is_loopback()) => tracing::warn!(
-                    "the metrics endpoint listens on {}, not only on this host: anyone who can reach it can read the metrics",
-                    self.metrics_addr
-                ),
+                Ok(a) if a.iter().any(|a| !a.ip().is_loopback()) => {
+                    if self.http_token.is_empty() && !self.insecure_http {
+                        return Err(ConfigError::Invalid(format!(
+                            "{} is {}, not only this host: set a token (NETFORECAST_HTTP_TOKEN, NETFORECAST_HTTP_TOKEN_FILE or http_token_file) or pass --insecure-http",
+                            self.key("metrics_addr"),
+                            self.metrics_addr
+                        )));
+                    }
+                    if self.http_token.is_empty() {
+                        tracing::warn!(
+                            "the HTTP endpoint listens on {} without a token (--insecure-http): anyone who can reach it can read the forecasts and run the model",
+                            self.metrics_addr
+                        );
+                    }
+                }
                 Ok(_) => {}
             }
         }

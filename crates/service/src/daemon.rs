@@ -9,13 +9,15 @@
 
 use crate::config::{ConfigError, DaemonConfig};
 use crate::forecast::Scored;
+use crate::live::{Live, LiveSink};
 use crate::pipeline::{Pipeline, PipelineError, Policy, RunSummary};
 use crate::shutdown::Shutdown;
 use crate::sinks::csv::DaemonCsv;
 use crate::sinks::influx::InfluxSink;
-use crate::sinks::prometheus::{Metrics, ServeError, serve};
+use crate::sinks::prometheus::Metrics;
 use crate::sinks::{Sink, SinkError};
 use crate::source::{Clock, KernelStats, PacketSource};
+use crate::web::{ServeError, SharedModel, Web, serve};
 use engine::forecast::SequenceModel;
 use engine::pipeline::EngineConfig;
 use std::io::IsTerminal;
@@ -59,8 +61,13 @@ pub struct Daemon<M> {
     pub sinks: Vec<Box<dyn Sink>>,
     /// Metrics, served at `metrics_addr`.
     pub metrics: Arc<Metrics>,
-    /// `/metrics` and `/healthz` here; `None`: not served.
+    /// The page, the REST API, `/metrics` and `/healthz` here; `None`: not served.
     pub metrics_addr: Option<String>,
+    /// Requests to the HTTP endpoint must carry this token.
+    pub http_token: Option<String>,
+    /// A second copy of the model for `/api/v1/predict` (None: the endpoint
+    /// answers 503).
+    pub predict_model: Option<SharedModel>,
     /// Stops the run (SIGINT/SIGTERM in the binary).
     pub shutdown: Shutdown,
     /// Longest the sinks may take to flush at the end.
@@ -101,9 +108,18 @@ impl<M: SequenceModel + Send + 'static> Daemon<M> {
     /// Run until the shutdown signal (or the source fails).
     pub fn run(self) -> Result<DaemonSummary, DaemonError> {
         let start = Instant::now();
+        let live = Live::new();
+        let mut sinks = self.sinks;
         let server = match &self.metrics_addr {
             Some(addr) => {
-                let (h, bound) = serve(addr, Arc::clone(&self.metrics), self.shutdown.clone())?;
+                sinks.push(Box::new(LiveSink::new(Arc::clone(&live))));
+                let web = Arc::new(Web {
+                    metrics: Arc::clone(&self.metrics),
+                    live,
+                    model: self.predict_model,
+                    token: self.http_token,
+                });
+                let (h, bound) = serve(addr, web, self.shutdown.clone())?;
                 if let Some(tx) = &self.on_serving {
                     let _ = tx.send(bound);
                 }
@@ -125,7 +141,7 @@ impl<M: SequenceModel + Send + 'static> Daemon<M> {
             clock: self.clock,
             grace_ns: self.grace_ns,
             model: self.model,
-            sinks: self.sinks,
+            sinks,
             metrics: Arc::clone(&self.metrics),
             shutdown: self.shutdown.clone(),
             policy: Policy::LIVE,

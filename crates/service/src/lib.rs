@@ -11,6 +11,7 @@
 //! - [`online`]: self-scoring, the published combination and the recalibrated probability;
 //! - [`pipeline`]: the three threads and their queues, with everything passed in;
 //! - [`sinks`]: every output, each owning its format;
+//! - [`live`] and [`web`]: the last minutes in memory, and the HTTP endpoint (page, REST API, live stream, metrics);
 //! - [`extract`], [`replay`], [`daemon`]: the commands, as wiring of the above;
 //! - [`config`]: the daemon's TOML and environment settings;
 //! - [`shutdown`] and [`diag`]: the stop signal, and warnings that do not repeat.
@@ -28,6 +29,7 @@ pub mod diag;
 pub mod events;
 pub mod extract;
 pub mod forecast;
+pub mod live;
 pub mod notify;
 pub mod online;
 pub mod pipeline;
@@ -35,3 +37,4 @@ pub mod replay;
 pub mod shutdown;
 pub mod sinks;
 pub mod source;
+pub mod web;
