@@ -12,7 +12,8 @@ if [ "${1:-}" = --ns3 ]; then
   pkgs+=(libns3-dev libgsl-dev)
 fi
 if [ "${1:-}" = --test ]; then
-  pkgs+=(tshark tcpdump iperf3 ethtool time python3-yaml patchelf)
+  # chromium: the page test opens the daemon's page in it (headless).
+  pkgs+=(tshark tcpdump iperf3 ethtool time python3-yaml patchelf chromium)
   servers=(influxdb victoria-metrics prometheus prometheus-alertmanager)
 fi
 need_apt=()

@@ -3,7 +3,7 @@
 # pipeline and CLI tests (cargo), the tshark
 # oracle over crafted edge cases, the committed capture and ../shared's public
 # captures, the Grafana dashboard check, Python's torch.jit.load of the shipped
-# model, and (as root) the live, lab, daemon and fault tests in network namespaces.
+# model, and (as root) the live, lab, daemon, fault and page tests in network namespaces.
 # Ends with one "N passed, N failed" line.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -51,6 +51,7 @@ if [ "$(id -u)" = 0 ]; then
   step "lab: application profiles (paced with offloads at the receiver, web)" python3 tests/system/lab_apps.py
   step "daemon: VictoriaMetrics, influxd 1.6.7, Prometheus, 5-minute outage" python3 tests/system/daemon_netns.py
   step "faults: interface vanishes, CSV disk full" python3 tests/system/faults.py
+  step "web: the live page in headless Chromium, a capacity drop shown" python3 tests/system/web_netns.py
 else
   echo "test: not root, live namespace test skipped" >&2
 fi

@@ -21,6 +21,8 @@
 
   function empty() { const d = {}; for (const c of COLS) d[c] = []; return d; }
   function css(name) { return getComputedStyle(document.documentElement).getPropertyValue(name).trim(); }
+  // A live capture's stream is named "live IF"; the page shows IF.
+  function plain(name) { return String(name || "").replace(/^live /, ""); }
   function fmt(x, d) { return x === null || x === undefined || !isFinite(x) ? "-" : x.toFixed(d); }
   function hms(sec) {
     const d = new Date(sec * 1000);
@@ -70,6 +72,17 @@
       tbody.insertBefore(tr, tbody.firstChild);
     }
     while (tbody.rows.length > 300) tbody.deleteRow(tbody.rows.length - 1);
+    // The alerts list follows the records at once (the status catches up within a second).
+    if (status && !STATIC) {
+      let act = (status.active || []).slice();
+      for (const r of recs) {
+        const e = r.event, same = (a) => a.kind === e.kind && a.stream === e.stream;
+        act = act.filter((a) => !same(a));
+        if (r.change === "started") act.push(e);
+      }
+      status.active = act;
+      renderStatus();
+    }
     if (records.length > 2000) records = records.slice(-1000);
     if (spans.length > 1000) spans = spans.slice(-500);
     dirty = true;
@@ -82,7 +95,7 @@
     const [x0, x1] = [u.scales.x.min, u.scales.x.max];
     const last = data.t.length ? data.t[data.t.length - 1] : x1;
     for (const s of spans) {
-      if (s.stream !== undefined && nf.streamName && s.stream !== nf.streamName) continue;
+      if (nf.streamName && plain(s.stream) !== plain(nf.streamName)) continue;
       const a = Math.max(s.start, x0), b = Math.min(s.end === null ? last : s.end, x1);
       if (b < a) continue;
       const l = u.valToPos(a, "x", true), r = u.valToPos(b, "x", true);
@@ -222,7 +235,7 @@
     for (const e of act) {
       const li = document.createElement("li");
       li.className = "alert " + e.kind + " " + e.severity;
-      li.textContent = `${e.kind.replace(/_/g, " ")} on ${e.stream} since ${hms(e.start_ns / 1e9)}`;
+      li.textContent = `${e.kind.replace(/_/g, " ")} on ${plain(e.stream)} since ${hms(e.start_ns / 1e9)}`;
       ul.appendChild(li);
     }
     if (!act.length) { const li = document.createElement("li"); li.className = "none"; li.textContent = "no active alert"; ul.appendChild(li); }
@@ -241,7 +254,7 @@
     const ids = list.map((s) => s.id);
     if ([...sel.options].map((o) => o.value).join() !== ids.join()) {
       sel.textContent = "";
-      for (const s of list) { const o = document.createElement("option"); o.value = s.id; o.textContent = s.name; sel.appendChild(o); }
+      for (const s of list) { const o = document.createElement("option"); o.value = s.id; o.textContent = plain(s.name); sel.appendChild(o); }
       if (nf.stream) sel.value = nf.stream;
     }
   }

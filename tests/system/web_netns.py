@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""The live page in a real browser (needs root): the daemon captures at the
+sender of a three-namespace chain (sender, router with a 40 Mbit/s tbf
+bottleneck, receiver) while iperf3 sends; Debian's headless chromium, driven over
+the DevTools protocol by puppeteer-core (scripts/web-check/page.js) in the
+sender's namespace, opens http://127.0.0.1:9898/ as a user would. The test checks,
+while everything runs:
+
+  * the charts receive live updates: at least 200 windows, and more 3 s later,
+    with redraws, and no error in the page's console;
+  * after the test cuts the bottleneck to 4 Mbit/s, a capacity_drop row appears
+    in the page's events table (and in GET /api/v1/events);
+  * the page's screenshot is saved (target/web-check/page.png).
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from chain import Chain  # noqa: E402
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+NF = os.path.abspath(os.environ.get("NETFORECAST", os.path.join(ROOT, "target/release/netforecast")))
+MODEL = os.path.abspath(os.environ.get("NETFORECAST_MODEL", os.path.join(ROOT, "model_files")))
+WORK = os.path.join(ROOT, "target", "web-check")
+
+
+def setup_driver():
+    """puppeteer-core from npm (pinned in scripts/web-check/package.json) beside page.js."""
+    os.makedirs(WORK, exist_ok=True)
+    for f in ("package.json", "page.js"):
+        shutil.copy(os.path.join(ROOT, "scripts", "web-check", f), WORK)
+    if not os.path.isdir(os.path.join(WORK, "node_modules", "puppeteer-core")):
+        subprocess.run(["npm", "install", "--silent", "--no-audit", "--no-fund"], cwd=WORK, check=True,
+                       stdout=subprocess.DEVNULL)
+
+
+def ns_get(chain, path):
+    script = ("import sys,urllib.request as u, urllib.error as e\n"
+              "try:\n r=u.urlopen(sys.argv[1],timeout=5)\n"
+              "except e.HTTPError as x:\n r=x\n"
+              "sys.stdout.write(r.read().decode())\n")
+    r = subprocess.run(chain.in_snd("python3", "-c", script, "http://127.0.0.1:9898" + path),
+                       capture_output=True, text=True, timeout=15)
+    return r.stdout
+
+
+def main():
+    if os.geteuid() != 0:
+        print("web_netns: needs root; skipped\nweb: 0 passed, 0 failed, 1 skipped")
+        return 0
+    chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+    if not os.path.exists(chromium):
+        print(f"web_netns: {chromium} is missing (scripts/setup.sh --test installs it); FAIL\nweb: 0 passed, 1 failed")
+        return 1
+    setup_driver()
+    td = tempfile.mkdtemp()
+    procs = []
+    failures = []
+    checks = 0
+    shot = os.path.join(WORK, "page.png")
+    if os.path.exists(shot):
+        os.remove(shot)
+
+    def expect(ok, what):
+        nonlocal checks
+        checks += 1
+        if not ok:
+            failures.append(what)
+        print(("ok   " if ok else "FAIL ") + what.split("\n")[0][:300])
+
+    chain = Chain(f"w{os.getpid() % 100000}", 8, 40)
+    try:
+        chain.__enter__()
+        procs.append(subprocess.Popen(chain.in_rcv("iperf3", "-s", "-1", "-B", chain.rcv_addr),
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        daemon = subprocess.Popen(chain.in_snd(NF, "--iface", chain.vs, "--model", MODEL, "--csv",
+                                               os.path.join(td, "p.csv"), "--metrics-addr", "127.0.0.1:9898"),
+                                  stdout=subprocess.DEVNULL, stderr=open(os.path.join(td, "daemon.log"), "w"))
+        procs.append(daemon)
+        deadline = time.time() + 30
+        while time.time() < deadline and '"status"' not in ns_get(chain, "/healthz"):
+            time.sleep(0.3)
+        client = subprocess.Popen(chain.in_snd("iperf3", "-c", chain.rcv_addr, "-t", "90"),
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(client)
+        started = time.time()
+        page = subprocess.Popen(chain.in_snd("node", os.path.join(WORK, "page.js"), "check", "http://127.0.0.1:9898/",
+                                             shot, "200"),
+                                cwd=WORK, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=open(os.path.join(td, "page.log"), "w"), text=True,
+                                env=dict(os.environ, CHROMIUM=chromium))
+        procs.append(page)
+
+        def stage():
+            line = page.stdout.readline()
+            if not line:
+                raise RuntimeError("the page driver ended: " + open(os.path.join(td, "page.log")).read()[-800:])
+            return json.loads(line)
+
+        live = stage()
+        if live.get("stage") == "error":
+            raise RuntimeError(live["error"])
+        first, later = live["first"], live["later"]
+        expect(first["windows"] >= 200 and first["updates"] >= 5,
+               f"the page received {first['windows']} windows in {first['updates']} live updates")
+        expect(later["windows"] > first["windows"] and later["redraws"] > first["redraws"],
+               f"and kept receiving: {later['windows']} windows, {later['redraws']} redraws 3 s later")
+        expect(not live["errors"], f"no error in the page: {live['errors']}")
+        # A minute of windows sets the band and the RTT floor; then the link drops.
+        time.sleep(max(0.0, 20 - (time.time() - started)))
+        chain.set_rate(4)
+        dropped_at = time.time()
+        page.stdin.write("expect capacity_drop\n")
+        page.stdin.flush()
+        ev = stage()
+        expect(ev.get("found") is not None,
+               f"a capacity_drop row in the page's events table {ev.get('waited_s')} s after the cut: {ev.get('found')}")
+        api = json.loads(ns_get(chain, "/api/v1/events?since=0") or "{}")
+        kinds = [r["event"]["kind"] for r in api.get("events", [])]
+        expect("capacity_drop" in kinds, f"GET /api/v1/events lists it too: {kinds}")
+        done = stage()
+        expect(os.path.getsize(shot) > 10000 if os.path.exists(shot) else False, f"screenshot saved: {shot}")
+        expect(not done.get("errors"), f"no error in the page: {done.get('errors')}")
+        pss = done.get("chromium_pss_mib", {})
+        print(f"web_netns: page JS heap {done.get('js_heap_mib', 0):.1f} MiB, chromium PSS {pss.get('total', 0):.0f} MiB "
+              f"(largest process {pss.get('largest', 0):.0f} MiB), {done['nf']['windows']} windows, "
+              f"{done['nf']['events']} event records, cut-to-row {time.time() - dropped_at:.1f} s or less")
+        page.wait(timeout=30)
+        daemon.send_signal(signal.SIGTERM)
+        rc = daemon.wait(timeout=30)
+        expect(rc == 0, f"the daemon stopped cleanly (exit {rc})")
+    except Exception as e:  # noqa: BLE001
+        failures.append(f"{type(e).__name__}: {e}")
+        print(f"FAIL {type(e).__name__}: {e}")
+        log = os.path.join(td, "daemon.log")
+        if os.path.exists(log):
+            print(open(log).read()[-1500:])
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.kill()
+                try:
+                    p.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    pass
+        chain.__exit__(None, None, None)
+        shutil.rmtree(td, ignore_errors=True)
+    failed = len(failures)
+    print(f"web: {max(0, checks - failed)} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
