@@ -10,7 +10,9 @@ while everything runs:
     with redraws, and no error in the page's console;
   * after the test cuts the bottleneck to 4 Mbit/s, a capacity_drop row appears
     in the page's events table (and in GET /api/v1/events);
-  * the page's screenshot is saved (target/web-check/page.png).
+  * the page's screenshot is saved (target/web-check/page.png);
+  * `replay --html` writes one file that draws its charts, events and tables
+    in chromium with every network request refused (target/web-check/report.png).
 """
 
 import json
@@ -136,6 +138,19 @@ def main():
         daemon.send_signal(signal.SIGTERM)
         rc = daemon.wait(timeout=30)
         expect(rc == 0, f"the daemon stopped cleanly (exit {rc})")
+
+        # The replay report: one file, opened with every network request refused.
+        report = os.path.join(WORK, "report.html")
+        sample = os.path.join(ROOT, "tests", "data", "lab-cellular-s3.pcap.gz")
+        r = subprocess.run([NF, "replay", sample, "--model", MODEL, "--html", report, "-q"],
+                           capture_output=True, text=True, timeout=120)
+        expect(r.returncode == 0 and os.path.exists(report), f"replay --html wrote {report} {r.stderr.strip()}")
+        r = subprocess.run(["node", os.path.join(WORK, "page.js"), "file", report, os.path.join(WORK, "report.png")],
+                           cwd=WORK, capture_output=True, text=True, timeout=120, env=dict(os.environ, CHROMIUM=chromium))
+        f = json.loads(r.stdout.strip().splitlines()[-1]) if r.stdout.strip() else {"stage": r.stderr[-500:]}
+        ok = (f.get("stage") == "done" and f["nf"]["windows"] > 400 and f["canvases"] >= 3 and f["event_rows"] > 0
+              and f["report_chars"] > 200 and not f["blocked"] and not f["errors"])
+        expect(ok, f"the report opens from the file with no network: {f}")
     except Exception as e:  # noqa: BLE001
         failures.append(f"{type(e).__name__}: {e}")
         print(f"FAIL {type(e).__name__}: {e}")
@@ -158,4 +173,6 @@ def main():
 
 
 if __name__ == "__main__":
+    # A TERM (timeout, CI ending) unwinds through the cleanup like an error.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     sys.exit(main())

@@ -225,6 +225,7 @@ fn replay(r: ReplaySettings, backend: &dyn Backend, quiet: bool) -> Result<(), E
         out: r.out,
         report: r.report,
         plot: r.plot,
+        html: r.html,
         print: !quiet,
         shutdown,
         extra_sinks: Vec::new(),

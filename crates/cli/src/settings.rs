@@ -114,6 +114,10 @@ pub struct ReplayCmd {
     /// PNG of actual vs forecast throughput, congestion probability below.
     #[arg(long)]
     pub plot: Option<PathBuf>,
+    /// A self-contained interactive HTML report (the live page's charts, the
+    /// events, per-capture metrics and calibration), readable offline.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
     /// Pace the replay by the packet timestamps instead of as fast as possible.
     #[arg(long)]
     pub realtime: bool,
@@ -305,6 +309,8 @@ pub struct ReplaySettings {
     pub report: Option<PathBuf>,
     /// Plot PNG.
     pub plot: Option<PathBuf>,
+    /// HTML report.
+    pub html: Option<PathBuf>,
     /// Pace by the timestamps.
     pub realtime: bool,
     /// Publish the raw model.
@@ -403,6 +409,7 @@ impl Settings {
                 out: r.out,
                 report: r.report,
                 plot: r.plot,
+                html: r.html,
                 realtime: r.realtime,
                 model_only: r.model_only,
                 batch: r.batch as usize,

@@ -261,10 +261,27 @@ struct Inner {
 }
 
 /// The shared store.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Live {
     inner: Mutex<Inner>,
+    keep_ns: i64,
+    keep_windows: usize,
+    keep_events: usize,
 }
+
+impl Default for Live {
+    fn default() -> Self {
+        Live {
+            inner: Mutex::default(),
+            keep_ns: KEEP_NS,
+            keep_windows: KEEP_WINDOWS,
+            keep_events: KEEP_EVENTS,
+        }
+    }
+}
+
+/// Windows per capture a report keeps (about 14 hours of 50 ms windows).
+pub const REPORT_WINDOWS: usize = 1_000_000;
 
 /// A stream name as an id: a live capture's interface, a file's name; letters,
 /// digits, `.`, `_` and `-`, anything else becoming `_`.
@@ -285,9 +302,25 @@ pub fn stream_id(name: &str) -> String {
 }
 
 impl Live {
-    /// An empty store.
+    /// An empty store keeping the last 15 minutes.
     pub fn new() -> Arc<Live> {
         Arc::new(Live::default())
+    }
+
+    /// An empty store for a replay report: every window up to
+    /// [`REPORT_WINDOWS`] per capture, every event.
+    pub fn for_report() -> Arc<Live> {
+        Arc::new(Live {
+            keep_ns: i64::MAX,
+            keep_windows: REPORT_WINDOWS,
+            keep_events: usize::MAX,
+            ..Live::default()
+        })
+    }
+
+    /// Windows a stream lost to the limits (the report says so).
+    pub fn dropped(&self, id: &str) -> u64 {
+        self.lock().streams.get(id).map_or(0, |s| s.first)
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -428,11 +461,11 @@ impl Live {
             }
         }
         st.points.push_back(p);
-        while st.points.len() > KEEP_WINDOWS
+        while st.points.len() > self.keep_windows
             || st
                 .points
                 .front()
-                .is_some_and(|f| p.start_ns - f.start_ns > KEEP_NS)
+                .is_some_and(|f| p.start_ns.saturating_sub(f.start_ns) > self.keep_ns)
         {
             st.points.pop_front();
             st.first += 1;
@@ -486,7 +519,7 @@ impl Live {
                 change,
                 event: e.clone(),
             });
-            if g.events.len() > KEEP_EVENTS {
+            if g.events.len() > self.keep_events {
                 g.events.pop_front();
             }
         }

@@ -36,6 +36,8 @@ pub struct Replay<M> {
     pub report: Option<PathBuf>,
     /// Phase-shift PNG.
     pub plot: Option<PathBuf>,
+    /// The self-contained HTML report.
+    pub html: Option<PathBuf>,
     /// Print the summaries and the table to standard error.
     pub print: bool,
     /// Stops the run between or inside captures.
@@ -143,6 +145,10 @@ impl<M: SequenceModel + Send + 'static> Replay<M> {
         });
         let result = eval.result();
         sinks.push(Box::new(eval));
+        let live = self.html.as_ref().map(|_| crate::live::Live::for_report());
+        if let Some(l) = &live {
+            sinks.push(Box::new(crate::live::LiveSink::new(Arc::clone(l))));
+        }
         sinks.extend(self.extra_sinks);
         let sources: Vec<SourceOpener> = self
             .inputs
@@ -183,6 +189,9 @@ impl<M: SequenceModel + Send + 'static> Replay<M> {
             .ok()
             .and_then(|mut r| r.take())
             .ok_or_else(|| SinkError::Empty("the report was not made".into()))?;
+        if let (Some(p), Some(l)) = (&self.html, &live) {
+            crate::web::report::write(p, l, &report).map_err(SinkError::from)?;
+        }
         Ok((report, summary))
     }
 }

@@ -119,6 +119,7 @@ fn replayed(out: Option<PathBuf>) -> Vec<Scored> {
         out,
         report: None,
         plot: None,
+        html: None,
         print: false,
         shutdown: Shutdown::new(),
         extra_sinks: vec![Box::new(mem)],

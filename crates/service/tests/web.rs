@@ -59,6 +59,7 @@ fn replayed() -> (Vec<Scored>, Vec<service::events::Change>) {
         out: None,
         report: None,
         plot: None,
+        html: None,
         print: false,
         shutdown: Shutdown::new(),
         extra_sinks: vec![Box::new(mem), Box::new(Events(Arc::clone(&ev)))],
@@ -626,4 +627,66 @@ fn fuzzed_predict_bodies_over_the_socket_get_400_or_200() {
     // Still serving.
     let (code, _, _) = request(&server.addr, "GET", "/healthz", "", b"");
     assert!(code == 200 || code == 503);
+}
+
+#[test]
+fn the_html_report_is_one_file_with_everything_inside() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.html");
+    let (report, _) = Replay {
+        classes: None,
+        inputs: vec![sample()],
+        filter: None,
+        realtime: false,
+        engine: EngineConfig::default(),
+        model: persistence(),
+        model_dir: "persistence".into(),
+        out: None,
+        report: None,
+        plot: None,
+        html: Some(out.clone()),
+        print: false,
+        shutdown: Shutdown::new(),
+        extra_sinks: vec![],
+        model_only: false,
+        batch: 1,
+        band: false,
+    }
+    .run()
+    .unwrap();
+    let text = std::fs::read_to_string(&out).unwrap();
+    for external in [
+        "src=\"",
+        "href=\"vendor",
+        "href=\"app.css",
+        "href=\"api",
+        "href=\"http",
+    ] {
+        assert!(
+            !text.contains(external),
+            "the report refers outside itself: {external}"
+        );
+    }
+    assert!(
+        text.contains("uPlot") && text.contains("Leon Sorokin"),
+        "uPlot and its licence inlined"
+    );
+    let start = text.find("window.NF_STATIC = ").unwrap() + "window.NF_STATIC = ".len();
+    let end = start + text[start..].find(";</script>").unwrap();
+    let data: Value = serde_json::from_str(&text[start..end].replace("<\\/", "</")).unwrap();
+    let s = &data["streams"][0];
+    assert_eq!(s["id"], "lab-cellular-s3.pcap.gz");
+    assert_eq!(
+        s["columns"]["t"].as_array().unwrap().len() as u64,
+        s["summary"]["windows"].as_u64().unwrap()
+    );
+    assert!(s["summary"]["windows"].as_u64().unwrap() > 400);
+    assert_eq!(
+        data["report"]["windows"].as_u64(),
+        Some(report.windows as u64)
+    );
+    assert!(
+        !s["events"].as_array().unwrap().is_empty(),
+        "the events are in"
+    );
 }

@@ -38,6 +38,9 @@ pub enum SinkError {
     /// The Alertmanager client could not be set up.
     #[error("cannot set up the Alertmanager client: {0}")]
     Alertmanager(String),
+    /// The HTML report could not be written.
+    #[error(transparent)]
+    Html(#[from] crate::web::report::HtmlError),
     /// There was nothing to report on.
     #[error("{0}")]
     Empty(String),

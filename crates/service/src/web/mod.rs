@@ -12,6 +12,7 @@
 //! token ([`Web::token`]) unless run with `--insecure-http`.
 
 pub mod api;
+pub mod report;
 
 use crate::live::Live;
 use crate::shutdown::Shutdown;

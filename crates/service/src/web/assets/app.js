@@ -6,8 +6,10 @@
   const KEEP_S = 900;
   const COLS = ["t", "actual", "forecast", "lower", "upper", "issued", "prob", "rtt_ms", "bif",
     "size", "iat_mean", "iat_std", "delay_grad", "bif_grad", "silent", "mase"];
-  const KIND_COLOR = { congestion_ahead: "rgba(255,152,48,0.35)", capacity_drop: "rgba(242,73,92,0.40)",
-    forecast_degraded: "rgba(138,148,166,0.35)" };
+  // Events: a faint wash over the chart, a strip of the kind's colour on top.
+  const KIND_COLOR = { congestion_ahead: "rgba(255,152,48,0.10)", capacity_drop: "rgba(242,73,92,0.14)",
+    forecast_degraded: "rgba(138,148,166,0.12)" };
+  const KIND_STRIP = { congestion_ahead: "#ff9830", capacity_drop: "#f2495c", forecast_degraded: "#8a94a6" };
   const STATIC = window.NF_STATIC || null;
   const nf = window.nf = { windows: 0, updates: 0, events: 0, statuses: 0, redraws: 0, stream: null, connected: false };
   const $ = (id) => document.getElementById(id);
@@ -101,8 +103,9 @@
       const l = u.valToPos(a, "x", true), r = u.valToPos(b, "x", true);
       ctx.fillStyle = KIND_COLOR[s.kind] || "rgba(255,255,255,0.2)";
       ctx.fillRect(l, top, Math.max(2, r - l), u.bbox.height);
-      ctx.fillStyle = s.severity === "critical" ? css("--crit") : css("--warn");
-      ctx.fillRect(l, top, Math.max(2, r - l), h);
+      ctx.fillStyle = KIND_STRIP[s.kind] || css("--warn");
+      const row = s.kind === "capacity_drop" ? 0 : s.kind === "congestion_ahead" ? 1 : 2;
+      ctx.fillRect(l, top + row * h, Math.max(2, r - l), h);
     }
   }
   function opts(title, series, axes, extra) {
@@ -312,6 +315,46 @@
     dirty = true;
   }
 
+  // The replay report's tables, built as DOM (capture names are text, never markup).
+  function table(head, rows) {
+    const t = document.createElement("table");
+    const tr = t.createTHead().insertRow();
+    for (const h of head) { const th = document.createElement("th"); th.textContent = h; tr.appendChild(th); }
+    const b = t.createTBody();
+    for (const r of rows) { const row = b.insertRow(); for (const v of r) row.insertCell().textContent = v; }
+    return t;
+  }
+  function renderReport(r) {
+    const box = $("report");
+    const h = (text) => { const e = document.createElement("h3"); e.textContent = text; box.appendChild(e); };
+    const m = (name, x) => x ? [name, fmt(x.r2, 3), fmt(x.mae_mbps, 3), fmt(x.rmse_mbps, 3), fmt(x.mase, 3), fmt(x.roc_auc, 3), fmt(x.pr_auc, 3)] : null;
+    const head = ["forecast", "R²", "MAE Mbit/s", "RMSE Mbit/s", "MASE", "ROC AUC", "PR AUC"];
+    h(`All captures: ${r.windows} windows scored, ${r.packets} packets, model ${r.model_version}, threshold ${r.threshold_mbps} Mbit/s`);
+    box.appendChild(table(head, [m("published", r.published), m("model", r.model), m("persistence", r.persistence),
+      m("mean of last 15", r.mean_last_15), m("EWMA", r.ewma)].filter(Boolean)));
+    if (r.per_capture && r.per_capture.length) {
+      h("Per capture");
+      box.appendChild(table(["capture", "windows", "published MASE", "model MASE", "persistence MAE", "published ROC AUC", "Brier"],
+        r.per_capture.map((c) => [c.name, c.windows, fmt(c.scores.published ? c.scores.published.mase : null, 3),
+          fmt(c.scores.model.mase, 3), fmt(c.scores.persistence.mae_mbps, 3),
+          fmt(c.scores.published ? c.scores.published.roc_auc : null, 3), fmt(c.calibration.brier, 4)])));
+    }
+    if (r.calibration) {
+      const c = r.calibration;
+      h(`Calibration of the published probability: Brier ${fmt(c.published.brier, 4)} (prevalence ${fmt(c.brier_prevalence, 4)}, ` +
+        `conditional ${fmt(c.brier_conditional, 4)}), ECE ${fmt(c.published.ece, 4)}; the model's Brier ${fmt(c.model.brier, 4)}`);
+      box.appendChild(table(["P from", "to", "windows", "mean P", "observed share below"],
+        c.published.bins.map((b) => [fmt(b.lo, 1), fmt(b.hi, 1), b.count, fmt(b.mean_prob, 3), fmt(b.observed, 3)])));
+    }
+    if (r.band) {
+      h(`Band: ${r.band.scored} windows, coverage ${r.band.coverage == null ? "-" : fmt(100 * r.band.coverage, 1) + " %"} ` +
+        `(aims at ${fmt(100 * r.band.nominal, 0)} %), ${fmt(100 * (r.band.below || 0), 1)} % below, ` +
+        `${fmt(100 * (r.band.above || 0), 1)} % above, mean width ${fmt(r.band.mean_width_mbps, 2)} Mbit/s`);
+    }
+    const hidden = STATIC.streams.filter((s) => s.windows_not_shown > 0);
+    for (const s of hidden) h(`${s.name}: the first ${s.windows_not_shown} windows are not in the charts (a report keeps 1,000,000 per capture); the tables count every window`);
+  }
+
   // ---- controls ----
   function setFollow(on) {
     view.follow = on;
@@ -342,33 +385,35 @@
   $("stream").addEventListener("change", (e) => STATIC ? showStatic(e.target.value) : start(e.target.value));
   window.addEventListener("resize", () => { for (const c of charts) c.setSize({ width: width(), height: c.height }); dirty = true; });
 
-  $("predict-fill").addEventListener("click", () => {
-    const n = data.t.length;
-    if (n < 15) { $("predict-out").textContent = "fewer than 15 windows so far"; return; }
-    const seq = [];
-    for (let i = n - 15; i < n; i++) {
-      seq.push([data.size[i], data.rtt_ms[i] / 1000, data.bif[i], data.iat_mean[i], data.iat_std[i],
-        data.actual[i], data.delay_grad[i], data.bif_grad[i], data.silent[i]]);
-    }
-    $("predict-in").value = JSON.stringify({ sequences: [seq] });
-  });
-  $("predict-go").addEventListener("click", async () => {
-    const out = $("predict-out");
-    try {
-      const r = await fetch("api/v1/predict" + (nf.stream ? "?stream=" + encodeURIComponent(nf.stream) : ""),
-        { method: "POST", headers: { "Content-Type": "application/json" }, body: $("predict-in").value });
-      out.textContent = r.status + "\n" + JSON.stringify(await r.json(), null, 1);
-    } catch (e) { out.textContent = String(e); }
-  });
+  if ($("predict-box")) {
+    $("predict-fill").addEventListener("click", () => {
+      const n = data.t.length;
+      if (n < 15) { $("predict-out").textContent = "fewer than 15 windows so far"; return; }
+      const seq = [];
+      for (let i = n - 15; i < n; i++) {
+        seq.push([data.size[i], data.rtt_ms[i] / 1000, data.bif[i], data.iat_mean[i], data.iat_std[i],
+          data.actual[i], data.delay_grad[i], data.bif_grad[i], data.silent[i]]);
+      }
+      $("predict-in").value = JSON.stringify({ sequences: [seq] });
+    });
+    $("predict-go").addEventListener("click", async () => {
+      const out = $("predict-out");
+      try {
+        const r = await fetch("api/v1/predict" + (nf.stream ? "?stream=" + encodeURIComponent(nf.stream) : ""),
+          { method: "POST", headers: { "Content-Type": "application/json" }, body: $("predict-in").value });
+        out.textContent = r.status + "\n" + JSON.stringify(await r.json(), null, 1);
+      } catch (e) { out.textContent = String(e); }
+    });
+  }
 
   makeCharts();
   requestAnimationFrame(loop);
   if (STATIC) {
     document.title = STATIC.title || "netforecast report";
     $("conn").textContent = "replay report";
-    $("predict-box").hidden = true;
+    if ($("predict-box")) $("predict-box").hidden = true;
     setFollow(false);
-    if (STATIC.report_html) { $("report-box").hidden = false; $("report").innerHTML = STATIC.report_html; }
+    if (STATIC.report) { $("report-box").hidden = false; renderReport(STATIC.report); }
     streamsInto(STATIC.streams.map((s) => ({ id: s.id, name: s.name })));
     showStatic(STATIC.streams.length ? STATIC.streams[0].id : null);
   } else {
