@@ -3,8 +3,9 @@
 //
 //   node page.js check URL SHOT [MIN_WINDOWS]
 //     {"stage":"live",...} once the charts hold MIN_WINDOWS windows from live
-//     updates; then waits for a line "expect KIND" on stdin and reports
-//     {"stage":"event",...} when a row of that kind is in the events table;
+//     updates; then waits for a line "expect KIND AFTER" on stdin and reports
+//     {"stage":"event",...} when the events table has a row of an event of
+//     that kind that started at AFTER (Unix seconds) or later;
 //     saves a screenshot to SHOT and ends with {"stage":"done",...}.
 //   node page.js soak URL SECONDS
 //     one {"stage":"sample",...} every 30 s: the page's JS heap and the resident
@@ -85,16 +86,27 @@ async function main() {
       const later = await nf();
       say({ stage: "live", first, later, errors });
       const cmd = await stdinLine();
-      const kind = cmd.split(" ")[1];
+      // "expect KIND [AFTER]": a row of KIND whose event started at AFTER (Unix s) or later.
+      const [, kind, after] = cmd.split(" ");
       const t0 = Date.now();
       let found = null;
       try {
-        await page.waitForSelector(`#events tr.event.${kind}`, { timeout: 90000 });
-        found = await page.$eval(`#events tr.event.${kind}`, (tr) => tr.textContent);
+        const h = await page.waitForFunction((k, a) => {
+          const rows = [...document.querySelectorAll(`#events tr.event.${k}.started`)];
+          const r = rows.find((tr) => Number(tr.dataset.start) >= a);
+          return r ? r.textContent : false;
+        }, { timeout: 90000, polling: 100 }, kind, Number(after || 0));
+        found = await h.jsonValue();
       } catch (_) { /* reported below */ }
       const active = await page.$$eval("#active li.alert", (l) => l.map((x) => x.textContent));
       say({ stage: "event", kind, found, waited_s: (Date.now() - t0) / 1000, active, nf: await nf() });
       await page.screenshot({ path: arg3, fullPage: true });
+      // The same page on a phone's screen.
+      await page.setViewport({ width: 390, height: 844, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
+      await new Promise((r) => setTimeout(r, 1500));
+      const narrow = await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth + 1);
+      await page.screenshot({ path: arg3.replace(/\.png$/, "-phone.png") });
+      say({ stage: "phone", fits: narrow });
       const m = await page.metrics();
       say({ stage: "done", nf: await nf(), js_heap_mib: m.JSHeapUsedSize / 1048576, chromium_pss_mib: treePssMiB(pid), errors });
     } else if (mode === "soak") {

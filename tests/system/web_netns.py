@@ -9,8 +9,11 @@ while everything runs:
   * the charts receive live updates: at least 200 windows, and more 3 s later,
     with redraws, and no error in the page's console;
   * after the test cuts the bottleneck to 4 Mbit/s, a capacity_drop row appears
-    in the page's events table (and in GET /api/v1/events);
-  * the page's screenshot is saved (target/web-check/page.png);
+    in the page's events table (and in GET /api/v1/events), and Alertmanager
+    (Debian's, started in the namespace; the daemon's alertmanager_url) has it
+    firing; once the bottleneck is back to 40 Mbit/s, Alertmanager resolves it;
+  * the page's screenshot is saved (target/web-check/page.png), and on a phone's
+    screen (page-phone.png) nothing is wider than the screen;
   * `replay --html` writes one file that draws its charts, events and tables
     in chromium with every network request refused (target/web-check/report.png).
 """
@@ -31,6 +34,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 NF = os.path.abspath(os.environ.get("NETFORECAST", os.path.join(ROOT, "target/release/netforecast")))
 MODEL = os.path.abspath(os.environ.get("NETFORECAST_MODEL", os.path.join(ROOT, "model_files")))
 WORK = os.path.join(ROOT, "target", "web-check")
+ALERTMANAGER = os.environ.get("NF_ALERTMANAGER", "/usr/bin/prometheus-alertmanager")
 
 
 def setup_driver():
@@ -43,12 +47,12 @@ def setup_driver():
                        stdout=subprocess.DEVNULL)
 
 
-def ns_get(chain, path):
+def ns_get(chain, path, port=9898):
     script = ("import sys,urllib.request as u, urllib.error as e\n"
               "try:\n r=u.urlopen(sys.argv[1],timeout=5)\n"
               "except e.HTTPError as x:\n r=x\n"
               "sys.stdout.write(r.read().decode())\n")
-    r = subprocess.run(chain.in_snd("python3", "-c", script, "http://127.0.0.1:9898" + path),
+    r = subprocess.run(chain.in_snd("python3", "-c", script, f"http://127.0.0.1:{port}" + path),
                        capture_output=True, text=True, timeout=15)
     return r.stdout
 
@@ -82,8 +86,18 @@ def main():
         chain.__enter__()
         procs.append(subprocess.Popen(chain.in_rcv("iperf3", "-s", "-1", "-B", chain.rcv_addr),
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        # Alertmanager in the sender's namespace; the daemon posts its events there.
+        with open(os.path.join(td, "am.yml"), "w") as f:
+            f.write("route:\n  receiver: none\n  group_wait: 0s\nreceivers:\n  - name: none\n")
+        procs.append(subprocess.Popen(chain.in_snd(ALERTMANAGER, f"--config.file={td}/am.yml",
+                                                   f"--storage.path={td}/am", "--web.listen-address=127.0.0.1:9093",
+                                                   "--cluster.listen-address="),
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        with open(os.path.join(td, "nf.toml"), "w") as f:
+            f.write('alertmanager_url = "http://127.0.0.1:9093"\n')
         daemon = subprocess.Popen(chain.in_snd(NF, "--iface", chain.vs, "--model", MODEL, "--csv",
-                                               os.path.join(td, "p.csv"), "--metrics-addr", "127.0.0.1:9898"),
+                                               os.path.join(td, "p.csv"), "--metrics-addr", "127.0.0.1:9898",
+                                               "--config", os.path.join(td, "nf.toml")),
                                   stdout=subprocess.DEVNULL, stderr=open(os.path.join(td, "daemon.log"), "w"))
         procs.append(daemon)
         deadline = time.time() + 30
@@ -117,16 +131,38 @@ def main():
         expect(not live["errors"], f"no error in the page: {live['errors']}")
         # A minute of windows sets the band and the RTT floor; then the link drops.
         time.sleep(max(0.0, 20 - (time.time() - started)))
+        # Window starts are on the epoch grid: the cut falls in the window
+        # that starts at or before it.
+        cut = time.time()
         chain.set_rate(4)
         dropped_at = time.time()
-        page.stdin.write("expect capacity_drop\n")
+        page.stdin.write(f"expect capacity_drop {cut - 0.05:.3f}\n")
         page.stdin.flush()
         ev = stage()
         expect(ev.get("found") is not None,
-               f"a capacity_drop row in the page's events table {ev.get('waited_s')} s after the cut: {ev.get('found')}")
+               f"a capacity_drop that started after the cut in the page's events table {ev.get('waited_s')} s after it: "
+               f"{ev.get('found')}")
         api = json.loads(ns_get(chain, "/api/v1/events?since=0") or "{}")
         kinds = [r["event"]["kind"] for r in api.get("events", [])]
         expect("capacity_drop" in kinds, f"GET /api/v1/events lists it too: {kinds}")
+        def am_drops():
+            body = ns_get(chain, "/api/v2/alerts", port=9093) or "[]"
+            return [a for a in json.loads(body) if a.get("labels", {}).get("kind") == "capacity_drop"
+                    and a.get("status", {}).get("state") == "active"]
+
+        def wait(cond, secs):
+            end = time.time() + secs
+            while time.time() < end:
+                v = cond()
+                if v:
+                    return v
+                time.sleep(0.2)
+            return cond()
+
+        firing = wait(lambda: [a for a in am_drops() if a["startsAt"] >= time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(cut - 1))], 15)
+        expect(bool(firing), f"Alertmanager has the capacity drop firing: {[a.get('labels') for a in firing]}")
+        phone = stage()
+        expect(phone.get("fits") is True, "on a 390-pixel phone screen nothing is wider than the screen")
         done = stage()
         expect(os.path.getsize(shot) > 10000 if os.path.exists(shot) else False, f"screenshot saved: {shot}")
         expect(not done.get("errors"), f"no error in the page: {done.get('errors')}")
@@ -135,6 +171,11 @@ def main():
               f"(largest process {pss.get('largest', 0):.0f} MiB), {done['nf']['windows']} windows, "
               f"{done['nf']['events']} event records, cut-to-row {time.time() - dropped_at:.1f} s or less")
         page.wait(timeout=30)
+        # The link comes back: the event ends and Alertmanager resolves it.
+        chain.set_rate(40)
+        back = time.time()
+        resolved = wait(lambda: not am_drops(), 60)
+        expect(resolved, f"and resolved when the event ended (seen {time.time() - back:.1f} s after the bottleneck came back)")
         daemon.send_signal(signal.SIGTERM)
         rc = daemon.wait(timeout=30)
         expect(rc == 0, f"the daemon stopped cleanly (exit {rc})")

@@ -246,3 +246,29 @@ fn a_hung_alertmanager_does_not_hold_up_the_writer() {
     assert_eq!(sink.stats().sent, 0);
     drop(hung);
 }
+
+/// An event that starts as a warning and grows critical: its end resolves the
+/// alert Alertmanager has (labels as at the start), and no twin is left.
+#[test]
+fn an_event_that_grew_critical_resolves_the_alert_it_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _server = start(dir.path(), port);
+    let mut sink = AlertmanagerSink::new(AlertmanagerConfig {
+        url: format!("http://127.0.0.1:{port}"),
+        host: "router-7".into(),
+        resend: Duration::from_secs(30),
+        hold: Duration::from_secs(120),
+    })
+    .unwrap();
+    let mut w = event(Kind::CapacityDrop, "veth1");
+    w.severity = Severity::Warning;
+    sink.events(&[Change::Started(w.clone())]).unwrap();
+    let a = wait_for(port, "the warning is active", |a| a.len() == 1);
+    assert_eq!(a[0]["labels"]["severity"], "warning");
+    let mut worse = w.clone();
+    worse.severity = Severity::Critical;
+    worse.end_ns = Some(now_ns());
+    sink.events(&[Change::Ended(worse)]).unwrap();
+    wait_for(port, "the escalated alert resolved", |a| a.is_empty());
+}

@@ -4,7 +4,8 @@
 //! few minutes ahead (as Prometheus does), and re-posted every `resend` while
 //! active so Alertmanager does not resolve it; an event that ends is posted
 //! with its real `endsAt`, which resolves it. Labels: `alertname`
-//! (`NetforecastCongestionAhead`, ...), `kind`, `stream`, `host`, `severity`;
+//! (`NetforecastCongestionAhead`, ...), `kind`, `stream`, `host`, `severity`
+//! (as at the start: the labels name the alert, so they never change);
 //! annotations: a summary and the forecast, band and signals when it started.
 //! Posts happen on the sink's own thread, so the writer thread (and the CSV
 //! and InfluxDB sinks beside it) never waits on Alertmanager: a failed post
@@ -196,8 +197,16 @@ impl Sink for AlertmanagerSink {
                         .insert((e.kind.name(), e.stream.clone()), e.clone());
                 }
                 Change::Ended(e) => {
-                    self.active.remove(&(e.kind.name(), e.stream.clone()));
-                    let a = self.alert(e, e.end_ns.unwrap_or_else(now_ns));
+                    // Alertmanager knows an alert by its labels: the end is
+                    // posted with the severity the start was posted with (an
+                    // event that grew critical would otherwise leave the
+                    // warning firing until its endsAt and add a resolved twin).
+                    let started = self.active.remove(&(e.kind.name(), e.stream.clone()));
+                    let mut end = e.clone();
+                    if let Some(st) = started {
+                        end.severity = st.severity;
+                    }
+                    let a = self.alert(&end, e.end_ns.unwrap_or_else(now_ns));
                     self.queue(a);
                 }
             }

@@ -3,7 +3,7 @@
 //! - [`csv`]: the predictions CSV (INTERFACE.md), plain for replay, rotating for the daemon;
 //! - [`influx`]: InfluxDB line protocol over HTTP (v2 and 1.x APIs), batched, with retries,
 //!   its queue kept on disk by [`journal`] when a buffer directory is set;
-//! - [`prometheus`]: the daemon's metrics registry and its `/metrics` endpoint;
+//! - [`prometheus`]: the daemon's metrics registry (served by [`crate::web`]);
 //! - [`report`]: the replay report JSON and the printed table (metrics against baselines);
 //! - [`plot`]: the phase-shift PNG;
 //! - [`memory`]: every scored window kept in memory, for tests.

@@ -61,6 +61,7 @@
       }
       const tr = document.createElement("tr");
       tr.className = "event " + e.kind + " " + e.severity + " " + r.change;
+      tr.dataset.start = String(start);
       const sig = e.signals;
       const detail = `${fmt(sig.throughput_mbps, 1)} Mbit/s, RTT ${fmt(sig.rtt_ms, 1)} ms (min ${fmt(sig.rtt_min_ms, 1)}), ` +
         `${Math.round(sig.bif_bytes / 1000)} kB in flight` +
