@@ -133,6 +133,11 @@ def main():
             peak = 0.0
             for line in page.stdout:
                 s = json.loads(line)
+                if s.get("stage") == "baseline":
+                    p = s["chromium_pss_mib"]
+                    print(f"bench-web: chromium with an empty tab: largest process {p['largest']:.1f} MiB PSS, "
+                          f"all {p['total']:.1f} MiB", flush=True)
+                    continue
                 if s.get("stage") != "sample":
                     print("bench-web:", line.strip())
                     continue

@@ -111,6 +111,10 @@ async function main() {
       say({ stage: "done", nf: await nf(), js_heap_mib: m.JSHeapUsedSize / 1048576, chromium_pss_mib: treePssMiB(pid), errors });
     } else if (mode === "soak") {
       const secs = Number(arg3 || 600);
+      // What chromium holds with an empty tab, for comparison.
+      await page.goto("about:blank");
+      await new Promise((r) => setTimeout(r, 2000));
+      say({ stage: "baseline", chromium_pss_mib: treePssMiB(pid) });
       await page.goto(target, { waitUntil: "load" });
       await page.waitForFunction(() => window.nf && nf.windows > 0, { timeout: 60000 });
       const end = Date.now() + secs * 1000;
