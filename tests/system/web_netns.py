@@ -11,7 +11,8 @@ while everything runs:
   * after the test cuts the bottleneck to 4 Mbit/s, a capacity_drop row appears
     in the page's events table (and in GET /api/v1/events), and Alertmanager
     (Debian's, started in the namespace; the daemon's alertmanager_url) has it
-    firing; once the bottleneck is back to 40 Mbit/s, Alertmanager resolves it;
+    firing, and influxd 1.6.7 (the daemon's InfluxDB) has its start as a point of
+    netforecast_events; once the event ends, Alertmanager resolves it;
   * the page's screenshot is saved (target/web-check/page.png), and on a phone's
     screen (page-phone.png) nothing is wider than the screen;
   * `replay --html` writes one file that draws its charts, events and tables
@@ -57,6 +58,17 @@ def ns_get(chain, path, port=9898):
     return r.stdout
 
 
+def ns_post(chain, port, path, data):
+    """POST form data inside the sender's namespace; the body, or None when nothing answers."""
+    script = ("import sys,urllib.request as u, urllib.error as e\n"
+              "try:\n r=u.urlopen(u.Request(sys.argv[1],data=sys.argv[2].encode()),timeout=5)\n"
+              "except e.HTTPError as x:\n r=x\n"
+              "sys.stdout.write(r.read().decode())\n")
+    r = subprocess.run(chain.in_snd("python3", "-c", script, f"http://127.0.0.1:{port}{path}", data),
+                       capture_output=True, text=True, timeout=15)
+    return r.stdout if r.returncode == 0 else None
+
+
 def main():
     if os.geteuid() != 0:
         print("web_netns: needs root; skipped\nweb: 0 passed, 0 failed, 1 skipped")
@@ -95,10 +107,30 @@ def main():
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         with open(os.path.join(td, "nf.toml"), "w") as f:
             f.write('alertmanager_url = "http://127.0.0.1:9093"\n')
+        # influxd 1.6.7 too: events become points of netforecast_events.
+        with open(os.path.join(td, "influxdb.conf"), "w") as f:
+            f.write(f"""reporting-disabled = true
+bind-address = "127.0.0.1:8088"
+[meta]
+  dir = "{td}/influx/meta"
+[data]
+  dir = "{td}/influx/data"
+  wal-dir = "{td}/influx/wal"
+[http]
+  bind-address = "127.0.0.1:8086"
+  log-enabled = false
+""")
+        procs.append(subprocess.Popen(chain.in_snd("influxd", "-config", os.path.join(td, "influxdb.conf")),
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        deadline = time.time() + 20
+        while time.time() < deadline and ns_post(chain, 8086, "/query", "q=CREATE DATABASE nf") is None:
+            time.sleep(0.3)
         daemon = subprocess.Popen(chain.in_snd(NF, "--iface", chain.vs, "--model", MODEL, "--csv",
                                                os.path.join(td, "p.csv"), "--metrics-addr", "127.0.0.1:9898",
                                                "--config", os.path.join(td, "nf.toml")),
-                                  stdout=subprocess.DEVNULL, stderr=open(os.path.join(td, "daemon.log"), "w"))
+                                  stdout=subprocess.DEVNULL, stderr=open(os.path.join(td, "daemon.log"), "w"),
+                                  env=dict(os.environ, INFLUX_URL="http://127.0.0.1:8086", INFLUX_VERSION="1",
+                                           INFLUX_DB="nf"))
         procs.append(daemon)
         deadline = time.time() + 30
         while time.time() < deadline and '"status"' not in ns_get(chain, "/healthz"):
@@ -161,6 +193,18 @@ def main():
 
         firing = wait(lambda: [a for a in am_drops() if a["startsAt"] >= time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(cut - 1))], 15)
         expect(bool(firing), f"Alertmanager has the capacity drop firing: {[a.get('labels') for a in firing]}")
+        def influx_drops():
+            body = ns_post(chain, 8086, "/query", "db=nf&q=SELECT * FROM netforecast_events WHERE kind='capacity_drop'"
+                           " AND change='started'") or "{}"
+            res = json.loads(body).get("results", [{}])[0].get("series", [])
+            if not res:
+                return []
+            cols = res[0]["columns"]
+            return [dict(zip(cols, v)) for v in res[0]["values"]]
+
+        stored = wait(influx_drops, 15)
+        expect(bool(stored) and stored[-1].get("severity") in ("warning", "critical") and "capacity drop" in
+               str(stored[-1].get("text")), f"influxd has it in netforecast_events: {stored[-1:] if stored else stored}")
         phone = stage()
         expect(phone.get("fits") is True, "on a 390-pixel phone screen nothing is wider than the screen")
         done = stage()

@@ -38,13 +38,34 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One window's point: measurement `traffic_prediction`, tags host, iface and
-/// model; the fields below; timestamp = the window's start, in ms.
-#[derive(Clone, Debug, PartialEq)]
+/// model; the fields below; timestamp = the window's start, in ms. An event's
+/// point ([`event_point`]) goes to [`EVENTS_MEASUREMENT`] instead.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Point {
     /// Timestamp, ms since the epoch.
     pub ts_ms: i64,
     /// Field names and values (non-finite values are left out when encoded).
     pub fields: Vec<(&'static str, f64)>,
+    /// Set for an event's start or end.
+    pub event: Option<EventTags>,
+}
+
+/// The measurement of event starts and ends (Grafana shows them as
+/// annotations: `deploy/grafana/dashboards/phase-shift.json`).
+pub const EVENTS_MEASUREMENT: &str = "netforecast_events";
+
+/// What an event's point carries besides numbers: tags `kind`, `severity`,
+/// `change` (`started` or `ended`), and a `text` field for the annotation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventTags {
+    /// `capacity_drop`, ...
+    pub kind: &'static str,
+    /// `warning` or `critical`.
+    pub severity: &'static str,
+    /// `started` or `ended`.
+    pub change: &'static str,
+    /// One line for a person.
+    pub text: String,
 }
 
 /// Counters of the writer, for the summary and Prometheus.
@@ -219,9 +240,20 @@ impl InfluxWriter {
 
     /// Encode one point as line protocol (newline included).
     pub fn encode(&self, p: &Point) -> Result<Vec<u8>, InfluxError> {
-        let mut b = DataPoint::builder(self.cfg.measurement.as_str());
+        let measurement = match p.event {
+            Some(_) => EVENTS_MEASUREMENT,
+            None => self.cfg.measurement.as_str(),
+        };
+        let mut b = DataPoint::builder(measurement);
         for (k, v) in &self.tags {
             b = b.tag(*k, v.as_str());
+        }
+        if let Some(e) = &p.event {
+            b = b
+                .tag("kind", e.kind)
+                .tag("severity", e.severity)
+                .tag("change", e.change)
+                .field("text", e.text.as_str());
         }
         for (k, v) in &p.fields {
             if v.is_finite() {
@@ -489,6 +521,78 @@ fn urlencode(s: &str) -> String {
 /// (`predicted_mbps`, `congestion_prob`) and as issued (`issued_*`); the raw
 /// model's at its target (`model_*`); the rolling skill; the nine features and
 /// the kernel's drops.
+/// An event's start (at its start) or end (at its end, with its duration) as
+/// a point of [`EVENTS_MEASUREMENT`]: the forecast, band, probability and
+/// signals when it started as fields.
+pub fn event_point(c: &crate::events::Change) -> Point {
+    use crate::events::{Change, Severity};
+    let (change, e) = match c {
+        Change::Started(e) => ("started", e),
+        Change::Ended(e) => ("ended", e),
+    };
+    let ts_ns = match c {
+        Change::Started(_) => e.start_ns,
+        Change::Ended(_) => e.end_ns.unwrap_or(e.start_ns),
+    };
+    let s = &e.signals;
+    let mut fields: Vec<(&'static str, f64)> = vec![
+        ("active", f64::from(u8::from(change == "started"))),
+        ("throughput_mbps", s.throughput_mbps),
+        ("rtt_ms", s.rtt_ms),
+        ("rtt_min_ms", s.rtt_min_ms),
+        ("bif_bytes", s.bif_bytes as f64),
+        ("silent_windows", s.silent_windows as f64),
+    ];
+    if let Some(end) = e.end_ns {
+        fields.push(("duration_s", (end - e.start_ns) as f64 / 1e9));
+    }
+    for (name, v) in [
+        ("forecast_mbps", e.forecast_mbps),
+        ("lower_mbps", e.band.map(|b| b.0)),
+        ("upper_mbps", e.band.map(|b| b.1)),
+        ("congestion_prob", e.congestion_prob),
+        ("mase_recent", e.mase_recent),
+    ] {
+        if let Some(v) = v {
+            fields.push((name, v));
+        }
+    }
+    let kind = e.kind.name();
+    let severity = match e.severity {
+        Severity::Warning => "warning",
+        Severity::Critical => "critical",
+    };
+    let text = match c {
+        Change::Started(_) => format!(
+            "{} {change} ({severity}): {:.1} Mbit/s, ACK RTT {:.1} ms (min {:.1}), {} B in flight{}",
+            kind.replace('_', " "),
+            s.throughput_mbps,
+            s.rtt_ms,
+            s.rtt_min_ms,
+            s.bif_bytes,
+            e.band
+                .map(|(lo, hi)| format!(", band {lo:.1}-{hi:.1} Mbit/s"))
+                .unwrap_or_default()
+        ),
+        Change::Ended(_) => format!(
+            "{} {change} after {:.1} s ({severity} at worst)",
+            kind.replace('_', " "),
+            (ts_ns - e.start_ns) as f64 / 1e9
+        ),
+    };
+    Point {
+        ts_ms: ts_ns.div_euclid(1_000_000),
+        fields,
+        event: Some(EventTags {
+            kind,
+            severity,
+            change,
+            text,
+        }),
+    }
+}
+
+/// One window's point.
 pub fn point_for(s: &Scored, kernel_drops: i64) -> Point {
     let mut fields: Vec<(&'static str, f64)> = Vec::with_capacity(24);
     fields.push(("actual_mbps", s.row.throughput_mbps));
@@ -533,6 +637,7 @@ pub fn point_for(s: &Scored, kernel_drops: i64) -> Point {
     Point {
         ts_ms: s.row.start_ns.div_euclid(1_000_000),
         fields,
+        event: None,
     }
 }
 
@@ -618,6 +723,15 @@ impl InfluxSink {
 }
 
 impl Sink for InfluxSink {
+    fn events(&mut self, changes: &[crate::events::Change]) -> Result<(), SinkError> {
+        for c in changes {
+            if let Err(e) = self.writer.push(&event_point(c)) {
+                tracing::error!("{e}");
+            }
+        }
+        Ok(())
+    }
+
     fn window(&mut self, s: &Scored) -> Result<(), SinkError> {
         if s.at_target.is_none() && s.issued.is_none() {
             return Ok(());
@@ -686,6 +800,7 @@ mod tests {
             w.push(&Point {
                 ts_ms: i,
                 fields: vec![("x", 1.0)],
+                ..Point::default()
             })
             .unwrap();
         }
@@ -708,11 +823,62 @@ mod tests {
         let l = w.encode(&Point {
             ts_ms: 1_700_000_000_050,
             fields: vec![("actual_mbps", 12.5), ("predicted_mbps", f64::NAN)],
+            ..Point::default()
         });
         let s = String::from_utf8(l.unwrap()).unwrap();
         assert_eq!(
             s,
             "traffic_prediction,host=h,iface=eth0,model=m1 actual_mbps=12.5 1700000000050\n"
+        );
+    }
+
+    #[test]
+    fn an_event_is_a_point_of_its_own_measurement_with_its_text() {
+        use crate::events::{Change, Event, Kind, Severity, Signals};
+        let w = writer(10);
+        let e = Event {
+            kind: Kind::CapacityDrop,
+            stream: "live eth0".into(),
+            start_ns: 1_700_000_000_050_000_000,
+            end_ns: None,
+            severity: Severity::Critical,
+            forecast_mbps: Some(38.5),
+            band: Some((31.0, 45.0)),
+            congestion_prob: None,
+            mase_recent: None,
+            signals: Signals {
+                throughput_mbps: 9.75,
+                rtt_ms: 42.0,
+                rtt_min_ms: 20.5,
+                bif_bytes: 64_000,
+                silent_windows: 0,
+            },
+        };
+        let l = String::from_utf8(w.encode(&event_point(&Change::Started(e.clone()))).unwrap())
+            .unwrap();
+        assert!(
+            l.starts_with("netforecast_events,change=started,host=h,iface=eth0,kind=capacity_drop,model=m1,severity=critical "),
+            "{l}"
+        );
+        assert!(
+            l.contains("active=1,")
+                && l.contains("lower_mbps=31,")
+                && !l.contains("congestion_prob"),
+            "{l}"
+        );
+        assert!(l.contains("text=\"capacity drop started (critical): 9.8 Mbit/s, ACK RTT 42.0 ms (min 20.5), 64000 B in flight, band 31.0-45.0 Mbit/s\""), "{l}");
+        assert!(l.ends_with(" 1700000000050\n"), "{l}");
+        let mut ended = e;
+        ended.end_ns = Some(1_700_000_002_550_000_000);
+        let l = String::from_utf8(w.encode(&event_point(&Change::Ended(ended))).unwrap()).unwrap();
+        assert!(
+            l.contains("change=ended") && l.contains("active=0,") && l.contains("duration_s=2.5"),
+            "{l}"
+        );
+        assert!(
+            l.contains("capacity drop ended after 2.5 s (critical at worst)")
+                && l.ends_with(" 1700000002550\n"),
+            "{l}"
         );
     }
 
@@ -723,6 +889,7 @@ mod tests {
             w.push(&Point {
                 ts_ms: i,
                 fields: vec![("x", 1.0)],
+                ..Point::default()
             })
             .unwrap();
         }
@@ -809,6 +976,7 @@ mod tests {
             w.push(&Point {
                 ts_ms: 1,
                 fields: vec![("x", 1.0)],
+                ..Point::default()
             })
             .unwrap();
             assert!(rt.block_on(w.flush_once(true)), "a 401 drops the batch");
@@ -912,6 +1080,7 @@ mod tests {
         w.push(&Point {
             ts_ms: 1,
             fields: vec![("x", 1.0)],
+            ..Point::default()
         })
         .unwrap();
         assert!(!rt.block_on(w.flush_once(true)));
