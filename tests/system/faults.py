@@ -5,8 +5,14 @@
     and the windows forecast before it are in the CSV (flushed);
   * the CSV's disk is full (a 4 KiB tmpfs in a private mount namespace): one
     error line, the daemon keeps forecasting, counts the rows it could not write,
-    and exits 0 on SIGTERM.
+    and exits 0 on SIGTERM;
+  * the capture drops packets (the daemon, with a 1 MiB kernel buffer, is
+    stopped for 3 s while iperf3 sends through a sender/router/receiver chain):
+    once it runs again, netforecast_kernel_drops is above 0 and a
+    capture_degraded event starts (GET /api/v1/events, the Prometheus gauge),
+    and it ends after 10 s without a loss.
 """
+import json
 import os
 import signal
 import subprocess
@@ -15,6 +21,9 @@ import tempfile
 import time
 
 NF = os.path.abspath(os.environ.get("NETFORECAST", "target/release/netforecast"))
+MODEL = os.path.abspath(os.environ.get("NETFORECAST_MODEL", "model_files"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from chain import Chain  # noqa: E402
 
 
 def sh(*cmd, check=True):
@@ -76,12 +85,85 @@ def main():
                 fails.append(f"disk full: {forecasts} forecasts, {failed} rows counted as failed")
         if len(nospace) != 1:
             fails.append(f"disk full: expected one error line about space, got {nospace}")
+
+        # 3. The capture drops packets.
+        capture_drops(td, fails)
     finally:
         sh("ip", "netns", "del", ns, check=False)
     for f in fails:
         print(f"faults: FAIL {f}")
     print(f"faults: {0 if fails else 1} passed, {1 if fails else 0} failed")
     return 1 if fails else 0
+
+
+def capture_drops(td, fails):
+    chain = Chain(f"f{os.getpid() % 100000}", 12, 200)
+    procs = []
+
+    def get(path):
+        script = ("import sys,urllib.request as u\n"
+                  "sys.stdout.write(u.urlopen(sys.argv[1],timeout=5).read().decode())\n")
+        r = subprocess.run(chain.in_snd("python3", "-c", script, "http://127.0.0.1:9898" + path),
+                           capture_output=True, text=True, timeout=15)
+        return r.stdout
+
+    def events():
+        body = get("/api/v1/events?since=0")
+        return [(r["change"], r["event"]) for r in json.loads(body)["events"]
+                if r["event"]["kind"] == "capture_degraded"] if body else []
+
+    try:
+        chain.__enter__()
+        procs.append(subprocess.Popen(chain.in_rcv("iperf3", "-s", "-1", "-B", chain.rcv_addr),
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        cfg = os.path.join(td, "drops.toml")
+        with open(cfg, "w") as f:
+            f.write("buffer_mib = 1\n")
+        d = subprocess.Popen(chain.in_snd(NF, "--iface", chain.vs, "--model", MODEL, "--config", cfg,
+                                          "--csv", os.path.join(td, "drops.csv"), "--metrics-addr", "127.0.0.1:9898",
+                                          "-q"),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        procs.append(d)
+        end = time.time() + 30
+        while time.time() < end and '"status"' not in get("/healthz"):
+            time.sleep(0.3)
+        procs.append(subprocess.Popen(chain.in_snd("iperf3", "-c", chain.rcv_addr, "-t", "40"),
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        time.sleep(4)
+        before = events()
+        # `ip netns exec` and netforecast's hand-over to netforecast-ml both
+        # exec: the PID we started is the daemon's.
+        os.kill(d.pid, signal.SIGSTOP)
+        time.sleep(3)
+        os.kill(d.pid, signal.SIGCONT)
+        stopped_at = time.time()
+        started = ended = None
+        while time.time() < stopped_at + 25 and not ended:
+            ev = events()
+            started = started or next((e for c, e in ev if c == "started"), None)
+            ended = next((e for c, e in ev if c == "ended"), None)
+            time.sleep(0.5)
+        metrics = get("/metrics")
+        drops = next((float(l.split()[-1]) for l in metrics.splitlines() if l.startswith("netforecast_kernel_drops ")), 0)
+        print(f"faults: capture drops: {drops:.0f} kernel drops after a 3 s stop; capture_degraded "
+              f"{'started with ' + str(started['signals']['capture_lost']) + ' lost' if started else 'never started'}"
+              f"{', ended after %.1f s' % ((ended['end_ns'] - ended['start_ns']) / 1e9) if ended else ''}")
+        if before:
+            fails.append(f"capture drops: capture_degraded before any loss: {before}")
+        if drops <= 0 or not started or started["signals"]["capture_lost"] <= 0:
+            fails.append(f"capture drops: {drops} kernel drops, event {started}")
+        if not ended:
+            fails.append("capture drops: the capture_degraded event did not end within 25 s of the last loss")
+        d.send_signal(signal.SIGTERM)
+        d.wait(timeout=30)
+    except Exception as e:  # noqa: BLE001
+        fails.append(f"capture drops: {type(e).__name__}: {e}")
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.kill()
+                p.wait(timeout=10)
+        chain.__exit__(None, None, None)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,13 @@
 //!   the last minute (rolling MASE above `degraded_mase`, once
 //!   `degraded_min_scored` windows are scored); ends below
 //!   `degraded_clear_mase`.
+//! - `capture_degraded`: the capture lost something in the last
+//!   `capture_windows` windows (packets the kernel or the interface dropped,
+//!   or windows the daemon dropped because inference fell behind), so the
+//!   windows undercount the traffic; critical at `capture_critical` or more
+//!   in that span. Ends after `capture_clear_windows` windows without a loss.
+//!   Told by [`Detector::capture_lost`] (the daemon's counters; a replay loses
+//!   nothing).
 //!
 //! Each event carries its start and end, a severity, the stream, the forecast,
 //! band and probability when it started, and the signals that moved (ACK RTT
@@ -39,14 +46,17 @@ pub enum Kind {
     CapacityDrop,
     /// The published forecast worse than persistence over the last minute.
     ForecastDegraded,
+    /// The capture dropped packets or windows: the windows undercount.
+    CaptureDegraded,
 }
 
 impl Kind {
     /// Every kind, for metrics that list them all.
-    pub const ALL: [Kind; 3] = [
+    pub const ALL: [Kind; 4] = [
         Kind::CongestionAhead,
         Kind::CapacityDrop,
         Kind::ForecastDegraded,
+        Kind::CaptureDegraded,
     ];
 
     /// The label value (`congestion_ahead`, ...).
@@ -55,6 +65,7 @@ impl Kind {
             Kind::CongestionAhead => "congestion_ahead",
             Kind::CapacityDrop => "capacity_drop",
             Kind::ForecastDegraded => "forecast_degraded",
+            Kind::CaptureDegraded => "capture_degraded",
         }
     }
 }
@@ -82,6 +93,8 @@ pub struct Signals {
     pub bif_bytes: u64,
     /// Silent windows among the last `n`.
     pub silent_windows: usize,
+    /// Packets and windows the capture lost over the last `capture_windows`.
+    pub capture_lost: u64,
 }
 
 /// One event.
@@ -150,6 +163,12 @@ pub struct EventConfig {
     pub degraded_clear_mase: f64,
     /// Scored windows before the rolling MASE is judged (a minute).
     pub degraded_min_scored: u64,
+    /// Windows over which capture losses are summed (`capture_degraded`).
+    pub capture_windows: usize,
+    /// Losses in that span that make it critical.
+    pub capture_critical: u64,
+    /// Windows without a loss that end it.
+    pub capture_clear_windows: usize,
 }
 
 impl Default for EventConfig {
@@ -168,6 +187,9 @@ impl Default for EventConfig {
             degraded_mase: 1.05,
             degraded_clear_mase: 0.98,
             degraded_min_scored: 1_200,
+            capture_windows: 20,
+            capture_critical: 1_000,
+            capture_clear_windows: 200,
         }
     }
 }
@@ -210,7 +232,7 @@ pub struct Detector {
     cfg: EventConfig,
     stream: String,
     width_ns: i64,
-    tracks: [Track; 3],
+    tracks: [Track; 4],
     /// Whether the probability was high under demand, the last n windows.
     recent: VecDeque<bool>,
     silent: VecDeque<bool>,
@@ -220,6 +242,12 @@ pub struct Detector {
     below_for: usize,
     /// Windows in a row below that edge with backlogged senders.
     drop_streak: usize,
+    /// The capture's loss counter as last told, and its increments per window.
+    lost_total: Option<u64>,
+    lost_new: u64,
+    lost_recent: VecDeque<u64>,
+    /// Windows since the last loss.
+    since_loss: usize,
 }
 
 impl Detector {
@@ -236,7 +264,21 @@ impl Detector {
             ref_lo: None,
             below_for: 0,
             drop_streak: 0,
+            lost_total: None,
+            lost_new: 0,
+            lost_recent: VecDeque::new(),
+            since_loss: usize::MAX,
         }
+    }
+
+    /// The capture's losses so far (kernel and interface drops plus windows
+    /// dropped; a counter that only grows, restarting from zero with a new
+    /// capture), told before each [`Detector::window`].
+    pub fn capture_lost(&mut self, total: u64) {
+        if let Some(prev) = self.lost_total {
+            self.lost_new += total.saturating_sub(prev);
+        }
+        self.lost_total = Some(total);
     }
 
     /// End every active event at `at_ns` (the end of input).
@@ -266,12 +308,21 @@ impl Detector {
         let high = prob.is_some_and(|p| p >= cfg.congestion_prob);
         push_bounded(&mut self.recent, high && demand, cfg.congestion_n);
         push_bounded(&mut self.silent, row.is_silent, cfg.congestion_n);
+        let lost_now = std::mem::take(&mut self.lost_new);
+        push_bounded(&mut self.lost_recent, lost_now, cfg.capture_windows);
+        self.since_loss = if lost_now > 0 {
+            0
+        } else {
+            self.since_loss.saturating_add(1)
+        };
+        let capture_lost: u64 = self.lost_recent.iter().sum();
         let signals = Signals {
             throughput_mbps: row.throughput_mbps,
             rtt_ms,
             rtt_min_ms,
             bif_bytes: row.bif_bytes,
             silent_windows: self.silent.iter().filter(|x| **x).count(),
+            capture_lost,
         };
         let end_ns = row.start_ns + self.width_ns;
         let mut changes = Vec::new();
@@ -340,6 +391,26 @@ impl Detector {
             end_ns,
             &mut changes,
         );
+
+        // Capture degraded: ends once clear for `capture_clear_windows`
+        // (counted by `step` one window at a time, so it asks for one window
+        // that is clear after that many).
+        let severity = if capture_lost >= cfg.capture_critical {
+            Severity::Critical
+        } else {
+            Severity::Warning
+        };
+        let clear = self.since_loss >= cfg.capture_clear_windows.saturating_sub(cfg.clear_windows);
+        self.step(
+            3,
+            lost_now > 0,
+            clear,
+            severity,
+            s,
+            signals,
+            end_ns,
+            &mut changes,
+        );
         changes
     }
 
@@ -402,7 +473,7 @@ pub fn log(c: &Change, live: bool) {
         Change::Ended(e) => ("ended", e),
     };
     let s = &e.signals;
-    let line = format!(
+    let mut line = format!(
         "event {verb}: {} on {} ({:?}) at {}: throughput {:.2} Mbit/s, forecast {}, band {}, P(below) {}, ACK RTT {:.1} ms (min {:.1}), {} B in flight, {} of the last windows silent",
         e.kind.name(),
         if e.stream.is_empty() { "-" } else { &e.stream },
@@ -421,6 +492,12 @@ pub fn log(c: &Change, live: bool) {
         s.bif_bytes,
         s.silent_windows,
     );
+    if s.capture_lost > 0 {
+        line.push_str(&format!(
+            ", {} packets or windows lost by the capture over the last capture_windows",
+            s.capture_lost
+        ));
+    }
     if live {
         match c {
             Change::Started(_) => tracing::warn!("{line}"),
@@ -460,6 +537,8 @@ impl EventConfig {
             ("clear_windows", self.clear_windows),
             ("drop_windows", self.drop_windows),
             ("rtt_min_windows", self.rtt_min_windows),
+            ("capture_windows", self.capture_windows),
+            ("capture_clear_windows", self.capture_clear_windows),
         ] {
             if v == 0 {
                 return Some(format!("{k} is 0: give at least 1 window"));
@@ -528,6 +607,12 @@ mod tests {
             band: Some((mbps * 0.8, mbps * 1.2)),
             skill: None,
             input_shift: None,
+        }
+    }
+
+    fn c_kind(c: &Change) -> Kind {
+        match c {
+            Change::Started(e) | Change::Ended(e) => e.kind,
         }
     }
 
@@ -638,6 +723,48 @@ mod tests {
                 (1404, Kind::CapacityDrop, false),
             ]
         );
+    }
+
+    #[test]
+    fn capture_losses_raise_capture_degraded_until_ten_quiet_seconds() {
+        let mut d = Detector::new(EventConfig::default(), "eth0", W);
+        let mut ch = Vec::new();
+        // Counters: nothing lost for 100 windows, 5 drops at window 100, 2,000
+        // more at 150 (critical), then quiet.
+        let mut total = 7u64;
+        for i in 0..700 {
+            if i == 100 {
+                total += 5;
+            }
+            if i == 150 {
+                total += 2_000;
+            }
+            d.capture_lost(total);
+            for c in d.window(&scored(i, 30.0, 60_000, 0.02, 0.1)) {
+                if c_kind(&c) == Kind::CaptureDegraded {
+                    ch.push(c);
+                }
+            }
+        }
+        let (Change::Started(s), Change::Ended(e)) = (&ch[0], &ch[1]) else {
+            panic!("{ch:?}");
+        };
+        assert_eq!(ch.len(), 2, "{ch:?}");
+        assert_eq!(
+            s.start_ns,
+            100 * W,
+            "the counter at the start is a baseline, not a loss"
+        );
+        assert_eq!(s.signals.capture_lost, 5);
+        assert_eq!(e.severity, Severity::Critical, "2,000 in a second");
+        assert_eq!(
+            e.end_ns,
+            Some((150 + 200) * W),
+            "200 windows without a loss end it"
+        );
+        // A new capture's counters restart from zero: not a loss.
+        d.capture_lost(0);
+        assert!(d.window(&scored(700, 30.0, 60_000, 0.02, 0.1)).is_empty());
     }
 
     #[test]

@@ -372,6 +372,10 @@ fn inference_loop<M: SequenceModel>(
                     }
                     metrics.observe_scored(&scored);
                     last_end_ns = scored.row.start_ns + width_ns;
+                    detector.capture_lost(
+                        (metrics.kernel_drops.get() + metrics.kernel_if_drops.get()).max(0) as u64
+                            + metrics.windows_dropped.get(),
+                    );
                     let ch = detector.window(&scored);
                     send(Out::Window(Box::new(scored)), &mut summary);
                     changed(ch, &mut summary);

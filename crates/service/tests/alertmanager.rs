@@ -125,6 +125,7 @@ fn event(kind: Kind, stream: &str) -> Event {
             rtt_min_ms: 20.5,
             bif_bytes: 64_000,
             silent_windows: 0,
+            capture_lost: 0,
         },
     }
 }

@@ -71,6 +71,7 @@ pub fn alertname(k: Kind) -> &'static str {
         Kind::CongestionAhead => "NetforecastCongestionAhead",
         Kind::CapacityDrop => "NetforecastCapacityDrop",
         Kind::ForecastDegraded => "NetforecastForecastDegraded",
+        Kind::CaptureDegraded => "NetforecastCaptureDegraded",
     }
 }
 

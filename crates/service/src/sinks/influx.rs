@@ -542,6 +542,7 @@ pub fn event_point(c: &crate::events::Change) -> Point {
         ("rtt_min_ms", s.rtt_min_ms),
         ("bif_bytes", s.bif_bytes as f64),
         ("silent_windows", s.silent_windows as f64),
+        ("capture_lost", s.capture_lost as f64),
     ];
     if let Some(end) = e.end_ns {
         fields.push(("duration_s", (end - e.start_ns) as f64 / 1e9));
@@ -852,6 +853,7 @@ mod tests {
                 rtt_min_ms: 20.5,
                 bif_bytes: 64_000,
                 silent_windows: 0,
+                capture_lost: 0,
             },
         };
         let l = String::from_utf8(w.encode(&event_point(&Change::Started(e.clone()))).unwrap())

@@ -118,6 +118,7 @@ pub fn phase_shift_png(
             crate::events::Kind::CongestionAhead => RGBColor(240, 150, 0),
             crate::events::Kind::CapacityDrop => RGBColor(200, 0, 0),
             crate::events::Kind::ForecastDegraded => RGBColor(120, 60, 180),
+            crate::events::Kind::CaptureDegraded => RGBColor(90, 90, 90),
         };
         let (y1, y0) = (
             y_max * (1.0 - 0.03 * row as f64),
