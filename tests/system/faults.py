@@ -10,7 +10,12 @@
     stopped for 3 s while iperf3 sends through a sender/router/receiver chain):
     once it runs again, netforecast_kernel_drops is above 0 and a
     capture_degraded event starts (GET /api/v1/events, the Prometheus gauge),
-    and it ends after 10 s without a loss.
+    and it ends after 10 s without a loss;
+  * TCP stalls: the router's link to the receiver goes down for 5 s under an
+    iperf3 transfer (the sender retransmits, nothing is acknowledged): a
+    link_stall event, critical, that ends when the link is back; then a
+    receiver that stops reading for 8 s (its window closes, the sender probes):
+    a zero_window event, not a link stall, that ends when it reads again.
 """
 import json
 import os
@@ -88,6 +93,8 @@ def main():
 
         # 3. The capture drops packets.
         capture_drops(td, fails)
+        # 4. TCP stalls: the path, then a receiver.
+        stalls(td, fails)
     finally:
         sh("ip", "netns", "del", ns, check=False)
     for f in fails:
@@ -158,6 +165,121 @@ def capture_drops(td, fails):
         d.wait(timeout=30)
     except Exception as e:  # noqa: BLE001
         fails.append(f"capture drops: {type(e).__name__}: {e}")
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.kill()
+                p.wait(timeout=10)
+        chain.__exit__(None, None, None)
+
+
+SLOW_READER = r"""
+import socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], 5301)); s.listen(1); s.settimeout(30)
+c, _ = s.accept()
+time.sleep(float(sys.argv[2]))          # not reading: the window closes
+c.settimeout(5)
+end = time.time() + 4
+while time.time() < end:
+    try:
+        if not c.recv(1 << 20):
+            break
+    except socket.timeout:
+        break
+"""
+
+WRITER = r"""
+import socket, sys, time
+c = socket.create_connection((sys.argv[1], 5301), timeout=30)
+c.settimeout(1)
+end = time.time() + float(sys.argv[2]); buf = b"x" * 65536
+while time.time() < end:
+    try:
+        c.send(buf)
+    except socket.timeout:
+        pass
+    except OSError:
+        break
+"""
+
+
+def stalls(td, fails):
+    chain = Chain(f"g{os.getpid() % 100000}", 14, 50)
+    procs = []
+
+    def get(path):
+        script = ("import sys,urllib.request as u\n"
+                  "sys.stdout.write(u.urlopen(sys.argv[1],timeout=5).read().decode())\n")
+        r = subprocess.run(chain.in_snd("python3", "-c", script, "http://127.0.0.1:9898" + path),
+                           capture_output=True, text=True, timeout=15)
+        return r.stdout
+
+    def records(kind):
+        body = get("/api/v1/events?since=0")
+        return [(r["change"], r["event"]) for r in json.loads(body)["events"]
+                if r["event"]["kind"] == kind] if body else []
+
+    def wait_for(kind, change, secs):
+        end = time.time() + secs
+        while time.time() < end:
+            hit = [e for c, e in records(kind) if c == change]
+            if hit:
+                return hit[-1]
+            time.sleep(0.3)
+        return None
+
+    try:
+        chain.__enter__()
+        d = subprocess.Popen(chain.in_snd(NF, "--iface", chain.vs, "--model", MODEL,
+                                          "--csv", os.path.join(td, "stall.csv"), "--metrics-addr", "127.0.0.1:9898",
+                                          "-q"),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(d)
+        end = time.time() + 30
+        while time.time() < end and '"status"' not in get("/healthz"):
+            time.sleep(0.3)
+        # The path: the router's link to the receiver goes down for 5 s.
+        procs.append(subprocess.Popen(chain.in_rcv("iperf3", "-s", "-1", "-B", chain.rcv_addr),
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        time.sleep(0.5)
+        procs.append(subprocess.Popen(chain.in_snd("iperf3", "-c", chain.rcv_addr, "-t", "14"),
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        time.sleep(4)
+        sh("ip", "-n", chain.rtr, "link", "set", chain.vmr, "down")
+        down = time.time()
+        started = wait_for("link_stall", "started", 8)
+        time.sleep(max(0.0, 5 - (time.time() - down)))
+        sh("ip", "-n", chain.rtr, "link", "set", chain.vmr, "up")
+        ended = wait_for("link_stall", "ended", 15)
+        print(f"faults: path down 5 s: link_stall "
+              f"{'started %.1f s after, %s, %d segments unacknowledged' % (started['start_ns'] / 1e9 - down, started['severity'], started['signals']['unacked_segments']) if started else 'never started'}"
+              f"{', ended after %.1f s' % ((ended['end_ns'] - ended['start_ns']) / 1e9) if ended else ', never ended'}")
+        if not started or started["severity"] != "critical" or not ended:
+            fails.append(f"path stall: started {started}, ended {ended}")
+        if records("zero_window"):
+            fails.append(f"path stall reported as a zero window: {records('zero_window')}")
+        time.sleep(6)
+        # The receiver: stops reading for 8 s.
+        procs.append(subprocess.Popen(chain.in_rcv("python3", "-c", SLOW_READER, chain.rcv_addr, "8"),
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        time.sleep(0.5)
+        stalls_before = len(records("link_stall"))
+        procs.append(subprocess.Popen(chain.in_snd("python3", "-c", WRITER, chain.rcv_addr, "14"),
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        zw = wait_for("zero_window", "started", 10)
+        zw_end = wait_for("zero_window", "ended", 15)
+        print(f"faults: receiver stops reading 8 s: zero_window "
+              f"{'started with %d zero-window advertisements in the span' % zw['signals']['zero_window_segments'] if zw else 'never started'}"
+              f"{', ended after %.1f s' % ((zw_end['end_ns'] - zw_end['start_ns']) / 1e9) if zw_end else ', never ended'}")
+        if not zw or not zw_end:
+            fails.append(f"zero window: started {zw}, ended {zw_end}")
+        if len(records("link_stall")) != stalls_before:
+            fails.append("a receiver's zero window was reported as a link stall")
+        d.send_signal(signal.SIGTERM)
+        d.wait(timeout=30)
+    except Exception as e:  # noqa: BLE001
+        fails.append(f"stalls: {type(e).__name__}: {e}")
     finally:
         for p in reversed(procs):
             if p.poll() is None:

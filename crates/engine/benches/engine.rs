@@ -66,6 +66,10 @@ fn benches(c: &mut Criterion) {
                     ack_rtt_ns: a.ack_rtt_ns,
                     bytes_in_flight: a.bytes_in_flight,
                     direction_id: a.direction_id,
+                    data: p.payload_len_bytes > 0,
+                    acked_segments: a.acked_segments,
+                    zero_window: p.window == 0,
+                    unacked_segments: t.unacked_segments() as u64,
                 }
             })
             .collect()

@@ -498,6 +498,7 @@ mod tests {
             WindowRow {
                 start_ns, size_bytes, delay_s, bif_bytes, iat_mean_s, iat_std_s,
                 throughput_mbps, delay_grad_s, bif_grad_bytes, is_silent, packets: 0,
+                tcp: Default::default(),
             }
         }
     }

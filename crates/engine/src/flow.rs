@@ -57,6 +57,9 @@ pub struct Analysis {
     pub bytes_in_flight: Option<u32>,
     /// Identity of the sending direction: unique per flow lifetime and direction.
     pub direction_id: u64,
+    /// Remembered segments of the other direction this segment's ACK number
+    /// acknowledged (TCP progress).
+    pub acked_segments: u32,
 }
 
 /// Flow-table counters, reported in summaries and metrics.
@@ -168,6 +171,11 @@ impl FlowTable {
             segments_total: 0,
             stats: FlowStats::default(),
         }
+    }
+
+    /// Segments remembered as unacknowledged, over every flow.
+    pub fn unacked_segments(&self) -> usize {
+        self.segments_total
     }
 
     /// Flows in the table.
@@ -386,6 +394,7 @@ impl FlowTable {
         if p.options_cut {
             return Analysis {
                 direction_id: serial * 2 + d as u64,
+                acked_segments: out.acked_segments,
                 ..Analysis::default()
             };
         }
@@ -482,6 +491,7 @@ fn analyze(
             ack_rtt_ns,
             bytes_in_flight,
             direction_id: 0,
+            acked_segments: removed as u32,
         },
         added,
         removed,

@@ -283,6 +283,7 @@ mod tests {
             bif_grad_bytes: 0,
             is_silent: false,
             packets: 1,
+            tcp: Default::default(),
         }
     }
 

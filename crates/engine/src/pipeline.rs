@@ -5,7 +5,7 @@
 //! Owns the counters of one capture. Does not read files, sockets or clocks; the
 //! caller passes frames and, in live mode, the time.
 
-use crate::capture::{self, PacketSummary, SkipReason};
+use crate::capture::{self, PacketSummary, SkipReason, tcp_flags};
 use crate::flow::{Analysis, FlowConfig, FlowStats, FlowTable};
 use crate::forecast::WindowWidth;
 use crate::window::{PacketFacts, WindowAggregator, WindowRow, WindowStats};
@@ -156,6 +156,11 @@ impl Engine {
                 ack_rtt_ns: a.ack_rtt_ns,
                 bytes_in_flight: a.bytes_in_flight,
                 direction_id: a.direction_id,
+                data: p.payload_len_bytes > 0 || p.flags & (tcp_flags::SYN | tcp_flags::FIN) != 0,
+                acked_segments: a.acked_segments,
+                zero_window: p.window == 0
+                    && p.flags & (tcp_flags::SYN | tcp_flags::FIN | tcp_flags::RST) == 0,
+                unacked_segments: self.flows.unacked_segments() as u64,
             },
             emit,
         );
@@ -184,5 +189,125 @@ impl Engine {
         c.flow = self.flows.stats;
         c.window = self.windows.stats;
         c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::{Endpoints, SackBlocks, tcp_flags as F};
+    use crate::window::TcpProgress;
+
+    const MS: i64 = 1_000_000;
+
+    fn pkt(
+        from_a: bool,
+        ts_ns: i64,
+        seq: u32,
+        ack: u32,
+        flags: u16,
+        len: u32,
+        window: u16,
+    ) -> PacketSummary {
+        let (a, b) = (
+            [10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            [10, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        );
+        let (src, dst, sport, dport) = if from_a {
+            (a, b, 4000, 80)
+        } else {
+            (b, a, 80, 4000)
+        };
+        PacketSummary {
+            ts_ns,
+            frame_len_bytes: 54 + len,
+            ends: Endpoints {
+                src,
+                dst,
+                sport,
+                dport,
+                v6: false,
+            },
+            seq,
+            ack,
+            flags,
+            window,
+            payload_len_bytes: len,
+            sack: SackBlocks::default(),
+            options_cut: false,
+        }
+    }
+
+    /// Each window counts data segments, segments acknowledged, zero-window
+    /// advertisements, and carries the unacknowledged count through silence.
+    #[test]
+    fn windows_count_tcp_progress() {
+        let mut e = Engine::new(EngineConfig::default());
+        let mut rows = Vec::new();
+        let mut emit = |r: WindowRow| rows.push(r);
+        let base = 1_000 * 50 * MS;
+        e.packet(&pkt(true, base, 100, 0, F::SYN, 0, 1000), &mut emit);
+        e.packet(
+            &pkt(false, base + MS, 500, 101, F::SYN | F::ACK, 0, 1000),
+            &mut emit,
+        );
+        e.packet(
+            &pkt(true, base + 2 * MS, 101, 501, F::ACK, 0, 1000),
+            &mut emit,
+        );
+        for k in 0..3u32 {
+            e.packet(
+                &pkt(
+                    true,
+                    base + (3 + k as i64) * MS,
+                    101 + 1000 * k,
+                    501,
+                    F::ACK,
+                    1000,
+                    1000,
+                ),
+                &mut emit,
+            );
+        }
+        // Window 2: the receiver acknowledges two segments and closes its window.
+        e.packet(
+            &pkt(false, base + 55 * MS, 501, 2101, F::ACK, 0, 0),
+            &mut emit,
+        );
+        // Window 3: a zero-window probe; window 4 silent; window 5: the rest acked.
+        e.packet(
+            &pkt(true, base + 110 * MS, 3101, 501, F::ACK, 1, 1000),
+            &mut emit,
+        );
+        e.packet(
+            &pkt(false, base + 120 * MS, 501, 2101, F::ACK, 0, 0),
+            &mut emit,
+        );
+        e.packet(
+            &pkt(false, base + 260 * MS, 501, 3101, F::ACK, 0, 1000),
+            &mut emit,
+        );
+        e.finish(&mut emit);
+        let t: Vec<TcpProgress> = rows.iter().map(|r| r.tcp).collect();
+        let p = |d, a, z, u| TcpProgress {
+            data_segments: d,
+            acked_segments: a,
+            zero_window_segments: z,
+            unacked_segments: u,
+        };
+        assert_eq!(
+            t[0],
+            p(5, 2, 0, 3),
+            "SYN, SYN-ACK and three segments; SYN and SYN-ACK acked"
+        );
+        assert_eq!(t[1], p(0, 2, 1, 1), "two acked, a zero window");
+        assert_eq!(
+            t[2],
+            p(1, 0, 1, 2),
+            "the probe is remembered, the window still zero"
+        );
+        assert_eq!(t[3], p(0, 0, 0, 2), "silent: the unacked count carries");
+        assert_eq!(t[4], p(0, 0, 0, 2), "silent");
+        assert_eq!(t[5].acked_segments, 1);
     }
 }

@@ -53,6 +53,23 @@ pub struct WindowRow {
     pub is_silent: bool,
     /// Counted packets in the window (not a feature; for checks and summaries).
     pub packets: u64,
+    /// Whether TCP makes progress (not features; for the link-stall events).
+    pub tcp: TcpProgress,
+}
+
+/// What a window says about TCP's progress, beyond the features.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct TcpProgress {
+    /// Segments carrying data (or SYN/FIN) sent in the window.
+    pub data_segments: u64,
+    /// Remembered segments a cumulative ACK in the window acknowledged.
+    pub acked_segments: u64,
+    /// Segments advertising a zero receive window (not SYN, FIN or RST; as
+    /// Wireshark's `tcp.analysis.zero_window`).
+    pub zero_window_segments: u64,
+    /// Segments still unacknowledged over every flow at the window's last
+    /// packet (carried forward when silent).
+    pub unacked_segments: u64,
 }
 
 impl WindowRow {
@@ -98,6 +115,7 @@ struct Acc {
     gaps: i128,
     gap_sum_ns: i128,
     gap_sumsq_ns2: i128,
+    tcp: TcpProgress,
 }
 
 impl Acc {
@@ -112,6 +130,7 @@ impl Acc {
         self.gaps = 0;
         self.gap_sum_ns = 0;
         self.gap_sumsq_ns2 = 0;
+        self.tcp = TcpProgress::default();
     }
 }
 
@@ -126,6 +145,8 @@ pub struct WindowAggregator {
     acc: Acc,
     prev_delay_s: f64,
     prev_bif: u64,
+    /// Unacknowledged segments after the last packet (carried into silent windows).
+    prev_unacked: u64,
     emitted_any: bool,
     /// Counters.
     pub stats: WindowStats,
@@ -144,6 +165,14 @@ pub struct PacketFacts {
     pub bytes_in_flight: Option<u32>,
     /// Sending direction.
     pub direction_id: u64,
+    /// The segment carries data, SYN or FIN.
+    pub data: bool,
+    /// Remembered segments its ACK acknowledged.
+    pub acked_segments: u32,
+    /// It advertises a zero window.
+    pub zero_window: bool,
+    /// Unacknowledged segments over every flow after it.
+    pub unacked_segments: u64,
 }
 
 impl WindowAggregator {
@@ -157,6 +186,7 @@ impl WindowAggregator {
             acc: Acc::default(),
             prev_delay_s: 0.0,
             prev_bif: 0,
+            prev_unacked: 0,
             emitted_any: false,
             stats: WindowStats::default(),
         }
@@ -225,6 +255,11 @@ impl WindowAggregator {
         if let Some(b) = f.bytes_in_flight {
             a.bif_last.insert(f.direction_id, b);
         }
+        a.tcp.data_segments += u64::from(f.data);
+        a.tcp.acked_segments += u64::from(f.acked_segments);
+        a.tcp.zero_window_segments += u64::from(f.zero_window);
+        a.tcp.unacked_segments = f.unacked_segments;
+        self.prev_unacked = f.unacked_segments;
     }
 
     /// Close every window that ends at or before `now_ns` (live: clock minus a
@@ -274,6 +309,10 @@ impl WindowAggregator {
                 bif_grad_bytes: 0,
                 is_silent: true,
                 packets: 0,
+                tcp: TcpProgress {
+                    unacked_segments: self.prev_unacked,
+                    ..TcpProgress::default()
+                },
             });
             return;
         }
@@ -319,6 +358,10 @@ impl WindowAggregator {
             },
             is_silent: a.packets == 0,
             packets: a.packets,
+            tcp: TcpProgress {
+                unacked_segments: self.prev_unacked,
+                ..a.tcp
+            },
         };
         self.prev_delay_s = delay_s;
         self.prev_bif = bif;

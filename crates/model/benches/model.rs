@@ -23,6 +23,7 @@ fn row(k: i64) -> WindowRow {
         bif_grad_bytes: 0,
         is_silent: false,
         packets: 70,
+        tcp: Default::default(),
     }
 }
 

@@ -102,6 +102,7 @@ fn row(start_ns: i64, v: f64) -> WindowRow {
         bif_grad_bytes: 0,
         is_silent: false,
         packets: 70,
+        tcp: Default::default(),
     }
 }
 

@@ -22,6 +22,7 @@ fn row(i: i64) -> WindowRow {
         bif_grad_bytes: 0,
         is_silent: false,
         packets: 100,
+        tcp: Default::default(),
     }
 }
 

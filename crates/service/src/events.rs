@@ -27,6 +27,17 @@
 //!   in that span. Ends after `capture_clear_windows` windows without a loss.
 //!   Told by [`Detector::capture_lost`] (the daemon's counters; a replay loses
 //!   nothing).
+//! - `link_stall`: for `stall_windows` windows no acknowledgement moved while
+//!   segments wait unacknowledged and TCP sent something in that span (data or
+//!   retransmissions), and no receiver advertised a zero window: the path
+//!   stopped delivering (critical). Ends once an acknowledgement moves again
+//!   or nothing waits.
+//! - `zero_window`: for `stall_windows` windows no acknowledgement moved and a
+//!   receiver advertised a zero window in that span: the application stopped
+//!   reading, the network is fine (a warning; the sender then has nothing in
+//!   flight, only its probes, which Linux sends without data). Ends once an
+//!   acknowledgement moves, or after ten spans without a zero window (the
+//!   probes back off to minutes).
 //!
 //! Each event carries its start and end, a severity, the stream, the forecast,
 //! band and probability when it started, and the signals that moved (ACK RTT
@@ -48,15 +59,21 @@ pub enum Kind {
     ForecastDegraded,
     /// The capture dropped packets or windows: the windows undercount.
     CaptureDegraded,
+    /// Data waits unacknowledged and nothing moves: the path stalled.
+    LinkStall,
+    /// Data waits because the receiver advertises a zero window.
+    ZeroWindow,
 }
 
 impl Kind {
     /// Every kind, for metrics that list them all.
-    pub const ALL: [Kind; 4] = [
+    pub const ALL: [Kind; 6] = [
         Kind::CongestionAhead,
         Kind::CapacityDrop,
         Kind::ForecastDegraded,
         Kind::CaptureDegraded,
+        Kind::LinkStall,
+        Kind::ZeroWindow,
     ];
 
     /// The label value (`congestion_ahead`, ...).
@@ -66,6 +83,8 @@ impl Kind {
             Kind::CapacityDrop => "capacity_drop",
             Kind::ForecastDegraded => "forecast_degraded",
             Kind::CaptureDegraded => "capture_degraded",
+            Kind::LinkStall => "link_stall",
+            Kind::ZeroWindow => "zero_window",
         }
     }
 }
@@ -95,6 +114,10 @@ pub struct Signals {
     pub silent_windows: usize,
     /// Packets and windows the capture lost over the last `capture_windows`.
     pub capture_lost: u64,
+    /// Segments waiting unacknowledged, over every flow.
+    pub unacked_segments: u64,
+    /// Zero-window advertisements over the last `stall_windows`.
+    pub zero_window_segments: u64,
 }
 
 /// One event.
@@ -169,6 +192,8 @@ pub struct EventConfig {
     pub capture_critical: u64,
     /// Windows without a loss that end it.
     pub capture_clear_windows: usize,
+    /// Windows with sending and no acknowledgement that make a stall.
+    pub stall_windows: usize,
 }
 
 impl Default for EventConfig {
@@ -190,6 +215,7 @@ impl Default for EventConfig {
             capture_windows: 20,
             capture_critical: 1_000,
             capture_clear_windows: 200,
+            stall_windows: 40,
         }
     }
 }
@@ -232,7 +258,7 @@ pub struct Detector {
     cfg: EventConfig,
     stream: String,
     width_ns: i64,
-    tracks: [Track; 4],
+    tracks: [Track; 6],
     /// Whether the probability was high under demand, the last n windows.
     recent: VecDeque<bool>,
     silent: VecDeque<bool>,
@@ -248,6 +274,14 @@ pub struct Detector {
     lost_recent: VecDeque<u64>,
     /// Windows since the last loss.
     since_loss: usize,
+    /// Data segments and zero-window advertisements of the last `stall_windows` windows.
+    sent_recent: VecDeque<u64>,
+    zero_recent: VecDeque<u64>,
+    /// Windows since an acknowledgement moved, since a zero window was
+    /// advertised, and windows seen.
+    since_ack: usize,
+    since_zero: usize,
+    seen: usize,
 }
 
 impl Detector {
@@ -268,6 +302,11 @@ impl Detector {
             lost_new: 0,
             lost_recent: VecDeque::new(),
             since_loss: usize::MAX,
+            sent_recent: VecDeque::new(),
+            zero_recent: VecDeque::new(),
+            since_ack: 0,
+            since_zero: usize::MAX,
+            seen: 0,
         }
     }
 
@@ -316,6 +355,24 @@ impl Detector {
             self.since_loss.saturating_add(1)
         };
         let capture_lost: u64 = self.lost_recent.iter().sum();
+        let t = row.tcp;
+        push_bounded(&mut self.sent_recent, t.data_segments, cfg.stall_windows);
+        let sent: u64 = self.sent_recent.iter().sum();
+        push_bounded(
+            &mut self.zero_recent,
+            t.zero_window_segments,
+            cfg.stall_windows,
+        );
+        let zero_ads: u64 = self.zero_recent.iter().sum();
+        let tick = |n: usize, reset: bool| if reset { 0 } else { n.saturating_add(1) };
+        self.since_ack = tick(self.since_ack, t.acked_segments > 0);
+        self.since_zero = tick(self.since_zero, t.zero_window_segments > 0);
+        self.seen = self.seen.saturating_add(1);
+        let quiet_acks = self.seen >= cfg.stall_windows && self.since_ack >= cfg.stall_windows;
+        let zero_recent = self.since_zero < cfg.stall_windows;
+        let path_stall = quiet_acks && !zero_recent && t.unacked_segments > 0 && sent > 0;
+        let zero_stall = quiet_acks && zero_recent;
+        let zero = self.since_zero;
         let signals = Signals {
             throughput_mbps: row.throughput_mbps,
             rtt_ms,
@@ -323,6 +380,8 @@ impl Detector {
             bif_bytes: row.bif_bytes,
             silent_windows: self.silent.iter().filter(|x| **x).count(),
             capture_lost,
+            unacked_segments: t.unacked_segments,
+            zero_window_segments: zero_ads,
         };
         let end_ns = row.start_ns + self.width_ns;
         let mut changes = Vec::new();
@@ -411,6 +470,30 @@ impl Detector {
             end_ns,
             &mut changes,
         );
+
+        // Link stall, or a receiver's zero window: clear once an ACK moved
+        // within the span.
+        let acked = self.since_ack < cfg.stall_windows;
+        self.step(
+            4,
+            path_stall,
+            acked || t.unacked_segments == 0,
+            Severity::Critical,
+            s,
+            signals,
+            end_ns,
+            &mut changes,
+        );
+        self.step(
+            5,
+            zero_stall,
+            acked || zero >= 10 * cfg.stall_windows,
+            Severity::Warning,
+            s,
+            signals,
+            end_ns,
+            &mut changes,
+        );
         changes
     }
 
@@ -492,6 +575,12 @@ pub fn log(c: &Change, live: bool) {
         s.bif_bytes,
         s.silent_windows,
     );
+    if matches!(e.kind, Kind::LinkStall | Kind::ZeroWindow) {
+        line.push_str(&format!(
+            ", {} segments unacknowledged, {} zero-window advertisements over the last stall_windows",
+            s.unacked_segments, s.zero_window_segments
+        ));
+    }
     if s.capture_lost > 0 {
         line.push_str(&format!(
             ", {} packets or windows lost by the capture over the last capture_windows",
@@ -539,6 +628,7 @@ impl EventConfig {
             ("rtt_min_windows", self.rtt_min_windows),
             ("capture_windows", self.capture_windows),
             ("capture_clear_windows", self.capture_clear_windows),
+            ("stall_windows", self.stall_windows),
         ] {
             if v == 0 {
                 return Some(format!("{k} is 0: give at least 1 window"));
@@ -589,6 +679,7 @@ mod tests {
             bif_grad_bytes: 0,
             is_silent: mbps == 0.0,
             packets: u64::from(mbps > 0.0) * 50,
+            tcp: Default::default(),
         };
         let f = Forecast {
             target_start_ns: (i + 1) * W,
@@ -765,6 +856,75 @@ mod tests {
         // A new capture's counters restart from zero: not a loss.
         d.capture_lost(0);
         assert!(d.window(&scored(700, 30.0, 60_000, 0.02, 0.1)).is_empty());
+    }
+
+    #[test]
+    fn a_stall_is_told_from_a_zero_window_and_ends_when_acks_move() {
+        use engine::window::TcpProgress;
+        let cfg = EventConfig::default();
+        let mut d = Detector::new(cfg, "eth0", W);
+        let mut changes = Vec::new();
+        let mut at = |d: &mut Detector, i: i64, t: TcpProgress| {
+            let mut s = scored(i, 10.0, 30_000, 0.02, 0.1);
+            s.row.tcp = t;
+            for c in d.window(&s) {
+                if matches!(c_kind(&c), Kind::LinkStall | Kind::ZeroWindow) {
+                    changes.push((i, c_kind(&c), matches!(c, Change::Started(_))));
+                }
+            }
+        };
+        let flowing = TcpProgress {
+            data_segments: 10,
+            acked_segments: 10,
+            zero_window_segments: 0,
+            unacked_segments: 5,
+        };
+        let rto = TcpProgress {
+            data_segments: 1,
+            acked_segments: 0,
+            zero_window_segments: 0,
+            unacked_segments: 5,
+        };
+        let waiting = TcpProgress {
+            data_segments: 0,
+            ..rto
+        };
+        // Linux probes a zero window without data, with nothing in flight.
+        let probe = TcpProgress {
+            zero_window_segments: 1,
+            ..TcpProgress::default()
+        };
+        let nothing = TcpProgress::default();
+        for i in 0..100 {
+            at(&mut d, i, flowing);
+        }
+        // The path fails at 100: a retransmission now and then, no ACK.
+        for i in 100..200 {
+            at(&mut d, i, if i % 8 == 0 { rto } else { waiting });
+        }
+        for i in 200..260 {
+            at(&mut d, i, flowing);
+        }
+        // The receiver stops reading at 260: probes and zero-window ACKs.
+        for i in 260..360 {
+            at(&mut d, i, if i % 10 == 0 { probe } else { nothing });
+        }
+        for i in 360..400 {
+            at(&mut d, i, flowing);
+        }
+        // An idle link with old segments nobody sends for: nothing.
+        for i in 400..600 {
+            at(&mut d, i, waiting);
+        }
+        assert_eq!(
+            changes,
+            vec![
+                (139, Kind::LinkStall, true),
+                (203, Kind::LinkStall, false),
+                (299, Kind::ZeroWindow, true),
+                (363, Kind::ZeroWindow, false),
+            ]
+        );
     }
 
     #[test]

@@ -589,6 +589,7 @@ mod tests {
                 bif_grad_bytes: 0,
                 is_silent: false,
                 packets: 0,
+                tcp: Default::default(),
             },
             at_target: None,
             baselines: None,

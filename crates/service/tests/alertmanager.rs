@@ -126,6 +126,8 @@ fn event(kind: Kind, stream: &str) -> Event {
             bif_bytes: 64_000,
             silent_windows: 0,
             capture_lost: 0,
+            unacked_segments: 0,
+            zero_window_segments: 0,
         },
     }
 }

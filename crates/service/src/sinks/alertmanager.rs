@@ -72,6 +72,8 @@ pub fn alertname(k: Kind) -> &'static str {
         Kind::CapacityDrop => "NetforecastCapacityDrop",
         Kind::ForecastDegraded => "NetforecastForecastDegraded",
         Kind::CaptureDegraded => "NetforecastCaptureDegraded",
+        Kind::LinkStall => "NetforecastLinkStall",
+        Kind::ZeroWindow => "NetforecastZeroWindow",
     }
 }
 

@@ -543,6 +543,8 @@ pub fn event_point(c: &crate::events::Change) -> Point {
         ("bif_bytes", s.bif_bytes as f64),
         ("silent_windows", s.silent_windows as f64),
         ("capture_lost", s.capture_lost as f64),
+        ("unacked_segments", s.unacked_segments as f64),
+        ("zero_window_segments", s.zero_window_segments as f64),
     ];
     if let Some(end) = e.end_ns {
         fields.push(("duration_s", (end - e.start_ns) as f64 / 1e9));
@@ -854,6 +856,8 @@ mod tests {
                 bif_bytes: 64_000,
                 silent_windows: 0,
                 capture_lost: 0,
+                unacked_segments: 0,
+                zero_window_segments: 0,
             },
         };
         let l = String::from_utf8(w.encode(&event_point(&Change::Started(e.clone()))).unwrap())
@@ -1108,6 +1112,7 @@ mod tests {
             bif_grad_bytes: 0,
             is_silent: false,
             packets: 1,
+            tcp: Default::default(),
         };
         let f = |t: i64, v: f64| Forecast {
             target_start_ns: t,

@@ -119,6 +119,8 @@ pub fn phase_shift_png(
             crate::events::Kind::CapacityDrop => RGBColor(200, 0, 0),
             crate::events::Kind::ForecastDegraded => RGBColor(120, 60, 180),
             crate::events::Kind::CaptureDegraded => RGBColor(90, 90, 90),
+            crate::events::Kind::LinkStall => RGBColor(0, 0, 0),
+            crate::events::Kind::ZeroWindow => RGBColor(0, 120, 160),
         };
         let (y1, y0) = (
             y_max * (1.0 - 0.03 * row as f64),

@@ -8,9 +8,10 @@
     "size", "iat_mean", "iat_std", "delay_grad", "bif_grad", "silent", "mase"];
   // Events: a faint wash over the chart, a strip of the kind's colour on top.
   const KIND_COLOR = { congestion_ahead: "rgba(255,152,48,0.10)", capacity_drop: "rgba(242,73,92,0.14)",
-    forecast_degraded: "rgba(138,148,166,0.12)", capture_degraded: "rgba(87,148,242,0.12)" };
+    forecast_degraded: "rgba(138,148,166,0.12)", capture_degraded: "rgba(87,148,242,0.12)",
+    link_stall: "rgba(255,255,255,0.14)", zero_window: "rgba(115,191,105,0.12)" };
   const KIND_STRIP = { congestion_ahead: "#ff9830", capacity_drop: "#f2495c", forecast_degraded: "#8a94a6",
-    capture_degraded: "#5794f2" };
+    capture_degraded: "#5794f2", link_stall: "#ffffff", zero_window: "#73bf69" };
   const STATIC = window.NF_STATIC || null;
   const nf = window.nf = { windows: 0, updates: 0, events: 0, statuses: 0, redraws: 0, stream: null, connected: false };
   const $ = (id) => document.getElementById(id);
@@ -67,6 +68,7 @@
       const detail = `${fmt(sig.throughput_mbps, 1)} Mbit/s, RTT ${fmt(sig.rtt_ms, 1)} ms (min ${fmt(sig.rtt_min_ms, 1)}), ` +
         `${Math.round(sig.bif_bytes / 1000)} kB in flight` +
         (sig.capture_lost ? `, ${sig.capture_lost} lost by the capture in the last second` : "") +
+        (e.kind === "link_stall" || e.kind === "zero_window" ? `, ${sig.unacked_segments} segments unacknowledged, ${sig.zero_window_segments} zero-window advertisements` : "") +
         (e.forecast_mbps != null ? `, forecast ${fmt(e.forecast_mbps, 1)}` : "") +
         (e.band ? ` [${fmt(e.band[0], 1)}, ${fmt(e.band[1], 1)}]` : "") +
         (e.congestion_prob != null ? `, P ${fmt(e.congestion_prob, 2)}` : "");
@@ -107,7 +109,8 @@
       ctx.fillStyle = KIND_COLOR[s.kind] || "rgba(255,255,255,0.2)";
       ctx.fillRect(l, top, Math.max(2, r - l), u.bbox.height);
       ctx.fillStyle = KIND_STRIP[s.kind] || css("--warn");
-      const row = { capacity_drop: 0, congestion_ahead: 1, forecast_degraded: 2, capture_degraded: 3 }[s.kind] || 0;
+      const row = { capacity_drop: 0, congestion_ahead: 1, forecast_degraded: 2, capture_degraded: 3,
+        link_stall: 0, zero_window: 1 }[s.kind] || 0;
       ctx.fillRect(l, top + row * h, Math.max(2, r - l), h);
     }
   }
