@@ -48,7 +48,7 @@ for d in ds["datasources"]:
     for k in ("name", "type", "uid", "url", "access"):
         if k not in d: bad.append(f"datasource {d.get('name')}: no {k}")
     if "token" in json.dumps(d.get("jsonData", {})): bad.append("a token in jsonData (must be secureJsonData)")
-    if d.get("secureJsonData", {}).get("token", "").strip("${}") not in ("INFLUX_TOKEN",): bad.append("token must come from ${INFLUX_TOKEN}")
+    if d["type"] == "influxdb" and d.get("secureJsonData", {}).get("token", "").strip("${}") not in ("INFLUX_TOKEN",): bad.append("token must come from ${INFLUX_TOKEN}")
 prov = yaml.safe_load(open("deploy/grafana/provisioning/dashboards/netforecast.yaml"))
 for p in prov["providers"]:
     path = p["options"]["path"]
@@ -60,7 +60,10 @@ for f in glob.glob("deploy/grafana/dashboards/*.json"):
         if p["datasource"]["uid"] not in uids: bad.append(f"{f} panel {p['title']}: unknown datasource")
         for t in p.get("targets", []):
             if t["datasource"]["uid"] not in uids: bad.append(f"{f} panel {p['title']}: target with unknown datasource")
-            if "traffic_prediction" not in t.get("query", ""): bad.append(f"{f} panel {p['title']}: query does not read traffic_prediction")
+            if "traffic_prediction" not in t.get("query", t.get("expr", "")): bad.append(f"{f} panel {p['title']}: query does not read traffic_prediction")
+            if t["datasource"]["type"] == "prometheus" and "expr" not in t: bad.append(f"{f} panel {p['title']}: a PromQL target without expr")
+            if t["datasource"]["type"] == "influxdb" and "keep(" in t.get("query", "") and '"host"' not in t["query"].split("keep(")[1]:
+                bad.append(f"{f} panel {p['title']}: keep() drops host: several hosts would draw as one name")
 # Alert rules (unified alerting file provisioning): structure and references.
 import re
 dur = re.compile(r"^(0|\d+(ms|s|m|h|d))+$")

@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -77,6 +78,57 @@ def forecasts_of(summary):
         if "forecasts" in line and "stopped after" in line:
             return int(line.split(" forecasts")[0].split()[-1]), line
     return None, summary.strip()[-300:]
+
+
+def promql_dashboard(ns, start_s, end_s):
+    """Every query of the PromQL dashboard, its variables set to All, run against
+    the VictoriaMetrics the daemon wrote to: each answers, and each panel's query
+    returns a series per host and interface."""
+    bad = []
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "deploy", "grafana", "dashboards",
+                        "phase-shift-promql.json")
+    dash = json.load(open(path))
+
+    def run(expr, kind):
+        expr = expr.replace("$host", ".*").replace("$iface", ".*")
+        url = ("http://127.0.0.1:8428/api/v1/query_range?" + urllib.parse.urlencode(
+            {"query": expr, "start": start_s, "end": end_s, "step": "1s"}))
+        r = ns_get(ns, url, timeout=20)
+        try:
+            j = json.loads(r.stdout)
+        except ValueError:
+            return None, f"{kind} {expr}: {r.stdout[:200]} {r.stderr[:200]}"
+        if j.get("status") != "success":
+            return None, f"{kind} {expr}: {j}"
+        return j["data"]["result"], None
+
+    answered = 0
+    for var in dash["templating"]["list"]:
+        q = var["query"]["query"]  # label_values(metric, label)
+        metric, label = q[len("label_values("):-1].split(", ")
+        r = ns_get(ns, f"http://127.0.0.1:8428/api/v1/label/{label}/values?match[]={metric}", timeout=20)
+        vals = json.loads(r.stdout or "{}").get("data", [])
+        if not vals:
+            bad.append(f"PromQL dashboard: variable {var['name']} has no values: {r.stdout[:200]}")
+    for p in dash["panels"]:
+        for t in p["targets"]:
+            res, err = run(t["expr"], f"panel {p['title']}")
+            if err:
+                bad.append("PromQL dashboard: " + err)
+                continue
+            answered += 1
+            if not res or not all("host" in s["metric"] and "iface" in s["metric"] for s in res):
+                bad.append(f"PromQL dashboard: panel {p['title']} {t['expr']} returned {len(res)} series "
+                           f"{[s['metric'] for s in res][:3]}")
+    for a in dash["annotations"]["list"]:
+        _, err = run(a["target"]["expr"], "annotation")
+        if err:
+            bad.append("PromQL dashboard: " + err)
+        else:
+            answered += 1
+    print(f"daemon_netns: PromQL dashboard: {answered} queries answered by VictoriaMetrics, "
+          f"{len(bad)} problems")
+    return bad
 
 
 def main():
@@ -256,6 +308,7 @@ bind-address = "127.0.0.1:8088"
             failures.append(f"VictoriaMetrics predictions {len(pred)} vs CSV {len(rows_a)}, {len(mism)} differ")
         print(f"daemon_netns: VictoriaMetrics: {len(actual)} points, {len(pred)} forecasts at their target windows; "
               f"CSV {len(rows_a)} rows; daemon forecasts {fa}")
+        failures.extend(promql_dashboard(snd, min(actual) // 1000 if actual else 0, max(actual) // 1000 + 1 if actual else 0))
 
         # influxd 1.6.7 through /write?db=.
         q = ns_get(snd, "http://127.0.0.1:8086/query?db=nf&epoch=ms&q=" + urllib.request.quote(
