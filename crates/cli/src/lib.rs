@@ -226,6 +226,7 @@ fn replay(r: ReplaySettings, backend: &dyn Backend, quiet: bool) -> Result<(), E
         report: r.report,
         plot: r.plot,
         html: r.html,
+        events_truth: r.events_truth,
         print: !quiet,
         shutdown,
         extra_sinks: Vec::new(),

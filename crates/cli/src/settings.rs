@@ -118,6 +118,12 @@ pub struct ReplayCmd {
     /// events, per-capture metrics and calibration), readable offline.
     #[arg(long)]
     pub html: Option<PathBuf>,
+    /// Score the events against the rate schedule each capture was made with
+    /// (NAME.schedule.csv beside NAME.pcap[.gz], or this file for one
+    /// capture): capacity-drop recall, precision and delay, congestion
+    /// lead time and false alerts, in the printed summary and the report.
+    #[arg(long, num_args = 0..=1, value_name = "SCHEDULE")]
+    pub events_truth: Option<Option<PathBuf>>,
     /// Pace the replay by the packet timestamps instead of as fast as possible.
     #[arg(long)]
     pub realtime: bool,
@@ -311,6 +317,8 @@ pub struct ReplaySettings {
     pub plot: Option<PathBuf>,
     /// HTML report.
     pub html: Option<PathBuf>,
+    /// Events against schedules.
+    pub events_truth: Option<Option<PathBuf>>,
     /// Pace by the timestamps.
     pub realtime: bool,
     /// Publish the raw model.
@@ -410,6 +418,7 @@ impl Settings {
                 report: r.report,
                 plot: r.plot,
                 html: r.html,
+                events_truth: r.events_truth,
                 realtime: r.realtime,
                 model_only: r.model_only,
                 batch: r.batch as usize,

@@ -37,4 +37,5 @@ pub mod replay;
 pub mod shutdown;
 pub mod sinks;
 pub mod source;
+pub mod truth;
 pub mod web;

@@ -38,6 +38,9 @@ pub struct Replay<M> {
     pub plot: Option<PathBuf>,
     /// The self-contained HTML report.
     pub html: Option<PathBuf>,
+    /// Score the events against rate schedules: `Some(None)` the one beside
+    /// each capture, `Some(Some(F))` the file F (for one capture).
+    pub events_truth: Option<Option<PathBuf>>,
     /// Print the summaries and the table to standard error.
     pub print: bool,
     /// Stops the run between or inside captures.
@@ -133,6 +136,18 @@ impl<M: SequenceModel + Send + 'static> Replay<M> {
                 PredictionsCsv::create_with_band(p, self.band).map_err(SinkError::from)?,
             ));
         }
+        let truth = self
+            .events_truth
+            .as_ref()
+            .map(|_| Arc::new(std::sync::Mutex::new(Vec::new())));
+        if let (Some(file), Some(out)) = (&self.events_truth, &truth) {
+            sinks.push(Box::new(crate::truth::TruthSink::new(
+                file.clone(),
+                self.model.threshold_mbps(),
+                self.engine.window.secs_f64(),
+                Arc::clone(out),
+            )));
+        }
         let eval = Evaluation::new(ReportSettings {
             model_dir: self.model_dir.clone(),
             model_version: self.model.version().to_owned(),
@@ -142,6 +157,7 @@ impl<M: SequenceModel + Send + 'static> Replay<M> {
             plot: self.plot.clone(),
             print: self.print,
             classes,
+            truth: truth.clone(),
         });
         let result = eval.result();
         sinks.push(Box::new(eval));

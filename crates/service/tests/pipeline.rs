@@ -120,6 +120,7 @@ fn replayed(out: Option<PathBuf>) -> Vec<Scored> {
         report: None,
         plot: None,
         html: None,
+        events_truth: None,
         print: false,
         shutdown: Shutdown::new(),
         extra_sinks: vec![Box::new(mem)],

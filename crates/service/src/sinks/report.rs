@@ -59,6 +59,9 @@ pub struct ReplayReport {
     pub band: BandReport,
     /// The events (`crate::events`), in order of their end.
     pub events: Vec<crate::events::Event>,
+    /// The events against the captures' schedules (`replay --events-truth`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events_truth: Option<crate::truth::TruthReport>,
 }
 
 /// Windows whose forecast had a band, and where their actual fell.
@@ -210,6 +213,9 @@ pub struct ReportSettings {
     pub print: bool,
     /// Capture name (file name without extensions) -> traffic class.
     pub classes: BTreeMap<String, String>,
+    /// The events scored against schedules (`replay --events-truth`), filled
+    /// by [`crate::truth::TruthSink`] as captures end.
+    pub truth: Option<Arc<Mutex<Vec<crate::truth::CaptureTruth>>>>,
 }
 
 /// A capture's name in a manifest: its file name without `.gz`, `.pcap`,
@@ -463,6 +469,9 @@ impl Sink for Evaluation {
                 }
             },
             events: self.events.clone(),
+            events_truth: cfg.truth.as_ref().map(|t| {
+                crate::truth::TruthReport::pool(t.lock().map(|v| v.clone()).unwrap_or_default())
+            }),
             input_shift: self.shift.clone(),
             input_shift_note: self.shift.is_none().then(|| {
                 "not judged: the model has no input reference (trained before it existed), or no stream had a full minute of windows".to_owned()
@@ -519,6 +528,14 @@ impl Sink for Evaluation {
                 c.brier_prevalence,
                 c.brier_conditional,
             );
+            if let Some(t) = &report.events_truth {
+                for l in t.lines() {
+                    eprintln!("{l}");
+                }
+                for c in t.per_capture.iter().filter(|c| !c.scored) {
+                    eprintln!("events: {}: {}", c.name, c.schedule);
+                }
+            }
             let b = &report.band;
             if let (Some(c), Some(w)) = (b.coverage, b.mean_width_mbps) {
                 eprintln!(

@@ -1,0 +1,562 @@
+//! `replay --events-truth`: the events scored against the rate schedule a lab
+//! capture was made with (`NAME.schedule.csv` beside `NAME.pcap[.gz]`, columns
+//! `time` in Unix seconds and `rate_mbps`; the rate in effect until the next
+//! row).
+//!
+//! - A capacity drop is a moment the scheduled rate falls to at most half of
+//!   the highest rate in effect over the second before, and stays there for at
+//!   least a second (inside the capture). A `capacity_drop` event detects it
+//!   when it is raised (the end of its first window) within 5 s after it; the
+//!   delay is that time minus the drop. Recall is drops detected over drops;
+//!   precision is `capacity_drop` events that detected a drop over all of them.
+//! - A congestion onset is a window under the threshold after at least a
+//!   second (20 windows of 50 ms) at or over it. A `congestion_ahead` event
+//!   active at the window before warned of it; the lead time is the onset's
+//!   start minus the time the event was raised. An event followed by no window
+//!   under the threshold within 5 s of being raised is a false alert; one
+//!   raised while at least half the last second's windows were silent is an
+//!   alert on an idle link.
+//!
+//! Owns reading schedules and scoring; the events come from `crate::events`.
+
+use crate::capture::CaptureSummary;
+use crate::events::{Change, Event, Kind};
+use crate::forecast::Scored;
+use crate::sinks::{Sink, SinkError};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// How long after a drop an event still detects it, s.
+pub const DETECT_S: f64 = 5.0;
+/// How long a drop must last, s.
+pub const DROP_LASTS_S: f64 = 1.0;
+
+/// A distribution's 10th, 50th and 90th percentiles (None: no sample).
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Spread {
+    /// Samples.
+    pub n: usize,
+    /// 10th percentile.
+    pub p10: Option<f64>,
+    /// Median.
+    pub median: Option<f64>,
+    /// 90th percentile.
+    pub p90: Option<f64>,
+}
+
+impl Spread {
+    fn of(xs: &[f64]) -> Spread {
+        let mut v: Vec<f64> = xs.iter().copied().filter(|x| x.is_finite()).collect();
+        v.sort_by(f64::total_cmp);
+        let q = |p: f64| {
+            (!v.is_empty())
+                .then(|| v[((p * (v.len() - 1) as f64).round() as usize).min(v.len() - 1)])
+        };
+        Spread {
+            n: v.len(),
+            p10: q(0.1),
+            median: q(0.5),
+            p90: q(0.9),
+        }
+    }
+}
+
+/// One capture against its schedule.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct CaptureTruth {
+    /// The capture.
+    pub name: String,
+    /// The schedule read, or why none was.
+    pub schedule: String,
+    /// Whether it was scored.
+    pub scored: bool,
+    /// Seconds of windows.
+    pub seconds: f64,
+    /// Capacity drops in the schedule.
+    pub drops: usize,
+    /// Of them, detected.
+    pub detected: usize,
+    /// `capacity_drop` events, and those that detected a drop.
+    pub drop_events: usize,
+    /// See `drop_events`.
+    pub drop_events_matched: usize,
+    /// Detection delays, s.
+    pub delays_s: Vec<f64>,
+    /// Congestion onsets, and those warned of.
+    pub onsets: usize,
+    /// See `onsets`.
+    pub warned: usize,
+    /// Lead times, s.
+    pub leads_s: Vec<f64>,
+    /// `congestion_ahead` events, false ones, and ones on an idle link.
+    pub congestion_events: usize,
+    /// See `congestion_events`.
+    pub congestion_false: usize,
+    /// See `congestion_events`.
+    pub congestion_idle: usize,
+}
+
+/// Every capture pooled.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct TruthReport {
+    /// Captures scored (those with a schedule).
+    pub captures_scored: usize,
+    /// Hours of windows scored.
+    pub hours: f64,
+    /// Capacity drops, detected, recall.
+    pub drops: usize,
+    /// See `drops`.
+    pub detected: usize,
+    /// See `drops`.
+    pub recall: Option<f64>,
+    /// `capacity_drop` events that detected a drop over all of them.
+    pub precision: Option<f64>,
+    /// Detection delay, s.
+    pub delay_s: Spread,
+    /// `capacity_drop` events that detected nothing, per hour.
+    pub false_drops_per_hour: Option<f64>,
+    /// Congestion onsets and those warned of.
+    pub onsets: usize,
+    /// See `onsets`.
+    pub warned: usize,
+    /// Lead time of the warnings, s.
+    pub lead_s: Spread,
+    /// False `congestion_ahead` alerts per hour.
+    pub false_congestion_per_hour: Option<f64>,
+    /// `congestion_ahead` alerts on an idle link.
+    pub congestion_on_idle: usize,
+    /// Each capture.
+    pub per_capture: Vec<CaptureTruth>,
+}
+
+impl TruthReport {
+    /// Pool `caps`.
+    pub fn pool(caps: Vec<CaptureTruth>) -> TruthReport {
+        let s: Vec<&CaptureTruth> = caps.iter().filter(|c| c.scored).collect();
+        let sum = |f: fn(&CaptureTruth) -> usize| s.iter().map(|c| f(c)).sum::<usize>();
+        let hours = s.iter().map(|c| c.seconds).sum::<f64>() / 3600.0;
+        let (drops, detected) = (sum(|c| c.drops), sum(|c| c.detected));
+        let (ev, matched) = (sum(|c| c.drop_events), sum(|c| c.drop_events_matched));
+        let delays: Vec<f64> = s.iter().flat_map(|c| c.delays_s.clone()).collect();
+        let leads: Vec<f64> = s.iter().flat_map(|c| c.leads_s.clone()).collect();
+        let per_hour = |n: usize| (hours > 0.0).then(|| n as f64 / hours);
+        TruthReport {
+            captures_scored: s.len(),
+            hours,
+            drops,
+            detected,
+            recall: (drops > 0).then(|| detected as f64 / drops as f64),
+            precision: (ev > 0).then(|| matched as f64 / ev as f64),
+            delay_s: Spread::of(&delays),
+            false_drops_per_hour: per_hour(ev - matched),
+            onsets: sum(|c| c.onsets),
+            warned: sum(|c| c.warned),
+            lead_s: Spread::of(&leads),
+            false_congestion_per_hour: per_hour(sum(|c| c.congestion_false)),
+            congestion_on_idle: sum(|c| c.congestion_idle),
+            per_capture: caps,
+        }
+    }
+
+    /// Lines for the printed summary.
+    pub fn lines(&self) -> Vec<String> {
+        let f = |x: Option<f64>, d: usize| x.map_or("-".into(), |v| format!("{v:.d$}"));
+        vec![
+            format!(
+                "events against the schedules ({} captures, {:.1} min): capacity drops detected {}/{} (recall {}), precision {}, delay p10/median/p90 {}/{}/{} s, {} false drops/h",
+                self.captures_scored,
+                self.hours * 60.0,
+                self.detected,
+                self.drops,
+                f(self.recall, 2),
+                f(self.precision, 2),
+                f(self.delay_s.p10, 2),
+                f(self.delay_s.median, 2),
+                f(self.delay_s.p90, 2),
+                f(self.false_drops_per_hour, 1)
+            ),
+            format!(
+                "congestion onsets warned {}/{}, lead p10/median/p90 {}/{}/{} s, {} false alerts/h, {} on an idle link",
+                self.warned,
+                self.onsets,
+                f(self.lead_s.p10, 2),
+                f(self.lead_s.median, 2),
+                f(self.lead_s.p90, 2),
+                f(self.false_congestion_per_hour, 1),
+                self.congestion_on_idle
+            ),
+        ]
+    }
+}
+
+/// A schedule: (Unix seconds, rate Mbit/s), in time order.
+pub fn read_schedule(path: &Path) -> Result<Vec<(f64, f64)>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let mut lines = text.lines();
+    let head: Vec<&str> = lines
+        .next()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .collect();
+    let (Some(ti), Some(ri)) = (
+        head.iter().position(|h| *h == "time"),
+        head.iter().position(|h| *h == "rate_mbps"),
+    ) else {
+        return Err("the first line must name the columns time and rate_mbps".into());
+    };
+    let mut rows = Vec::new();
+    for (i, l) in lines.enumerate() {
+        if l.trim().is_empty() {
+            continue;
+        }
+        let v: Vec<&str> = l.split(',').collect();
+        let num = |k: usize| {
+            v.get(k)
+                .and_then(|x| x.trim().parse::<f64>().ok())
+                .filter(|x| x.is_finite())
+        };
+        match (num(ti), num(ri)) {
+            (Some(t), Some(r)) => rows.push((t, r)),
+            _ => return Err(format!("line {} has no time or rate", i + 2)),
+        }
+    }
+    rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Ok(rows)
+}
+
+/// The schedule beside a capture: `NAME.schedule.csv` for `NAME.pcap[.gz]` or
+/// `NAME.pcapng[.gz]`.
+pub fn schedule_beside(capture: &Path) -> PathBuf {
+    let s = capture.to_string_lossy();
+    let base = [".pcap.gz", ".pcapng.gz", ".pcapng", ".pcap"]
+        .iter()
+        .find_map(|ext| s.strip_suffix(ext))
+        .unwrap_or(&s);
+    PathBuf::from(format!("{base}.schedule.csv"))
+}
+
+/// The capacity drops of a schedule within `[from, to]` (Unix seconds).
+pub fn drops(rows: &[(f64, f64)], from: f64, to: f64) -> Vec<f64> {
+    // The rate in effect over [a, b): the row in effect at a and every row in between.
+    let over = |a: f64, b: f64| -> Vec<f64> {
+        let mut v: Vec<f64> = rows
+            .iter()
+            .rev()
+            .find(|r| r.0 <= a)
+            .map(|r| r.1)
+            .into_iter()
+            .collect();
+        v.extend(rows.iter().filter(|r| r.0 > a && r.0 < b).map(|r| r.1));
+        v
+    };
+    let mut out = Vec::new();
+    let mut holding: Option<f64> = None;
+    for &(t, r) in rows {
+        if let Some(reference) = holding {
+            if r > 0.5 * reference {
+                holding = None;
+            }
+            continue;
+        }
+        if t - DROP_LASTS_S < from || t + DROP_LASTS_S > to {
+            continue;
+        }
+        let before = over(t - DROP_LASTS_S, t);
+        let Some(pre) = before.iter().copied().reduce(f64::max) else {
+            continue;
+        };
+        if pre > 0.0 && r <= 0.5 * pre && over(t, t + DROP_LASTS_S).iter().all(|x| *x <= 0.5 * pre)
+        {
+            out.push(t);
+            holding = Some(pre);
+        }
+    }
+    out
+}
+
+/// Score one capture's windows `(start s, throughput, silent)` and events.
+pub fn score(
+    name: &str,
+    windows: &[(f64, f64, bool)],
+    events: &[Event],
+    schedule: &[(f64, f64)],
+    threshold_mbps: f64,
+    width_s: f64,
+) -> CaptureTruth {
+    let (Some(first), Some(last)) = (windows.first(), windows.last()) else {
+        return CaptureTruth {
+            name: name.into(),
+            ..CaptureTruth::default()
+        };
+    };
+    let raised = |e: &Event| e.start_ns as f64 / 1e9 + width_s;
+    let mut c = CaptureTruth {
+        name: name.into(),
+        scored: true,
+        seconds: last.0 + width_s - first.0,
+        ..CaptureTruth::default()
+    };
+    // Capacity drops.
+    let cap: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.kind == Kind::CapacityDrop)
+        .collect();
+    let ds = drops(schedule, first.0, last.0 + width_s);
+    let mut used = vec![false; cap.len()];
+    for t in &ds {
+        if let Some(i) = (0..cap.len()).find(|&i| {
+            let r = raised(cap[i]);
+            !used[i] && r >= *t && r - t <= DETECT_S
+        }) {
+            used[i] = true;
+            c.delays_s.push(raised(cap[i]) - t);
+        }
+    }
+    c.drops = ds.len();
+    c.detected = c.delays_s.len();
+    c.drop_events = cap.len();
+    c.drop_events_matched = used.iter().filter(|u| **u).count();
+    // Congestion onsets.
+    let cong: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.kind == Kind::CongestionAhead)
+        .collect();
+    let need = (1.0 / width_s).round() as usize;
+    let mut above = 0usize;
+    for (k, w) in windows.iter().enumerate() {
+        if w.1 >= threshold_mbps {
+            above += 1;
+            continue;
+        }
+        if above >= need && k > 0 {
+            c.onsets += 1;
+            let before = windows[k - 1].0;
+            let before_ns = (before * 1e9).round() as i64;
+            if let Some(e) = cong
+                .iter()
+                .find(|e| e.start_ns <= before_ns && e.end_ns.is_none_or(|end| end > before_ns))
+            {
+                c.warned += 1;
+                c.leads_s.push(w.0 - raised(e));
+            }
+        }
+        above = 0;
+    }
+    c.congestion_events = cong.len();
+    for e in &cong {
+        let r = raised(e);
+        let follows = windows
+            .iter()
+            .any(|w| w.0 + width_s > r - width_s && w.0 <= r + DETECT_S && w.1 < threshold_mbps);
+        if !follows {
+            c.congestion_false += 1;
+        }
+        let recent: Vec<&(f64, f64, bool)> = windows
+            .iter()
+            .filter(|w| w.0 < r && w.0 >= r - 1.0)
+            .collect();
+        if !recent.is_empty() && recent.iter().filter(|w| w.2).count() * 2 >= recent.len() {
+            c.congestion_idle += 1;
+        }
+    }
+    c
+}
+
+/// The sink that collects a capture's windows and events and scores them at
+/// its end.
+pub struct TruthSink {
+    /// An explicit schedule (for a single capture), else the one beside each.
+    schedule: Option<PathBuf>,
+    threshold_mbps: f64,
+    width_s: f64,
+    name: String,
+    windows: Vec<(f64, f64, bool)>,
+    events: Vec<Event>,
+    out: Arc<Mutex<Vec<CaptureTruth>>>,
+}
+
+impl TruthSink {
+    /// A sink scoring against `schedule` (None: beside each capture); results in `out`.
+    pub fn new(
+        schedule: Option<PathBuf>,
+        threshold_mbps: f64,
+        width_s: f64,
+        out: Arc<Mutex<Vec<CaptureTruth>>>,
+    ) -> Self {
+        TruthSink {
+            schedule,
+            threshold_mbps,
+            width_s,
+            name: String::new(),
+            windows: Vec::new(),
+            events: Vec::new(),
+            out,
+        }
+    }
+}
+
+impl Sink for TruthSink {
+    fn begin(&mut self, _index: usize, name: &str) -> Result<(), SinkError> {
+        self.name = name.to_owned();
+        self.windows.clear();
+        self.events.clear();
+        Ok(())
+    }
+
+    fn window(&mut self, s: &Scored) -> Result<(), SinkError> {
+        self.windows.push((
+            s.row.start_ns as f64 / 1e9,
+            s.row.throughput_mbps,
+            s.row.is_silent,
+        ));
+        Ok(())
+    }
+
+    fn events(&mut self, changes: &[Change]) -> Result<(), SinkError> {
+        for c in changes {
+            if let Change::Ended(e) = c {
+                self.events.push(e.clone());
+            }
+        }
+        Ok(())
+    }
+
+    fn end(&mut self, _summary: &CaptureSummary) -> Result<(), SinkError> {
+        let path = self
+            .schedule
+            .clone()
+            .unwrap_or_else(|| schedule_beside(Path::new(&self.name)));
+        let mut t = match read_schedule(&path) {
+            Ok(rows) => {
+                let mut t = score(
+                    &self.name,
+                    &self.windows,
+                    &self.events,
+                    &rows,
+                    self.threshold_mbps,
+                    self.width_s,
+                );
+                t.schedule = path.display().to_string();
+                t
+            }
+            Err(e) => CaptureTruth {
+                name: self.name.clone(),
+                schedule: format!("{}: {e}; not scored", path.display()),
+                ..CaptureTruth::default()
+            },
+        };
+        t.name = self.name.clone();
+        if let Ok(mut o) = self.out.lock() {
+            o.push(t);
+        }
+        self.windows.clear();
+        self.events.clear();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{Severity, Signals};
+
+    fn ev(kind: Kind, start_s: f64, end_s: f64) -> Event {
+        Event {
+            kind,
+            stream: "x".into(),
+            start_ns: (start_s * 1e9).round() as i64,
+            end_ns: Some((end_s * 1e9).round() as i64),
+            severity: Severity::Warning,
+            forecast_mbps: None,
+            band: None,
+            congestion_prob: None,
+            mase_recent: None,
+            signals: Signals::default(),
+        }
+    }
+
+    #[test]
+    fn drops_are_halvings_that_last_a_second() {
+        // 60 until 10, 15 until 12 (a drop), 100, 40 for half a second (not a
+        // drop: it does not last), 100, then a slide 100 -> 45 within a second.
+        let rows = [
+            (0.0, 60.0),
+            (10.0, 15.0),
+            (12.0, 100.0),
+            (20.0, 40.0),
+            (20.5, 100.0),
+            (30.0, 80.0),
+            (30.3, 60.0),
+            (30.6, 45.0),
+            (40.0, 100.0),
+        ];
+        assert_eq!(drops(&rows, 0.0, 50.0), vec![10.0, 30.6]);
+        assert_eq!(
+            drops(&rows, 0.0, 10.5),
+            Vec::<f64>::new(),
+            "not a second of it inside"
+        );
+    }
+
+    #[test]
+    fn events_are_matched_to_drops_and_onsets() {
+        let w = 0.05;
+        // 40 s of windows: 40 Mbit/s, 10 Mbit/s from 10 s to 12 s, 40 again.
+        let windows: Vec<(f64, f64, bool)> = (0..800)
+            .map(|k| {
+                let t = k as f64 * w;
+                (
+                    t,
+                    if (10.0..12.0).contains(&t) {
+                        10.0
+                    } else {
+                        40.0
+                    },
+                    false,
+                )
+            })
+            .collect();
+        let rows = [(0.0, 40.0), (10.0, 10.0), (12.0, 40.0)];
+        let events = [
+            ev(Kind::CapacityDrop, 10.15, 11.0),
+            ev(Kind::CapacityDrop, 30.0, 31.0),
+            ev(Kind::CongestionAhead, 9.8, 10.5),
+            ev(Kind::CongestionAhead, 25.0, 26.0),
+        ];
+        let c = score("x", &windows, &events, &rows, 20.0, w);
+        assert_eq!(
+            (c.drops, c.detected, c.drop_events, c.drop_events_matched),
+            (1, 1, 2, 1)
+        );
+        assert!((c.delays_s[0] - 0.2).abs() < 1e-9, "{:?}", c.delays_s);
+        assert_eq!((c.onsets, c.warned), (1, 1));
+        assert!((c.leads_s[0] - 0.15).abs() < 1e-9, "{:?}", c.leads_s);
+        assert_eq!(
+            (c.congestion_events, c.congestion_false, c.congestion_idle),
+            (2, 1, 0)
+        );
+        let r = TruthReport::pool(vec![c]);
+        assert_eq!((r.recall, r.precision), (Some(1.0), Some(0.5)));
+        assert_eq!(r.lines().len(), 2);
+    }
+
+    #[test]
+    fn a_schedule_is_found_beside_its_capture_and_read() {
+        assert_eq!(
+            schedule_beside(Path::new("/c/lab-x.pcap.gz")),
+            PathBuf::from("/c/lab-x.schedule.csv")
+        );
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data");
+        let rows = read_schedule(&schedule_beside(&dir.join("lab-cellular-s3.pcap.gz"))).unwrap();
+        assert!(rows.len() > 100 && rows.windows(2).all(|w| w[0].0 <= w[1].0));
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("s.csv");
+        std::fs::write(&bad, "t,r\n1,2\n").unwrap();
+        assert!(
+            read_schedule(&bad)
+                .unwrap_err()
+                .contains("time and rate_mbps")
+        );
+    }
+}
