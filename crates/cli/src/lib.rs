@@ -227,6 +227,7 @@ fn replay(r: ReplaySettings, backend: &dyn Backend, quiet: bool) -> Result<(), E
         plot: r.plot,
         html: r.html,
         events_truth: r.events_truth,
+        events: r.events,
         print: !quiet,
         shutdown,
         extra_sinks: Vec::new(),

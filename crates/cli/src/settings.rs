@@ -124,6 +124,10 @@ pub struct ReplayCmd {
     /// lead time and false alerts, in the printed summary and the report.
     #[arg(long, num_args = 0..=1, value_name = "SCHEDULE")]
     pub events_truth: Option<Option<PathBuf>>,
+    /// The event detector's thresholds: a TOML file with the keys of the
+    /// daemon's [events] table (README "Alerts").
+    #[arg(long, value_name = "FILE")]
+    pub events_config: Option<PathBuf>,
     /// Pace the replay by the packet timestamps instead of as fast as possible.
     #[arg(long)]
     pub realtime: bool,
@@ -319,6 +323,8 @@ pub struct ReplaySettings {
     pub html: Option<PathBuf>,
     /// Events against schedules.
     pub events_truth: Option<Option<PathBuf>>,
+    /// Event thresholds.
+    pub events: service::events::EventConfig,
     /// Pace by the timestamps.
     pub realtime: bool,
     /// Publish the raw model.
@@ -419,6 +425,10 @@ impl Settings {
                 plot: r.plot,
                 html: r.html,
                 events_truth: r.events_truth,
+                events: match &r.events_config {
+                    Some(p) => service::events::EventConfig::from_file(p).map_err(UsageError)?,
+                    None => Default::default(),
+                },
                 realtime: r.realtime,
                 model_only: r.model_only,
                 batch: r.batch as usize,

@@ -194,6 +194,9 @@ pub struct EventConfig {
     pub capture_clear_windows: usize,
     /// Windows with sending and no acknowledgement that make a stall.
     pub stall_windows: usize,
+    /// A capacity drop's throughput must also be under this share of the
+    /// mean of the second before it.
+    pub drop_ratio: f64,
 }
 
 impl Default for EventConfig {
@@ -216,6 +219,7 @@ impl Default for EventConfig {
             capture_critical: 1_000,
             capture_clear_windows: 200,
             stall_windows: 40,
+            drop_ratio: 0.7,
         }
     }
 }
@@ -268,6 +272,8 @@ pub struct Detector {
     below_for: usize,
     /// Windows in a row below that edge with backlogged senders.
     drop_streak: usize,
+    /// Throughput of the last second before an episode.
+    level: VecDeque<f64>,
     /// The capture's loss counter as last told, and its increments per window.
     lost_total: Option<u64>,
     lost_new: u64,
@@ -298,6 +304,7 @@ impl Detector {
             ref_lo: None,
             below_for: 0,
             drop_streak: 0,
+            level: VecDeque::new(),
             lost_total: None,
             lost_new: 0,
             lost_recent: VecDeque::new(),
@@ -398,18 +405,29 @@ impl Detector {
         self.step(0, start, clear, severity, s, signals, end_ns, &mut changes);
 
         // Capacity drop.
-        let backlogged = !row.is_silent
+        // A silent window carries the last bytes in flight forward even when
+        // everything has been acknowledged since; it counts as backlogged only
+        // while segments still wait for their ACK (a link that lets almost
+        // nothing through leaves most windows silent).
+        let backlogged = (!row.is_silent || row.tcp.unacked_segments > 0)
             && row.bif_bytes >= cfg.backlog_bif_bytes
             && rtt_min_ms > 0.0
             && rtt_ms >= cfg.queue_rtt_ratio * rtt_min_ms;
-        // The edge is frozen while the actual is under it (an episode).
+        // The edge is frozen while the actual is under it (an episode), and
+        // so is the level before it (the mean of the last second).
         if self.below_for == 0
             && let Some((lo, _)) = s.band_at_target
             && row.throughput_mbps >= lo
         {
             self.ref_lo = Some(lo);
         }
-        let mut below = self.ref_lo.is_some_and(|lo| row.throughput_mbps < lo);
+        if self.below_for == 0 {
+            let second = (1e9 / self.width_ns as f64).round().max(1.0) as usize;
+            push_bounded(&mut self.level, row.throughput_mbps, second);
+        }
+        let level = self.level.iter().sum::<f64>() / self.level.len().max(1) as f64;
+        let mut below = self.ref_lo.is_some_and(|lo| row.throughput_mbps < lo)
+            && row.throughput_mbps < cfg.drop_ratio * level;
         self.below_for = if below { self.below_for + 1 } else { 0 };
         if self.below_for > cfg.rtt_min_windows {
             // A minute below: the lower level is the new normal.
@@ -598,12 +616,33 @@ pub fn log(c: &Change, live: bool) {
 }
 
 impl EventConfig {
+    /// Read thresholds from a TOML file: the keys of the daemon's `[events]`
+    /// table, at the top level or under `[events]`.
+    pub fn from_file(path: &std::path::Path) -> Result<EventConfig, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Wrapped {
+            events: EventConfig,
+        }
+        let cfg = toml::from_str::<Wrapped>(&text)
+            .map(|w| w.events)
+            .or_else(|_| toml::from_str::<EventConfig>(&text))
+            .map_err(|e| format!("{}: {}", path.display(), e.message()))?;
+        match cfg.problem() {
+            Some(p) => Err(format!("{}: {p}", path.display())),
+            None => Ok(cfg),
+        }
+    }
+
     /// What is wrong with these thresholds, if anything (names as in the
-    /// `[events]` table).
+    /// daemon's `[events]` table).
     pub fn problem(&self) -> Option<String> {
         let probs = [
             ("congestion_prob", self.congestion_prob),
             ("congestion_clear_prob", self.congestion_clear_prob),
+            ("drop_ratio", self.drop_ratio),
         ];
         for (k, v) in probs {
             if !(0.0..=1.0).contains(&v) {

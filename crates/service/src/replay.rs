@@ -41,6 +41,8 @@ pub struct Replay<M> {
     /// Score the events against rate schedules: `Some(None)` the one beside
     /// each capture, `Some(Some(F))` the file F (for one capture).
     pub events_truth: Option<Option<PathBuf>>,
+    /// The event detector's thresholds (the daemon's `[events]` table).
+    pub events: crate::events::EventConfig,
     /// Print the summaries and the table to standard error.
     pub print: bool,
     /// Stops the run between or inside captures.
@@ -191,7 +193,7 @@ impl<M: SequenceModel + Send + 'static> Replay<M> {
             flush_deadline: Duration::from_secs(10),
             online: (!self.model_only).then(crate::online::OnlineConfig::from_env),
             batch: self.batch,
-            events: crate::events::EventConfig::default(),
+            events: self.events,
         }
         .run()?;
         if self.print && summary.nonfinite_features > 0 {

@@ -74,8 +74,11 @@ pub struct CaptureTruth {
     pub seconds: f64,
     /// Capacity drops in the schedule.
     pub drops: usize,
-    /// Of them, detected.
+    /// Of them, detected (by a `capacity_drop`).
     pub detected: usize,
+    /// Of them, detected by a `capacity_drop` or a `link_stall` (an outage
+    /// sends nothing, so only a stall can tell it).
+    pub detected_with_stall: usize,
     /// `capacity_drop` events, and those that detected a drop.
     pub drop_events: usize,
     /// See `drop_events`.
@@ -109,6 +112,8 @@ pub struct TruthReport {
     pub detected: usize,
     /// See `drops`.
     pub recall: Option<f64>,
+    /// Recall when a `link_stall` also counts as detecting a drop.
+    pub recall_with_stall: Option<f64>,
     /// `capacity_drop` events that detected a drop over all of them.
     pub precision: Option<f64>,
     /// Detection delay, s.
@@ -136,6 +141,7 @@ impl TruthReport {
         let sum = |f: fn(&CaptureTruth) -> usize| s.iter().map(|c| f(c)).sum::<usize>();
         let hours = s.iter().map(|c| c.seconds).sum::<f64>() / 3600.0;
         let (drops, detected) = (sum(|c| c.drops), sum(|c| c.detected));
+        let with_stall = sum(|c| c.detected_with_stall);
         let (ev, matched) = (sum(|c| c.drop_events), sum(|c| c.drop_events_matched));
         let delays: Vec<f64> = s.iter().flat_map(|c| c.delays_s.clone()).collect();
         let leads: Vec<f64> = s.iter().flat_map(|c| c.leads_s.clone()).collect();
@@ -146,6 +152,7 @@ impl TruthReport {
             drops,
             detected,
             recall: (drops > 0).then(|| detected as f64 / drops as f64),
+            recall_with_stall: (drops > 0).then(|| with_stall as f64 / drops as f64),
             precision: (ev > 0).then(|| matched as f64 / ev as f64),
             delay_s: Spread::of(&delays),
             false_drops_per_hour: per_hour(ev - matched),
@@ -163,12 +170,13 @@ impl TruthReport {
         let f = |x: Option<f64>, d: usize| x.map_or("-".into(), |v| format!("{v:.d$}"));
         vec![
             format!(
-                "events against the schedules ({} captures, {:.1} min): capacity drops detected {}/{} (recall {}), precision {}, delay p10/median/p90 {}/{}/{} s, {} false drops/h",
+                "events against the schedules ({} captures, {:.1} min): capacity drops detected {}/{} (recall {}; {} counting link stalls), precision {}, delay p10/median/p90 {}/{}/{} s, {} false drops/h",
                 self.captures_scored,
                 self.hours * 60.0,
                 self.detected,
                 self.drops,
                 f(self.recall, 2),
+                f(self.recall_with_stall, 2),
                 f(self.precision, 2),
                 f(self.delay_s.p10, 2),
                 f(self.delay_s.median, 2),
@@ -315,6 +323,18 @@ pub fn score(
     }
     c.drops = ds.len();
     c.detected = c.delays_s.len();
+    let stalls: Vec<f64> = events
+        .iter()
+        .filter(|e| e.kind == Kind::LinkStall)
+        .map(raised)
+        .collect();
+    c.detected_with_stall = ds
+        .iter()
+        .filter(|t| {
+            let near = |r: &f64| *r >= **t && *r - **t <= DETECT_S;
+            stalls.iter().any(near) || cap.iter().map(|e| raised(e)).any(|r| near(&r))
+        })
+        .count();
     c.drop_events = cap.len();
     c.drop_events_matched = used.iter().filter(|u| **u).count();
     // Congestion onsets.

@@ -121,6 +121,7 @@ fn replayed(out: Option<PathBuf>) -> Vec<Scored> {
         plot: None,
         html: None,
         events_truth: None,
+        events: Default::default(),
         print: false,
         shutdown: Shutdown::new(),
         extra_sinks: vec![Box::new(mem)],
