@@ -67,7 +67,7 @@ fn benches(c: &mut Criterion) {
                     bytes_in_flight: a.bytes_in_flight,
                     direction_id: a.direction_id,
                     data: p.payload_len_bytes > 0,
-                    acked_segments: a.acked_segments,
+                    acked_segments: t.last_acked(),
                     zero_window: p.window == 0,
                     unacked_segments: t.unacked_segments() as u64,
                 }

@@ -57,9 +57,6 @@ pub struct Analysis {
     pub bytes_in_flight: Option<u32>,
     /// Identity of the sending direction: unique per flow lifetime and direction.
     pub direction_id: u64,
-    /// Remembered segments of the other direction this segment's ACK number
-    /// acknowledged (TCP progress).
-    pub acked_segments: u32,
 }
 
 /// Flow-table counters, reported in summaries and metrics.
@@ -135,6 +132,7 @@ pub struct FlowTable {
     tail: u32,
     next_serial: u64,
     segments_total: usize,
+    last_acked: u32,
     /// Counters.
     pub stats: FlowStats,
 }
@@ -169,6 +167,7 @@ impl FlowTable {
             tail: NIL,
             next_serial: 0,
             segments_total: 0,
+            last_acked: 0,
             stats: FlowStats::default(),
         }
     }
@@ -176,6 +175,13 @@ impl FlowTable {
     /// Segments remembered as unacknowledged, over every flow.
     pub fn unacked_segments(&self) -> usize {
         self.segments_total
+    }
+
+    /// Remembered segments the last packet's ACK number acknowledged (TCP
+    /// progress; kept here rather than in [`Analysis`], whose size is on the
+    /// per-packet path).
+    pub fn last_acked(&self) -> u32 {
+        self.last_acked
     }
 
     /// Flows in the table.
@@ -380,6 +386,7 @@ impl FlowTable {
             f.closed = true;
         }
         self.segments_total = self.segments_total + added - removed;
+        self.last_acked = removed as u32;
         match added {
             1 => self.stats.segments_remembered += 1,
             _ if p.payload_len_bytes > 0 || p.flags & (F::SYN | F::FIN) != 0 => {
@@ -394,7 +401,6 @@ impl FlowTable {
         if p.options_cut {
             return Analysis {
                 direction_id: serial * 2 + d as u64,
-                acked_segments: out.acked_segments,
                 ..Analysis::default()
             };
         }
@@ -491,7 +497,6 @@ fn analyze(
             ack_rtt_ns,
             bytes_in_flight,
             direction_id: 0,
-            acked_segments: removed as u32,
         },
         added,
         removed,

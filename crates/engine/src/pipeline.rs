@@ -157,7 +157,7 @@ impl Engine {
                 bytes_in_flight: a.bytes_in_flight,
                 direction_id: a.direction_id,
                 data: p.payload_len_bytes > 0 || p.flags & (tcp_flags::SYN | tcp_flags::FIN) != 0,
-                acked_segments: a.acked_segments,
+                acked_segments: self.flows.last_acked(),
                 zero_window: p.window == 0
                     && p.flags & (tcp_flags::SYN | tcp_flags::FIN | tcp_flags::RST) == 0,
                 unacked_segments: self.flows.unacked_segments() as u64,
