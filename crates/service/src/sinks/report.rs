@@ -103,6 +103,8 @@ pub struct ClassReport {
     pub scores: Scoreboard,
     /// Calibration of the published probability.
     pub calibration: Calibration,
+    /// The band's coverage on its windows.
+    pub band: BandReport,
 }
 
 /// The input-shift monitor's verdict over the run.
@@ -175,6 +177,8 @@ pub struct CaptureReport {
     pub scores: Scoreboard,
     /// Calibration of the published probability on this capture.
     pub calibration: Calibration,
+    /// The band's coverage on this capture.
+    pub band: BandReport,
 }
 
 fn slice(f: &Forecasts, r: std::ops::Range<usize>) -> Forecasts {
@@ -256,8 +260,39 @@ pub struct Evaluation {
     class_ranges: BTreeMap<String, (usize, Vec<std::ops::Range<usize>>)>,
     shift: Option<ShiftReport>,
     band: BandTally,
+    /// The band of each forecast window in `f` (None before the band has residuals).
+    bands: Vec<Option<(f64, f64)>>,
     events: Vec<crate::events::Event>,
     result: Arc<Mutex<Option<ReplayReport>>>,
+}
+
+/// The band's coverage over windows with these actuals and bands.
+fn band_report(actual: &[f64], bands: &[Option<(f64, f64)>]) -> BandReport {
+    let mut b = BandTally::default();
+    for (a, band) in actual.iter().zip(bands) {
+        if let Some((lo, hi)) = band {
+            b.scored += 1;
+            b.below += u64::from(a < lo);
+            b.above += u64::from(a > hi);
+            b.width_sum += hi - lo;
+        }
+    }
+    b.report()
+}
+
+impl BandTally {
+    fn report(&self) -> BandReport {
+        let n = self.scored;
+        let share = |k: u64| (n > 0).then(|| k as f64 / n as f64);
+        BandReport {
+            nominal: crate::band::BandConfig::default().nominal(),
+            scored: n,
+            coverage: share(n - self.below - self.above),
+            mean_width_mbps: (n > 0).then(|| self.width_sum / n as f64),
+            below: share(self.below),
+            above: share(self.above),
+        }
+    }
 }
 
 impl Evaluation {
@@ -280,6 +315,7 @@ impl Evaluation {
             class_ranges: BTreeMap::new(),
             shift: None,
             band: BandTally::default(),
+            bands: Vec::new(),
             events: Vec::new(),
             result: Arc::default(),
         }
@@ -351,6 +387,7 @@ impl Sink for Evaluation {
         f.ewma.push(e);
         f.published.push(pb.throughput_mbps);
         f.published_prob.push(pb.congestion_prob);
+        self.bands.push(s.band_at_target);
         // Plot time: forecast windows laid end to end; a new capture or a grid
         // restart starts a new segment instead of drawing across the gap.
         let w_ns = self.cfg.width.ns();
@@ -395,6 +432,7 @@ impl Sink for Evaluation {
                 windows: r.len(),
                 scores: Scoreboard::compute(&f, t),
                 calibration: calibration(&labels(&f, t), &f.published_prob),
+                band: band_report(&f.actual, &self.bands[r.clone()]),
             });
         }
         Ok(())
@@ -446,28 +484,21 @@ impl Sink for Evaluation {
                     for r in ranges {
                         f.extend(&slice(&self.f, r.clone()));
                     }
+                    let bands: Vec<Option<(f64, f64)>> = ranges
+                        .iter()
+                        .flat_map(|r| self.bands[r.clone()].iter().copied())
+                        .collect();
                     (!f.actual.is_empty()).then(|| ClassReport {
                         class: class.clone(),
                         captures: *captures,
                         windows: f.actual.len(),
                         scores: Scoreboard::compute(&f, cfg.threshold_mbps),
                         calibration: calibration(&labels(&f, cfg.threshold_mbps), &f.published_prob),
+                        band: band_report(&f.actual, &bands),
                     })
                 })
                 .collect(),
-            band: {
-                let b = &self.band;
-                let n = b.scored;
-                let share = |k: u64| (n > 0).then(|| k as f64 / n as f64);
-                BandReport {
-                    nominal: crate::band::BandConfig::default().nominal(),
-                    scored: n,
-                    coverage: share(n - b.below - b.above),
-                    mean_width_mbps: (n > 0).then(|| b.width_sum / n as f64),
-                    below: share(b.below),
-                    above: share(b.above),
-                }
-            },
+            band: self.band.report(),
             events: self.events.clone(),
             events_truth: cfg.truth.as_ref().map(|t| {
                 crate::truth::TruthReport::pool(t.lock().map(|v| v.clone()).unwrap_or_default())
