@@ -43,6 +43,18 @@ class Chain:
            "rate", f"{mbit}mbit", "burst", "32000", "latency", "60ms")
         self.rate_mbit = mbit
 
+    def get(self, path, port=9898):
+        """GET http://127.0.0.1:PORT/PATH inside the sender's namespace (its
+        loopback is not ours): the body, also of an error answer; "" when
+        nothing answers."""
+        script = ("import sys,urllib.request as u, urllib.error as e\n"
+                  "try:\n r=u.urlopen(sys.argv[1],timeout=5)\n"
+                  "except e.HTTPError as x:\n r=x\n"
+                  "sys.stdout.write(r.read().decode())\n")
+        r = subprocess.run(self.in_snd("python3", "-c", script, f"http://127.0.0.1:{port}{path}"),
+                           capture_output=True, text=True, timeout=15)
+        return r.stdout
+
     def in_snd(self, *cmd):
         return ["ip", "netns", "exec", self.snd, *cmd]
 
@@ -53,3 +65,20 @@ class Chain:
         for ns in (self.snd, self.rtr, self.rcv):
             sh("ip", "netns", "del", ns, check=False)
         return False
+
+
+def influxd_conf(path, td):
+    """An influxd 1.x configuration on 127.0.0.1:8086 with its data under td."""
+    with open(path, "w") as f:
+        f.write(f"""reporting-disabled = true
+bind-address = "127.0.0.1:8088"
+[meta]
+  dir = "{td}/influx/meta"
+[data]
+  dir = "{td}/influx/data"
+  wal-dir = "{td}/influx/wal"
+[http]
+  bind-address = "127.0.0.1:8086"
+  log-enabled = false
+""")
+    return path

@@ -33,6 +33,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from netns_pair import NetnsPair, sh  # noqa: E402
+from chain import influxd_conf  # noqa: E402
 
 NF = os.path.abspath(os.environ.get("NETFORECAST", "target/release/netforecast"))
 OUTAGE_S = float(os.environ.get("NF_OUTAGE_S", "300"))
@@ -158,19 +159,7 @@ def main():
         vm_cmd = ex("victoria-metrics", "-httpListenAddr", "127.0.0.1:8428", "-storageDataPath", os.path.join(td, "vm"),
                     "-search.latencyOffset", "0s")
         start("vm", vm_cmd)
-        conf = os.path.join(td, "influxdb.conf")
-        with open(conf, "w") as f:
-            f.write(f"""reporting-disabled = true
-bind-address = "127.0.0.1:8088"
-[meta]
-  dir = "{td}/influx/meta"
-[data]
-  dir = "{td}/influx/data"
-  wal-dir = "{td}/influx/wal"
-[http]
-  bind-address = "127.0.0.1:8086"
-  log-enabled = false
-""")
+        conf = influxd_conf(os.path.join(td, "influxdb.conf"), td)
         start("influxd", ex("influxd", "-config", conf))
         prom_conf = os.path.join(td, "prometheus.yml")
         with open(prom_conf, "w") as f:

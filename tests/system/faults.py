@@ -107,15 +107,8 @@ def capture_drops(td, fails):
     chain = Chain(f"f{os.getpid() % 100000}", 12, 200)
     procs = []
 
-    def get(path):
-        script = ("import sys,urllib.request as u\n"
-                  "sys.stdout.write(u.urlopen(sys.argv[1],timeout=5).read().decode())\n")
-        r = subprocess.run(chain.in_snd("python3", "-c", script, "http://127.0.0.1:9898" + path),
-                           capture_output=True, text=True, timeout=15)
-        return r.stdout
-
     def events():
-        body = get("/api/v1/events?since=0")
+        body = chain.get("/api/v1/events?since=0")
         return [(r["change"], r["event"]) for r in json.loads(body)["events"]
                 if r["event"]["kind"] == "capture_degraded"] if body else []
 
@@ -132,7 +125,7 @@ def capture_drops(td, fails):
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         procs.append(d)
         end = time.time() + 30
-        while time.time() < end and '"status"' not in get("/healthz"):
+        while time.time() < end and '"status"' not in chain.get("/healthz"):
             time.sleep(0.3)
         procs.append(subprocess.Popen(chain.in_snd("iperf3", "-c", chain.rcv_addr, "-t", "40"),
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
@@ -150,7 +143,7 @@ def capture_drops(td, fails):
             started = started or next((e for c, e in ev if c == "started"), None)
             ended = next((e for c, e in ev if c == "ended"), None)
             time.sleep(0.5)
-        metrics = get("/metrics")
+        metrics = chain.get("/metrics")
         drops = next((float(l.split()[-1]) for l in metrics.splitlines() if l.startswith("netforecast_kernel_drops ")), 0)
         print(f"faults: capture drops: {drops:.0f} kernel drops after a 3 s stop; capture_degraded "
               f"{'started with ' + str(started['signals']['capture_lost']) + ' lost' if started else 'never started'}"
@@ -208,15 +201,8 @@ def stalls(td, fails):
     chain = Chain(f"g{os.getpid() % 100000}", 14, 50)
     procs = []
 
-    def get(path):
-        script = ("import sys,urllib.request as u\n"
-                  "sys.stdout.write(u.urlopen(sys.argv[1],timeout=5).read().decode())\n")
-        r = subprocess.run(chain.in_snd("python3", "-c", script, "http://127.0.0.1:9898" + path),
-                           capture_output=True, text=True, timeout=15)
-        return r.stdout
-
     def records(kind):
-        body = get("/api/v1/events?since=0")
+        body = chain.get("/api/v1/events?since=0")
         return [(r["change"], r["event"]) for r in json.loads(body)["events"]
                 if r["event"]["kind"] == kind] if body else []
 
@@ -237,7 +223,7 @@ def stalls(td, fails):
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(d)
         end = time.time() + 30
-        while time.time() < end and '"status"' not in get("/healthz"):
+        while time.time() < end and '"status"' not in chain.get("/healthz"):
             time.sleep(0.3)
         # The path: the router's link to the receiver goes down for 5 s.
         procs.append(subprocess.Popen(chain.in_rcv("iperf3", "-s", "-1", "-B", chain.rcv_addr),

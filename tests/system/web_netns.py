@@ -29,7 +29,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from chain import Chain  # noqa: E402
+from chain import Chain, influxd_conf  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 NF = os.path.abspath(os.environ.get("NETFORECAST", os.path.join(ROOT, "target/release/netforecast")))
@@ -49,13 +49,7 @@ def setup_driver():
 
 
 def ns_get(chain, path, port=9898):
-    script = ("import sys,urllib.request as u, urllib.error as e\n"
-              "try:\n r=u.urlopen(sys.argv[1],timeout=5)\n"
-              "except e.HTTPError as x:\n r=x\n"
-              "sys.stdout.write(r.read().decode())\n")
-    r = subprocess.run(chain.in_snd("python3", "-c", script, f"http://127.0.0.1:{port}" + path),
-                       capture_output=True, text=True, timeout=15)
-    return r.stdout
+    return chain.get(path, port)
 
 
 def ns_post(chain, port, path, data):
@@ -108,18 +102,7 @@ def main():
         with open(os.path.join(td, "nf.toml"), "w") as f:
             f.write('alertmanager_url = "http://127.0.0.1:9093"\n')
         # influxd 1.6.7 too: events become points of netforecast_events.
-        with open(os.path.join(td, "influxdb.conf"), "w") as f:
-            f.write(f"""reporting-disabled = true
-bind-address = "127.0.0.1:8088"
-[meta]
-  dir = "{td}/influx/meta"
-[data]
-  dir = "{td}/influx/data"
-  wal-dir = "{td}/influx/wal"
-[http]
-  bind-address = "127.0.0.1:8086"
-  log-enabled = false
-""")
+        influxd_conf(os.path.join(td, "influxdb.conf"), td)
         procs.append(subprocess.Popen(chain.in_snd("influxd", "-config", os.path.join(td, "influxdb.conf")),
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         deadline = time.time() + 20

@@ -503,37 +503,48 @@ fn analyze(
     )
 }
 
+/// A segment between two fixed hosts, for the engine's unit tests.
+#[cfg(test)]
+pub(crate) fn test_segment(
+    from_a: bool,
+    ts_ns: i64,
+    (seq, ack, flags): (u32, u32, u16),
+    len: u32,
+    window: u16,
+) -> PacketSummary {
+    const A: [u8; 16] = [10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    const B: [u8; 16] = [10, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let (src, dst, sport, dport) = if from_a {
+        (A, B, 4000, 80)
+    } else {
+        (B, A, 80, 4000)
+    };
+    PacketSummary {
+        ts_ns,
+        frame_len_bytes: 54 + len,
+        ends: Endpoints {
+            src,
+            dst,
+            sport,
+            dport,
+            v6: false,
+        },
+        seq,
+        ack,
+        flags,
+        window,
+        payload_len_bytes: len,
+        sack: SackBlocks::default(),
+        options_cut: false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const A: [u8; 16] = [10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-    const B: [u8; 16] = [10, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-
     fn pkt(from_a: bool, ts_ns: i64, seq: u32, ack: u32, flags: u16, len: u32) -> PacketSummary {
-        let (src, dst, sport, dport) = if from_a {
-            (A, B, 4000, 80)
-        } else {
-            (B, A, 80, 4000)
-        };
-        PacketSummary {
-            ts_ns,
-            frame_len_bytes: 54 + len,
-            ends: Endpoints {
-                src,
-                dst,
-                sport,
-                dport,
-                v6: false,
-            },
-            seq,
-            ack,
-            flags,
-            window: 1000,
-            payload_len_bytes: len,
-            sack: SackBlocks::default(),
-            options_cut: false,
-        }
+        test_segment(from_a, ts_ns, (seq, ack, flags), len, 1000)
     }
 
     const MS: i64 = 1_000_000;

@@ -195,47 +195,21 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capture::{Endpoints, SackBlocks, tcp_flags as F};
+    use crate::capture::tcp_flags as F;
     use crate::window::TcpProgress;
 
     const MS: i64 = 1_000_000;
 
     fn pkt(
         from_a: bool,
-        ts_ns: i64,
+        t: i64,
         seq: u32,
         ack: u32,
         flags: u16,
         len: u32,
-        window: u16,
+        win: u16,
     ) -> PacketSummary {
-        let (a, b) = (
-            [10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-            [10, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-        );
-        let (src, dst, sport, dport) = if from_a {
-            (a, b, 4000, 80)
-        } else {
-            (b, a, 80, 4000)
-        };
-        PacketSummary {
-            ts_ns,
-            frame_len_bytes: 54 + len,
-            ends: Endpoints {
-                src,
-                dst,
-                sport,
-                dport,
-                v6: false,
-            },
-            seq,
-            ack,
-            flags,
-            window,
-            payload_len_bytes: len,
-            sack: SackBlocks::default(),
-            options_cut: false,
-        }
+        crate::flow::test_segment(from_a, t, (seq, ack, flags), len, win)
     }
 
     /// Each window counts data segments, segments acknowledged, zero-window

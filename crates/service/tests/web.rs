@@ -48,6 +48,17 @@ fn replayed() -> (Vec<Scored>, Vec<service::events::Change>) {
     }
     let (mem, rx) = MemorySink::new();
     let ev = Arc::new(Mutex::new(Vec::new()));
+    replay(None, vec![Box::new(mem), Box::new(Events(Arc::clone(&ev)))]);
+    let changes = ev.lock().unwrap().clone();
+    (rx.try_iter().collect(), changes)
+}
+
+/// The sample replayed with the persistence model into `extra_sinks` (and an
+/// HTML report when asked).
+fn replay(
+    html: Option<PathBuf>,
+    extra_sinks: Vec<Box<dyn Sink>>,
+) -> service::sinks::report::ReplayReport {
     Replay {
         classes: None,
         inputs: vec![sample()],
@@ -59,20 +70,19 @@ fn replayed() -> (Vec<Scored>, Vec<service::events::Change>) {
         out: None,
         report: None,
         plot: None,
-        html: None,
+        html,
         events_truth: None,
         events: Default::default(),
         print: false,
         shutdown: Shutdown::new(),
-        extra_sinks: vec![Box::new(mem), Box::new(Events(Arc::clone(&ev)))],
+        extra_sinks,
         model_only: false,
         batch: 1,
         band: false,
     }
     .run()
-    .unwrap();
-    let changes = ev.lock().unwrap().clone();
-    (rx.try_iter().collect(), changes)
+    .unwrap()
+    .0
 }
 
 struct Server {
@@ -635,29 +645,7 @@ fn fuzzed_predict_bodies_over_the_socket_get_400_or_200() {
 fn the_html_report_is_one_file_with_everything_inside() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r.html");
-    let (report, _) = Replay {
-        classes: None,
-        inputs: vec![sample()],
-        filter: None,
-        realtime: false,
-        engine: EngineConfig::default(),
-        model: persistence(),
-        model_dir: "persistence".into(),
-        out: None,
-        report: None,
-        plot: None,
-        html: Some(out.clone()),
-        events_truth: None,
-        events: Default::default(),
-        print: false,
-        shutdown: Shutdown::new(),
-        extra_sinks: vec![],
-        model_only: false,
-        batch: 1,
-        band: false,
-    }
-    .run()
-    .unwrap();
+    let report = replay(Some(out.clone()), vec![]);
     let text = std::fs::read_to_string(&out).unwrap();
     for external in [
         "src=\"",
