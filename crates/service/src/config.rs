@@ -600,6 +600,37 @@ mod tests {
         }
     }
 
+    fn accepted(toml: &str, env: &[(&'static str, &str)]) -> DaemonConfig {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, toml).unwrap();
+        let env = Map(env.iter().map(|(k, v)| (*k, v.to_string())).collect());
+        let c = DaemonConfig::load(Some(&f), &env).unwrap();
+        c.validate().unwrap();
+        c
+    }
+
+    #[test]
+    fn another_hosts_address_needs_a_token_or_insecure_http() {
+        let open = "iface = \"eth0\"\nmetrics_addr = \"0.0.0.0:9898\"\n";
+        let e = refused(open, &[]);
+        assert!(
+            e.contains("metrics_addr")
+                && e.contains("NETFORECAST_HTTP_TOKEN")
+                && e.contains("--insecure-http"),
+            "{e}"
+        );
+        let c = accepted(open, &[("NETFORECAST_HTTP_TOKEN", "t0ken")]);
+        assert_eq!(c.http_token.expose(), "t0ken");
+        assert!(
+            !format!("{c:?}").contains("t0ken"),
+            "the token never prints"
+        );
+        accepted(&format!("{open}insecure_http = true\n"), &[]);
+        // Loopback needs nothing.
+        accepted("iface = \"eth0\"\nmetrics_addr = \"127.0.0.1:9898\"\n", &[]);
+    }
+
     #[test]
     fn configuration_mistakes_name_the_key_and_the_line() {
         let e = refused("iface = \"eth0\"\n\nbuffer_mib = 100000\n", &[]);
