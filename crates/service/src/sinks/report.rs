@@ -71,6 +71,9 @@ struct BandTally {
     below: u64,
     above: u64,
     width_sum: f64,
+    /// Windows forecast after a silent window, and of them inside.
+    after_silent: u64,
+    after_silent_inside: u64,
 }
 
 /// The prediction band's measured coverage (`service::band`).
@@ -88,6 +91,16 @@ pub struct BandReport {
     pub below: Option<f64>,
     /// Share above the upper edge.
     pub above: Option<f64>,
+    /// Coverage of the bands of forecasts made after a busy window, and
+    /// after a silent one: there the next window is mostly silent too, the
+    /// band is [0, 0] and it covers every silent window and no burst, so
+    /// sparse traffic covers far more than the nominal share (an interval
+    /// cannot cover 80 % of a distribution with 95 % of its mass at zero).
+    pub coverage_after_busy: Option<f64>,
+    /// See `coverage_after_busy`.
+    pub coverage_after_silent: Option<f64>,
+    /// Windows forecast after a silent window.
+    pub scored_after_silent: u64,
 }
 
 /// One traffic class's pooled scores.
@@ -260,27 +273,39 @@ pub struct Evaluation {
     class_ranges: BTreeMap<String, (usize, Vec<std::ops::Range<usize>>)>,
     shift: Option<ShiftReport>,
     band: BandTally,
-    /// The band of each forecast window in `f` (None before the band has residuals).
-    bands: Vec<Option<(f64, f64)>>,
+    /// The band of each forecast window in `f` (None before the band has
+    /// residuals), with whether the forecast followed a silent window.
+    bands: Vec<Option<(f64, f64, bool)>>,
+    /// Whether the last window of this capture was silent.
+    prev_silent: Option<bool>,
     events: Vec<crate::events::Event>,
     result: Arc<Mutex<Option<ReplayReport>>>,
 }
 
-/// The band's coverage over windows with these actuals and bands.
-fn band_report(actual: &[f64], bands: &[Option<(f64, f64)>]) -> BandReport {
+/// The band's coverage over windows with these actuals and bands (with
+/// whether the forecast followed a silent window).
+fn band_report(actual: &[f64], bands: &[Option<(f64, f64, bool)>]) -> BandReport {
     let mut b = BandTally::default();
     for (a, band) in actual.iter().zip(bands) {
-        if let Some((lo, hi)) = band {
-            b.scored += 1;
-            b.below += u64::from(a < lo);
-            b.above += u64::from(a > hi);
-            b.width_sum += hi - lo;
+        if let Some((lo, hi, after_silent)) = band {
+            b.add(*a, *lo, *hi, *after_silent);
         }
     }
     b.report()
 }
 
 impl BandTally {
+    fn add(&mut self, a: f64, lo: f64, hi: f64, after_silent: bool) {
+        self.scored += 1;
+        self.below += u64::from(a < lo);
+        self.above += u64::from(a > hi);
+        self.width_sum += hi - lo;
+        if after_silent {
+            self.after_silent += 1;
+            self.after_silent_inside += u64::from((lo..=hi).contains(&a));
+        }
+    }
+
     fn report(&self) -> BandReport {
         let n = self.scored;
         let share = |k: u64| (n > 0).then(|| k as f64 / n as f64);
@@ -291,6 +316,14 @@ impl BandTally {
             mean_width_mbps: (n > 0).then(|| self.width_sum / n as f64),
             below: share(self.below),
             above: share(self.above),
+            coverage_after_busy: {
+                let busy = n - self.after_silent;
+                let inside = n - self.below - self.above - self.after_silent_inside;
+                (busy > 0).then(|| inside as f64 / busy as f64)
+            },
+            coverage_after_silent: (self.after_silent > 0)
+                .then(|| self.after_silent_inside as f64 / self.after_silent as f64),
+            scored_after_silent: self.after_silent,
         }
     }
 }
@@ -316,6 +349,7 @@ impl Evaluation {
             shift: None,
             band: BandTally::default(),
             bands: Vec::new(),
+            prev_silent: None,
             events: Vec::new(),
             result: Arc::default(),
         }
@@ -332,6 +366,7 @@ impl Sink for Evaluation {
         self.capture = index;
         self.plot_times.clear();
         self.capture_start = self.f.actual.len();
+        self.prev_silent = None;
         self.names.push(name.to_owned());
         Ok(())
     }
@@ -356,6 +391,8 @@ impl Sink for Evaluation {
     }
 
     fn window(&mut self, s: &Scored) -> Result<(), SinkError> {
+        // The band's context: the window the forecast was issued at (the previous one).
+        let after_silent = self.prev_silent.replace(s.row.is_silent).unwrap_or(false);
         if let Some((d, threshold)) = s.input_shift {
             let r = self.shift.get_or_insert_with(ShiftReport::default);
             r.threshold = threshold;
@@ -371,12 +408,7 @@ impl Sink for Evaluation {
             return Ok(());
         };
         if let Some((lo, hi)) = s.band_at_target {
-            let a = s.row.throughput_mbps;
-            let b = &mut self.band;
-            b.scored += 1;
-            b.below += u64::from(a < lo);
-            b.above += u64::from(a > hi);
-            b.width_sum += hi - lo;
+            self.band.add(s.row.throughput_mbps, lo, hi, after_silent);
         }
         let f = &mut self.f;
         f.actual.push(s.row.throughput_mbps);
@@ -387,7 +419,8 @@ impl Sink for Evaluation {
         f.ewma.push(e);
         f.published.push(pb.throughput_mbps);
         f.published_prob.push(pb.congestion_prob);
-        self.bands.push(s.band_at_target);
+        self.bands
+            .push(s.band_at_target.map(|(lo, hi)| (lo, hi, after_silent)));
         // Plot time: forecast windows laid end to end; a new capture or a grid
         // restart starts a new segment instead of drawing across the gap.
         let w_ns = self.cfg.width.ns();
@@ -484,7 +517,7 @@ impl Sink for Evaluation {
                     for r in ranges {
                         f.extend(&slice(&self.f, r.clone()));
                     }
-                    let bands: Vec<Option<(f64, f64)>> = ranges
+                    let bands: Vec<Option<(f64, f64, bool)>> = ranges
                         .iter()
                         .flat_map(|r| self.bands[r.clone()].iter().copied())
                         .collect();
