@@ -266,6 +266,8 @@ pub struct Detector {
     /// Whether the probability was high under demand, the last n windows.
     recent: VecDeque<bool>,
     silent: VecDeque<bool>,
+    /// Silent windows of the last second.
+    silent_second: VecDeque<bool>,
     rtt_min: MinWindow,
     /// The band's lower edge before a drop, and the windows spent below it.
     ref_lo: Option<f64>,
@@ -300,6 +302,7 @@ impl Detector {
             tracks: Default::default(),
             recent: VecDeque::new(),
             silent: VecDeque::new(),
+            silent_second: VecDeque::new(),
             rtt_min: MinWindow::default(),
             ref_lo: None,
             below_for: 0,
@@ -349,7 +352,14 @@ impl Detector {
         } else {
             self.rtt_min.q.front().map_or(0.0, |(_, m)| *m)
         };
-        let demand = !row.is_silent && row.bif_bytes >= cfg.demand_bif_bytes;
+        // Demand: this window carries packets and data in flight, on a link
+        // not idle most of the last second (an on-off sender's bursts after
+        // silence are not a busy link becoming congested).
+        let second = (1e9 / self.width_ns as f64).round().max(1.0) as usize;
+        push_bounded(&mut self.silent_second, row.is_silent, second);
+        let idle =
+            self.silent_second.iter().filter(|x| **x).count() * 2 >= self.silent_second.len();
+        let demand = !row.is_silent && row.bif_bytes >= cfg.demand_bif_bytes && !idle;
         let prob = s.published.map(|f| f.congestion_prob);
         let high = prob.is_some_and(|p| p >= cfg.congestion_prob);
         push_bounded(&mut self.recent, high && demand, cfg.congestion_n);
