@@ -117,6 +117,7 @@ impl<M: SequenceModel + Send + 'static> Daemon<M> {
                     metrics: Arc::clone(&self.metrics),
                     live,
                     model: self.predict_model,
+                    model_version: Some(self.model.version().to_owned()),
                     token: self.http_token,
                 });
                 let (h, bound) = serve(addr, web, self.shutdown.clone())?;

@@ -108,6 +108,7 @@ fn start(token: Option<&str>) -> Server {
         metrics: Metrics::new(),
         live: Arc::clone(&live),
         model: Some(Arc::new(Mutex::new(model))),
+        model_version: Some("persistence".into()),
         token: token.map(str::to_owned),
     });
     let stop = Shutdown::new();
@@ -326,6 +327,7 @@ fn every_answer_matches_the_openapi_document() {
     assert_eq!(code, 400);
     let (code, v) = get(a, "/api/v1/status");
     conforms(&doc, "/api/v1/status", "get", code, &v);
+    assert_eq!(v["model"], "persistence");
 
     // Predict: one sequence from the sample's last 15 windows; persistence
     // forecasts the last window's throughput.

@@ -221,7 +221,7 @@ pub fn status(web: &Web) -> serde_json::Value {
         "streams": web.live.streams(),
         "active": web.live.active(),
         "forecast": web.live.latest(),
-        "model": web.model.as_ref().and_then(|m| m.lock().ok().map(|m| m.version().to_owned())),
+        "model": web.model_version,
     })
 }
 

@@ -34,6 +34,9 @@ pub struct Web {
     pub live: Arc<Live>,
     /// The model `/api/v1/predict` runs, if any.
     pub model: Option<SharedModel>,
+    /// The pipeline's model version (read without the predict model's lock,
+    /// which a long `/predict` holds).
+    pub model_version: Option<String>,
     /// Every request must carry this token (HTTP Basic password or Bearer).
     pub token: Option<String>,
 }
