@@ -103,14 +103,39 @@ def main():
     return 1 if fails else 0
 
 
+def event_records(chain, kind):
+    """(change, event) of every record of `kind` the daemon in `chain` lists."""
+    body = chain.get("/api/v1/events?since=0")
+    return [(r["change"], r["event"]) for r in json.loads(body)["events"]
+            if r["event"]["kind"] == kind] if body else []
+
+
+def start_daemon(chain, td, name, *extra):
+    """The daemon capturing at the chain's sender, once /healthz answers."""
+    d = subprocess.Popen(chain.in_snd(NF, "--iface", chain.vs, "--model", MODEL, *extra,
+                                      "--csv", os.path.join(td, name + ".csv"), "--metrics-addr", "127.0.0.1:9898",
+                                      "-q"),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    end = time.time() + 30
+    while time.time() < end and '"status"' not in chain.get("/healthz"):
+        time.sleep(0.3)
+    return d
+
+
+def stop_all(procs, chain):
+    for p in reversed(procs):
+        if p.poll() is None:
+            p.kill()
+            p.wait(timeout=10)
+    chain.__exit__(None, None, None)
+
+
 def capture_drops(td, fails):
     chain = Chain(f"f{os.getpid() % 100000}", 12, 200)
     procs = []
 
     def events():
-        body = chain.get("/api/v1/events?since=0")
-        return [(r["change"], r["event"]) for r in json.loads(body)["events"]
-                if r["event"]["kind"] == "capture_degraded"] if body else []
+        return event_records(chain, "capture_degraded")
 
     try:
         chain.__enter__()
@@ -119,14 +144,8 @@ def capture_drops(td, fails):
         cfg = os.path.join(td, "drops.toml")
         with open(cfg, "w") as f:
             f.write("buffer_mib = 1\n")
-        d = subprocess.Popen(chain.in_snd(NF, "--iface", chain.vs, "--model", MODEL, "--config", cfg,
-                                          "--csv", os.path.join(td, "drops.csv"), "--metrics-addr", "127.0.0.1:9898",
-                                          "-q"),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        d = start_daemon(chain, td, "drops", "--config", cfg)
         procs.append(d)
-        end = time.time() + 30
-        while time.time() < end and '"status"' not in chain.get("/healthz"):
-            time.sleep(0.3)
         procs.append(subprocess.Popen(chain.in_snd("iperf3", "-c", chain.rcv_addr, "-t", "40"),
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         time.sleep(4)
@@ -159,11 +178,7 @@ def capture_drops(td, fails):
     except Exception as e:  # noqa: BLE001
         fails.append(f"capture drops: {type(e).__name__}: {e}")
     finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.kill()
-                p.wait(timeout=10)
-        chain.__exit__(None, None, None)
+        stop_all(procs, chain)
 
 
 SLOW_READER = r"""
@@ -202,9 +217,7 @@ def stalls(td, fails):
     procs = []
 
     def records(kind):
-        body = chain.get("/api/v1/events?since=0")
-        return [(r["change"], r["event"]) for r in json.loads(body)["events"]
-                if r["event"]["kind"] == kind] if body else []
+        return event_records(chain, kind)
 
     def wait_for(kind, change, secs):
         end = time.time() + secs
@@ -217,14 +230,8 @@ def stalls(td, fails):
 
     try:
         chain.__enter__()
-        d = subprocess.Popen(chain.in_snd(NF, "--iface", chain.vs, "--model", MODEL,
-                                          "--csv", os.path.join(td, "stall.csv"), "--metrics-addr", "127.0.0.1:9898",
-                                          "-q"),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        d = start_daemon(chain, td, "stall")
         procs.append(d)
-        end = time.time() + 30
-        while time.time() < end and '"status"' not in chain.get("/healthz"):
-            time.sleep(0.3)
         # The path: the router's link to the receiver goes down for 5 s.
         procs.append(subprocess.Popen(chain.in_rcv("iperf3", "-s", "-1", "-B", chain.rcv_addr),
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
@@ -267,11 +274,7 @@ def stalls(td, fails):
     except Exception as e:  # noqa: BLE001
         fails.append(f"stalls: {type(e).__name__}: {e}")
     finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.kill()
-                p.wait(timeout=10)
-        chain.__exit__(None, None, None)
+        stop_all(procs, chain)
 
 
 if __name__ == "__main__":
