@@ -265,9 +265,9 @@ pub struct Detector {
     tracks: [Track; 6],
     /// Whether the probability was high under demand, the last n windows.
     recent: VecDeque<bool>,
+    /// Whether each of the last windows was silent (a second of them, or
+    /// `congestion_n` if more).
     silent: VecDeque<bool>,
-    /// Silent windows of the last second.
-    silent_second: VecDeque<bool>,
     rtt_min: MinWindow,
     /// The band's lower edge before a drop, and the windows spent below it.
     ref_lo: Option<f64>,
@@ -302,7 +302,6 @@ impl Detector {
             tracks: Default::default(),
             recent: VecDeque::new(),
             silent: VecDeque::new(),
-            silent_second: VecDeque::new(),
             rtt_min: MinWindow::default(),
             ref_lo: None,
             below_for: 0,
@@ -356,14 +355,17 @@ impl Detector {
         // not idle most of the last second (an on-off sender's bursts after
         // silence are not a busy link becoming congested).
         let second = (1e9 / self.width_ns as f64).round().max(1.0) as usize;
-        push_bounded(&mut self.silent_second, row.is_silent, second);
-        let idle =
-            self.silent_second.iter().filter(|x| **x).count() * 2 >= self.silent_second.len();
+        push_bounded(
+            &mut self.silent,
+            row.is_silent,
+            second.max(cfg.congestion_n),
+        );
+        let silent_in = |n: usize| self.silent.iter().rev().take(n).filter(|x| **x).count();
+        let idle = silent_in(second) * 2 >= self.silent.len().min(second);
         let demand = !row.is_silent && row.bif_bytes >= cfg.demand_bif_bytes && !idle;
         let prob = s.published.map(|f| f.congestion_prob);
         let high = prob.is_some_and(|p| p >= cfg.congestion_prob);
         push_bounded(&mut self.recent, high && demand, cfg.congestion_n);
-        push_bounded(&mut self.silent, row.is_silent, cfg.congestion_n);
         let lost_now = std::mem::take(&mut self.lost_new);
         push_bounded(&mut self.lost_recent, lost_now, cfg.capture_windows);
         self.since_loss = if lost_now > 0 {
@@ -395,7 +397,7 @@ impl Detector {
             rtt_ms,
             rtt_min_ms,
             bif_bytes: row.bif_bytes,
-            silent_windows: self.silent.iter().filter(|x| **x).count(),
+            silent_windows: silent_in(cfg.congestion_n),
             capture_lost,
             unacked_segments: t.unacked_segments,
             zero_window_segments: zero_ads,
