@@ -52,6 +52,7 @@ if [ "$(id -u)" = 0 ]; then
   step "daemon: VictoriaMetrics, influxd 1.6.7, Prometheus, 5-minute outage" python3 tests/system/daemon_netns.py
   step "faults: interface vanishes, CSV disk full" python3 tests/system/faults.py
   step "web: the live page in headless Chromium, a capacity drop shown" python3 tests/system/web_netns.py
+  step "one daemon, three interfaces: streams apart, byte totals equal to tcpdump's" python3 tests/system/multi_iface_netns.py
 else
   echo "test: not root, live namespace test skipped" >&2
 fi

@@ -265,12 +265,18 @@ fn daemon(d: DaemonSettings, backend: &dyn Backend, quiet: bool) -> Result<(), E
         }
     };
     // Capture: opened as root, then privileges may be dropped.
-    let mut live = LiveConfig::new(&cfg.iface);
-    live.filter = cfg.filter.clone();
-    live.snaplen = cfg.snaplen;
-    live.buffer_bytes = cfg.buffer_mib.saturating_mul(1 << 20);
-    let source = LiveSource::open(&live).map_err(SourceError::from)?;
-    let grace_ns = source.grace_ns();
+    let ifaces = cfg.ifaces();
+    let mut sources: Vec<Box<dyn service::source::PacketSource>> = Vec::new();
+    let mut grace_ns = 0;
+    for iface in &ifaces {
+        let mut live = LiveConfig::new(iface);
+        live.filter = cfg.filter.clone();
+        live.snaplen = cfg.snaplen;
+        live.buffer_bytes = cfg.buffer_mib.saturating_mul(1 << 20);
+        let source = LiveSource::open(&live).map_err(SourceError::from)?;
+        grace_ns = grace_ns.max(source.grace_ns());
+        sources.push(Box::new(source));
+    }
     if let Some(u) = &cfg.user {
         drop_privileges(u).map_err(Error::from)?;
     }
@@ -278,10 +284,10 @@ fn daemon(d: DaemonSettings, backend: &dyn Backend, quiet: bool) -> Result<(), E
         sinks_for(&cfg, &version, &metrics, &shutdown, !quiet).map_err(Error::from)?;
     tracing::info!(
         "capturing on {} (model {version}); writing to {to}",
-        cfg.iface
+        ifaces.join(", ")
     );
     let summary = Daemon {
-        source: Box::new(source),
+        sources,
         clock: Arc::new(SystemClock),
         grace_ns,
         engine: d.engine,

@@ -46,9 +46,10 @@ pub enum LogFormat {
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct RunCmd {
-    /// Interface to capture on.
-    #[arg(long, short = 'i')]
-    pub iface: Option<String>,
+    /// Interface to capture on; repeat it (or separate with commas) for
+    /// several, each its own capture and stream.
+    #[arg(long, short = 'i', value_name = "IF")]
+    pub iface: Vec<String>,
     /// TOML configuration file (see deploy/netforecast.toml.example).
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -351,8 +352,8 @@ impl RunCmd {
     fn into_settings(self, env: &dyn Env) -> Result<DaemonSettings, UsageError> {
         let mut cfg = DaemonConfig::load(self.config.as_deref(), env)
             .map_err(|e| UsageError(e.to_string()))?;
-        if let Some(v) = self.iface {
-            cfg.iface = v;
+        if !self.iface.is_empty() {
+            cfg.iface = self.iface.join(",");
         }
         if let Some(v) = self.window_ms {
             cfg.window_ms = v;

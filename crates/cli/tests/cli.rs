@@ -30,6 +30,20 @@ fn lo_daemon(csv: &Path) -> Command {
     c
 }
 
+/// Kills the child with this PID if the test fails before it is waited for
+/// (set it to 0 once waited for): a failing test must not leave a daemon
+/// holding the test's pipes open.
+struct KillOnPanic(u32);
+
+impl Drop for KillOnPanic {
+    fn drop(&mut self) {
+        if self.0 != 0 && std::thread::panicking() {
+            // SAFETY: signalling the child we started, by its PID.
+            unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
+        }
+    }
+}
+
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -821,6 +835,7 @@ fn idle_connections_cannot_lock_out_a_scrape() {
     }
     let child = cmd.spawn().unwrap();
     let pid = child.id();
+    let mut reap = KillOnPanic(pid);
     let get = |path: &str| -> (std::time::Duration, String) {
         let t = std::time::Instant::now();
         let mut s = std::net::TcpStream::connect(&addr).unwrap();
@@ -839,7 +854,10 @@ fn idle_connections_cannot_lock_out_a_scrape() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let idle: Vec<std::net::TcpStream> = (0..2000)
-        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+        .map(|i| {
+            std::net::TcpStream::connect(&addr)
+                .unwrap_or_else(|e| panic!("idle connection {i}: {e}"))
+        })
         .collect();
     let best = (0..3)
         .map(|_| {
@@ -865,6 +883,7 @@ fn idle_connections_cannot_lock_out_a_scrape() {
     // SAFETY: signalling the child we started, by its PID.
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     let out = child.wait_with_output().unwrap();
+    reap.0 = 0;
     let e = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{e}");
     assert!(

@@ -152,11 +152,30 @@ impl InfluxConfig {
     }
 }
 
+/// Most interfaces one daemon captures on (a capture thread each).
+pub const MAX_IFACES: usize = 64;
+
+/// `iface = "eth0"`, `iface = "eth0,eth1"` or `iface = ["eth0", "eth1"]`.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => s,
+        OneOrMany::Many(v) => v.join(","),
+    })
+}
+
 /// The whole daemon configuration.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DaemonConfig {
-    /// Interface to capture on.
+    /// Interfaces to capture on, comma-separated (the file also takes a list):
+    /// one capture thread and one stream each. [`DaemonConfig::ifaces`] splits it.
+    #[serde(deserialize_with = "one_or_many")]
     pub iface: String,
     /// BPF capture filter.
     pub filter: String,
@@ -407,12 +426,37 @@ impl DaemonConfig {
         }
     }
 
+    /// The interfaces, in the order given.
+    pub fn ifaces(&self) -> Vec<&str> {
+        self.iface
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+
     /// Checks that need the whole configuration.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.iface.is_empty() {
+        let ifaces = self.ifaces();
+        if ifaces.is_empty() {
             return Err(ConfigError::Invalid(
                 "no interface: give --iface IF (or iface in the config file)".into(),
             ));
+        }
+        if ifaces.len() > MAX_IFACES {
+            return Err(ConfigError::Invalid(format!(
+                "{} names {} interfaces; one daemon captures on at most {MAX_IFACES}",
+                self.key("iface"),
+                ifaces.len()
+            )));
+        }
+        for (i, a) in ifaces.iter().enumerate() {
+            if ifaces[..i].contains(a) {
+                return Err(ConfigError::Invalid(format!(
+                    "{} names {a} twice; give each interface once",
+                    self.key("iface")
+                )));
+            }
         }
         if !(1..=1024).contains(&self.buffer_mib) {
             return Err(ConfigError::Invalid(format!(

@@ -47,8 +47,9 @@ pub enum DaemonError {
 
 /// Everything a daemon run is given.
 pub struct Daemon<M> {
-    /// The live capture (or, in tests, anything that behaves like one).
-    pub source: Box<dyn PacketSource>,
+    /// The live captures, one stream each, run at once (or, in tests,
+    /// anything that behaves like them).
+    pub sources: Vec<Box<dyn PacketSource>>,
     /// Wall time.
     pub clock: Arc<dyn Clock>,
     /// Delay after a window's end before it is closed, ns.
@@ -135,9 +136,13 @@ impl<M: SequenceModel + Send + 'static> Daemon<M> {
                 .name("notify".into())
                 .spawn(move || notify_loop(&n, &m, &sd))
         });
-        let source = self.source;
         let pipeline = Pipeline {
-            sources: vec![Box::new(move || Ok(source))],
+            sources: self
+                .sources
+                .into_iter()
+                .map(|s| Box::new(move || Ok(s)) as crate::pipeline::SourceOpener)
+                .collect(),
+            concurrent: true,
             engine: self.engine,
             clock: self.clock,
             grace_ns: self.grace_ns,
@@ -148,7 +153,9 @@ impl<M: SequenceModel + Send + 'static> Daemon<M> {
             policy: Policy::LIVE,
             flush_deadline: self.flush_deadline,
             online: Some(crate::online::OnlineConfig::from_env()),
-            // Live windows arrive one per 50 ms: each forecast exactly as alone.
+            // Live windows arrive one per 50 ms per stream: each stream's
+            // windows one per call (its forecasts as alone), every stream's of
+            // a tick in the same call.
             batch: 1,
             events: self.events,
         };
@@ -261,7 +268,7 @@ pub fn sinks_for(
             InfluxSink::new(
                 &cfg.influx,
                 &cfg.host,
-                &cfg.iface,
+                cfg.ifaces().first().copied().unwrap_or_default(),
                 model_version,
                 Arc::clone(metrics),
             )
@@ -275,9 +282,15 @@ pub fn sinks_for(
         .or_else(|| (!cfg.influx.enabled()).then(|| PathBuf::from("netforecast-predictions.csv")));
     if let Some(p) = csv {
         sinks.push(Box::new(
-            DaemonCsv::open(&p, cfg.csv_max_mib, cfg.csv_keep, Arc::clone(metrics))
-                .map_err(SinkError::from)?
-                .reopen_on_hangup(shutdown.clone()),
+            DaemonCsv::open(
+                &p,
+                cfg.csv_max_mib,
+                cfg.csv_keep,
+                cfg.ifaces().len() > 1,
+                Arc::clone(metrics),
+            )
+            .map_err(SinkError::from)?
+            .reopen_on_hangup(shutdown.clone()),
         ));
         to.push(p.display().to_string());
     }

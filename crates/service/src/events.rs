@@ -738,6 +738,7 @@ mod tests {
             congestion_prob: prob,
         };
         Scored {
+            stream: 0,
             row,
             at_target: None,
             baselines: None,

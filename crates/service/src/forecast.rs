@@ -21,6 +21,9 @@ pub type BaselineForecasts = (f64, f64, f64);
 /// One window with the forecasts that concern it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Scored {
+    /// The stream the window belongs to (the pipeline's index: the capture's
+    /// number in replay, the interface's in the daemon).
+    pub stream: usize,
     /// The window (window `t`).
     pub row: WindowRow,
     /// The forecast made at `t-1` for this window, if there was one.
@@ -47,6 +50,50 @@ pub struct Scored {
     /// windows is (`engine::shift`), once a minute is in and if the model says
     /// what its training data looked like.
     pub input_shift: Option<(f64, f64)>,
+}
+
+/// What a stream's stage needs to know of a model it does not call: the
+/// pipeline's inference loop keeps the one real model and batches every
+/// stream's sequences into one call ([`ForecastStage::stage_rows`],
+/// [`ForecastStage::score_rows`]); each stream's stage holds these facts.
+#[derive(Clone, Debug)]
+pub struct ModelFacts {
+    version: String,
+    threshold_mbps: f64,
+    reference: Option<engine::shift::InputReference>,
+    batch_invariant: bool,
+}
+
+impl ModelFacts {
+    /// The facts of `model`.
+    pub fn of(model: &impl SequenceModel) -> Self {
+        ModelFacts {
+            version: model.version().to_owned(),
+            threshold_mbps: model.threshold_mbps(),
+            reference: model.input_reference().cloned(),
+            batch_invariant: model.batch_invariant(),
+        }
+    }
+}
+
+impl SequenceModel for ModelFacts {
+    fn forward(&mut self, _seqs: &[f32], _n: usize) -> Result<Vec<(f64, f64)>, PredictError> {
+        Err(PredictError(
+            "a stream's stage has no model of its own; the pipeline calls the model".into(),
+        ))
+    }
+    fn version(&self) -> &str {
+        &self.version
+    }
+    fn threshold_mbps(&self) -> f64 {
+        self.threshold_mbps
+    }
+    fn input_reference(&self) -> Option<&engine::shift::InputReference> {
+        self.reference.as_ref()
+    }
+    fn batch_invariant(&self) -> bool {
+        self.batch_invariant
+    }
 }
 
 /// Forecasts one stream of windows.
@@ -167,21 +214,11 @@ impl<M: SequenceModel> ForecastStage<M> {
     /// When the model fails, every window is still scored (without a new
     /// forecast) and the error comes back beside them.
     pub fn step_batch(&mut self, rows: Vec<WindowRow>) -> (Vec<Scored>, Option<PredictError>) {
-        // The model's inputs depend only on the windows, so stage them all first
-        // (with the same history resets the scoring pass below makes).
-        self.batch.clear();
-        let mut staged = Vec::with_capacity(rows.len());
-        let mut last = self.last_start;
-        for row in &rows {
-            if self.is_gap(last, row) {
-                self.predictor.reset();
-            }
-            last = Some(row.start_ns);
-            staged.push(self.predictor.stage(row, &mut self.batch));
-        }
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.clear();
+        let staged = self.stage_rows(&rows, &mut batch);
         let n = staged.iter().filter(|s| **s).count();
         let t = Instant::now();
-        let batch = std::mem::take(&mut self.batch);
         let outputs = self.predictor.forward(&batch, n);
         self.batch = batch;
         let inference = (n > 0).then(|| t.elapsed() / n as u32);
@@ -189,16 +226,51 @@ impl<M: SequenceModel> ForecastStage<M> {
             Ok(o) => (o.into_iter(), None),
             Err(e) => (Vec::new().into_iter(), Some(e)),
         };
-        let mut scored = Vec::with_capacity(rows.len());
-        for (row, staged) in rows.into_iter().zip(staged) {
-            // `forward` returns exactly one output per staged sequence.
-            let issued = staged
-                .then(|| outputs.next())
-                .flatten()
-                .map(|o| self.predictor.finish(&row, o));
-            scored.push(self.score(row, issued, inference));
-        }
-        (scored, error)
+        (
+            self.score_rows(rows, &staged, &mut outputs, inference),
+            error,
+        )
+    }
+
+    /// The first half of [`Self::step_batch`], for a caller that batches
+    /// several streams into one model call: each row's sequence (once the
+    /// history is long enough) appended to `batch`, with the same history resets
+    /// the scoring makes; true where a row got one.
+    pub fn stage_rows(&mut self, rows: &[WindowRow], batch: &mut Vec<f32>) -> Vec<bool> {
+        // The model's inputs depend only on the windows, so they are staged
+        // before any is scored.
+        let mut last = self.last_start;
+        rows.iter()
+            .map(|row| {
+                if self.is_gap(last, row) {
+                    self.predictor.reset();
+                }
+                last = Some(row.start_ns);
+                self.predictor.stage(row, batch)
+            })
+            .collect()
+    }
+
+    /// The second half: each row scored, with the model's output for its
+    /// staged sequence taken from `outputs` in order (a row whose output is
+    /// missing, after a failed call, is scored without a new forecast).
+    pub fn score_rows(
+        &mut self,
+        rows: Vec<WindowRow>,
+        staged: &[bool],
+        outputs: &mut impl Iterator<Item = (f64, f64)>,
+        inference: Option<Duration>,
+    ) -> Vec<Scored> {
+        rows.into_iter()
+            .zip(staged)
+            .map(|(row, staged)| {
+                let issued = staged
+                    .then(|| outputs.next())
+                    .flatten()
+                    .map(|o| self.predictor.finish(&row, o));
+                self.score(row, issued, inference)
+            })
+            .collect()
     }
 
     /// The scoring and publishing of one window whose forecast (if any) the
@@ -249,6 +321,7 @@ impl<M: SequenceModel> ForecastStage<M> {
             band = self.band.issue(p.throughput_mbps, row.is_silent);
         }
         Scored {
+            stream: 0,
             row,
             at_target,
             baselines,

@@ -535,7 +535,8 @@ impl Live {
 /// The writer-side handle: appends windows and events to a [`Live`].
 pub struct LiveSink {
     live: Arc<Live>,
-    id: String,
+    /// Each running stream's id, by the pipeline's stream number.
+    ids: std::collections::HashMap<usize, String>,
 }
 
 impl LiveSink {
@@ -543,19 +544,26 @@ impl LiveSink {
     pub fn new(live: Arc<Live>) -> Self {
         LiveSink {
             live,
-            id: "stream".into(),
+            ids: std::collections::HashMap::new(),
         }
     }
 }
 
 impl Sink for LiveSink {
-    fn begin(&mut self, _index: usize, name: &str) -> Result<(), SinkError> {
-        self.id = self.live.begin(name);
+    fn begin(&mut self, index: usize, name: &str) -> Result<(), SinkError> {
+        self.ids.insert(index, self.live.begin(name));
         Ok(())
     }
 
     fn window(&mut self, s: &Scored) -> Result<(), SinkError> {
-        self.live.push(&self.id, s);
+        let id = match self.ids.get(&s.stream) {
+            Some(id) => id,
+            None => {
+                let id = self.live.begin(&format!("stream {}", s.stream));
+                self.ids.entry(s.stream).or_insert(id)
+            }
+        };
+        self.live.push(id, s);
         Ok(())
     }
 
@@ -564,8 +572,10 @@ impl Sink for LiveSink {
         Ok(())
     }
 
-    fn end(&mut self, _summary: &CaptureSummary) -> Result<(), SinkError> {
-        self.live.end(&self.id);
+    fn end(&mut self, index: usize, _summary: &CaptureSummary) -> Result<(), SinkError> {
+        if let Some(id) = self.ids.remove(&index) {
+            self.live.end(&id);
+        }
         Ok(())
     }
 }
@@ -577,6 +587,7 @@ mod tests {
 
     fn scored(k: i64, thr: f64) -> Scored {
         Scored {
+            stream: 0,
             row: WindowRow {
                 start_ns: 1_700_000_000_000_000_000 + k * 50_000_000,
                 size_bytes: 0,
@@ -639,7 +650,7 @@ mod tests {
         let live = Live::new();
         let mut sink = LiveSink::new(Arc::clone(&live));
         sink.begin(0, "a/cap.pcap").unwrap();
-        sink.end(&CaptureSummary::default()).unwrap();
+        sink.end(0, &CaptureSummary::default()).unwrap();
         sink.begin(1, "b/cap.pcap").unwrap();
         let ids: Vec<String> = live.streams().into_iter().map(|s| s.id).collect();
         assert_eq!(ids, ["cap.pcap", "cap.pcap-2"]);

@@ -19,15 +19,16 @@
 
 use crate::capture::{CaptureObserver, CaptureSummary, run_capture};
 use crate::events::{Change, Detector, EventConfig};
-use crate::forecast::{ForecastStage, Scored};
+use crate::forecast::{ForecastStage, ModelFacts, Scored};
 use crate::online::OnlineConfig;
 use crate::shutdown::Shutdown;
 use crate::sinks::prometheus::Metrics;
 use crate::sinks::{Sink, SinkError, TICK};
 use crate::source::{Clock, KernelStats, PacketSource, SourceError};
-use engine::forecast::{PredictError, SequenceModel};
+use engine::forecast::{PredictError, SequenceModel, WindowWidth};
 use engine::pipeline::{Counters, EngineConfig};
 use engine::window::WindowRow;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,8 +36,11 @@ use std::time::{Duration, Instant};
 const ROWS_QUEUE: usize = 1024;
 /// Scored windows waiting for the writer (sinks buffer further on their own).
 const SCORED_QUEUE: usize = 4096;
-/// Most windows in one model call (what is queued when inference comes back).
+/// Most windows of one stream in one model call, for batch-invariant models.
 const MAX_BATCH: usize = 64;
+/// Most windows in one model call across all streams (a tick of the daemon's
+/// streams goes in one call).
+const MAX_TICK: usize = 4096;
 
 /// Opens a source when its turn comes (files are opened one at a time).
 pub type SourceOpener = Box<dyn FnOnce() -> Result<Box<dyn PacketSource>, SourceError> + Send>;
@@ -98,11 +102,11 @@ pub struct RunSummary {
     pub nonfinite_features: u64,
 }
 
-/// Between capture and inference.
+/// Between capture and inference; every message names its stream.
 enum Event {
     Begin(usize, String),
-    Window(WindowRow),
-    End(Box<CaptureSummary>),
+    Window(usize, WindowRow),
+    End(usize, Box<CaptureSummary>),
 }
 
 /// Between inference and the writer.
@@ -110,13 +114,18 @@ enum Out {
     Begin(usize, String),
     Window(Box<Scored>),
     Events(Vec<Change>),
-    End(Box<CaptureSummary>),
+    End(usize, Box<CaptureSummary>),
 }
 
 /// Everything a run is given.
 pub struct Pipeline<M> {
-    /// Opened and run one after another, each a separate capture.
+    /// Each a separate capture and stream: opened and run one after another
+    /// (replay's files), or all at once (`concurrent`).
     pub sources: Vec<SourceOpener>,
+    /// Run every source at once, each on its own capture thread (the daemon's
+    /// interfaces); their windows share the inference thread and its model
+    /// calls.
+    pub concurrent: bool,
     /// Engine settings (window width, flow-table limits).
     pub engine: EngineConfig,
     /// Wall time, for live sources.
@@ -144,14 +153,15 @@ pub struct Pipeline<M> {
     pub batch: usize,
 }
 
-/// Publishes the capture's counters as metrics (live runs tick once a second).
+/// Publishes a capture's counters as metrics (live runs tick once a second).
 struct Publish<'a> {
+    stream: usize,
     metrics: &'a Metrics,
 }
 
 impl CaptureObserver for Publish<'_> {
     fn tick(&mut self, counters: &Counters, kernel: Option<KernelStats>) {
-        self.metrics.publish_capture(counters, kernel);
+        self.metrics.publish_capture(self.stream, counters, kernel);
     }
 }
 
@@ -160,6 +170,7 @@ impl<M: SequenceModel + Send + 'static> Pipeline<M> {
     pub fn run(self) -> Result<RunSummary, PipelineError> {
         let Pipeline {
             sources,
+            concurrent,
             engine,
             clock,
             grace_ns,
@@ -184,7 +195,9 @@ impl<M: SequenceModel + Send + 'static> Pipeline<M> {
             .name("inference".into())
             .spawn(move || {
                 inference_loop(
-                    ForecastStage::with_online(model, width, online),
+                    model,
+                    width,
+                    online,
                     row_rx,
                     out_tx,
                     &m,
@@ -207,7 +220,21 @@ impl<M: SequenceModel + Send + 'static> Pipeline<M> {
         let sd = shutdown.clone();
         let capture = std::thread::Builder::new()
             .name("capture".into())
-            .spawn(move || capture_loop(sources, engine, clock, grace_ns, row_tx, &m, &sd, policy))
+            .spawn(move || {
+                let run = Capture {
+                    cfg: engine,
+                    clock,
+                    grace_ns,
+                    metrics: &m,
+                    shutdown: &sd,
+                    policy,
+                };
+                if concurrent {
+                    run.all_at_once(sources, row_tx)
+                } else {
+                    run.one_after_another(sources, row_tx)
+                }
+            })
             .map_err(|_| PipelineError::Thread("capture"))?;
 
         let captured = capture.join().map_err(|_| PipelineError::Thread("capture"));
@@ -224,62 +251,138 @@ impl<M: SequenceModel + Send + 'static> Pipeline<M> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn capture_loop(
-    sources: Vec<SourceOpener>,
+/// What every capture thread is given.
+struct Capture<'a> {
     cfg: EngineConfig,
     clock: Arc<dyn Clock>,
     grace_ns: i64,
-    tx: crossbeam_channel::Sender<Event>,
-    metrics: &Metrics,
-    shutdown: &Shutdown,
+    metrics: &'a Metrics,
+    shutdown: &'a Shutdown,
     policy: Policy,
-) -> Result<(Vec<CaptureSummary>, u64), PipelineError> {
-    let mut summaries = Vec::new();
-    let mut dropped_total = 0u64;
-    let result = (|| {
+}
+
+type Captured = Result<(Vec<CaptureSummary>, u64), PipelineError>;
+
+impl Capture<'_> {
+    /// Replay's files: each opened when the previous one is done.
+    fn one_after_another(
+        &self,
+        sources: Vec<SourceOpener>,
+        tx: crossbeam_channel::Sender<Event>,
+    ) -> Captured {
+        let mut summaries = Vec::new();
+        let mut dropped = 0;
         for (i, open) in sources.into_iter().enumerate() {
-            if shutdown.is_set() {
+            if self.shutdown.is_set() {
                 break;
             }
-            let mut source = open()?;
-            let mut dropped = 0u64;
-            // A closed channel means inference stopped; it reports why.
-            let _ = tx.send(Event::Begin(i, source.name()));
-            let mut emit = |r: WindowRow| {
-                if policy.block_when_full {
-                    let _ = tx.send(Event::Window(r));
-                } else if tx.try_send(Event::Window(r)).is_err() {
-                    dropped += 1;
-                    metrics.windows_dropped.inc();
-                }
-            };
-            metrics.set_capturing(true);
-            let s = run_capture(
-                source.as_mut(),
-                cfg,
-                clock.as_ref(),
-                grace_ns,
-                shutdown,
-                &mut Publish { metrics },
-                &mut emit,
-            );
-            metrics.set_capturing(false);
-            let mut s = s?;
-            s.rows_dropped = dropped;
-            dropped_total += dropped;
-            let _ = tx.send(Event::End(Box::new(s.clone())));
+            let s = self.one(i, open, &tx)?;
+            dropped += s.rows_dropped;
             summaries.push(s);
         }
-        Ok::<(), PipelineError>(())
-    })();
-    // Dropping `tx` (returning) ends inference, which ends the writer.
-    result.map(|()| (summaries, dropped_total))
+        // Dropping `tx` (returning) ends inference, which ends the writer.
+        Ok((summaries, dropped))
+    }
+
+    /// The daemon's interfaces: one thread each, all at once. A capture that
+    /// fails stops the run (the others with it) and its error is the run's.
+    fn all_at_once(
+        &self,
+        sources: Vec<SourceOpener>,
+        tx: crossbeam_channel::Sender<Event>,
+    ) -> Captured {
+        let results: Vec<Result<CaptureSummary, PipelineError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = sources
+                .into_iter()
+                .enumerate()
+                .map(|(i, open)| {
+                    let tx = tx.clone();
+                    std::thread::Builder::new()
+                        .name(format!("capture-{i}"))
+                        .spawn_scoped(scope, move || {
+                            let r = self.one(i, open, &tx);
+                            if r.is_err() {
+                                self.shutdown.trigger();
+                            }
+                            r
+                        })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| match h {
+                    Ok(h) => h.join().unwrap_or(Err(PipelineError::Thread("capture"))),
+                    Err(_) => {
+                        self.shutdown.trigger();
+                        Err(PipelineError::Thread("capture"))
+                    }
+                })
+                .collect()
+        });
+        let mut summaries = Vec::new();
+        for r in results {
+            summaries.push(r?);
+        }
+        let dropped = summaries.iter().map(|s| s.rows_dropped).sum();
+        Ok((summaries, dropped))
+    }
+
+    /// One capture, as stream `i`, to its end.
+    fn one(
+        &self,
+        i: usize,
+        open: SourceOpener,
+        tx: &crossbeam_channel::Sender<Event>,
+    ) -> Result<CaptureSummary, PipelineError> {
+        let mut source = open()?;
+        let name = source.name();
+        let mut dropped = 0u64;
+        // A closed channel means inference stopped; it reports why.
+        let _ = tx.send(Event::Begin(i, name.clone()));
+        let mut emit = |r: WindowRow| {
+            if self.policy.block_when_full {
+                let _ = tx.send(Event::Window(i, r));
+            } else if tx.try_send(Event::Window(i, r)).is_err() {
+                dropped += 1;
+                self.metrics.window_dropped(i);
+            }
+        };
+        self.metrics.set_capturing(i, &name, true);
+        let s = run_capture(
+            source.as_mut(),
+            self.cfg,
+            self.clock.as_ref(),
+            self.grace_ns,
+            self.shutdown,
+            &mut Publish {
+                stream: i,
+                metrics: self.metrics,
+            },
+            &mut emit,
+        );
+        self.metrics.set_capturing(i, &name, false);
+        let mut s = s?;
+        s.rows_dropped = dropped;
+        let _ = tx.send(Event::End(i, Box::new(s.clone())));
+        Ok(s)
+    }
+}
+
+/// One stream's state on the inference thread.
+struct Stream {
+    /// Its id (`crate::live::stream_id`).
+    name: String,
+    stage: ForecastStage<ModelFacts>,
+    detector: Detector,
+    /// End of the last window seen: where events still active at the end stop.
+    last_end_ns: i64,
 }
 
 #[allow(clippy::too_many_arguments)]
 fn inference_loop<M: SequenceModel>(
-    mut stage: ForecastStage<M>,
+    mut model: M,
+    width: WindowWidth,
+    online: Option<OnlineConfig>,
     rx: crossbeam_channel::Receiver<Event>,
     tx: crossbeam_channel::Sender<Out>,
     metrics: &Metrics,
@@ -299,17 +402,30 @@ fn inference_loop<M: SequenceModel>(
             metrics.scored_dropped.inc();
         }
     };
-    let batch_limit = if stage.model().batch_invariant() {
+    // Windows of one stream in one call only where that cannot change a
+    // forecast; windows of different streams always share the call.
+    let per_stream = if model.batch_invariant() {
         batch.max(MAX_BATCH)
     } else {
         batch.max(1)
     };
-    let mut rows = Vec::with_capacity(batch_limit);
+    let facts = ModelFacts::of(&model);
+    // A stream is known by its id (`eth0` for `live eth0`, a file's base
+    // name): the `stream` of its events, alerts and metric series.
+    let new_stream = |name: &str| {
+        let id = crate::live::stream_id(name);
+        Stream {
+            stage: ForecastStage::with_online(facts.clone(), width, online),
+            detector: Detector::new(events, id.clone(), width.ns()),
+            name: id,
+            last_end_ns: 0,
+        }
+    };
+    let mut streams: BTreeMap<usize, Stream> = BTreeMap::new();
+    let mut nonfinite = 0u64;
     let mut next = None;
-    let width_ns = stage.width().ns();
-    let mut detector = Detector::new(events, "", width_ns);
-    // End of the last window seen: where events still active at the end stop.
-    let mut last_end_ns = 0i64;
+    let mut gathered: BTreeMap<usize, Vec<WindowRow>> = BTreeMap::new();
+    let mut inputs: Vec<f32> = Vec::new();
     let live = !policy.block_when_full;
     let changed = |ch: Vec<Change>, summary: &mut RunSummary| {
         if ch.is_empty() {
@@ -324,23 +440,38 @@ fn inference_loop<M: SequenceModel>(
     while let Some(ev) = next.take().or_else(|| rx.recv().ok()) {
         match ev {
             Event::Begin(i, name) => {
-                stage.restart();
-                // The previous capture's End ended its events.
-                detector = Detector::new(events, name.clone(), width_ns);
+                // A stream of the same number (a capture restarting) starts afresh.
+                if let Some(old) = streams.insert(i, new_stream(&name)) {
+                    nonfinite += old.stage.nonfinite_features();
+                }
                 send(Out::Begin(i, name), &mut summary);
             }
-            Event::End(s) => {
-                changed(detector.end_all(last_end_ns), &mut summary);
-                send(Out::End(s), &mut summary)
+            Event::End(i, s) => {
+                if let Some(mut st) = streams.remove(&i) {
+                    changed(st.detector.end_all(st.last_end_ns), &mut summary);
+                    nonfinite += st.stage.nonfinite_features();
+                    metrics.retire_stream(&st.name);
+                }
+                send(Out::End(i, s), &mut summary)
             }
-            Event::Window(_) if failed.is_some() => {}
-            Event::Window(row) => {
-                // What else is queued goes to the model in the same call, if
+            Event::Window(..) if failed.is_some() => {}
+            Event::Window(i, row) => {
+                // What else is queued goes to the model in the same call: every
+                // stream's windows of this tick, and more of one stream's where
                 // that cannot change a forecast.
-                rows.push(row);
-                while rows.len() < batch_limit {
+                let mut total = 1;
+                gathered.entry(i).or_default().push(row);
+                while total < MAX_TICK {
                     match rx.try_recv() {
-                        Ok(Event::Window(r)) => rows.push(r),
+                        Ok(Event::Window(j, r)) => {
+                            let rows = gathered.entry(j).or_default();
+                            if rows.len() >= per_stream {
+                                next = Some(Event::Window(j, r));
+                                break;
+                            }
+                            rows.push(r);
+                            total += 1;
+                        }
                         Ok(other) => {
                             next = Some(other);
                             break;
@@ -349,42 +480,82 @@ fn inference_loop<M: SequenceModel>(
                     }
                 }
                 let now = clock.now_ns();
-                for r in &rows {
-                    metrics.observe_window_delay(now - (r.start_ns + stage.width().ns()));
-                }
-                let (scored, error) = stage.step_batch(std::mem::take(&mut rows));
-                if let Some(e) = error {
-                    if policy.model_errors_fatal {
-                        failed = Some(e);
-                        shutdown.trigger();
+                inputs.clear();
+                let mut plan = Vec::with_capacity(gathered.len());
+                for (j, rows) in std::mem::take(&mut gathered) {
+                    if rows.is_empty() {
                         continue;
                     }
-                    summary.model_errors += 1;
-                    metrics.model_failed(e.to_string());
-                    crate::diag::warn_every(
-                        &crate::diag::MODEL_ERRORS,
-                        format_args!("{e}; those windows have no forecast"),
-                    );
-                }
-                for scored in scored {
-                    if scored.issued.is_some() {
-                        summary.forecasts += 1;
+                    let st = streams
+                        .entry(j)
+                        .or_insert_with(|| new_stream(&format!("stream {j}")));
+                    for r in &rows {
+                        metrics.observe_window_delay(now - (r.start_ns + width.ns()));
                     }
-                    metrics.observe_scored(&scored);
-                    last_end_ns = scored.row.start_ns + width_ns;
-                    detector.capture_lost(
-                        (metrics.kernel_drops.get() + metrics.kernel_if_drops.get()).max(0) as u64
-                            + metrics.windows_dropped.get(),
-                    );
-                    let ch = detector.window(&scored);
-                    send(Out::Window(Box::new(scored)), &mut summary);
-                    changed(ch, &mut summary);
+                    let staged = st.stage.stage_rows(&rows, &mut inputs);
+                    plan.push((j, rows, staged));
+                }
+                let n = plan
+                    .iter()
+                    .map(|(_, _, s)| s.iter().filter(|s| **s).count())
+                    .sum::<usize>();
+                let t = Instant::now();
+                let outputs = match n {
+                    0 => Ok(Vec::new()),
+                    _ => model.forward(&inputs, n).and_then(|o| {
+                        if o.len() == n {
+                            Ok(o)
+                        } else {
+                            Err(PredictError(format!(
+                                "the model returned {} forecasts for {n} sequences",
+                                o.len()
+                            )))
+                        }
+                    }),
+                };
+                let inference = (n > 0).then(|| t.elapsed() / n as u32);
+                let mut outputs = match outputs {
+                    Ok(o) => o.into_iter(),
+                    Err(e) => {
+                        if policy.model_errors_fatal {
+                            failed = Some(e);
+                            shutdown.trigger();
+                            continue;
+                        }
+                        summary.model_errors += 1;
+                        metrics.model_failed(e.to_string());
+                        crate::diag::warn_every(
+                            &crate::diag::MODEL_ERRORS,
+                            format_args!("{e}; those windows have no forecast"),
+                        );
+                        Vec::new().into_iter()
+                    }
+                };
+                for (j, rows, staged) in plan {
+                    let Some(st) = streams.get_mut(&j) else {
+                        continue;
+                    };
+                    for mut scored in st.stage.score_rows(rows, &staged, &mut outputs, inference) {
+                        scored.stream = j;
+                        if scored.issued.is_some() {
+                            summary.forecasts += 1;
+                        }
+                        metrics.observe_scored(&st.name, &scored);
+                        st.last_end_ns = scored.row.start_ns + width.ns();
+                        st.detector.capture_lost(metrics.capture_lost(j));
+                        let ch = st.detector.window(&scored);
+                        send(Out::Window(Box::new(scored)), &mut summary);
+                        changed(ch, &mut summary);
+                    }
                 }
             }
         }
     }
-    changed(detector.end_all(last_end_ns), &mut summary);
-    summary.nonfinite_features = stage.nonfinite_features();
+    for st in streams.values_mut() {
+        changed(st.detector.end_all(st.last_end_ns), &mut summary);
+        nonfinite += st.stage.nonfinite_features();
+    }
+    summary.nonfinite_features = nonfinite;
     match failed {
         Some(e) => Err(e.into()),
         None => Ok(summary),
@@ -422,7 +593,7 @@ fn writer_loop(
                         Out::Begin(i, name) => s.begin(*i, name),
                         Out::Window(w) => s.window(w),
                         Out::Events(c) => s.events(c),
-                        Out::End(summary) => s.end(summary),
+                        Out::End(i, summary) => s.end(*i, summary),
                     };
                     if let Err(e) = r {
                         fail(e, &mut failed);

@@ -181,6 +181,7 @@ impl<M: SequenceModel + Send + 'static> Replay<M> {
             })
             .collect();
         let summary = Pipeline {
+            concurrent: false,
             sources,
             engine: self.engine,
             clock: Arc::new(SystemClock),

@@ -413,7 +413,7 @@ impl LiveSource {
 
 impl PacketSource for LiveSource {
     fn name(&self) -> String {
-        format!("live {}", self.cfg.iface)
+        live_name(&self.cfg.iface)
     }
 
     fn is_live(&self) -> bool {
@@ -493,4 +493,14 @@ fn wait_readable(fd: std::os::unix::io::RawFd, timeout_ms: i32) {
     unsafe {
         libc::poll(&mut pfd, 1, timeout_ms);
     }
+}
+
+/// A live capture's stream name: `live IF`.
+pub fn live_name(iface: &str) -> String {
+    format!("live {iface}")
+}
+
+/// The interface of a live capture's stream name (None for a file's).
+pub fn iface_of(name: &str) -> Option<&str> {
+    name.strip_prefix("live ")
 }

@@ -442,7 +442,7 @@ impl Sink for TruthSink {
         Ok(())
     }
 
-    fn end(&mut self, _summary: &CaptureSummary) -> Result<(), SinkError> {
+    fn end(&mut self, _index: usize, _summary: &CaptureSummary) -> Result<(), SinkError> {
         let path = self
             .schedule
             .clone()

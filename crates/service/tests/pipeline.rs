@@ -143,12 +143,12 @@ fn the_daemon_runs_in_process_on_a_capture_played_as_live() {
     let csv = dir.path().join("live.csv");
     let sinks: Vec<Box<dyn Sink>> = vec![
         Box::new(mem),
-        Box::new(DaemonCsv::open(&csv, 100, 1, Arc::clone(&metrics)).unwrap()),
+        Box::new(DaemonCsv::open(&csv, 100, 1, false, Arc::clone(&metrics)).unwrap()),
     ];
     let shutdown = Shutdown::new();
     let (serving_tx, serving) = crossbeam_channel::bounded(1);
     let daemon = Daemon {
-        source: Box::new(AsLive::open(&sample(), clock.clone())),
+        sources: vec![Box::new(AsLive::open(&sample(), clock.clone()))],
         clock: Arc::new(clock.clone()),
         grace_ns: 5_000_000,
         engine: EngineConfig::default(),
@@ -323,13 +323,22 @@ fn healthz_names_the_failing_writer() {
             )
             .unwrap(),
         ),
-        Box::new(DaemonCsv::open(&dir.path().join("p.csv"), 100, 1, Arc::clone(&metrics)).unwrap()),
+        Box::new(
+            DaemonCsv::open(
+                &dir.path().join("p.csv"),
+                100,
+                1,
+                false,
+                Arc::clone(&metrics),
+            )
+            .unwrap(),
+        ),
     ];
     let clock = ManualClock::new(first_ts());
     let shutdown = Shutdown::new();
     let (tx, serving) = crossbeam_channel::bounded(1);
     let daemon = Daemon {
-        source: Box::new(AsLive::open(&sample(), clock.clone())),
+        sources: vec![Box::new(AsLive::open(&sample(), clock.clone()))],
         clock: Arc::new(clock),
         grace_ns: 5_000_000,
         engine: EngineConfig::default(),
@@ -384,4 +393,112 @@ fn healthz_names_the_failing_writer() {
         summary.points_dropped[2], summary.points_made,
         "unsent at shutdown, counted"
     );
+}
+
+/// Persistence, but not batch-invariant (so the pipeline puts at most one window
+/// of a stream in a call), recording the size of every call.
+struct Recording {
+    inner: Persistence,
+    calls: Arc<std::sync::Mutex<Vec<usize>>>,
+}
+
+impl engine::forecast::SequenceModel for Recording {
+    fn forward(
+        &mut self,
+        seqs: &[f32],
+        n: usize,
+    ) -> Result<Vec<(f64, f64)>, engine::forecast::PredictError> {
+        self.calls.lock().unwrap().push(n);
+        self.inner.forward(seqs, n)
+    }
+    fn version(&self) -> &str {
+        "recording"
+    }
+    fn threshold_mbps(&self) -> f64 {
+        self.inner.threshold_mbps
+    }
+}
+
+/// Several captures at once, as the daemon runs its interfaces (files here, so
+/// the run is deterministic): the model calls mix the streams, and yet each
+/// stream's windows, forecasts, skill and band are exactly those of the
+/// same capture run alone.
+#[test]
+fn concurrent_streams_share_model_calls_and_each_gets_what_it_would_alone() {
+    use service::pipeline::{Pipeline, Policy, SourceOpener};
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data");
+    let files = [
+        sample(),
+        data.join("netns-bulk-steps.pcap"),
+        data.join("veth-tbf20-offloads.pcap.gz"),
+    ];
+    let run = |files: &[PathBuf], concurrent: bool| {
+        let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (mem, rx) = MemorySink::new();
+        let sources = files
+            .iter()
+            .cloned()
+            .map(|f| {
+                Box::new(move || {
+                    Ok(Box::new(service::source::FileSource::open(&f, None)?)
+                        as Box<dyn PacketSource>)
+                }) as SourceOpener
+            })
+            .collect();
+        let summary = Pipeline {
+            sources,
+            concurrent,
+            engine: EngineConfig::default(),
+            clock: Arc::new(service::source::SystemClock),
+            grace_ns: 0,
+            model: Recording {
+                inner: model(),
+                calls: Arc::clone(&calls),
+            },
+            sinks: vec![Box::new(mem)],
+            metrics: Metrics::new(),
+            shutdown: Shutdown::new(),
+            policy: Policy::REPLAY,
+            flush_deadline: Duration::from_secs(5),
+            online: Some(service::online::OnlineConfig::default()),
+            events: Default::default(),
+            batch: 1,
+        }
+        .run()
+        .unwrap();
+        let calls = calls.lock().unwrap().clone();
+        (rx.try_iter().collect::<Vec<Scored>>(), summary, calls)
+    };
+    let (together, summary, calls) = run(&files, true);
+    assert_eq!(summary.captures.len(), 3);
+    assert!(
+        calls.iter().any(|n| *n > 1),
+        "some call carried windows of several streams: {} calls, largest {:?}",
+        calls.len(),
+        calls.iter().max()
+    );
+    assert!(
+        calls.iter().all(|n| *n <= 3),
+        "at most one window per stream per call"
+    );
+    for (i, f) in files.iter().enumerate() {
+        let (alone, _, _) = run(std::slice::from_ref(f), false);
+        let mine: Vec<&Scored> = together.iter().filter(|s| s.stream == i).collect();
+        assert_eq!(mine.len(), alone.len(), "stream {i}: every window");
+        assert!(alone.len() > 40, "stream {i}: {} windows", alone.len());
+        for (a, b) in mine.iter().zip(&alone) {
+            assert_eq!(
+                &Scored {
+                    inference: None,
+                    stream: 0,
+                    ..(*a).clone()
+                },
+                &Scored {
+                    inference: None,
+                    ..b.clone()
+                },
+                "stream {i}"
+            );
+        }
+    }
 }

@@ -19,6 +19,10 @@ use std::time::{Duration, Instant};
 /// Header of the predictions CSV (INTERFACE.md).
 pub const PREDICTIONS_HEADER: &str = "window_start,actual_mbps,predicted_mbps,congestion_prob";
 
+/// The column a daemon capturing on several interfaces adds: the window's
+/// interface.
+pub const IFACE_COLUMN: &str = ",iface";
+
 /// The columns `--band` adds after the header's: the forecast's band.
 pub const BAND_COLUMNS: &str = ",lower_mbps,upper_mbps";
 
@@ -104,6 +108,9 @@ pub struct DaemonCsv {
     last_flush: Instant,
     /// SIGHUP: reopen the file when the count moves (logrotate moved it away).
     hangups: Option<(crate::shutdown::Shutdown, u64)>,
+    /// Each stream's interface, by stream number, when the file has the
+    /// `iface` column.
+    ifaces: Option<std::collections::HashMap<usize, String>>,
     /// Rows on disk.
     pub rows: u64,
     /// Rows that could not be written.
@@ -111,19 +118,29 @@ pub struct DaemonCsv {
 }
 
 impl DaemonCsv {
-    /// Open (append to) `path`, rotating beyond `max_mib`, keeping `keep` old files.
+    /// Open (append to) `path`, rotating beyond `max_mib`, keeping `keep` old
+    /// files; with an `iface` column after the others when `per_iface` (a
+    /// daemon on several interfaces). A file whose header is not the one
+    /// these rows need is rotated away first.
     pub fn open(
         path: &Path,
         max_mib: u64,
         keep: u32,
+        per_iface: bool,
         metrics: Arc<Metrics>,
     ) -> Result<Self, SinkError> {
+        let header = if per_iface {
+            format!("{PREDICTIONS_HEADER}{IFACE_COLUMN}")
+        } else {
+            PREDICTIONS_HEADER.to_owned()
+        };
         Ok(DaemonCsv {
-            csv: RotatingCsv::open(path, max_mib, keep)?,
+            csv: RotatingCsv::open(path, max_mib, keep, header)?,
             metrics,
             line: String::with_capacity(128),
             last_flush: Instant::now(),
             hangups: None,
+            ifaces: per_iface.then(std::collections::HashMap::new),
             rows: 0,
             errors: 0,
         })
@@ -138,10 +155,26 @@ impl DaemonCsv {
 }
 
 impl Sink for DaemonCsv {
+    fn begin(&mut self, index: usize, name: &str) -> Result<(), Error> {
+        if let Some(ifaces) = &mut self.ifaces {
+            let iface = crate::source::iface_of(name).unwrap_or(name);
+            ifaces.insert(index, iface.to_owned());
+        }
+        Ok(())
+    }
+
     fn window(&mut self, s: &Scored) -> Result<(), Error> {
         if let Some(f) = &s.published_at_target {
             self.line.clear();
             format_prediction_row(s.row.start_ns, s.row.throughput_mbps, f, &mut self.line);
+            if let Some(ifaces) = &self.ifaces {
+                self.line.pop();
+                self.line.push(',');
+                // Interface names are letters, digits and a few marks: no quoting.
+                self.line
+                    .push_str(ifaces.get(&s.stream).map_or("", String::as_str));
+                self.line.push('\n');
+            }
             if let Err(e) = self.csv.write(&self.line) {
                 let lost = std::mem::take(&mut self.csv.pending);
                 csv_failed(&e, lost, &mut self.errors, &self.metrics);
@@ -193,6 +226,7 @@ impl Sink for DaemonCsv {
 /// Predictions CSV with size-based rotation (`F`, `F.1` .. `F.keep`).
 struct RotatingCsv {
     path: PathBuf,
+    header: String,
     max_bytes: u64,
     keep: u32,
     file: Option<std::io::BufWriter<std::fs::File>>,
@@ -202,17 +236,43 @@ struct RotatingCsv {
 }
 
 impl RotatingCsv {
-    fn open(path: &Path, max_mib: u64, keep: u32) -> Result<Self, SinkError> {
+    fn open(path: &Path, max_mib: u64, keep: u32, header: String) -> Result<Self, SinkError> {
         let mut c = RotatingCsv {
             path: path.to_owned(),
+            header,
             max_bytes: max_mib.max(1) << 20,
             keep,
             file: None,
             bytes: 0,
             pending: 0,
         };
+        // Rows of another layout (a run on one interface, then on several)
+        // start a new file rather than join the old one.
+        let first = std::fs::File::open(path).ok().and_then(|f| {
+            use std::io::BufRead;
+            std::io::BufReader::new(f)
+                .lines()
+                .next()
+                .and_then(Result::ok)
+        });
+        if first.is_some_and(|h| h != c.header) {
+            c.rotate();
+        }
         c.reopen()?;
         Ok(c)
+    }
+
+    /// `F` -> `F.1` -> ... -> `F.keep` (the oldest dropped).
+    fn rotate(&mut self) {
+        self.file = None;
+        for i in (1..self.keep).rev() {
+            let _ = std::fs::rename(self.rotated(i), self.rotated(i + 1));
+        }
+        if self.keep > 0 {
+            let _ = std::fs::rename(&self.path, self.rotated(1));
+        } else {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 
     fn reopen(&mut self) -> Result<(), SinkError> {
@@ -228,7 +288,7 @@ impl RotatingCsv {
         self.bytes = f.metadata().map(|m| m.len()).unwrap_or(0);
         let mut w = std::io::BufWriter::new(f);
         if !exists || self.bytes == 0 {
-            let h = format!("{PREDICTIONS_HEADER}\n");
+            let h = format!("{}\n", self.header);
             w.write_all(h.as_bytes()).map_err(|e| self.err(e))?;
             self.bytes += h.len() as u64;
         }
@@ -249,15 +309,7 @@ impl RotatingCsv {
     fn write(&mut self, line: &str) -> Result<(), SinkError> {
         if self.bytes + line.len() as u64 > self.max_bytes {
             self.flush()?;
-            self.file = None;
-            for i in (1..self.keep).rev() {
-                let _ = std::fs::rename(self.rotated(i), self.rotated(i + 1));
-            }
-            if self.keep > 0 {
-                let _ = std::fs::rename(&self.path, self.rotated(1));
-            } else {
-                let _ = std::fs::remove_file(&self.path);
-            }
+            self.rotate();
             self.reopen()?;
         }
         if self.file.is_none() {
@@ -343,7 +395,7 @@ mod tests {
     fn csv_rotates_by_size_and_keeps_the_header() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("p.csv");
-        let mut c = RotatingCsv::open(&p, 1, 2).unwrap();
+        let mut c = RotatingCsv::open(&p, 1, 2, PREDICTIONS_HEADER.into()).unwrap();
         let line = format!("{}\n", "x".repeat(1000));
         for _ in 0..3000 {
             c.write(&line).unwrap();

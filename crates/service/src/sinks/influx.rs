@@ -48,6 +48,9 @@ pub struct Point {
     pub fields: Vec<(&'static str, f64)>,
     /// Set for an event's start or end.
     pub event: Option<EventTags>,
+    /// The `iface` tag when not the writer's own (a daemon capturing on
+    /// several interfaces).
+    pub iface: Option<String>,
 }
 
 /// The measurement of event starts and ends (Grafana shows them as
@@ -246,7 +249,10 @@ impl InfluxWriter {
         };
         let mut b = DataPoint::builder(measurement);
         for (k, v) in &self.tags {
-            b = b.tag(*k, v.as_str());
+            b = match (*k, &p.iface) {
+                ("iface", Some(iface)) => b.tag("iface", iface.as_str()),
+                _ => b.tag(*k, v.as_str()),
+            };
         }
         if let Some(e) = &p.event {
             b = b
@@ -517,10 +523,6 @@ fn urlencode(s: &str) -> String {
         .collect()
 }
 
-/// The point of one window: the actual; the published forecast at its target
-/// (`predicted_mbps`, `congestion_prob`) and as issued (`issued_*`); the raw
-/// model's at its target (`model_*`); the rolling skill; the nine features and
-/// the kernel's drops.
 /// An event's start (at its start) or end (at its end, with its duration) as
 /// a point of [`EVENTS_MEASUREMENT`]: the forecast, band, probability and
 /// signals when it started as fields.
@@ -592,10 +594,14 @@ pub fn event_point(c: &crate::events::Change) -> Point {
             change,
             text,
         }),
+        iface: None,
     }
 }
 
-/// One window's point.
+/// The point of one window: the actual; the published forecast at its target
+/// (`predicted_mbps`, `congestion_prob`) and as issued (`issued_*`); the raw
+/// model's at its target (`model_*`); the rolling skill; the nine features and
+/// the kernel's drops.
 pub fn point_for(s: &Scored, kernel_drops: i64) -> Point {
     let mut fields: Vec<(&'static str, f64)> = Vec::with_capacity(24);
     fields.push(("actual_mbps", s.row.throughput_mbps));
@@ -641,6 +647,7 @@ pub fn point_for(s: &Scored, kernel_drops: i64) -> Point {
         ts_ms: s.row.start_ns.div_euclid(1_000_000),
         fields,
         event: None,
+        iface: None,
     }
 }
 
@@ -650,6 +657,10 @@ pub struct InfluxSink {
     rt: tokio::runtime::Runtime,
     writer: InfluxWriter,
     metrics: Arc<Metrics>,
+    /// Each live stream's interface, by stream number (the `iface` tag).
+    ifaces: std::collections::HashMap<usize, String>,
+    /// The same by stream id (what events name).
+    event_ifaces: std::collections::HashMap<String, String>,
 }
 
 impl InfluxSink {
@@ -702,6 +713,8 @@ impl InfluxSink {
             rt,
             writer,
             metrics,
+            ifaces: std::collections::HashMap::new(),
+            event_ifaces: std::collections::HashMap::new(),
         })
     }
 
@@ -726,9 +739,30 @@ impl InfluxSink {
 }
 
 impl Sink for InfluxSink {
+    fn begin(&mut self, index: usize, name: &str) -> Result<(), SinkError> {
+        if let Some(iface) = crate::source::iface_of(name) {
+            self.ifaces.insert(index, iface.to_owned());
+            self.event_ifaces
+                .insert(crate::live::stream_id(name), iface.to_owned());
+        }
+        Ok(())
+    }
+
+    fn end(
+        &mut self,
+        index: usize,
+        _summary: &crate::capture::CaptureSummary,
+    ) -> Result<(), SinkError> {
+        self.ifaces.remove(&index);
+        Ok(())
+    }
+
     fn events(&mut self, changes: &[crate::events::Change]) -> Result<(), SinkError> {
         for c in changes {
-            if let Err(e) = self.writer.push(&event_point(c)) {
+            let mut p = event_point(c);
+            let (crate::events::Change::Started(e) | crate::events::Change::Ended(e)) = c;
+            p.iface = self.event_ifaces.get(&e.stream).cloned();
+            if let Err(e) = self.writer.push(&p) {
                 tracing::error!("{e}");
             }
         }
@@ -739,7 +773,8 @@ impl Sink for InfluxSink {
         if s.at_target.is_none() && s.issued.is_none() {
             return Ok(());
         }
-        let p = point_for(s, self.metrics.kernel_drops.get());
+        let mut p = point_for(s, self.metrics.kernel_drops.get());
+        p.iface = self.ifaces.get(&s.stream).cloned();
         if let Err(e) = self.writer.push(&p) {
             tracing::error!("{e}");
         }
@@ -1120,6 +1155,7 @@ mod tests {
             congestion_prob: 0.9,
         };
         let s = Scored {
+            stream: 0,
             row,
             at_target: Some(f(row.start_ns, 1.0)),
             baselines: None,

@@ -48,14 +48,17 @@ pub enum SinkError {
 
 /// One output of the pipeline.
 pub trait Sink: Send {
-    /// Capture number `index` (from 0) named `name` begins.
+    /// Stream number `index` (from 0; a capture: a file, an interface) named
+    /// `name` begins. Replay's captures come one after another; the daemon's
+    /// interfaces all at once, their windows interleaved (`Scored::stream`
+    /// says whose), each stream's in window order.
     fn begin(&mut self, _index: usize, _name: &str) -> Result<(), SinkError> {
         Ok(())
     }
-    /// One window and its forecasts, in window order.
+    /// One window and its forecasts, in its stream's window order.
     fn window(&mut self, s: &Scored) -> Result<(), SinkError>;
-    /// A capture ended.
-    fn end(&mut self, _summary: &CaptureSummary) -> Result<(), SinkError> {
+    /// Stream `index` ended.
+    fn end(&mut self, _index: usize, _summary: &CaptureSummary) -> Result<(), SinkError> {
         Ok(())
     }
     /// Events started or ended (`crate::events`), after the window that

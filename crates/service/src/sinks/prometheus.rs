@@ -6,10 +6,10 @@ use crate::forecast::Scored;
 use crate::source::KernelStats;
 use engine::pipeline::Counters;
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -40,30 +40,28 @@ pub struct Metrics {
     pub points_dropped: prometheus::IntGaugeVec,
     pub csv_rows: IntCounter,
     pub csv_errors: IntCounter,
-    pub last_actual_mbps: Gauge,
-    pub last_predicted_mbps: Gauge,
+    pub last_actual_mbps: GaugeVec,
+    pub last_predicted_mbps: GaugeVec,
     /// 1 while an event of `kind` is active on `stream`.
     pub alert_active: prometheus::IntGaugeVec,
     /// Events started, by kind.
     pub alerts: IntCounterVec,
     /// Band of the forecast for the next window (lower, upper edge), Mbit/s.
-    pub next_lower_mbps: Gauge,
-    pub next_upper_mbps: Gauge,
+    pub next_lower_mbps: GaugeVec,
+    pub next_upper_mbps: GaugeVec,
     /// Whether the last closed window fell inside its forecast's band.
-    pub band_hits: IntCounter,
-    pub band_scored: IntCounter,
-    pub last_congestion_prob: Gauge,
-    pub mase_recent: Gauge,
-    pub mase_total: Gauge,
-    pub brier_recent: Gauge,
-    pub input_shift: Gauge,
-    pub input_shift_threshold: Gauge,
-    /// Set while the capture thread runs (for /healthz).
-    pub capturing: AtomicBool,
-    /// The capture's interface is down (for /healthz).
-    pub link_down: AtomicBool,
-    /// The engine's counters as last published (counters go up by the difference).
-    published: Mutex<Counters>,
+    pub band_hits: IntCounterVec,
+    pub band_scored: IntCounterVec,
+    pub last_congestion_prob: GaugeVec,
+    pub mase_recent: GaugeVec,
+    pub mase_total: GaugeVec,
+    pub brier_recent: GaugeVec,
+    pub input_shift: GaugeVec,
+    pub input_shift_threshold: GaugeVec,
+    /// How many capture threads run (for /healthz).
+    pub capturing: std::sync::atomic::AtomicUsize,
+    /// Each capture's last published state (counters go up by the difference).
+    published: Mutex<std::collections::BTreeMap<usize, Published>>,
     /// Health: when the last window went through inference.
     last_window: Mutex<Option<Instant>>,
     /// Health: why the writer fails, while it does.
@@ -72,6 +70,16 @@ pub struct Metrics {
     model_failed: Mutex<Option<(Instant, String)>>,
     /// When these metrics were made (the run's start).
     started: Instant,
+}
+
+/// One capture's counters and kernel statistics as last published.
+#[derive(Default)]
+struct Published {
+    name: String,
+    counters: Counters,
+    kernel: Option<KernelStats>,
+    windows_dropped: u64,
+    ended: bool,
 }
 
 /// One part of the service as `/healthz` reports it.
@@ -112,7 +120,19 @@ impl Metrics {
         let r = Registry::new_custom(Some("netforecast".into()), None).unwrap_or_default();
         let c = |n: &str, h: &str| reg(&r, IntCounter::new(n, h).expect("valid metric name"));
         let g = |n: &str, h: &str| reg(&r, IntGauge::new(n, h).expect("valid metric name"));
-        let f = |n: &str, h: &str| reg(&r, Gauge::new(n, h).expect("valid metric name"));
+        // Per stream: the label is the stream's name (the alerts' `stream`).
+        let fs = |n: &str, h: &str| {
+            reg(
+                &r,
+                GaugeVec::new(Opts::new(n, h), &["stream"]).expect("valid metric"),
+            )
+        };
+        let cs = |n: &str, h: &str| {
+            reg(
+                &r,
+                IntCounterVec::new(Opts::new(n, h), &["stream"]).expect("valid metric"),
+            )
+        };
         Arc::new(Metrics {
             frames: c("frames_total", "Frames captured"),
             packets_counted: c("packets_counted_total", "TCP segments counted in windows"),
@@ -188,8 +208,8 @@ impl Metrics {
                 "csv_errors_total",
                 "Rows that could not be written to the predictions CSV",
             ),
-            last_actual_mbps: f("last_actual_mbps", "Throughput of the last closed window"),
-            last_predicted_mbps: f("last_predicted_mbps", "Forecast for the last closed window"),
+            last_actual_mbps: fs("last_actual_mbps", "Throughput of the last closed window"),
+            last_predicted_mbps: fs("last_predicted_mbps", "Forecast for the last closed window"),
             alert_active: reg(
                 &r,
                 prometheus::IntGaugeVec::new(
@@ -209,48 +229,47 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
-            next_lower_mbps: f(
+            next_lower_mbps: fs(
                 "next_predicted_lower_mbps",
                 "Lower edge (about the 10th percentile) of the band around the forecast for the next window",
             ),
-            next_upper_mbps: f(
+            next_upper_mbps: fs(
                 "next_predicted_upper_mbps",
                 "Upper edge (about the 90th percentile) of the band around the forecast for the next window",
             ),
-            band_hits: c(
+            band_hits: cs(
                 "band_hits_total",
                 "Windows whose throughput fell inside their forecast's band",
             ),
-            band_scored: c(
+            band_scored: cs(
                 "band_scored_total",
                 "Windows whose forecast had a band (the coverage is hits over scored)",
             ),
-            last_congestion_prob: f(
+            last_congestion_prob: fs(
                 "last_congestion_prob",
                 "Probability the next window is below the threshold",
             ),
-            mase_recent: f(
+            mase_recent: fs(
                 "skill_mase_recent",
                 "Published forecast's MAE over persistence's, last minute",
             ),
-            mase_total: f(
+            mase_total: fs(
                 "skill_mase_total",
                 "Published forecast's MAE over persistence's, since start",
             ),
-            brier_recent: f(
+            brier_recent: fs(
                 "skill_brier_recent",
                 "Brier score of the published probability, last minute",
             ),
-            input_shift: f(
+            input_shift: fs(
                 "input_shift",
                 "Distance of the last minute's features from the training data's (0 alike, 1 disjoint)",
             ),
-            input_shift_threshold: f(
+            input_shift_threshold: fs(
                 "input_shift_threshold",
                 "Largest input_shift the model's own training data showed; above it the input is unlike the training data",
             ),
-            capturing: AtomicBool::new(false),
-            link_down: AtomicBool::new(false),
+            capturing: std::sync::atomic::AtomicUsize::new(0),
             published: Mutex::default(),
             last_window: Mutex::default(),
             writer_failing: Mutex::default(),
@@ -260,24 +279,49 @@ impl Metrics {
         })
     }
 
-    /// Whether a capture is running (for /healthz).
-    pub fn set_capturing(&self, on: bool) {
-        self.capturing.store(on, Ordering::Relaxed);
-    }
-
-    /// The capture stage's counters and the kernel's, as of now.
-    pub fn publish_capture(&self, c: &Counters, k: Option<KernelStats>) {
+    /// Capture `stream` (called `name`) starts (true) or stops (false); for
+    /// /healthz, which fails while none runs.
+    pub fn set_capturing(&self, stream: usize, name: &str, on: bool) {
+        if on {
+            self.capturing.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.capturing.fetch_sub(1, Ordering::Relaxed);
+        }
         let Ok(mut published) = self.published.lock() else {
             return;
         };
-        // A new capture restarts the engine's counters from zero.
-        if c.frames < published.frames {
-            *published = Counters::default();
+        if on {
+            published.insert(
+                stream,
+                Published {
+                    name: name.to_owned(),
+                    ..Published::default()
+                },
+            );
+        } else if let Some(p) = published.get_mut(&stream) {
+            // Its counters are in the totals; its kernel statistics stay in
+            // the gauges (a live capture's drops do not go back to zero).
+            p.ended = true;
         }
-        self.frames.inc_by(c.frames - published.frames);
-        self.packets_counted.inc_by(c.counted - published.counted);
+        // A replay of many files keeps only what the gauges still need.
+        published.retain(|_, p| !p.ended || p.kernel.is_some());
+    }
+
+    /// Capture `stream`'s counters and the kernel's, as of now. Several
+    /// captures (the daemon's interfaces) publish side by side: the counters
+    /// add up, the kernel's drops are summed over the interfaces, the link is
+    /// down when any is.
+    pub fn publish_capture(&self, stream: usize, c: &Counters, k: Option<KernelStats>) {
+        let Ok(mut published) = self.published.lock() else {
+            return;
+        };
+        let p = published.entry(stream).or_default();
+        let last = &p.counters;
+        self.frames.inc_by(c.frames.saturating_sub(last.frames));
+        self.packets_counted
+            .inc_by(c.counted.saturating_sub(last.counted));
         for (i, r) in engine::capture::SkipReason::ALL.iter().enumerate() {
-            let d = c.skipped[i] - published.skipped[i];
+            let d = c.skipped[i].saturating_sub(last.skipped[i]);
             if d > 0 {
                 self.packets_skipped
                     .with_label_values(&[r.name()])
@@ -285,16 +329,57 @@ impl Metrics {
             }
         }
         self.windows
-            .inc_by(c.window.windows - published.window.windows);
-        self.silent_windows
-            .inc_by(c.window.silent_windows - published.window.silent_windows);
-        self.flows_active.set(c.flow.flows_active as i64);
-        if let Some(k) = k {
-            self.link_down.store(k.link_down, Ordering::Relaxed);
-            self.kernel_drops.set(k.dropped as i64);
-            self.kernel_if_drops.set(k.if_dropped as i64);
+            .inc_by(c.window.windows.saturating_sub(last.window.windows));
+        self.silent_windows.inc_by(
+            c.window
+                .silent_windows
+                .saturating_sub(last.window.silent_windows),
+        );
+        p.counters = c.clone();
+        if k.is_some() {
+            p.kernel = k;
         }
-        *published = c.clone();
+        let running = || published.values().filter(|p| !p.ended);
+        self.flows_active
+            .set(running().map(|p| p.counters.flow.flows_active as i64).sum());
+        let kernel: Vec<KernelStats> = published.values().filter_map(|p| p.kernel).collect();
+        if !kernel.is_empty() {
+            self.kernel_drops
+                .set(kernel.iter().map(|k| k.dropped as i64).sum());
+            self.kernel_if_drops
+                .set(kernel.iter().map(|k| k.if_dropped as i64).sum());
+        }
+    }
+
+    /// Capture `stream` dropped a window (inference fell behind).
+    pub fn window_dropped(&self, stream: usize) {
+        self.windows_dropped.inc();
+        if let Ok(mut p) = self.published.lock() {
+            p.entry(stream).or_default().windows_dropped += 1;
+        }
+    }
+
+    /// What capture `stream` lost so far: packets the kernel or the interface
+    /// dropped and windows inference never saw.
+    pub fn capture_lost(&self, stream: usize) -> u64 {
+        self.published.lock().map_or(0, |p| {
+            p.get(&stream).map_or(0, |p| {
+                p.kernel.map_or(0, |k| k.dropped + k.if_dropped) + p.windows_dropped
+            })
+        })
+    }
+
+    /// The running captures whose interface is down, by name.
+    fn links_down(&self) -> Vec<String> {
+        self.published.lock().map_or_else(
+            |_| Vec::new(),
+            |p| {
+                p.values()
+                    .filter(|p| !p.ended && p.kernel.is_some_and(|k| k.link_down))
+                    .map(|p| p.name.clone())
+                    .collect()
+            },
+        )
     }
 
     /// A window reached inference `late_ns` after it ended.
@@ -323,10 +408,14 @@ impl Metrics {
         let now = Instant::now();
         let mut parts = std::collections::BTreeMap::new();
         let last = self.last_window.lock().ok().and_then(|l| *l);
-        let capture = if !self.capturing.load(Ordering::Relaxed) {
+        let down = self.links_down();
+        let capture = if self.capturing.load(Ordering::Relaxed) == 0 {
             Some("not capturing".to_owned())
-        } else if self.link_down.load(Ordering::Relaxed) {
-            Some("the interface is down; windows are silent until it is back".to_owned())
+        } else if !down.is_empty() {
+            Some(format!(
+                "the interface is down ({}); its windows are silent until it is back",
+                down.join(", ")
+            ))
         } else {
             match last {
                 Some(t) if now.duration_since(t) > CAPTURE_STALE => Some(format!(
@@ -388,8 +477,8 @@ impl Metrics {
         }
     }
 
-    /// A window went through the forecast stage.
-    pub fn observe_scored(&self, s: &Scored) {
+    /// A window of stream `stream` went through the forecast stage.
+    pub fn observe_scored(&self, stream: &str, s: &Scored) {
         if let Ok(mut l) = self.last_window.lock() {
             *l = Some(Instant::now());
         }
@@ -397,37 +486,59 @@ impl Metrics {
             self.inference_seconds.observe(t.as_secs_f64());
             self.forecasts.inc();
         }
-        self.last_actual_mbps.set(s.row.throughput_mbps);
+        let set = |g: &GaugeVec, v: f64| g.with_label_values(&[stream]).set(v);
+        set(&self.last_actual_mbps, s.row.throughput_mbps);
         if let Some(p) = &s.published_at_target {
-            self.last_predicted_mbps.set(p.throughput_mbps);
+            set(&self.last_predicted_mbps, p.throughput_mbps);
         }
         if let Some((lo, hi)) = s.band_at_target {
-            self.band_scored.inc();
+            self.band_scored.with_label_values(&[stream]).inc();
             if (lo..=hi).contains(&s.row.throughput_mbps) {
-                self.band_hits.inc();
+                self.band_hits.with_label_values(&[stream]).inc();
             }
         }
         if let Some((lo, hi)) = s.band {
-            self.next_lower_mbps.set(lo);
-            self.next_upper_mbps.set(hi);
+            set(&self.next_lower_mbps, lo);
+            set(&self.next_upper_mbps, hi);
         }
         if let Some(f) = &s.published {
-            self.last_congestion_prob.set(f.congestion_prob);
+            set(&self.last_congestion_prob, f.congestion_prob);
         }
         if let Some((d, t)) = s.input_shift {
-            self.input_shift.set(d);
-            self.input_shift_threshold.set(t);
+            set(&self.input_shift, d);
+            set(&self.input_shift_threshold, t);
         }
         if let Some(k) = &s.skill {
-            if let Some(v) = k.mase_recent {
-                self.mase_recent.set(v);
+            for (g, v) in [
+                (&self.mase_recent, k.mase_recent),
+                (&self.mase_total, k.mase_total),
+                (&self.brier_recent, k.brier_recent),
+            ] {
+                if let Some(v) = v {
+                    set(g, v);
+                }
             }
-            if let Some(v) = k.mase_total {
-                self.mase_total.set(v);
-            }
-            if let Some(v) = k.brier_recent {
-                self.brier_recent.set(v);
-            }
+        }
+    }
+
+    /// Stream `stream` retired: its series stop (a scrape no longer shows them).
+    pub fn retire_stream(&self, stream: &str) {
+        for g in [
+            &self.last_actual_mbps,
+            &self.last_predicted_mbps,
+            &self.next_lower_mbps,
+            &self.next_upper_mbps,
+            &self.last_congestion_prob,
+            &self.mase_recent,
+            &self.mase_total,
+            &self.brier_recent,
+            &self.input_shift,
+            &self.input_shift_threshold,
+        ] {
+            let _ = g.remove_label_values(&[stream]);
+        }
+        for c in [&self.band_hits, &self.band_scored] {
+            let _ = c.remove_label_values(&[stream]);
         }
     }
 

@@ -446,7 +446,7 @@ impl Sink for Evaluation {
         Ok(())
     }
 
-    fn end(&mut self, summary: &CaptureSummary) -> Result<(), SinkError> {
+    fn end(&mut self, _index: usize, summary: &CaptureSummary) -> Result<(), SinkError> {
         if self.cfg.print {
             eprintln!("{}", summary.render());
         }

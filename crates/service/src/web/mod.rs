@@ -128,6 +128,8 @@ async fn accept_loop(listener: std::net::TcpListener, web: Arc<Web>, stop: Shutd
                 };
                 conns.retain(|c| !c.task.is_finished());
                 let requests = conns.iter().filter(|c| c.state.load(Ordering::Relaxed) != STREAMING).count();
+                // Counted before an eviction, which closes a request, not a stream.
+                let streams = conns.len() - requests;
                 if requests >= MAX_CONNECTIONS {
                     // Close the longest-idle request (one not being answered).
                     if let Some(i) = conns
@@ -140,7 +142,6 @@ async fn accept_loop(listener: std::net::TcpListener, web: Arc<Web>, stop: Shutd
                         conns.swap_remove(i).task.abort();
                     }
                 }
-                let streams = conns.len() - requests;
                 let state = Arc::new(AtomicU8::new(READING));
                 let task = tokio::spawn(answer(
                     stream,
