@@ -655,6 +655,21 @@ mod tests {
     }
 
     #[test]
+    fn several_interfaces_as_a_list_or_commas_each_once() {
+        let c = accepted("iface = [\"eth0\", \"wlan0\"]\n", &[]);
+        assert_eq!(c.ifaces(), ["eth0", "wlan0"]);
+        let c = accepted("iface = \"eth0, eth1,eth2\"\n", &[]);
+        assert_eq!(c.ifaces(), ["eth0", "eth1", "eth2"]);
+        let e = refused("iface = [\"eth0\", \"eth0\"]\n", &[]);
+        assert!(e.contains("names eth0 twice"), "{e}");
+        let e = refused("iface = \" , \"\n", &[]);
+        assert!(e.contains("no interface"), "{e}");
+        let many: Vec<String> = (0..=MAX_IFACES).map(|i| format!("\"e{i}\"")).collect();
+        let e = refused(&format!("iface = [{}]\n", many.join(",")), &[]);
+        assert!(e.contains("at most 64"), "{e}");
+    }
+
+    #[test]
     fn another_hosts_address_needs_a_token_or_insecure_http() {
         let open = "iface = \"eth0\"\nmetrics_addr = \"0.0.0.0:9898\"\n";
         let e = refused(open, &[]);
