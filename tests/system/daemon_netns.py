@@ -82,7 +82,7 @@ def forecasts_of(summary):
 
 
 def promql_dashboard(ns, start_s, end_s):
-    """Every query of the PromQL dashboard, its variables set to All, run against
+    """Every query of the PromQL dashboard, its variables at their defaults, run against
     the VictoriaMetrics the daemon wrote to: each answers, and each panel's query
     returns a series per host and interface."""
     bad = []
@@ -91,7 +91,10 @@ def promql_dashboard(ns, start_s, end_s):
     dash = json.load(open(path))
 
     def run(expr, kind):
-        expr = expr.replace("$host", ".*").replace("$iface", ".*")
+        # The variables' defaults: every host and interface, the interface
+        # streams (not the hosts'), all of them.
+        expr = (expr.replace("$host", ".*").replace("$iface", ".*")
+                .replace("$stream_kind", "iface").replace("$stream", ".*"))
         url = ("http://127.0.0.1:8428/api/v1/query_range?" + urllib.parse.urlencode(
             {"query": expr, "start": start_s, "end": end_s, "step": "1s"}))
         r = ns_get(ns, url, timeout=20)

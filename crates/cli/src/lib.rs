@@ -288,6 +288,7 @@ fn daemon(d: DaemonSettings, backend: &dyn Backend, quiet: bool) -> Result<(), E
     );
     let summary = Daemon {
         sources,
+        top_hosts: cfg.top_hosts,
         clock: Arc::new(SystemClock),
         grace_ns,
         engine: d.engine,

@@ -76,6 +76,10 @@ pub struct RunCmd {
     /// ./netforecast-predictions.csv), rotated by size.
     #[arg(long)]
     pub csv: Option<PathBuf>,
+    /// Streams of their own for the K busiest hosts of each interface (0:
+    /// none; default 32).
+    #[arg(long, value_name = "K")]
+    pub top_hosts: Option<usize>,
     /// Switch to this user once the capture is open (needs root).
     #[arg(long)]
     pub user: Option<String>,
@@ -367,6 +371,9 @@ impl RunCmd {
         cfg.insecure_http |= self.insecure_http;
         if let Some(v) = self.csv {
             cfg.csv = Some(v);
+        }
+        if let Some(v) = self.top_hosts {
+            cfg.top_hosts = v;
         }
         if let Some(v) = self.user {
             cfg.user = Some(v);

@@ -135,7 +135,7 @@ impl SkipReason {
 }
 
 /// Both endpoints of a TCP segment. IPv4 addresses sit in the first 4 bytes.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Endpoints {
     /// Source address.
     pub src: [u8; 16],
@@ -173,7 +173,7 @@ impl SackBlocks {
 }
 
 /// One counted TCP segment, everything the later stages need and nothing more.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct PacketSummary {
     /// Capture timestamp, nanoseconds since the Unix epoch.
     pub ts_ns: i64,

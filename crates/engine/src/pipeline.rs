@@ -92,6 +92,8 @@ impl Counters {
 pub struct Engine {
     flows: FlowTable,
     windows: WindowAggregator,
+    /// What the last counted packet contributed to its window.
+    last: PacketFacts,
     counters: Counters,
     /// Expire idle flows every this many packets (cheap, but not per packet).
     expire_every: u64,
@@ -103,6 +105,7 @@ impl Engine {
         Engine {
             flows: FlowTable::new(cfg.flow),
             windows: WindowAggregator::new(cfg.window.ns(), cfg.max_silent_gap_ns),
+            last: PacketFacts::default(),
             counters: Counters::default(),
             expire_every: 1024,
         }
@@ -149,22 +152,26 @@ impl Engine {
         let a = self.flows.process(p);
         c.rtt_samples += a.ack_rtt_ns.is_some() as u64;
         c.bif_samples += a.bytes_in_flight.is_some() as u64;
-        self.windows.push(
-            &PacketFacts {
-                ts_ns: p.ts_ns,
-                frame_len_bytes: p.frame_len_bytes,
-                ack_rtt_ns: a.ack_rtt_ns,
-                bytes_in_flight: a.bytes_in_flight,
-                direction_id: a.direction_id,
-                data: p.payload_len_bytes > 0 || p.flags & (tcp_flags::SYN | tcp_flags::FIN) != 0,
-                acked_segments: self.flows.last_acked(),
-                zero_window: p.window == 0
-                    && p.flags & (tcp_flags::SYN | tcp_flags::FIN | tcp_flags::RST) == 0,
-                unacked_segments: self.flows.unacked_segments() as u64,
-            },
-            emit,
-        );
+        self.last = PacketFacts {
+            ts_ns: p.ts_ns,
+            frame_len_bytes: p.frame_len_bytes,
+            ack_rtt_ns: a.ack_rtt_ns,
+            bytes_in_flight: a.bytes_in_flight,
+            direction_id: a.direction_id,
+            data: p.payload_len_bytes > 0 || p.flags & (tcp_flags::SYN | tcp_flags::FIN) != 0,
+            acked_segments: self.flows.last_acked(),
+            zero_window: p.window == 0
+                && p.flags & (tcp_flags::SYN | tcp_flags::FIN | tcp_flags::RST) == 0,
+            unacked_segments: self.flows.unacked_segments() as u64,
+        };
+        self.windows.push(&self.last, emit);
         a
+    }
+
+    /// What the last counted packet contributed to its window (for windows of
+    /// part of the traffic: a host's, a flow's).
+    pub fn last_facts(&self) -> &PacketFacts {
+        &self.last
     }
 
     /// Live mode: open the grid at `now_ns` before any packet arrives.

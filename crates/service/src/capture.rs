@@ -11,7 +11,7 @@ use crate::source::{Clock, FileNotes, KernelStats, Next, PacketSource, SourceErr
 use engine::capture::PacketSummary;
 use engine::flow::Analysis;
 use engine::pipeline::{Counters, Engine, EngineConfig};
-use engine::window::WindowRow;
+use engine::window::{PacketFacts, WindowRow};
 use std::time::Instant;
 
 /// Reading the clock costs ~20 ns; under load it is read once per this many packets.
@@ -124,6 +124,14 @@ pub trait CaptureObserver {
     fn packet(&mut self, _frame: u64, _p: &PacketSummary, _a: &Analysis) {}
     /// About once a second (live): the engine's counters and the kernel's.
     fn tick(&mut self, _counters: &Counters, _kernel: Option<KernelStats>) {}
+    /// Every counted packet and what it contributed to its window (for
+    /// windows of part of the traffic).
+    fn counted(&mut self, _p: &PacketSummary, _f: &PacketFacts) {}
+    /// Live: windows that ended before `now_ns` (the clock minus the grace)
+    /// close.
+    fn advance(&mut self, _now_ns: i64) {}
+    /// The capture ended.
+    fn finish(&mut self) {}
 }
 
 /// Observes nothing.
@@ -175,6 +183,7 @@ pub fn run_capture<S: PacketSource + ?Sized, O: CaptureObserver + ?Sized>(
                 frame_no += 1;
                 if let Some((p, a)) = engine.frame(linktype, data, orig_len, ts_ns, &mut on_row) {
                     observer.packet(frame_no, &p, &a);
+                    observer.counted(&p, engine.last_facts());
                 }
                 since_clock += 1;
                 if !live || since_clock < CLOCK_EVERY {
@@ -197,6 +206,7 @@ pub fn run_capture<S: PacketSource + ?Sized, O: CaptureObserver + ?Sized>(
             since_clock = 0;
             let now = clock.now_ns();
             engine.advance_to(now - grace_ns, &mut on_row);
+            observer.advance(now - grace_ns);
             if now - last_tick >= 1_000_000_000 {
                 last_tick = now;
                 let k = source.kernel_stats()?;
@@ -213,6 +223,7 @@ pub fn run_capture<S: PacketSource + ?Sized, O: CaptureObserver + ?Sized>(
     };
     let counters = engine.counters();
     observer.tick(&counters, kernel);
+    observer.finish();
     let FileNotes {
         cut_short_at,
         invalid_timestamps,

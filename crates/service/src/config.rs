@@ -152,6 +152,9 @@ impl InfluxConfig {
     }
 }
 
+/// Most host streams per interface.
+pub const MAX_TOP_HOSTS: usize = 4096;
+
 /// Most interfaces one daemon captures on (a capture thread each).
 pub const MAX_IFACES: usize = 64;
 
@@ -183,6 +186,8 @@ pub struct DaemonConfig {
     pub snaplen: i32,
     /// Kernel capture buffer, MiB.
     pub buffer_mib: i32,
+    /// Streams of their own for the busiest hosts of each interface (0: none).
+    pub top_hosts: usize,
     /// Window width, ms.
     pub window_ms: u32,
     /// Model directory (None: the shipped one).
@@ -231,6 +236,7 @@ impl Default for DaemonConfig {
             filter: "tcp".into(),
             snaplen: 256,
             buffer_mib: 64,
+            top_hosts: 32,
             window_ms: 50,
             model: None,
             host: hostname(),
@@ -457,6 +463,13 @@ impl DaemonConfig {
                     self.key("iface")
                 )));
             }
+        }
+        if self.top_hosts > MAX_TOP_HOSTS {
+            return Err(ConfigError::Invalid(format!(
+                "{} is {}: at most {MAX_TOP_HOSTS} host streams per interface",
+                self.key("top_hosts"),
+                self.top_hosts
+            )));
         }
         if !(1..=1024).contains(&self.buffer_mib) {
             return Err(ConfigError::Invalid(format!(

@@ -56,6 +56,8 @@ pub struct Daemon<M> {
     pub grace_ns: i64,
     /// Engine settings.
     pub engine: EngineConfig,
+    /// Streams of their own for the busiest hosts of each interface (0: none).
+    pub top_hosts: usize,
     /// The model.
     pub model: M,
     /// Where forecasts go ([`sinks_for`] builds the configured ones).
@@ -143,6 +145,7 @@ impl<M: SequenceModel + Send + 'static> Daemon<M> {
                 .map(|s| Box::new(move || Ok(s)) as crate::pipeline::SourceOpener)
                 .collect(),
             concurrent: true,
+            top_hosts: self.top_hosts,
             engine: self.engine,
             clock: self.clock,
             grace_ns: self.grace_ns,

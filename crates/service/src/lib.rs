@@ -29,6 +29,7 @@ pub mod diag;
 pub mod events;
 pub mod extract;
 pub mod forecast;
+pub mod hosts;
 pub mod live;
 pub mod notify;
 pub mod online;

@@ -20,16 +20,20 @@
 use crate::capture::{CaptureObserver, CaptureSummary, run_capture};
 use crate::events::{Change, Detector, EventConfig};
 use crate::forecast::{ForecastStage, ModelFacts, Scored};
+use crate::hosts::{HostEvent, HostStreams};
 use crate::online::OnlineConfig;
 use crate::shutdown::Shutdown;
 use crate::sinks::prometheus::Metrics;
 use crate::sinks::{Sink, SinkError, TICK};
 use crate::source::{Clock, KernelStats, PacketSource, SourceError};
+use engine::capture::PacketSummary;
 use engine::forecast::{PredictError, SequenceModel, WindowWidth};
 use engine::pipeline::{Counters, EngineConfig};
+use engine::window::PacketFacts;
 use engine::window::WindowRow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
 /// Windows waiting for inference: 1024 is 51 s at 50 ms.
@@ -126,6 +130,9 @@ pub struct Pipeline<M> {
     /// interfaces); their windows share the inference thread and its model
     /// calls.
     pub concurrent: bool,
+    /// Streams of their own for the busiest hosts of each live interface
+    /// ([`crate::hosts`]); 0: none.
+    pub top_hosts: usize,
     /// Engine settings (window width, flow-table limits).
     pub engine: EngineConfig,
     /// Wall time, for live sources.
@@ -153,15 +160,39 @@ pub struct Pipeline<M> {
     pub batch: usize,
 }
 
-/// Publishes a capture's counters as metrics (live runs tick once a second).
-struct Publish<'a> {
+/// What a capture thread does besides its windows: publishes its counters as
+/// metrics (live runs tick once a second) and keeps its host streams.
+struct Observe<'a> {
     stream: usize,
     metrics: &'a Metrics,
+    hosts: Option<HostStreams>,
+    out: &'a dyn Fn(HostEvent),
 }
 
-impl CaptureObserver for Publish<'_> {
+impl CaptureObserver for Observe<'_> {
     fn tick(&mut self, counters: &Counters, kernel: Option<KernelStats>) {
         self.metrics.publish_capture(self.stream, counters, kernel);
+        if let Some(h) = &mut self.hosts {
+            h.tick(&mut |e| (self.out)(e));
+        }
+    }
+
+    fn counted(&mut self, p: &PacketSummary, f: &PacketFacts) {
+        if let Some(h) = &mut self.hosts {
+            h.packet(p, f, &mut |e| (self.out)(e));
+        }
+    }
+
+    fn advance(&mut self, now_ns: i64) {
+        if let Some(h) = &mut self.hosts {
+            h.advance(now_ns, &mut |e| (self.out)(e));
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(h) = &mut self.hosts {
+            h.finish(&mut |e| (self.out)(e));
+        }
     }
 }
 
@@ -171,6 +202,7 @@ impl<M: SequenceModel + Send + 'static> Pipeline<M> {
         let Pipeline {
             sources,
             concurrent,
+            top_hosts,
             engine,
             clock,
             grace_ns,
@@ -218,10 +250,14 @@ impl<M: SequenceModel + Send + 'static> Pipeline<M> {
 
         let m = Arc::clone(&metrics);
         let sd = shutdown.clone();
+        let n_sources = sources.len();
         let capture = std::thread::Builder::new()
             .name("capture".into())
             .spawn(move || {
                 let run = Capture {
+                    top_hosts,
+                    // Host streams are numbered after the captures.
+                    next_index: Arc::new(AtomicUsize::new(n_sources)),
                     cfg: engine,
                     clock,
                     grace_ns,
@@ -253,6 +289,8 @@ impl<M: SequenceModel + Send + 'static> Pipeline<M> {
 
 /// What every capture thread is given.
 struct Capture<'a> {
+    top_hosts: usize,
+    next_index: Arc<AtomicUsize>,
     cfg: EngineConfig,
     clock: Arc<dyn Clock>,
     grace_ns: i64,
@@ -327,7 +365,7 @@ impl Capture<'_> {
         Ok((summaries, dropped))
     }
 
-    /// One capture, as stream `i`, to its end.
+    /// One capture, as stream `i`, to its end (with its host streams, if any).
     fn one(
         &self,
         i: usize,
@@ -336,17 +374,44 @@ impl Capture<'_> {
     ) -> Result<CaptureSummary, PipelineError> {
         let mut source = open()?;
         let name = source.name();
-        let mut dropped = 0u64;
+        let dropped = std::cell::Cell::new(0u64);
         // A closed channel means inference stopped; it reports why.
         let _ = tx.send(Event::Begin(i, name.clone()));
-        let mut emit = |r: WindowRow| {
+        let send_row = |j: usize, r: WindowRow| {
             if self.policy.block_when_full {
-                let _ = tx.send(Event::Window(i, r));
-            } else if tx.try_send(Event::Window(i, r)).is_err() {
-                dropped += 1;
+                let _ = tx.send(Event::Window(j, r));
+            } else if tx.try_send(Event::Window(j, r)).is_err() {
+                dropped.set(dropped.get() + 1);
                 self.metrics.window_dropped(i);
             }
         };
+        let mut emit = |r: WindowRow| send_row(i, r);
+        // A stream's beginning and end are rare and must not be lost: they wait.
+        let host_event = |e: HostEvent| match e {
+            HostEvent::Begin(j, n) => {
+                let _ = tx.send(Event::Begin(j, n));
+            }
+            HostEvent::Window(j, r) => send_row(j, r),
+            HostEvent::End(j, n, rows) => {
+                let s = CaptureSummary {
+                    name: n,
+                    rows,
+                    ..CaptureSummary::default()
+                };
+                let _ = tx.send(Event::End(j, Box::new(s)));
+            }
+        };
+        let hosts = crate::source::iface_of(&name)
+            .filter(|_| self.top_hosts > 0 && source.is_live())
+            .map(|iface| {
+                HostStreams::new(
+                    iface,
+                    self.top_hosts,
+                    self.cfg.window.ns(),
+                    self.cfg.max_silent_gap_ns,
+                    Arc::clone(&self.next_index),
+                )
+            });
         self.metrics.set_capturing(i, &name, true);
         let s = run_capture(
             source.as_mut(),
@@ -354,15 +419,17 @@ impl Capture<'_> {
             self.clock.as_ref(),
             self.grace_ns,
             self.shutdown,
-            &mut Publish {
+            &mut Observe {
                 stream: i,
                 metrics: self.metrics,
+                hosts,
+                out: &host_event,
             },
             &mut emit,
         );
         self.metrics.set_capturing(i, &name, false);
         let mut s = s?;
-        s.rows_dropped = dropped;
+        s.rows_dropped = dropped.get();
         let _ = tx.send(Event::End(i, Box::new(s.clone())));
         Ok(s)
     }

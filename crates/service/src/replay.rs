@@ -182,6 +182,7 @@ impl<M: SequenceModel + Send + 'static> Replay<M> {
             .collect();
         let summary = Pipeline {
             concurrent: false,
+            top_hosts: 0,
             sources,
             engine: self.engine,
             clock: Arc::new(SystemClock),

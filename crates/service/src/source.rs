@@ -500,7 +500,37 @@ pub fn live_name(iface: &str) -> String {
     format!("live {iface}")
 }
 
-/// The interface of a live capture's stream name (None for a file's).
+/// The interface of a live stream's name (`live IF`, `live IF host ADDR`);
+/// None for a file's.
 pub fn iface_of(name: &str) -> Option<&str> {
     name.strip_prefix("live ")
+        .map(|rest| rest.split(' ').next().unwrap_or(rest))
+}
+
+/// A stream's kind and key from its name: (`iface`, `eth0`) for `live eth0`,
+/// (`host`, `10.0.0.1`) for `live eth0 host 10.0.0.1`, (`capture`, the name)
+/// for a file.
+pub fn kind_and_key(name: &str) -> (&'static str, &str) {
+    match name.strip_prefix("live ") {
+        Some(rest) => match rest.split_once(" host ") {
+            Some((_, host)) => ("host", host),
+            None => ("iface", rest),
+        },
+        None => ("capture", name),
+    }
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::*;
+
+    #[test]
+    fn stream_names_give_their_interface_kind_and_key() {
+        assert_eq!(iface_of("live eth0"), Some("eth0"));
+        assert_eq!(iface_of("live eth0 host 10.0.0.1"), Some("eth0"));
+        assert_eq!(iface_of("/tmp/a.pcap"), None);
+        assert_eq!(kind_and_key("live eth0"), ("iface", "eth0"));
+        assert_eq!(kind_and_key("live eth0 host fe80::1"), ("host", "fe80::1"));
+        assert_eq!(kind_and_key("a.pcap"), ("capture", "a.pcap"));
+    }
 }

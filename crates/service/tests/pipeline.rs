@@ -149,6 +149,7 @@ fn the_daemon_runs_in_process_on_a_capture_played_as_live() {
     let (serving_tx, serving) = crossbeam_channel::bounded(1);
     let daemon = Daemon {
         sources: vec![Box::new(AsLive::open(&sample(), clock.clone()))],
+        top_hosts: 0,
         clock: Arc::new(clock.clone()),
         grace_ns: 5_000_000,
         engine: EngineConfig::default(),
@@ -339,6 +340,7 @@ fn healthz_names_the_failing_writer() {
     let (tx, serving) = crossbeam_channel::bounded(1);
     let daemon = Daemon {
         sources: vec![Box::new(AsLive::open(&sample(), clock.clone()))],
+        top_hosts: 0,
         clock: Arc::new(clock),
         grace_ns: 5_000_000,
         engine: EngineConfig::default(),
@@ -448,6 +450,7 @@ fn concurrent_streams_share_model_calls_and_each_gets_what_it_would_alone() {
         let summary = Pipeline {
             sources,
             concurrent,
+            top_hosts: 0,
             engine: EngineConfig::default(),
             clock: Arc::new(service::source::SystemClock),
             grace_ns: 0,

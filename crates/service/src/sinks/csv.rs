@@ -111,6 +111,8 @@ pub struct DaemonCsv {
     /// Each stream's interface, by stream number, when the file has the
     /// `iface` column.
     ifaces: Option<std::collections::HashMap<usize, String>>,
+    /// Host streams: the file is the interfaces' log, their rows are not in it.
+    hosts: std::collections::HashSet<usize>,
     /// Rows on disk.
     pub rows: u64,
     /// Rows that could not be written.
@@ -141,6 +143,7 @@ impl DaemonCsv {
             last_flush: Instant::now(),
             hangups: None,
             ifaces: per_iface.then(std::collections::HashMap::new),
+            hosts: std::collections::HashSet::new(),
             rows: 0,
             errors: 0,
         })
@@ -155,7 +158,23 @@ impl DaemonCsv {
 }
 
 impl Sink for DaemonCsv {
+    fn end(
+        &mut self,
+        index: usize,
+        _summary: &crate::capture::CaptureSummary,
+    ) -> Result<(), Error> {
+        self.hosts.remove(&index);
+        if let Some(ifaces) = &mut self.ifaces {
+            ifaces.remove(&index);
+        }
+        Ok(())
+    }
+
     fn begin(&mut self, index: usize, name: &str) -> Result<(), Error> {
+        if crate::source::kind_and_key(name).0 == "host" {
+            self.hosts.insert(index);
+            return Ok(());
+        }
         if let Some(ifaces) = &mut self.ifaces {
             let iface = crate::source::iface_of(name).unwrap_or(name);
             ifaces.insert(index, iface.to_owned());
@@ -164,6 +183,9 @@ impl Sink for DaemonCsv {
     }
 
     fn window(&mut self, s: &Scored) -> Result<(), Error> {
+        if self.hosts.contains(&s.stream) {
+            return Ok(());
+        }
         if let Some(f) = &s.published_at_target {
             self.line.clear();
             format_prediction_row(s.row.start_ns, s.row.throughput_mbps, f, &mut self.line);

@@ -51,6 +51,9 @@ pub struct Point {
     /// The `iface` tag when not the writer's own (a daemon capturing on
     /// several interfaces).
     pub iface: Option<String>,
+    /// The tags `stream_kind` (`iface`, `host`) and `stream` (the interface,
+    /// the host's address): which of the daemon's streams it is.
+    pub stream: Option<(&'static str, String)>,
 }
 
 /// The measurement of event starts and ends (Grafana shows them as
@@ -253,6 +256,9 @@ impl InfluxWriter {
                 ("iface", Some(iface)) => b.tag("iface", iface.as_str()),
                 _ => b.tag(*k, v.as_str()),
             };
+        }
+        if let Some((kind, key)) = &p.stream {
+            b = b.tag("stream", key.as_str()).tag("stream_kind", *kind);
         }
         if let Some(e) = &p.event {
             b = b
@@ -595,6 +601,7 @@ pub fn event_point(c: &crate::events::Change) -> Point {
             text,
         }),
         iface: None,
+        stream: None,
     }
 }
 
@@ -648,6 +655,7 @@ pub fn point_for(s: &Scored, kernel_drops: i64) -> Point {
         fields,
         event: None,
         iface: None,
+        stream: None,
     }
 }
 
@@ -657,10 +665,24 @@ pub struct InfluxSink {
     rt: tokio::runtime::Runtime,
     writer: InfluxWriter,
     metrics: Arc<Metrics>,
-    /// Each live stream's interface, by stream number (the `iface` tag).
-    ifaces: std::collections::HashMap<usize, String>,
+    /// Each live stream's interface and (kind, key), by stream number.
+    streams: std::collections::HashMap<usize, StreamTags>,
     /// The same by stream id (what events name).
-    event_ifaces: std::collections::HashMap<String, String>,
+    event_streams: std::collections::HashMap<String, StreamTags>,
+}
+
+/// A live stream's tags.
+#[derive(Clone, Debug)]
+struct StreamTags {
+    iface: String,
+    stream: (&'static str, String),
+}
+
+impl StreamTags {
+    fn set(&self, p: &mut Point) {
+        p.iface = Some(self.iface.clone());
+        p.stream = Some(self.stream.clone());
+    }
 }
 
 impl InfluxSink {
@@ -713,8 +735,8 @@ impl InfluxSink {
             rt,
             writer,
             metrics,
-            ifaces: std::collections::HashMap::new(),
-            event_ifaces: std::collections::HashMap::new(),
+            streams: std::collections::HashMap::new(),
+            event_streams: std::collections::HashMap::new(),
         })
     }
 
@@ -741,9 +763,14 @@ impl InfluxSink {
 impl Sink for InfluxSink {
     fn begin(&mut self, index: usize, name: &str) -> Result<(), SinkError> {
         if let Some(iface) = crate::source::iface_of(name) {
-            self.ifaces.insert(index, iface.to_owned());
-            self.event_ifaces
-                .insert(crate::live::stream_id(name), iface.to_owned());
+            let (kind, key) = crate::source::kind_and_key(name);
+            let tags = StreamTags {
+                iface: iface.to_owned(),
+                stream: (kind, key.to_owned()),
+            };
+            self.event_streams
+                .insert(crate::live::stream_id(name), tags.clone());
+            self.streams.insert(index, tags);
         }
         Ok(())
     }
@@ -753,7 +780,13 @@ impl Sink for InfluxSink {
         index: usize,
         _summary: &crate::capture::CaptureSummary,
     ) -> Result<(), SinkError> {
-        self.ifaces.remove(&index);
+        if let Some(t) = self.streams.remove(&index)
+            && t.stream.0 == "host"
+        {
+            // An interface's stream keeps its entry for events that end after it.
+            self.event_streams
+                .retain(|_, v| v.stream != t.stream || v.iface != t.iface);
+        }
         Ok(())
     }
 
@@ -761,7 +794,9 @@ impl Sink for InfluxSink {
         for c in changes {
             let mut p = event_point(c);
             let (crate::events::Change::Started(e) | crate::events::Change::Ended(e)) = c;
-            p.iface = self.event_ifaces.get(&e.stream).cloned();
+            if let Some(t) = self.event_streams.get(&e.stream) {
+                t.set(&mut p);
+            }
             if let Err(e) = self.writer.push(&p) {
                 tracing::error!("{e}");
             }
@@ -774,7 +809,9 @@ impl Sink for InfluxSink {
             return Ok(());
         }
         let mut p = point_for(s, self.metrics.kernel_drops.get());
-        p.iface = self.ifaces.get(&s.stream).cloned();
+        if let Some(t) = self.streams.get(&s.stream) {
+            t.set(&mut p);
+        }
         if let Err(e) = self.writer.push(&p) {
             tracing::error!("{e}");
         }
