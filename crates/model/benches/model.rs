@@ -81,6 +81,27 @@ fn benches(c: &mut Criterion) {
             p50 / n as f64
         );
     }
+    // What the pipeline calls: `forward`, which runs batches over 64 in chunks.
+    {
+        let n = 1000usize;
+        let x: Vec<f32> = (0..n * LOOKBACK * N_FEATURES)
+            .map(|i| ((i * 7919) % 2000) as f32 / 100.0)
+            .collect();
+        let mut lat = Vec::with_capacity(200);
+        for _ in 0..200 {
+            let t = Instant::now();
+            black_box(f.forward(&x, n).ok());
+            lat.push(t.elapsed().as_nanos() as f64 / 1e3);
+        }
+        let (p50, p99, _) = percentiles(&mut lat);
+        eprintln!(
+            "model {}: forward of {n} sequences in chunks of {}: p50 {p50:.1} us, p99 {p99:.1} us (200 calls), {:.1} us per sequence at p50, {:.0} sequences/s",
+            f.model().meta.model_version,
+            model::torch::CHUNK,
+            p50 / n as f64,
+            n as f64 / (p50 / 1e6)
+        );
+    }
     let mut g = c.benchmark_group("inference");
     let mut k = 100_000i64;
     g.bench_function("batch1_ring_push", |b| {

@@ -159,6 +159,9 @@ pub fn read_meta(dir: &Path, width: WindowWidth) -> Result<ModelMeta, ModelError
     Ok(meta)
 }
 
+/// Most sequences in one call of the module.
+pub const CHUNK: usize = 64;
+
 /// A loaded TorchScript module and its `model.json`: a [`SequenceModel`].
 pub struct TorchModel {
     module: CModule,
@@ -215,14 +218,21 @@ impl TorchModel {
 
 impl SequenceModel for TorchModel {
     fn forward(&mut self, seqs: &[f32], n: usize) -> Result<Vec<(f64, f64)>, PredictError> {
-        let x = Tensor::from_slice(seqs).reshape([n as i64, LOOKBACK as i64, N_FEATURES as i64]);
-        let out = self.run(&x).map_err(|e| PredictError(e.to_string()))?;
-        let vals: Vec<f32> =
-            Vec::<f32>::try_from(out.reshape([-1])).map_err(|e| PredictError(e.to_string()))?;
-        Ok(vals
-            .chunks_exact(2)
-            .map(|p| (p[0] as f64, p[1] as f64))
-            .collect())
+        // Large batches go in chunks: per sequence, a batch of 32-64 costs a
+        // third of a batch of 1,000, whose intermediates leave the cache
+        // (benches/README.md "Inference").
+        let stride = LOOKBACK * N_FEATURES;
+        let mut out = Vec::with_capacity(n);
+        for chunk in seqs[..n * stride].chunks(CHUNK * stride) {
+            let b = chunk.len() / stride;
+            let x =
+                Tensor::from_slice(chunk).reshape([b as i64, LOOKBACK as i64, N_FEATURES as i64]);
+            let y = self.run(&x).map_err(|e| PredictError(e.to_string()))?;
+            let vals: Vec<f32> =
+                Vec::<f32>::try_from(y.reshape([-1])).map_err(|e| PredictError(e.to_string()))?;
+            out.extend(vals.chunks_exact(2).map(|p| (p[0] as f64, p[1] as f64)));
+        }
+        Ok(out)
     }
 
     fn version(&self) -> &str {

@@ -231,11 +231,15 @@ impl DaemonSummary {
             .sum();
         let k = self.kernel();
         format!(
-            "netforecast: stopped after {:.1} s: {} packets counted, {} windows, {} forecasts, {} points written ({} retries, {} dropped: {} buffer full, {} refused, {} unsent at shutdown, {} unencodable, {} writer behind; {} held on disk; {} made), {} CSV rows ({} failed), kernel drops {}, windows dropped {}",
+            "netforecast: stopped after {:.1} s: {} packets counted, {} windows, {} forecasts{}, {} points written ({} retries, {} dropped: {} buffer full, {} refused, {} unsent at shutdown, {} unencodable, {} writer behind; {} held on disk; {} made), {} CSV rows ({} failed), kernel drops {}, windows dropped {}",
             self.seconds,
             counted,
             windows,
             self.run.forecasts,
+            match self.run.forecasts_skipped {
+                0 => String::new(),
+                n => format!(" ({n} skipped: the model's share of each window was full)"),
+            },
             self.points_written,
             self.retries,
             self.points_dropped.iter().sum::<u64>() + self.run.scored_dropped,

@@ -102,6 +102,9 @@ pub struct RunSummary {
     pub scored_dropped: u64,
     /// Failed model calls (live); each costs the forecasts of its windows.
     pub model_errors: u64,
+    /// Forecasts skipped because the model could not do every stream's in
+    /// its share of a window (live; hosts' streams, the least busy first).
+    pub forecasts_skipped: u64,
     /// Non-finite feature values replaced by 0 before the model.
     pub nonfinite_features: u64,
 }
@@ -435,10 +438,93 @@ impl Capture<'_> {
     }
 }
 
+/// What one model call may cost live: the model's share of a window
+/// ([`MODEL_SHARE`]), over the cost per sequence seen in calls of at least
+/// [`Budget::MIN_SAMPLE`] sequences.
+#[derive(Default)]
+struct Budget {
+    /// Seconds per sequence (an EWMA), once measured.
+    per_seq_s: Option<f64>,
+}
+
+/// The part of each window the inference thread may spend in the model.
+const MODEL_SHARE: f64 = 0.6;
+
+/// A tick's planned windows: stream, rows, which rows got a sequence.
+type Plan = Vec<(usize, Vec<WindowRow>, Vec<bool>)>;
+
+impl Budget {
+    const MIN_SAMPLE: usize = 16;
+
+    fn observe(&mut self, n: usize, per: Duration) {
+        if n >= Self::MIN_SAMPLE {
+            let x = per.as_secs_f64();
+            self.per_seq_s = Some(self.per_seq_s.map_or(x, |p| 0.8 * p + 0.2 * x));
+        }
+    }
+
+    /// Sequences one call may carry (None: not measured yet).
+    fn affordable(&self, width: WindowWidth) -> Option<usize> {
+        let per = self.per_seq_s?;
+        Some(((MODEL_SHARE * width.secs_f64() / per) as usize).max(Self::MIN_SAMPLE))
+    }
+
+    /// Keep the `cost` most important sequences of `plan` (in `inputs`, in
+    /// plan order): every stream that is not a host's, then hosts by the
+    /// bytes of the window; the others' rows lose their sequence. Returns how
+    /// many were skipped.
+    fn keep(
+        &self,
+        plan: &mut Plan,
+        inputs: &mut Vec<f32>,
+        streams: &BTreeMap<usize, Stream>,
+        cost: usize,
+    ) -> usize {
+        let stride = engine::forecast::LOOKBACK * engine::forecast::N_FEATURES;
+        // (priority, sequence number, plan entry, row)
+        let mut seqs = Vec::new();
+        let mut k = 0;
+        for (pi, (j, rows, staged)) in plan.iter().enumerate() {
+            let host = streams.get(j).is_some_and(|s| s.host);
+            for (ri, st) in staged.iter().enumerate() {
+                if *st {
+                    let pr = if host { rows[ri].size_bytes } else { u64::MAX };
+                    seqs.push((pr, k, pi, ri));
+                    k += 1;
+                }
+            }
+        }
+        if seqs.len() <= cost {
+            return 0;
+        }
+        seqs.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        let dropped = seqs.split_off(cost);
+        let mut keep = vec![false; k];
+        for s in &seqs {
+            keep[s.1] = true;
+        }
+        for &(_, _, pi, ri) in &dropped {
+            plan[pi].2[ri] = false;
+        }
+        let mut w = 0;
+        for (i, kept) in keep.iter().enumerate() {
+            if *kept {
+                inputs.copy_within(i * stride..(i + 1) * stride, w * stride);
+                w += 1;
+            }
+        }
+        inputs.truncate(w * stride);
+        dropped.len()
+    }
+}
+
 /// One stream's state on the inference thread.
 struct Stream {
     /// Its id (`crate::live::stream_id`).
     name: String,
+    /// A host's stream (forecast after the interfaces' when the model
+    /// cannot do all).
+    host: bool,
     stage: ForecastStage<ModelFacts>,
     detector: Detector,
     /// End of the last window seen: where events still active at the end stop.
@@ -482,6 +568,7 @@ fn inference_loop<M: SequenceModel>(
     let new_stream = |name: &str| {
         let id = crate::live::stream_id(name);
         Stream {
+            host: crate::source::kind_and_key(name).0 == "host",
             stage: ForecastStage::with_online(facts.clone(), width, online),
             detector: Detector::new(events, id.clone(), width.ns()),
             name: id,
@@ -493,6 +580,7 @@ fn inference_loop<M: SequenceModel>(
     let mut next = None;
     let mut gathered: BTreeMap<usize, Vec<WindowRow>> = BTreeMap::new();
     let mut inputs: Vec<f32> = Vec::new();
+    let mut budget = Budget::default();
     let live = !policy.block_when_full;
     let changed = |ch: Vec<Change>, summary: &mut RunSummary| {
         if ch.is_empty() {
@@ -562,10 +650,22 @@ fn inference_loop<M: SequenceModel>(
                     let staged = st.stage.stage_rows(&rows, &mut inputs);
                     plan.push((j, rows, staged));
                 }
-                let n = plan
+                let mut n = plan
                     .iter()
                     .map(|(_, _, s)| s.iter().filter(|s| **s).count())
                     .sum::<usize>();
+                // Live, more sequences than the model gets through in its share
+                // of a window: the interfaces' own streams and the busiest
+                // hosts are forecast, the rest skipped (and counted).
+                if live
+                    && let Some(cost) = budget.affordable(width)
+                    && n > cost
+                {
+                    let skipped = budget.keep(&mut plan, &mut inputs, &streams, cost);
+                    n -= skipped;
+                    summary.forecasts_skipped += skipped as u64;
+                    metrics.forecasts_skipped.inc_by(skipped as u64);
+                }
                 let t = Instant::now();
                 let outputs = match n {
                     0 => Ok(Vec::new()),
@@ -581,6 +681,9 @@ fn inference_loop<M: SequenceModel>(
                     }),
                 };
                 let inference = (n > 0).then(|| t.elapsed() / n as u32);
+                if let Some(per) = inference {
+                    budget.observe(n, per);
+                }
                 let mut outputs = match outputs {
                     Ok(o) => o.into_iter(),
                     Err(e) => {
@@ -696,5 +799,97 @@ fn writer_loop(
     match failed {
         Some(e) => Err(e.into()),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engine::forecast::{LOOKBACK, N_FEATURES, Persistence};
+
+    fn stream(name: &str) -> Stream {
+        let facts = ModelFacts::of(&Persistence {
+            threshold_mbps: 20.0,
+        });
+        let id = crate::live::stream_id(name);
+        Stream {
+            host: crate::source::kind_and_key(name).0 == "host",
+            stage: ForecastStage::with_online(facts, WindowWidth::DEFAULT, None),
+            detector: Detector::new(EventConfig::default(), id.clone(), 50_000_000),
+            name: id,
+            last_end_ns: 0,
+        }
+    }
+
+    fn row(size_bytes: u64) -> WindowRow {
+        WindowRow {
+            start_ns: 0,
+            size_bytes,
+            delay_s: 0.0,
+            bif_bytes: 0,
+            iat_mean_s: 0.0,
+            iat_std_s: 0.0,
+            throughput_mbps: 0.0,
+            delay_grad_s: 0.0,
+            bif_grad_bytes: 0,
+            is_silent: false,
+            packets: 1,
+            tcp: Default::default(),
+        }
+    }
+
+    #[test]
+    fn over_budget_the_interfaces_and_the_busiest_hosts_are_forecast() {
+        let streams: BTreeMap<usize, Stream> = [
+            (0, stream("live eth0")),
+            (1, stream("live eth0 host 10.0.0.1")),
+            (2, stream("live eth0 host 10.0.0.2")),
+            (3, stream("live eth0 host 10.0.0.3")),
+        ]
+        .into_iter()
+        .collect();
+        // One sequence each, filled with its stream number; host 3 has no
+        // sequence this tick (its history is short).
+        let stride = LOOKBACK * N_FEATURES;
+        let mut plan: Plan = vec![
+            (0, vec![row(10)], vec![true]),
+            (1, vec![row(5_000)], vec![true]),
+            (2, vec![row(90_000)], vec![true]),
+            (3, vec![row(1_000_000)], vec![false]),
+        ];
+        let mut inputs: Vec<f32> = [0.0f32, 1.0, 2.0]
+            .iter()
+            .flat_map(|v| std::iter::repeat_n(*v, stride))
+            .collect();
+        let skipped = Budget::default().keep(&mut plan, &mut inputs, &streams, 2);
+        assert_eq!(skipped, 1);
+        // The interface (however quiet) and host 2 (the busier) stay, in order.
+        let staged: Vec<bool> = plan.iter().map(|p| p.2[0]).collect();
+        assert_eq!(staged, [true, false, true, false]);
+        assert_eq!(inputs.len(), 2 * stride);
+        assert!(inputs[..stride].iter().all(|v| *v == 0.0));
+        assert!(inputs[stride..].iter().all(|v| *v == 2.0));
+        // Within budget nothing changes.
+        let before = inputs.clone();
+        assert_eq!(
+            Budget::default().keep(&mut plan, &mut inputs, &streams, 5),
+            0
+        );
+        assert_eq!(inputs, before);
+    }
+
+    #[test]
+    fn the_budget_follows_the_measured_cost_per_sequence() {
+        let mut b = Budget::default();
+        assert_eq!(b.affordable(WindowWidth::DEFAULT), None);
+        b.observe(4, Duration::from_micros(500));
+        assert_eq!(
+            b.affordable(WindowWidth::DEFAULT),
+            None,
+            "small calls do not count"
+        );
+        b.observe(64, Duration::from_micros(100));
+        // 60 % of 50 ms at 100 us a sequence.
+        assert_eq!(b.affordable(WindowWidth::DEFAULT), Some(300));
     }
 }

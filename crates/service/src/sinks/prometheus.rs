@@ -27,6 +27,7 @@ pub struct Metrics {
     pub flows_active: IntGauge,
     pub windows_dropped: IntCounter,
     pub forecasts: IntCounter,
+    pub forecasts_skipped: IntCounter,
     pub inference_seconds: Histogram,
     /// Wall time between a window's end and its arrival at inference.
     pub window_delay_seconds: Histogram,
@@ -157,6 +158,10 @@ impl Metrics {
                 "Windows dropped because inference fell behind",
             ),
             forecasts: c("forecasts_total", "Forecasts made"),
+            forecasts_skipped: c(
+                "forecasts_skipped_total",
+                "Forecasts not made because the model could not do every stream's in its share of a window (the least busy hosts' first)",
+            ),
             inference_seconds: reg(
                 &r,
                 Histogram::with_opts(
