@@ -438,6 +438,11 @@ impl Capture<'_> {
     }
 }
 
+/// Longest a live tick's call waits for more of its streams' windows.
+const LINGER: Duration = Duration::from_millis(2);
+/// ... and no longer than this after the last one arrived.
+const LINGER_GAP: Duration = Duration::from_micros(300);
+
 /// What one model call may cost live: the model's share of a window
 /// ([`MODEL_SHARE`]), over the cost per sequence seen in calls of at least
 /// [`Budget::MIN_SAMPLE`] sequences.
@@ -616,8 +621,20 @@ fn inference_loop<M: SequenceModel>(
                 // that cannot change a forecast.
                 let mut total = 1;
                 gathered.entry(i).or_default().push(row);
+                // Live with several streams, a tick's windows arrive as a burst
+                // from each capture thread: wait a little for the rest of it
+                // (a call costs about as much for 1 sequence as for 3).
+                let linger_until = (live && streams.len() > 1).then(|| Instant::now() + LINGER);
                 while total < MAX_TICK {
-                    match rx.try_recv() {
+                    let got = match linger_until {
+                        Some(until) => {
+                            let left = until.saturating_duration_since(Instant::now());
+                            rx.recv_timeout(left.min(LINGER_GAP))
+                                .map_err(|_| crossbeam_channel::TryRecvError::Empty)
+                        }
+                        None => rx.try_recv(),
+                    };
+                    match got {
                         Ok(Event::Window(j, r)) => {
                             let rows = gathered.entry(j).or_default();
                             if rows.len() >= per_stream {
