@@ -11,7 +11,10 @@ end: each stream's byte total (the sum of its windows' `size`) equals the bytes
 of the TCP frames its parallel tcpdump captured, exactly; with --top-hosts 4,
 both hosts of each link are streams of their own, whose windows equal the
 interface stream's window by window (every frame of a link is to or from both),
-and whose bytes from their first window on equal tcpdump's for that address.
+and whose bytes from their first window on equal tcpdump's for that address;
+with --top-flows 4, iperf3's data connection on each link is a stream (its
+control connection, a few bytes a second, is not) whose bytes equal tcpdump's
+for that connection.
 Window by window, a frame near a boundary can fall on the other side in
 tcpdump's capture than in ours (the kernel timestamps each packet socket's copy
 on its own; the interface streams show the same), so per window the test
@@ -85,7 +88,9 @@ def pcap_tcp_frames(path):
             if ethertype == 0x0800 and data[23] == 6:
                 src = ".".join(str(b) for b in data[26:30])
                 dst = ".".join(str(b) for b in data[30:34])
-                frames.append((sec * 1_000_000_000 + nsec, orig, src, dst))
+                tcp = 14 + (data[14] & 0xF) * 4
+                sport, dport = struct.unpack(">HH", data[tcp:tcp + 4])
+                frames.append((sec * 1_000_000_000 + nsec, orig, src, dst, sport, dport))
     return frames
 
 
@@ -156,7 +161,7 @@ def main():
                 time.sleep(0.3)
             csv = os.path.join(td, "predictions.csv")
             err = open(os.path.join(td, "daemon.err"), "w")
-            cmd = in_ns(HUB, binary, "-q", "--csv", csv, "--metrics-addr", f"127.0.0.1:{PORT}", "--top-hosts", "4")
+            cmd = in_ns(HUB, binary, "-q", "--csv", csv, "--metrics-addr", f"127.0.0.1:{PORT}", "--top-hosts", "4", "--top-flows", "4")
             for i in range(len(LEAVES)):
                 cmd += ["--iface", hub_dev(i)]
             env = dict(os.environ, INFLUX_URL="http://127.0.0.1:8086", INFLUX_VERSION="1", INFLUX_DB="nf")
@@ -185,7 +190,12 @@ def main():
             # While it runs: three streams, each moving, each near its own rate.
             time.sleep(a.seconds / 2)
             streams = json.loads(get("/api/v1/streams") or "[]")
-            ids = sorted(s["id"] for s in streams)
+            ids = sorted(s["id"] for s in streams if "_flow_" not in s["id"])
+            flow_ids = sorted(s["id"] for s in streams if "_flow_" in s["id"])
+            # iperf3's data connection is a stream; its control connection,
+            # a few bytes a second, is not.
+            check([f.split("_flow_")[0] for f in flow_ids] == [hub_dev(i) for i in range(len(LEAVES))],
+                  f"one flow stream per link mid-run: {flow_ids}")
             want = [hub_dev(i) for i in range(len(LEAVES))]
             for i in range(len(LEAVES)):
                 want += [f"{hub_dev(i)}_host_198.18.41.{4 * i + 1}", f"{hub_dev(i)}_host_198.18.41.{4 * i + 2}"]
@@ -221,6 +231,12 @@ def main():
                     addr = f"198.18.41.{4 * i + side}"
                     cols = json.loads(get(f"/api/v1/streams/{hub_dev(i)}_host_{addr}/windows?since=0&limit=100000") or "{}")
                     host_windows[(i, addr)] = window_bytes(cols)
+                for fid in flow_ids:
+                    if fid.startswith(hub_dev(i) + "_flow_"):
+                        ends = fid.split("_flow_")[1].split("-")
+                        key = tuple(sorted((e.rsplit("_", 1)[0], int(e.rsplit("_", 1)[1])) for e in ends))
+                        cols = json.loads(get(f"/api/v1/streams/{fid}/windows?since=0&limit=100000") or "{}")
+                        host_windows[(i, key)] = window_bytes(cols)
             end_metrics = get("/metrics")
             for name in ("netforecast_windows_dropped_total", "netforecast_kernel_drops"):
                 v = [l.split()[-1] for l in end_metrics.splitlines() if l.startswith(name + " ")]
@@ -242,18 +258,24 @@ def main():
                     if j != i:
                         continue
                     per = {}
-                    for ts, n, src, dst in frames:
-                        if addr is None or addr in (src, dst):
+                    for ts, n, src, dst, sp, dp in frames:
+                        if isinstance(addr, tuple):
+                            if tuple(sorted(((src, sp), (dst, dp)))) != addr:
+                                continue
+                        elif addr is not None and addr not in (src, dst):
+                            continue
+                        if True:
                             per[ts - ts % W_NS] = per.get(ts - ts % W_NS, 0) + n
                     first, last = min(wins), max(wins)
                     expect = {w: per.get(w, 0) for w in range(first, last + W_NS, W_NS)}
                     same = sum(1 for w in expect if wins.get(w) == expect[w])
+                    what = f"flow {addr[0][0]}:{addr[0][1]}-{addr[1][0]}:{addr[1][1]}" if isinstance(addr, tuple) else f"host {addr}"
                     bad = [((w - first) // W_NS, wins.get(w), expect[w]) for w in expect if wins.get(w) != expect[w]]
                     if bad:
                         # A frame the kernel delivered after its window closed
                         # (later than the grace) counts in the next one, on
                         # the interface's stream as on the host's.
-                        print(f"  host {addr}: windows (index from its first, ours, tcpdump's) that differ: {bad[:6]}")
+                        print(f"  {what}: windows (index from its first, ours, tcpdump's) that differ: {bad[:6]}")
                     total = int(sum(wins.values()))
                     if addr is None:
                         # The interface's own stream: its windows from the first, as above.
@@ -264,12 +286,12 @@ def main():
                     agg = host_windows[(i, None)]
                     off = [((w - first) // W_NS, b, agg.get(w)) for w, b in wins.items()
                            if agg.get(w) != b and w <= max(agg)]
-                    if off:
+                    if off and not isinstance(addr, tuple):
                         print(f"  host {addr}: windows (index, host's, interface's) that differ: {off[:6]}")
-                    check(not off,
-                          f"host {addr} on {hub_dev(i)}: every window equals the interface stream's")
+                    if not isinstance(addr, tuple):
+                        check(not off, f"host {addr} on {hub_dev(i)}: every window equals the interface stream's")
                     check(total == sum(expect.values()) > 1_000_000 and same >= 0.9 * len(expect),
-                          f"host {addr} on {hub_dev(i)}: {total} bytes from its first window on, tcpdump "
+                          f"{what} on {hub_dev(i)}: {total} bytes from its first window on, tcpdump "
                           f"{sum(expect.values())}; {same} of {len(expect)} windows identical")
             q = get("/query", 8086, "db=nf&q=SELECT count(actual_mbps) FROM traffic_prediction GROUP BY iface")
             counts = {}
@@ -280,7 +302,9 @@ def main():
                             for x in json.loads(q or "{}").get("results", [{}])[0].get("series", []))
             want_tags = sorted([("iface", hub_dev(i)) for i in range(len(LEAVES))]
                                + [("host", f"198.18.41.{4 * i + side}") for i in range(len(LEAVES)) for side in (1, 2)])
-            check(tagged == want_tags, f"InfluxDB series by stream_kind and stream: {tagged}")
+            flows_tagged = [t for t in tagged if t[0] == "flow"]
+            check([t for t in tagged if t[0] != "flow"] == want_tags and len(flows_tagged) == len(LEAVES),
+                  f"InfluxDB series by stream_kind and stream: {tagged}")
             with open(csv) as f:
                 rows = f.read().splitlines()
             per_iface_rows = {hub_dev(i): sum(1 for r in rows[1:] if r.endswith("," + hub_dev(i)))

@@ -137,6 +137,7 @@ fn main() {
         ],
         concurrent: true,
         top_hosts: hosts as usize,
+        top_flows: 0,
         engine: EngineConfig::default(),
         clock: Arc::new(SystemClock),
         grace_ns: 5_000_000,

@@ -289,6 +289,7 @@ fn daemon(d: DaemonSettings, backend: &dyn Backend, quiet: bool) -> Result<(), E
     let summary = Daemon {
         sources,
         top_hosts: cfg.top_hosts,
+        top_flows: cfg.top_flows,
         clock: Arc::new(SystemClock),
         grace_ns,
         engine: d.engine,

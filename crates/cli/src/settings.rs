@@ -80,6 +80,10 @@ pub struct RunCmd {
     /// none; default 32).
     #[arg(long, value_name = "K")]
     pub top_hosts: Option<usize>,
+    /// Streams of their own for the K busiest TCP connections of each
+    /// interface (0: none; default 32).
+    #[arg(long, value_name = "K")]
+    pub top_flows: Option<usize>,
     /// Switch to this user once the capture is open (needs root).
     #[arg(long)]
     pub user: Option<String>,
@@ -374,6 +378,9 @@ impl RunCmd {
         }
         if let Some(v) = self.top_hosts {
             cfg.top_hosts = v;
+        }
+        if let Some(v) = self.top_flows {
+            cfg.top_flows = v;
         }
         if let Some(v) = self.user {
             cfg.user = Some(v);

@@ -152,7 +152,7 @@ impl InfluxConfig {
     }
 }
 
-/// Most host streams per interface.
+/// Most host (or flow) streams per interface.
 pub const MAX_TOP_HOSTS: usize = 4096;
 
 /// Most interfaces one daemon captures on (a capture thread each).
@@ -188,6 +188,9 @@ pub struct DaemonConfig {
     pub buffer_mib: i32,
     /// Streams of their own for the busiest hosts of each interface (0: none).
     pub top_hosts: usize,
+    /// Streams of their own for the busiest TCP connections of each
+    /// interface (0: none).
+    pub top_flows: usize,
     /// Window width, ms.
     pub window_ms: u32,
     /// Model directory (None: the shipped one).
@@ -237,6 +240,7 @@ impl Default for DaemonConfig {
             snaplen: 256,
             buffer_mib: 64,
             top_hosts: 32,
+            top_flows: 32,
             window_ms: 50,
             model: None,
             host: hostname(),
@@ -464,12 +468,13 @@ impl DaemonConfig {
                 )));
             }
         }
-        if self.top_hosts > MAX_TOP_HOSTS {
-            return Err(ConfigError::Invalid(format!(
-                "{} is {}: at most {MAX_TOP_HOSTS} host streams per interface",
-                self.key("top_hosts"),
-                self.top_hosts
-            )));
+        for (key, k) in [("top_hosts", self.top_hosts), ("top_flows", self.top_flows)] {
+            if k > MAX_TOP_HOSTS {
+                return Err(ConfigError::Invalid(format!(
+                    "{} is {k}: at most {MAX_TOP_HOSTS} streams of one kind per interface",
+                    self.key(key)
+                )));
+            }
         }
         if !(1..=1024).contains(&self.buffer_mib) {
             return Err(ConfigError::Invalid(format!(

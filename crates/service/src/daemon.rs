@@ -58,6 +58,8 @@ pub struct Daemon<M> {
     pub engine: EngineConfig,
     /// Streams of their own for the busiest hosts of each interface (0: none).
     pub top_hosts: usize,
+    /// The same for the busiest TCP connections (0: none).
+    pub top_flows: usize,
     /// The model.
     pub model: M,
     /// Where forecasts go ([`sinks_for`] builds the configured ones).
@@ -146,6 +148,7 @@ impl<M: SequenceModel + Send + 'static> Daemon<M> {
                 .collect(),
             concurrent: true,
             top_hosts: self.top_hosts,
+            top_flows: self.top_flows,
             engine: self.engine,
             clock: self.clock,
             grace_ns: self.grace_ns,

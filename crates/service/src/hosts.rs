@@ -1,9 +1,10 @@
-//! Streams of part of an interface's traffic: the top K hosts by bytes, each
-//! with its own windows from the same engine (the packet's facts, ACK RTT and
-//! bytes in flight of its own flow, pushed to the windows of the hosts at
-//! either end), its own forecast and events downstream.
+//! Streams of part of an interface's traffic: the top K hosts, or the top K
+//! flows, by bytes, each with its own windows from the same engine (the
+//! packet's facts, ACK RTT and bytes in flight of its own flow, pushed to the
+//! windows of the hosts at either end, or of its flow), its own forecast and
+//! events downstream.
 //!
-//! Which hosts: once a second every address's bytes feed a rate (an EWMA of
+//! Which: once a second every address's (or flow's) bytes feed a rate (an EWMA of
 //! bytes per second, half-life one second). A host above [`MIN_RATE_BPS`]
 //! joins while there is room; when the K streams are taken, a challenger
 //! replaces the weakest only if its rate is [`SWAP_RATIO`] times the weakest's
@@ -17,7 +18,7 @@
 use engine::capture::PacketSummary;
 use engine::window::{PacketFacts, WindowAggregator, WindowRow};
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -34,7 +35,7 @@ pub const MAX_TRACKED: usize = 65_536;
 
 /// What the host streams tell the pipeline.
 #[derive(Debug)]
-pub enum HostEvent {
+pub enum StreamEvent {
     /// Stream `index` named `name` begins.
     Begin(usize, String),
     /// A window of stream `index`.
@@ -63,14 +64,42 @@ struct Member {
     idle_s: u32,
 }
 
-/// The top-K host streams of one interface.
-pub struct HostStreams {
+/// What the streams are of.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Hosts: a frame counts for the addresses at both ends.
+    Host,
+    /// TCP connections: a frame counts for its own (both directions).
+    Flow,
+}
+
+/// A host, or a connection (its two ends in order).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Key {
+    /// An address.
+    Host(IpAddr),
+    /// The two ends, the smaller first.
+    Flow(SocketAddr, SocketAddr),
+}
+
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Key::Host(a) => write!(f, "host {a}"),
+            Key::Flow(a, b) => write!(f, "flow {a}-{b}"),
+        }
+    }
+}
+
+/// The top-K host (or flow) streams of one interface.
+pub struct TopStreams {
     iface: String,
+    kind: Kind,
     k: usize,
     width_ns: i64,
     max_silent_gap_ns: i64,
-    rates: HashMap<IpAddr, Rate>,
-    members: HashMap<IpAddr, Member>,
+    rates: HashMap<Key, Rate>,
+    members: HashMap<Key, Member>,
     next_index: Arc<AtomicUsize>,
     /// The clock minus the grace at the last advance.
     now_ns: i64,
@@ -86,18 +115,20 @@ fn addr(bytes: &[u8; 16], v6: bool) -> IpAddr {
     }
 }
 
-impl HostStreams {
-    /// Up to `k` host streams of interface `iface`, windows `width_ns` wide;
-    /// stream numbers come from `next_index` (shared by every capture).
+impl TopStreams {
+    /// Up to `k` streams of `kind` of interface `iface`, windows `width_ns`
+    /// wide; stream numbers come from `next_index` (shared by every capture).
     pub fn new(
         iface: &str,
+        kind: Kind,
         k: usize,
         width_ns: i64,
         max_silent_gap_ns: i64,
         next_index: Arc<AtomicUsize>,
     ) -> Self {
-        HostStreams {
+        TopStreams {
             iface: iface.to_owned(),
+            kind,
             k,
             width_ns,
             max_silent_gap_ns,
@@ -109,19 +140,20 @@ impl HostStreams {
         }
     }
 
-    /// The name of `host`'s stream on this interface.
-    pub fn stream_name(&self, host: IpAddr) -> String {
-        format!("{} host {host}", crate::source::live_name(&self.iface))
+    /// The name of `key`'s stream on this interface (`live eth0 host
+    /// 10.0.0.1`, `live eth0 flow 10.0.0.1:443-10.0.0.2:40000`).
+    pub fn stream_name(&self, key: Key) -> String {
+        format!("{} {key}", crate::source::live_name(&self.iface))
     }
 
-    /// The hosts that are streams now.
-    pub fn members(&self) -> Vec<IpAddr> {
+    /// The hosts (flows) that are streams now.
+    pub fn members(&self) -> Vec<Key> {
         self.members.keys().copied().collect()
     }
 
     /// One counted packet: its bytes count for both ends; its facts go to the
     /// windows of either end that is a stream.
-    pub fn packet(&mut self, p: &PacketSummary, f: &PacketFacts, out: &mut dyn FnMut(HostEvent)) {
+    pub fn packet(&mut self, p: &PacketSummary, f: &PacketFacts, out: &mut dyn FnMut(StreamEvent)) {
         if self.k == 0 {
             return;
         }
@@ -133,7 +165,18 @@ impl HostStreams {
             ..*f
         };
         self.last_ts_ns = self.last_ts_ns.max(f.ts_ns);
-        for a in [addr(&p.ends.src, p.ends.v6), addr(&p.ends.dst, p.ends.v6)] {
+        let (src, dst) = (addr(&p.ends.src, p.ends.v6), addr(&p.ends.dst, p.ends.v6));
+        let keys = match self.kind {
+            Kind::Host => [Some(Key::Host(src)), Some(Key::Host(dst))],
+            Kind::Flow => {
+                let (a, b) = (
+                    SocketAddr::new(src, p.ends.sport),
+                    SocketAddr::new(dst, p.ends.dport),
+                );
+                [Some(Key::Flow(a.min(b), a.max(b))), None]
+            }
+        };
+        for a in keys.into_iter().flatten() {
             self.rates.entry(a).or_default().bytes += u64::from(p.frame_len_bytes);
             if let Some(m) = self.members.get_mut(&a)
                 && f.ts_ns >= m.from_ns
@@ -142,26 +185,26 @@ impl HostStreams {
                 let rows = &mut m.rows;
                 m.windows.push(&facts, &mut |r| {
                     *rows += 1;
-                    out(HostEvent::Window(index, r))
+                    out(StreamEvent::Window(index, r))
                 });
             }
         }
     }
 
     /// Windows that ended before `now_ns` close (silent ones too).
-    pub fn advance(&mut self, now_ns: i64, out: &mut dyn FnMut(HostEvent)) {
+    pub fn advance(&mut self, now_ns: i64, out: &mut dyn FnMut(StreamEvent)) {
         self.now_ns = now_ns;
         for m in self.members.values_mut() {
             let (index, rows) = (m.index, &mut m.rows);
             m.windows.advance_to(now_ns, &mut |r| {
                 *rows += 1;
-                out(HostEvent::Window(index, r))
+                out(StreamEvent::Window(index, r))
             });
         }
     }
 
     /// Once a second: rates move, streams join, are replaced or retire.
-    pub fn tick(&mut self, out: &mut dyn FnMut(HostEvent)) {
+    pub fn tick(&mut self, out: &mut dyn FnMut(StreamEvent)) {
         if self.k == 0 {
             return;
         }
@@ -190,7 +233,7 @@ impl HostStreams {
             self.rates
                 .retain(|a, r| r.ewma > floor || members.contains_key(a));
         }
-        let rate = |rates: &HashMap<IpAddr, Rate>, a: &IpAddr| rates.get(a).map_or(0.0, |r| r.ewma);
+        let rate = |rates: &HashMap<Key, Rate>, a: &Key| rates.get(a).map_or(0.0, |r| r.ewma);
         // Retire the idle.
         let mut retired = Vec::new();
         for (a, m) in &self.members {
@@ -202,7 +245,7 @@ impl HostStreams {
             self.retire(a, out);
         }
         // Challengers, fastest first.
-        let mut challengers: Vec<(IpAddr, f64)> = self
+        let mut challengers: Vec<(Key, f64)> = self
             .rates
             .iter()
             .filter(|(a, r)| r.ewma >= MIN_RATE_BPS && !self.members.contains_key(a))
@@ -228,14 +271,14 @@ impl HostStreams {
     }
 
     /// Every stream ends (the capture stopped).
-    pub fn finish(&mut self, out: &mut dyn FnMut(HostEvent)) {
-        let all: Vec<IpAddr> = self.members.keys().copied().collect();
+    pub fn finish(&mut self, out: &mut dyn FnMut(StreamEvent)) {
+        let all: Vec<Key> = self.members.keys().copied().collect();
         for a in all {
             self.retire(a, out);
         }
     }
 
-    fn join(&mut self, a: IpAddr, out: &mut dyn FnMut(HostEvent)) {
+    fn join(&mut self, a: Key, out: &mut dyn FnMut(StreamEvent)) {
         let index = self.next_index.fetch_add(1, Ordering::Relaxed);
         let name = self.stream_name(a);
         let mut windows = WindowAggregator::new(self.width_ns, self.max_silent_gap_ns);
@@ -245,7 +288,7 @@ impl HostStreams {
         if self.now_ns > 0 {
             windows.start_at(from_ns);
         }
-        out(HostEvent::Begin(index, name.clone()));
+        out(StreamEvent::Begin(index, name.clone()));
         self.members.insert(
             a,
             Member {
@@ -260,10 +303,10 @@ impl HostStreams {
         );
     }
 
-    fn retire(&mut self, a: IpAddr, out: &mut dyn FnMut(HostEvent)) {
+    fn retire(&mut self, a: Key, out: &mut dyn FnMut(StreamEvent)) {
         if let Some(m) = self.members.remove(&a) {
             // The open window is partial: not emitted, as at a live capture's end.
-            out(HostEvent::End(m.index, m.name, m.rows));
+            out(StreamEvent::End(m.index, m.name, m.rows));
         }
     }
 }
@@ -293,13 +336,13 @@ mod tests {
         (p, f)
     }
 
-    fn host(n: u8) -> IpAddr {
-        IpAddr::from([10, 0, 0, n])
+    fn host(n: u8) -> Key {
+        Key::Host(IpAddr::from([10, 0, 0, n]))
     }
 
     /// Runs `secs` seconds in which host `i` (of `rates`) sends `rates[i]`
     /// bytes per second to host 100 in 20 packets; returns what came out.
-    fn run(h: &mut HostStreams, t0: i64, secs: i64, rates: &[(u8, u32)]) -> Vec<HostEvent> {
+    fn run(h: &mut TopStreams, t0: i64, secs: i64, rates: &[(u8, u32)]) -> Vec<StreamEvent> {
         let mut out = Vec::new();
         for s in 0..secs {
             for i in 0..20 {
@@ -315,10 +358,10 @@ mod tests {
         out
     }
 
-    fn begun(out: &[HostEvent]) -> Vec<String> {
+    fn begun(out: &[StreamEvent]) -> Vec<String> {
         out.iter()
             .filter_map(|e| match e {
-                HostEvent::Begin(_, n) => Some(n.clone()),
+                StreamEvent::Begin(_, n) => Some(n.clone()),
                 _ => None,
             })
             .collect()
@@ -326,7 +369,14 @@ mod tests {
 
     #[test]
     fn the_busiest_hosts_become_streams_and_their_windows_hold_only_their_bytes() {
-        let mut h = HostStreams::new("eth0", 2, W, 10_000_000_000, Arc::new(AtomicUsize::new(1)));
+        let mut h = TopStreams::new(
+            "eth0",
+            Kind::Host,
+            2,
+            W,
+            10_000_000_000,
+            Arc::new(AtomicUsize::new(1)),
+        );
         let t0 = 1_700_000_000_000_000_000;
         // Host 100 receives everything (the busiest), host 1 sends 1 MB/s,
         // host 2 0.2 MB/s, host 3 below the floor.
@@ -352,7 +402,7 @@ mod tests {
         let sizes: Vec<u64> = out
             .iter()
             .filter_map(|e| match e {
-                HostEvent::Window(i, r) if *i == idx1 => Some(r.size_bytes),
+                StreamEvent::Window(i, r) if *i == idx1 => Some(r.size_bytes),
                 _ => None,
             })
             .collect();
@@ -362,7 +412,14 @@ mod tests {
 
     #[test]
     fn near_equal_hosts_do_not_flap_and_a_much_faster_one_takes_the_weakest_place() {
-        let mut h = HostStreams::new("eth0", 2, W, 10_000_000_000, Arc::new(AtomicUsize::new(1)));
+        let mut h = TopStreams::new(
+            "eth0",
+            Kind::Host,
+            2,
+            W,
+            10_000_000_000,
+            Arc::new(AtomicUsize::new(1)),
+        );
         let t0 = 1_700_000_000_000_000_000;
         // 100 (the receiver) and 1 are streams; 2 alternates just above and
         // below 1's rate: no swap.
@@ -381,7 +438,7 @@ mod tests {
             ));
         }
         assert_eq!(begun(&out).len(), 2, "{:?}", begun(&out));
-        assert!(!out.iter().any(|e| matches!(e, HostEvent::End(..))));
+        assert!(!out.iter().any(|e| matches!(e, StreamEvent::End(..))));
         // Host 3 at four times host 1's rate replaces 1 (the weakest of the two).
         let out = run(
             &mut h,
@@ -392,15 +449,64 @@ mod tests {
         assert_eq!(begun(&out), ["live eth0 host 10.0.0.3"]);
         assert!(
             out.iter()
-                .any(|e| matches!(e, HostEvent::End(_, n, _) if n == "live eth0 host 10.0.0.1"))
+                .any(|e| matches!(e, StreamEvent::End(_, n, _) if n == "live eth0 host 10.0.0.1"))
         );
         // Quiet hosts retire after IDLE_RETIRE_S.
         let out = run(&mut h, t0 + 50_000_000_000, IDLE_RETIRE_S as i64 + 3, &[]);
         let ended = out
             .iter()
-            .filter(|e| matches!(e, HostEvent::End(..)))
+            .filter(|e| matches!(e, StreamEvent::End(..)))
             .count();
         assert_eq!(ended, 2);
         assert!(h.members().is_empty());
+    }
+
+    #[test]
+    fn flows_are_keyed_by_both_ends_in_either_direction() {
+        let mut h = TopStreams::new(
+            "eth0",
+            Kind::Flow,
+            1,
+            W,
+            10_000_000_000,
+            Arc::new(AtomicUsize::new(1)),
+        );
+        let t0 = 1_700_000_000_000_000_000;
+        let mut out = Vec::new();
+        let seg = |src: u8, sport: u16, dst: u8, dport: u16, len: u32, ts: i64| {
+            let (mut p, f) = packet(src, dst, len, ts);
+            p.ends.sport = sport;
+            p.ends.dport = dport;
+            (p, f)
+        };
+        for s in 0..4 {
+            for i in 0..20 {
+                let ts = t0 + s * 1_000_000_000 + i * W;
+                // A bulk flow (data one way, ACKs the other) and a small one
+                // between the same hosts.
+                for (p, f) in [
+                    seg(1, 40000, 2, 443, 50_000, ts),
+                    seg(2, 443, 1, 40000, 66, ts),
+                    seg(1, 40001, 2, 443, 2_000, ts),
+                ] {
+                    h.packet(&p, &f, &mut |e| out.push(e));
+                }
+                h.advance(ts, &mut |e| out.push(e));
+            }
+            h.tick(&mut |e| out.push(e));
+        }
+        assert_eq!(begun(&out), ["live eth0 flow 10.0.0.1:40000-10.0.0.2:443"]);
+        let sizes: Vec<u64> = out
+            .iter()
+            .filter_map(|e| match e {
+                StreamEvent::Window(_, r) if r.packets > 0 => Some(r.size_bytes),
+                _ => None,
+            })
+            .collect();
+        assert!(sizes.len() >= 10, "{}", sizes.len());
+        assert!(
+            sizes.iter().all(|s| *s == 50_066),
+            "both directions, not the other flow: {sizes:?}"
+        );
     }
 }

@@ -20,7 +20,7 @@
 use crate::capture::{CaptureObserver, CaptureSummary, run_capture};
 use crate::events::{Change, Detector, EventConfig};
 use crate::forecast::{ForecastStage, ModelFacts, Scored};
-use crate::hosts::{HostEvent, HostStreams};
+use crate::hosts::{Kind, StreamEvent, TopStreams};
 use crate::online::OnlineConfig;
 use crate::shutdown::Shutdown;
 use crate::sinks::prometheus::Metrics;
@@ -136,6 +136,8 @@ pub struct Pipeline<M> {
     /// Streams of their own for the busiest hosts of each live interface
     /// ([`crate::hosts`]); 0: none.
     pub top_hosts: usize,
+    /// The same for the busiest TCP connections; 0: none.
+    pub top_flows: usize,
     /// Engine settings (window width, flow-table limits).
     pub engine: EngineConfig,
     /// Wall time, for live sources.
@@ -164,37 +166,37 @@ pub struct Pipeline<M> {
 }
 
 /// What a capture thread does besides its windows: publishes its counters as
-/// metrics (live runs tick once a second) and keeps its host streams.
+/// metrics (live runs tick once a second) and keeps its host and flow streams.
 struct Observe<'a> {
     stream: usize,
     metrics: &'a Metrics,
-    hosts: Option<HostStreams>,
-    out: &'a dyn Fn(HostEvent),
+    tops: Vec<TopStreams>,
+    out: &'a dyn Fn(StreamEvent),
 }
 
 impl CaptureObserver for Observe<'_> {
     fn tick(&mut self, counters: &Counters, kernel: Option<KernelStats>) {
         self.metrics.publish_capture(self.stream, counters, kernel);
-        if let Some(h) = &mut self.hosts {
-            h.tick(&mut |e| (self.out)(e));
+        for t in &mut self.tops {
+            t.tick(&mut |e| (self.out)(e));
         }
     }
 
     fn counted(&mut self, p: &PacketSummary, f: &PacketFacts) {
-        if let Some(h) = &mut self.hosts {
-            h.packet(p, f, &mut |e| (self.out)(e));
+        for t in &mut self.tops {
+            t.packet(p, f, &mut |e| (self.out)(e));
         }
     }
 
     fn advance(&mut self, now_ns: i64) {
-        if let Some(h) = &mut self.hosts {
-            h.advance(now_ns, &mut |e| (self.out)(e));
+        for t in &mut self.tops {
+            t.advance(now_ns, &mut |e| (self.out)(e));
         }
     }
 
     fn finish(&mut self) {
-        if let Some(h) = &mut self.hosts {
-            h.finish(&mut |e| (self.out)(e));
+        for t in &mut self.tops {
+            t.finish(&mut |e| (self.out)(e));
         }
     }
 }
@@ -206,6 +208,7 @@ impl<M: SequenceModel + Send + 'static> Pipeline<M> {
             sources,
             concurrent,
             top_hosts,
+            top_flows,
             engine,
             clock,
             grace_ns,
@@ -259,6 +262,7 @@ impl<M: SequenceModel + Send + 'static> Pipeline<M> {
             .spawn(move || {
                 let run = Capture {
                     top_hosts,
+                    top_flows,
                     // Host streams are numbered after the captures.
                     next_index: Arc::new(AtomicUsize::new(n_sources)),
                     cfg: engine,
@@ -293,6 +297,7 @@ impl<M: SequenceModel + Send + 'static> Pipeline<M> {
 /// What every capture thread is given.
 struct Capture<'a> {
     top_hosts: usize,
+    top_flows: usize,
     next_index: Arc<AtomicUsize>,
     cfg: EngineConfig,
     clock: Arc<dyn Clock>,
@@ -390,12 +395,12 @@ impl Capture<'_> {
         };
         let mut emit = |r: WindowRow| send_row(i, r);
         // A stream's beginning and end are rare and must not be lost: they wait.
-        let host_event = |e: HostEvent| match e {
-            HostEvent::Begin(j, n) => {
+        let host_event = |e: StreamEvent| match e {
+            StreamEvent::Begin(j, n) => {
                 let _ = tx.send(Event::Begin(j, n));
             }
-            HostEvent::Window(j, r) => send_row(j, r),
-            HostEvent::End(j, n, rows) => {
+            StreamEvent::Window(j, r) => send_row(j, r),
+            StreamEvent::End(j, n, rows) => {
                 let s = CaptureSummary {
                     name: n,
                     rows,
@@ -404,17 +409,25 @@ impl Capture<'_> {
                 let _ = tx.send(Event::End(j, Box::new(s)));
             }
         };
-        let hosts = crate::source::iface_of(&name)
-            .filter(|_| self.top_hosts > 0 && source.is_live())
-            .map(|iface| {
-                HostStreams::new(
-                    iface,
-                    self.top_hosts,
-                    self.cfg.window.ns(),
-                    self.cfg.max_silent_gap_ns,
-                    Arc::clone(&self.next_index),
-                )
-            });
+        let tops: Vec<TopStreams> = match crate::source::iface_of(&name) {
+            Some(iface) if source.is_live() => {
+                [(Kind::Host, self.top_hosts), (Kind::Flow, self.top_flows)]
+                    .into_iter()
+                    .filter(|(_, k)| *k > 0)
+                    .map(|(kind, k)| {
+                        TopStreams::new(
+                            iface,
+                            kind,
+                            k,
+                            self.cfg.window.ns(),
+                            self.cfg.max_silent_gap_ns,
+                            Arc::clone(&self.next_index),
+                        )
+                    })
+                    .collect()
+            }
+            _ => Vec::new(),
+        };
         self.metrics.set_capturing(i, &name, true);
         let s = run_capture(
             source.as_mut(),
@@ -425,7 +438,7 @@ impl Capture<'_> {
             &mut Observe {
                 stream: i,
                 metrics: self.metrics,
-                hosts,
+                tops,
                 out: &host_event,
             },
             &mut emit,
@@ -527,8 +540,8 @@ impl Budget {
 struct Stream {
     /// Its id (`crate::live::stream_id`).
     name: String,
-    /// A host's stream (forecast after the interfaces' when the model
-    /// cannot do all).
+    /// A host's or a flow's stream (forecast after the interfaces' when the
+    /// model cannot do all).
     host: bool,
     stage: ForecastStage<ModelFacts>,
     detector: Detector,
@@ -573,7 +586,7 @@ fn inference_loop<M: SequenceModel>(
     let new_stream = |name: &str| {
         let id = crate::live::stream_id(name);
         Stream {
-            host: crate::source::kind_and_key(name).0 == "host",
+            host: matches!(crate::source::kind_and_key(name).0, "host" | "flow"),
             stage: ForecastStage::with_online(facts.clone(), width, online),
             detector: Detector::new(events, id.clone(), width.ns()),
             name: id,
@@ -830,7 +843,7 @@ mod tests {
         });
         let id = crate::live::stream_id(name);
         Stream {
-            host: crate::source::kind_and_key(name).0 == "host",
+            host: matches!(crate::source::kind_and_key(name).0, "host" | "flow"),
             stage: ForecastStage::with_online(facts, WindowWidth::DEFAULT, None),
             detector: Detector::new(EventConfig::default(), id.clone(), 50_000_000),
             name: id,

@@ -183,6 +183,7 @@ impl<M: SequenceModel + Send + 'static> Replay<M> {
         let summary = Pipeline {
             concurrent: false,
             top_hosts: 0,
+            top_flows: 0,
             sources,
             engine: self.engine,
             clock: Arc::new(SystemClock),

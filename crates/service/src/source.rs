@@ -508,13 +508,15 @@ pub fn iface_of(name: &str) -> Option<&str> {
 }
 
 /// A stream's kind and key from its name: (`iface`, `eth0`) for `live eth0`,
-/// (`host`, `10.0.0.1`) for `live eth0 host 10.0.0.1`, (`capture`, the name)
-/// for a file.
+/// (`host`, `10.0.0.1`) for `live eth0 host 10.0.0.1`, (`flow`,
+/// `10.0.0.1:443-10.0.0.2:40000`) for a flow's, (`capture`, the name) for a
+/// file.
 pub fn kind_and_key(name: &str) -> (&'static str, &str) {
     match name.strip_prefix("live ") {
-        Some(rest) => match rest.split_once(" host ") {
-            Some((_, host)) => ("host", host),
-            None => ("iface", rest),
+        Some(rest) => match (rest.split_once(" host "), rest.split_once(" flow ")) {
+            (Some((_, host)), _) => ("host", host),
+            (_, Some((_, flow))) => ("flow", flow),
+            _ => ("iface", rest),
         },
         None => ("capture", name),
     }
@@ -532,5 +534,10 @@ mod name_tests {
         assert_eq!(kind_and_key("live eth0"), ("iface", "eth0"));
         assert_eq!(kind_and_key("live eth0 host fe80::1"), ("host", "fe80::1"));
         assert_eq!(kind_and_key("a.pcap"), ("capture", "a.pcap"));
+        assert_eq!(
+            kind_and_key("live eth0 flow 10.0.0.1:443-10.0.0.2:40000"),
+            ("flow", "10.0.0.1:443-10.0.0.2:40000")
+        );
+        assert_eq!(iface_of("live eth0 flow [::1]:1-[::1]:2"), Some("eth0"));
     }
 }

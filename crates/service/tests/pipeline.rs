@@ -150,6 +150,7 @@ fn the_daemon_runs_in_process_on_a_capture_played_as_live() {
     let daemon = Daemon {
         sources: vec![Box::new(AsLive::open(&sample(), clock.clone()))],
         top_hosts: 0,
+        top_flows: 0,
         clock: Arc::new(clock.clone()),
         grace_ns: 5_000_000,
         engine: EngineConfig::default(),
@@ -341,6 +342,7 @@ fn healthz_names_the_failing_writer() {
     let daemon = Daemon {
         sources: vec![Box::new(AsLive::open(&sample(), clock.clone()))],
         top_hosts: 0,
+        top_flows: 0,
         clock: Arc::new(clock),
         grace_ns: 5_000_000,
         engine: EngineConfig::default(),
@@ -451,6 +453,7 @@ fn concurrent_streams_share_model_calls_and_each_gets_what_it_would_alone() {
             sources,
             concurrent,
             top_hosts: 0,
+            top_flows: 0,
             engine: EngineConfig::default(),
             clock: Arc::new(service::source::SystemClock),
             grace_ns: 0,

@@ -111,7 +111,8 @@ pub struct DaemonCsv {
     /// Each stream's interface, by stream number, when the file has the
     /// `iface` column.
     ifaces: Option<std::collections::HashMap<usize, String>>,
-    /// Host streams: the file is the interfaces' log, their rows are not in it.
+    /// Host and flow streams: the file is the interfaces' log, their rows are
+    /// not in it.
     hosts: std::collections::HashSet<usize>,
     /// Rows on disk.
     pub rows: u64,
@@ -171,7 +172,7 @@ impl Sink for DaemonCsv {
     }
 
     fn begin(&mut self, index: usize, name: &str) -> Result<(), Error> {
-        if crate::source::kind_and_key(name).0 == "host" {
+        if matches!(crate::source::kind_and_key(name).0, "host" | "flow") {
             self.hosts.insert(index);
             return Ok(());
         }

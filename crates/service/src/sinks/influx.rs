@@ -781,7 +781,7 @@ impl Sink for InfluxSink {
         _summary: &crate::capture::CaptureSummary,
     ) -> Result<(), SinkError> {
         if let Some(t) = self.streams.remove(&index)
-            && t.stream.0 == "host"
+            && t.stream.0 != "iface"
         {
             // An interface's stream keeps its entry for events that end after it.
             self.event_streams
