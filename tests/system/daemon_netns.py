@@ -182,13 +182,13 @@ def main():
         env_b = dict(os.environ, INFLUX_URL="http://127.0.0.1:8086", INFLUX_VERSION="1", INFLUX_DB="nf")
         env_a.pop("INFLUX_VERSION", None)
         csv_a, csv_b = os.path.join(td, "a.csv"), os.path.join(td, "b.csv")
-        # The interface's stream only: every point and CSV row is counted
+        # The interface's stream only (no host or flow streams): every point and CSV row is counted
         # against the summary's forecasts (host streams: multi_iface_netns.py).
         da = subprocess.Popen(ex(NF, "--iface", vs, "--model", MODEL, "--csv", csv_a, "--metrics-addr", "127.0.0.1:9898",
-                                 "--top-hosts", "0"),
+                                 "--top-hosts", "0", "--top-flows", "0"),
                               env=env_a, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         db = subprocess.Popen(ex(NF, "--iface", vs, "--model", MODEL, "--csv", csv_b, "--metrics-addr", "127.0.0.1:9899",
-                                 "--top-hosts", "0"),
+                                 "--top-hosts", "0", "--top-flows", "0"),
                               env=env_b, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         procs["daemon-a"], procs["daemon-b"] = da, db
         time.sleep(2)
