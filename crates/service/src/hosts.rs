@@ -336,6 +336,18 @@ mod tests {
         (p, f)
     }
 
+    /// Up to `k` streams of `kind` on eth0, 50 ms windows.
+    fn streams(kind: Kind, k: usize) -> TopStreams {
+        TopStreams::new(
+            "eth0",
+            kind,
+            k,
+            W,
+            10_000_000_000,
+            Arc::new(AtomicUsize::new(1)),
+        )
+    }
+
     fn host(n: u8) -> Key {
         Key::Host(IpAddr::from([10, 0, 0, n]))
     }
@@ -369,14 +381,7 @@ mod tests {
 
     #[test]
     fn the_busiest_hosts_become_streams_and_their_windows_hold_only_their_bytes() {
-        let mut h = TopStreams::new(
-            "eth0",
-            Kind::Host,
-            2,
-            W,
-            10_000_000_000,
-            Arc::new(AtomicUsize::new(1)),
-        );
+        let mut h = streams(Kind::Host, 2);
         let t0 = 1_700_000_000_000_000_000;
         // Host 100 receives everything (the busiest), host 1 sends 1 MB/s,
         // host 2 0.2 MB/s, host 3 below the floor.
@@ -412,14 +417,7 @@ mod tests {
 
     #[test]
     fn near_equal_hosts_do_not_flap_and_a_much_faster_one_takes_the_weakest_place() {
-        let mut h = TopStreams::new(
-            "eth0",
-            Kind::Host,
-            2,
-            W,
-            10_000_000_000,
-            Arc::new(AtomicUsize::new(1)),
-        );
+        let mut h = streams(Kind::Host, 2);
         let t0 = 1_700_000_000_000_000_000;
         // 100 (the receiver) and 1 are streams; 2 alternates just above and
         // below 1's rate: no swap.
@@ -463,14 +461,7 @@ mod tests {
 
     #[test]
     fn flows_are_keyed_by_both_ends_in_either_direction() {
-        let mut h = TopStreams::new(
-            "eth0",
-            Kind::Flow,
-            1,
-            W,
-            10_000_000_000,
-            Arc::new(AtomicUsize::new(1)),
-        );
+        let mut h = streams(Kind::Flow, 1);
         let t0 = 1_700_000_000_000_000_000;
         let mut out = Vec::new();
         let seg = |src: u8, sport: u16, dst: u8, dport: u16, len: u32, ts: i64| {
