@@ -152,6 +152,55 @@ impl InfluxConfig {
     }
 }
 
+/// What a Kafka message holds.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KafkaFormat {
+    /// One point as InfluxDB line protocol (what Telegraf's Kafka consumer reads).
+    Line,
+    /// One point as a JSON object: measurement, tags, fields, time_ms.
+    Json,
+}
+
+/// The `[kafka]` table.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap brokers, `host:port[,host:port]`; empty: no Kafka.
+    pub brokers: String,
+    /// The topic every point goes to.
+    pub topic: String,
+    /// `line` or `json`.
+    pub format: KafkaFormat,
+    /// Points held by the producer while the brokers do not take them; beyond
+    /// this new points are dropped and counted.
+    pub buffer_points: usize,
+    /// Longest a point waits to fill a batch, ms.
+    pub linger_ms: u64,
+    /// `none`, `gzip`, `lz4`, `zstd` or `snappy` (what the brokers accept).
+    pub compression: String,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: String::new(),
+            topic: "netforecast".into(),
+            format: KafkaFormat::Line,
+            buffer_points: 100_000,
+            linger_ms: 100,
+            compression: "none".into(),
+        }
+    }
+}
+
+impl KafkaConfig {
+    /// Whether a broker is configured.
+    pub fn enabled(&self) -> bool {
+        !self.brokers.trim().is_empty()
+    }
+}
+
 /// Most host (or flow) streams per interface.
 pub const MAX_TOP_HOSTS: usize = 4096;
 
@@ -227,6 +276,8 @@ pub struct DaemonConfig {
     pub user: Option<String>,
     /// The `[influx]` table.
     pub influx: InfluxConfig,
+    /// The `[kafka]` table.
+    pub kafka: KafkaConfig,
     /// The file it came from and its text, to name lines in messages.
     #[serde(skip)]
     pub source: Option<(PathBuf, String)>,
@@ -256,6 +307,7 @@ impl Default for DaemonConfig {
             shutdown_deadline_s: 10,
             user: None,
             influx: InfluxConfig::default(),
+            kafka: KafkaConfig::default(),
             source: None,
         }
     }
@@ -407,6 +459,23 @@ impl DaemonConfig {
         } else if let Some(p) = &i.token_file {
             i.token = read_token_file(p, "InfluxDB")?;
         }
+        if let Some(v) = env.get("KAFKA_BROKERS") {
+            cfg.kafka.brokers = v;
+        }
+        if let Some(v) = env.get("KAFKA_TOPIC") {
+            cfg.kafka.topic = v;
+        }
+        if let Some(v) = env.get("KAFKA_FORMAT") {
+            cfg.kafka.format = match v.trim() {
+                "line" => KafkaFormat::Line,
+                "json" => KafkaFormat::Json,
+                other => {
+                    return Err(ConfigError::Invalid(format!(
+                        "KAFKA_FORMAT is {other:?}; use line or json"
+                    )));
+                }
+            };
+        }
         if let Some(v) = env.get("NETFORECAST_HTTP_TOKEN_FILE") {
             cfg.http_token_file = Some(PathBuf::from(v));
         }
@@ -540,6 +609,49 @@ impl DaemonConfig {
                 Ok(_) => {}
             }
         }
+        let k = &self.kafka;
+        if k.enabled() {
+            for b in k.brokers.split(',').map(str::trim) {
+                let port_ok = b
+                    .rsplit_once(':')
+                    .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+                if !port_ok || b.contains("://") {
+                    return Err(ConfigError::Invalid(format!(
+                        "{} has {b:?}: give brokers as host:port[,host:port] such as 127.0.0.1:9092 (KAFKA_BROKERS)",
+                        self.key("kafka.brokers")
+                    )));
+                }
+            }
+            let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+            if k.topic.is_empty() || k.topic.len() > 249 || !k.topic.chars().all(legal) {
+                return Err(ConfigError::Invalid(format!(
+                    "{} is {:?}: a Kafka topic is 1 to 249 of a-z A-Z 0-9 . _ - (KAFKA_TOPIC)",
+                    self.key("kafka.topic"),
+                    k.topic
+                )));
+            }
+            if !(1..=10_000_000).contains(&k.buffer_points) {
+                return Err(ConfigError::Invalid(format!(
+                    "{} is {}: use 1 to 10000000 points",
+                    self.key("kafka.buffer_points"),
+                    k.buffer_points
+                )));
+            }
+            if !["none", "gzip", "lz4", "zstd", "snappy"].contains(&k.compression.as_str()) {
+                return Err(ConfigError::Invalid(format!(
+                    "{} is {:?}: use none, gzip, lz4, zstd or snappy",
+                    self.key("kafka.compression"),
+                    k.compression
+                )));
+            }
+            if k.linger_ms > 60_000 {
+                return Err(ConfigError::Invalid(format!(
+                    "{} is {}: use at most 60000 ms",
+                    self.key("kafka.linger_ms"),
+                    k.linger_ms
+                )));
+            }
+        }
         let i = &self.influx;
         if !matches!(i.version, 1 | 2) {
             return Err(ConfigError::Invalid(format!(
@@ -649,6 +761,43 @@ mod tests {
         let shown = format!("{c:?} {}", c.influx.token);
         assert!(!shown.contains("s3cr3t"), "{shown}");
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn the_kafka_table_and_environment_set_the_sink_and_bad_values_are_refused() {
+        let c = accepted(
+            "iface = \"eth0\"\n[kafka]\ntopic = \"nf.points\"\nformat = \"json\"\n",
+            &[("KAFKA_BROKERS", "127.0.0.1:9092,[::1]:9093")],
+        );
+        assert!(c.kafka.enabled());
+        assert_eq!(c.kafka.topic, "nf.points");
+        assert_eq!(c.kafka.format, KafkaFormat::Json);
+        let c = accepted("iface = \"eth0\"\n", &[("KAFKA_FORMAT", "line")]);
+        assert!(!c.kafka.enabled(), "no brokers: no Kafka");
+        for (toml, env, says) in [
+            ("", vec![("KAFKA_BROKERS", "kafka://a:9092")], "host:port"),
+            ("", vec![("KAFKA_BROKERS", "a")], "host:port"),
+            (
+                "",
+                vec![("KAFKA_BROKERS", "a:9092"), ("KAFKA_TOPIC", "a b")],
+                "topic",
+            ),
+            ("", vec![("KAFKA_FORMAT", "avro")], "line or json"),
+            (
+                "[kafka]\nbrokers = \"a:1\"\ncompression = \"brotli\"\n",
+                vec![],
+                "kafka.compression (",
+            ),
+            (
+                "[kafka]\nbrokers = \"a:1\"\nbuffer_points = 0\n",
+                vec![],
+                "buffer_points",
+            ),
+            ("[kafka]\nacks = 1\n", vec![], "acks"),
+        ] {
+            let e = refused(&format!("iface = \"eth0\"\n{toml}"), &env);
+            assert!(e.contains(says), "{toml} {env:?}: {e}");
+        }
     }
 
     fn refused(toml: &str, env: &[(&'static str, &str)]) -> String {

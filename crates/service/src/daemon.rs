@@ -107,6 +107,8 @@ pub struct DaemonSummary {
     pub csv_rows: u64,
     /// Rows the predictions CSV lost.
     pub csv_errors: u64,
+    /// The Kafka sink's points by result (`made`, `delivered`, ...), when it runs.
+    pub kafka: Option<Vec<(&'static str, u64)>>,
 }
 
 impl<M: SequenceModel + Send + 'static> Daemon<M> {
@@ -187,6 +189,18 @@ impl<M: SequenceModel + Send + 'static> Daemon<M> {
                 .map(|r| m.points_dropped.with_label_values(&[r]).get() as u64),
             csv_rows: m.csv_rows.get(),
             csv_errors: m.csv_errors.get(),
+            kafka: m.kafka_enabled().then(|| {
+                [
+                    "made",
+                    "delivered",
+                    "failed",
+                    "dropped_queue_full",
+                    "dropped_shutdown",
+                    "unencodable",
+                ]
+                .map(|r| (r, m.kafka_points.with_label_values(&[r]).get() as u64))
+                .to_vec()
+            }),
         })
     }
 }
@@ -234,7 +248,7 @@ impl DaemonSummary {
             .sum();
         let k = self.kernel();
         format!(
-            "netforecast: stopped after {:.1} s: {} packets counted, {} windows, {} forecasts{}, {} points written ({} retries, {} dropped: {} buffer full, {} refused, {} unsent at shutdown, {} unencodable, {} writer behind; {} held on disk; {} made), {} CSV rows ({} failed), kernel drops {}, windows dropped {}",
+            "netforecast: stopped after {:.1} s: {} packets counted, {} windows, {} forecasts{}, {} points written ({} retries, {} dropped: {} buffer full, {} refused, {} unsent at shutdown, {} unencodable, {} writer behind; {} held on disk; {} made){}, {} CSV rows ({} failed), kernel drops {}, windows dropped {}",
             self.seconds,
             counted,
             windows,
@@ -253,6 +267,16 @@ impl DaemonSummary {
             self.run.scored_dropped,
             self.points_held_on_disk,
             self.points_made,
+            match &self.kafka {
+                None => String::new(),
+                Some(k) => format!(
+                    ", Kafka points {}",
+                    k.iter()
+                        .map(|(r, n)| format!("{r} {n}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            },
             self.csv_rows,
             self.csv_errors,
             k.dropped + k.if_dropped,
@@ -285,6 +309,22 @@ pub fn sinks_for(
             .map_err(SinkError::from)?,
         ));
         to.push(cfg.influx.url.clone());
+    }
+    if cfg.kafka.enabled() {
+        sinks.push(Box::new(
+            crate::sinks::kafka::KafkaSink::new(
+                &cfg.kafka,
+                &cfg.host,
+                cfg.ifaces().first().copied().unwrap_or_default(),
+                model_version,
+                Arc::clone(metrics),
+            )
+            .map_err(|e| SinkError::Kafka(e.to_string()))?,
+        ));
+        to.push(format!(
+            "Kafka {} topic {}",
+            cfg.kafka.brokers, cfg.kafka.topic
+        ));
     }
     let csv = cfg
         .csv

@@ -124,12 +124,92 @@ pub enum InfluxError {
     Encode(String),
 }
 
+/// How a [`Point`] becomes a line of line protocol: the measurement and the
+/// writer's own tags (host, iface, model), then the point's stream tags. Both
+/// the InfluxDB and the Kafka sink write points this way.
+#[derive(Clone, Debug)]
+pub struct LineEncoder {
+    measurement: String,
+    tags: Vec<(&'static str, String)>,
+}
+
+impl LineEncoder {
+    /// Points of `measurement` tagged host, iface (unless the point names its
+    /// own) and model.
+    pub fn new(measurement: &str, host: &str, iface: &str, model: &str) -> Self {
+        LineEncoder {
+            measurement: measurement.to_owned(),
+            tags: vec![
+                ("host", host.into()),
+                ("iface", iface.into()),
+                ("model", model.into()),
+            ],
+        }
+    }
+
+    /// The measurement of `p` (events have their own).
+    pub fn measurement<'a>(&'a self, p: &Point) -> &'a str {
+        match p.event {
+            Some(_) => EVENTS_MEASUREMENT,
+            None => self.measurement.as_str(),
+        }
+    }
+
+    /// Every tag of `p`, in the order they are written.
+    pub fn tags<'a>(&'a self, p: &'a Point) -> Vec<(&'static str, &'a str)> {
+        let mut t: Vec<(&'static str, &'a str)> = self
+            .tags
+            .iter()
+            .map(|(k, v)| match (*k, &p.iface) {
+                ("iface", Some(iface)) => ("iface", iface.as_str()),
+                _ => (*k, v.as_str()),
+            })
+            .collect();
+        if let Some((kind, key)) = &p.stream {
+            t.push(("stream", key.as_str()));
+            t.push(("stream_kind", *kind));
+        }
+        if let Some(e) = &p.event {
+            t.extend([
+                ("kind", e.kind),
+                ("severity", e.severity),
+                ("change", e.change),
+            ]);
+        }
+        t
+    }
+
+    /// One point as line protocol (newline included).
+    pub fn encode(&self, p: &Point) -> Result<Vec<u8>, InfluxError> {
+        let mut b = DataPoint::builder(self.measurement(p));
+        for (k, v) in self.tags(p) {
+            b = b.tag(k, v);
+        }
+        if let Some(e) = &p.event {
+            b = b.field("text", e.text.as_str());
+        }
+        for (k, v) in &p.fields {
+            if v.is_finite() {
+                b = b.field(*k, *v);
+            }
+        }
+        let dp = b
+            .timestamp(p.ts_ms)
+            .build()
+            .map_err(|e| InfluxError::Encode(e.to_string()))?;
+        let mut out = Vec::with_capacity(256);
+        dp.write_data_point_to(&mut out)
+            .map_err(|e| InfluxError::Encode(e.to_string()))?;
+        Ok(out)
+    }
+}
+
 /// Batches points and writes them over HTTP.
 pub struct InfluxWriter {
     cfg: InfluxConfig,
     client: reqwest::Client,
     write_url: String,
-    tags: Vec<(&'static str, String)>,
+    encoder: LineEncoder,
     /// Encoded lines waiting, oldest first, with the time each was queued.
     buffer: VecDeque<(Instant, Vec<u8>, Option<Position>)>,
     /// The queue on disk, when a buffer directory is configured.
@@ -179,11 +259,7 @@ impl InfluxWriter {
             cfg: cfg.clone(),
             client,
             write_url,
-            tags: vec![
-                ("host", host.into()),
-                ("iface", iface.into()),
-                ("model", model.into()),
-            ],
+            encoder: LineEncoder::new(&cfg.measurement, host, iface, model),
             buffer: VecDeque::new(),
             journal: None,
             done: None,
@@ -246,40 +322,7 @@ impl InfluxWriter {
 
     /// Encode one point as line protocol (newline included).
     pub fn encode(&self, p: &Point) -> Result<Vec<u8>, InfluxError> {
-        let measurement = match p.event {
-            Some(_) => EVENTS_MEASUREMENT,
-            None => self.cfg.measurement.as_str(),
-        };
-        let mut b = DataPoint::builder(measurement);
-        for (k, v) in &self.tags {
-            b = match (*k, &p.iface) {
-                ("iface", Some(iface)) => b.tag("iface", iface.as_str()),
-                _ => b.tag(*k, v.as_str()),
-            };
-        }
-        if let Some((kind, key)) = &p.stream {
-            b = b.tag("stream", key.as_str()).tag("stream_kind", *kind);
-        }
-        if let Some(e) = &p.event {
-            b = b
-                .tag("kind", e.kind)
-                .tag("severity", e.severity)
-                .tag("change", e.change)
-                .field("text", e.text.as_str());
-        }
-        for (k, v) in &p.fields {
-            if v.is_finite() {
-                b = b.field(*k, *v);
-            }
-        }
-        let dp = b
-            .timestamp(p.ts_ms)
-            .build()
-            .map_err(|e| InfluxError::Encode(e.to_string()))?;
-        let mut out = Vec::with_capacity(256);
-        dp.write_data_point_to(&mut out)
-            .map_err(|e| InfluxError::Encode(e.to_string()))?;
-        Ok(out)
+        self.encoder.encode(p)
     }
 
     /// Queue a point; beyond the buffer's bound the oldest is dropped and counted.
@@ -665,10 +708,63 @@ pub struct InfluxSink {
     rt: tokio::runtime::Runtime,
     writer: InfluxWriter,
     metrics: Arc<Metrics>,
+    tagger: Tagger,
+}
+
+/// Which interface and stream each point belongs to, from the streams' begin
+/// and end: what both the InfluxDB and the Kafka sink tag points with.
+#[derive(Default)]
+pub struct Tagger {
     /// Each live stream's interface and (kind, key), by stream number.
     streams: std::collections::HashMap<usize, StreamTags>,
     /// The same by stream id (what events name).
     event_streams: std::collections::HashMap<String, StreamTags>,
+}
+
+impl Tagger {
+    /// Stream `index` named `name` begins ([`Sink::begin`]).
+    pub fn begin(&mut self, index: usize, name: &str) {
+        if let Some(iface) = crate::source::iface_of(name) {
+            let (kind, key) = crate::source::kind_and_key(name);
+            let tags = StreamTags {
+                iface: iface.to_owned(),
+                stream: (kind, key.to_owned()),
+            };
+            self.event_streams
+                .insert(crate::live::stream_id(name), tags.clone());
+            self.streams.insert(index, tags);
+        }
+    }
+
+    /// Stream `index` ended ([`Sink::end`]).
+    pub fn end(&mut self, index: usize) {
+        if let Some(t) = self.streams.remove(&index)
+            && t.stream.0 != "iface"
+        {
+            // An interface's stream keeps its entry for events that end after it.
+            self.event_streams
+                .retain(|_, v| v.stream != t.stream || v.iface != t.iface);
+        }
+    }
+
+    /// The point of a scored window, tagged with its stream.
+    pub fn window_point(&self, s: &Scored, kernel_drops: i64) -> Point {
+        let mut p = point_for(s, kernel_drops);
+        if let Some(t) = self.streams.get(&s.stream) {
+            t.set(&mut p);
+        }
+        p
+    }
+
+    /// The point of an event's start or end, tagged with its stream.
+    pub fn event_point(&self, c: &crate::events::Change) -> Point {
+        let mut p = event_point(c);
+        let (crate::events::Change::Started(e) | crate::events::Change::Ended(e)) = c;
+        if let Some(t) = self.event_streams.get(&e.stream) {
+            t.set(&mut p);
+        }
+        p
+    }
 }
 
 /// A live stream's tags.
@@ -735,8 +831,7 @@ impl InfluxSink {
             rt,
             writer,
             metrics,
-            streams: std::collections::HashMap::new(),
-            event_streams: std::collections::HashMap::new(),
+            tagger: Tagger::default(),
         })
     }
 
@@ -762,16 +857,7 @@ impl InfluxSink {
 
 impl Sink for InfluxSink {
     fn begin(&mut self, index: usize, name: &str) -> Result<(), SinkError> {
-        if let Some(iface) = crate::source::iface_of(name) {
-            let (kind, key) = crate::source::kind_and_key(name);
-            let tags = StreamTags {
-                iface: iface.to_owned(),
-                stream: (kind, key.to_owned()),
-            };
-            self.event_streams
-                .insert(crate::live::stream_id(name), tags.clone());
-            self.streams.insert(index, tags);
-        }
+        self.tagger.begin(index, name);
         Ok(())
     }
 
@@ -780,24 +866,13 @@ impl Sink for InfluxSink {
         index: usize,
         _summary: &crate::capture::CaptureSummary,
     ) -> Result<(), SinkError> {
-        if let Some(t) = self.streams.remove(&index)
-            && t.stream.0 != "iface"
-        {
-            // An interface's stream keeps its entry for events that end after it.
-            self.event_streams
-                .retain(|_, v| v.stream != t.stream || v.iface != t.iface);
-        }
+        self.tagger.end(index);
         Ok(())
     }
 
     fn events(&mut self, changes: &[crate::events::Change]) -> Result<(), SinkError> {
         for c in changes {
-            let mut p = event_point(c);
-            let (crate::events::Change::Started(e) | crate::events::Change::Ended(e)) = c;
-            if let Some(t) = self.event_streams.get(&e.stream) {
-                t.set(&mut p);
-            }
-            if let Err(e) = self.writer.push(&p) {
+            if let Err(e) = self.writer.push(&self.tagger.event_point(c)) {
                 tracing::error!("{e}");
             }
         }
@@ -808,10 +883,7 @@ impl Sink for InfluxSink {
         if s.at_target.is_none() && s.issued.is_none() {
             return Ok(());
         }
-        let mut p = point_for(s, self.metrics.kernel_drops.get());
-        if let Some(t) = self.streams.get(&s.stream) {
-            t.set(&mut p);
-        }
+        let p = self.tagger.window_point(s, self.metrics.kernel_drops.get());
         if let Err(e) = self.writer.push(&p) {
             tracing::error!("{e}");
         }

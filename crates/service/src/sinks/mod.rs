@@ -3,6 +3,7 @@
 //! - [`csv`]: the predictions CSV (INTERFACE.md), plain for replay, rotating for the daemon;
 //! - [`influx`]: InfluxDB line protocol over HTTP (v2 and 1.x APIs), batched, with retries,
 //!   its queue kept on disk by [`journal`] when a buffer directory is set;
+//! - [`kafka`]: the same points as messages to a Kafka topic (line protocol or JSON);
 //! - [`prometheus`]: the daemon's metrics registry (served by [`crate::web`]);
 //! - [`report`]: the replay report JSON and the printed table (metrics against baselines);
 //! - [`plot`]: the phase-shift PNG;
@@ -14,6 +15,7 @@ pub mod alertmanager;
 pub mod csv;
 pub mod influx;
 pub mod journal;
+pub mod kafka;
 pub mod memory;
 pub mod plot;
 pub mod prometheus;
@@ -35,6 +37,9 @@ pub enum SinkError {
     /// The InfluxDB writer could not be set up.
     #[error(transparent)]
     Influx(#[from] influx::InfluxError),
+    /// The Kafka producer could not be set up.
+    #[error("{0}")]
+    Kafka(String),
     /// The Alertmanager client could not be set up.
     #[error("cannot set up the Alertmanager client: {0}")]
     Alertmanager(String),

@@ -39,6 +39,12 @@ pub struct Metrics {
     pub points_made: IntGauge,
     pub points_held_on_disk: IntGauge,
     pub points_dropped: prometheus::IntGaugeVec,
+    /// Kafka points by what became of them: `made`, `delivered`, `failed`
+    /// (the broker refused them for good), `dropped_queue_full`,
+    /// `dropped_shutdown`, `unencodable`.
+    pub kafka_points: prometheus::IntGaugeVec,
+    /// Kafka points produced and not yet acknowledged.
+    pub kafka_queue: IntGauge,
     pub csv_rows: IntCounter,
     pub csv_errors: IntCounter,
     pub last_actual_mbps: GaugeVec,
@@ -67,6 +73,8 @@ pub struct Metrics {
     last_window: Mutex<Option<Instant>>,
     /// Health: why the writer fails, while it does.
     writer_failing: Mutex<Option<String>>,
+    /// Health: why the Kafka producer fails, while it does (outer None: no Kafka).
+    kafka_failing: Mutex<Option<Option<String>>>,
     /// Health: the last model error and when.
     model_failed: Mutex<Option<(Instant, String)>>,
     /// When these metrics were made (the run's start).
@@ -208,6 +216,21 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
+            kafka_points: reg(
+                &r,
+                prometheus::IntGaugeVec::new(
+                    Opts::new(
+                        "kafka_points",
+                        "Points of the Kafka sink by what became of them",
+                    ),
+                    &["result"],
+                )
+                .expect("valid metric"),
+            ),
+            kafka_queue: g(
+                "kafka_queue_points",
+                "Kafka points produced and not yet acknowledged by the brokers",
+            ),
             csv_rows: c("csv_rows_total", "Rows written to the predictions CSV"),
             csv_errors: c(
                 "csv_errors_total",
@@ -278,6 +301,7 @@ impl Metrics {
             published: Mutex::default(),
             last_window: Mutex::default(),
             writer_failing: Mutex::default(),
+            kafka_failing: Mutex::default(),
             model_failed: Mutex::default(),
             started: Instant::now(),
             registry: r,
@@ -400,6 +424,18 @@ impl Metrics {
         }
     }
 
+    /// Why the Kafka producer fails (None: it does not); its part of the health.
+    pub fn set_kafka_failing(&self, why: Option<String>) {
+        if let Ok(mut w) = self.kafka_failing.lock() {
+            *w = Some(why);
+        }
+    }
+
+    /// Whether a Kafka sink runs (it reports its health from the start).
+    pub fn kafka_enabled(&self) -> bool {
+        self.kafka_failing.lock().is_ok_and(|k| k.is_some())
+    }
+
     /// The model failed on a window.
     pub fn model_failed(&self, why: String) {
         if let Ok(mut m) = self.model_failed.lock() {
@@ -442,6 +478,15 @@ impl Metrics {
             .and_then(|m| m.clone())
             .filter(|(t, _)| now.duration_since(*t) < MODEL_RECENT)
             .map(|(_, why)| why);
+        if let Some(kafka) = self.kafka_failing.lock().ok().and_then(|k| k.clone()) {
+            parts.insert(
+                "kafka",
+                PartHealth {
+                    ok: kafka.is_none(),
+                    detail: kafka,
+                },
+            );
+        }
         for (name, why) in [("capture", capture), ("writer", writer), ("model", model)] {
             parts.insert(
                 name,
