@@ -3,8 +3,8 @@
 # pipeline and CLI tests (cargo), the tshark
 # oracle over crafted edge cases, the committed capture and ../shared's public
 # captures, the Grafana dashboard check, Python's torch.jit.load of the shipped
-# model, and (as root) the live, lab, daemon, fault, page, several-interface and
-# Kafka tests in network namespaces.
+# model, and (as root) the live, lab, daemon, fault, page, several-interface,
+# Kafka and fleet tests in network namespaces.
 # Ends with one "N passed, N failed" line.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -55,6 +55,7 @@ if [ "$(id -u)" = 0 ]; then
   step "web: the live page in headless Chromium, a capacity drop shown" python3 tests/system/web_netns.py
   step "one daemon, three interfaces: streams apart, byte totals equal to tcpdump's" python3 tests/system/multi_iface_netns.py
   step "kafka: every point once, in order, across a broker restart (tansu)" python3 tests/system/kafka_netns.py
+  step "fleet: 1000 routers x 20 points/s into VictoriaMetrics, directly and through Kafka" python3 tests/system/fleet.py
 else
   echo "test: not root, live namespace test skipped" >&2
 fi

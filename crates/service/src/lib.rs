@@ -13,6 +13,7 @@
 //! - [`sinks`]: every output, each owning its format;
 //! - [`live`] and [`web`]: the last minutes in memory, and the HTTP endpoint (page, REST API, live stream, metrics);
 //! - [`extract`], [`replay`], [`daemon`]: the commands, as wiring of the above;
+//! - [`fleet`]: a simulated fleet of routers for the scale tests;
 //! - [`config`]: the daemon's TOML and environment settings;
 //! - [`shutdown`] and [`diag`]: the stop signal, and warnings that do not repeat.
 //!
@@ -28,6 +29,7 @@ pub mod daemon;
 pub mod diag;
 pub mod events;
 pub mod extract;
+pub mod fleet;
 pub mod forecast;
 pub mod hosts;
 pub mod live;

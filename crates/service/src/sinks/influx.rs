@@ -54,6 +54,8 @@ pub struct Point {
     /// The tags `stream_kind` (`iface`, `host`) and `stream` (the interface,
     /// the host's address): which of the daemon's streams it is.
     pub stream: Option<(&'static str, String)>,
+    /// The `host` tag when not the writer's own (a simulated fleet).
+    pub host: Option<String>,
 }
 
 /// The measurement of event starts and ends (Grafana shows them as
@@ -160,8 +162,9 @@ impl LineEncoder {
         let mut t: Vec<(&'static str, &'a str)> = self
             .tags
             .iter()
-            .map(|(k, v)| match (*k, &p.iface) {
-                ("iface", Some(iface)) => ("iface", iface.as_str()),
+            .map(|(k, v)| match (*k, &p.iface, &p.host) {
+                ("iface", Some(iface), _) => ("iface", iface.as_str()),
+                ("host", _, Some(host)) => ("host", host.as_str()),
                 _ => (*k, v.as_str()),
             })
             .collect();
@@ -346,6 +349,13 @@ impl InfluxWriter {
         };
         self.enqueue(line, pos);
         Ok(())
+    }
+
+    /// Queue a point already encoded as line protocol (newline included), as
+    /// a relay does; beyond the bound the oldest is dropped and counted.
+    pub fn push_encoded(&mut self, line: Vec<u8>) {
+        self.stats.points_made += 1;
+        self.enqueue(line, None);
     }
 
     /// Queue an encoded point; beyond the bound the oldest is dropped and counted.
@@ -645,6 +655,7 @@ pub fn event_point(c: &crate::events::Change) -> Point {
         }),
         iface: None,
         stream: None,
+        host: None,
     }
 }
 
@@ -699,6 +710,7 @@ pub fn point_for(s: &Scored, kernel_drops: i64) -> Point {
         event: None,
         iface: None,
         stream: None,
+        host: None,
     }
 }
 

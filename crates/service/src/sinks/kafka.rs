@@ -276,7 +276,8 @@ impl KafkaSink {
         }
     }
 
-    fn produce(&mut self, p: &Point) {
+    /// Produce one point (the sink's windows and events come this way).
+    pub fn produce(&mut self, p: &Point) {
         self.made += 1;
         let value = match self.value(p) {
             Ok(v) => v,

@@ -1,0 +1,472 @@
+//! A simulated fleet for the scale tests of issue 16: `hosts` routers, each
+//! sending a point per window in real time, written by the product's own
+//! writers: straight to an InfluxDB-protocol server ([`InfluxWriter`]), or to
+//! Kafka ([`KafkaSink`]) with [`relay`] carrying the topic on to the server
+//! (the part Telegraf plays in a real pipeline).
+//!
+//! Each router replays the points of a real capture (the caller replays lab
+//! captures through the pipeline with the shipped model once and hands their
+//! points over), from its own offset, tagged `host=fleet-NNNN`, stamped with
+//! the current window. While it runs, a probe asks the server every 250 ms
+//! for the oldest of the routers' newest points: how far the slowest router's
+//! data trails the clock (the ingestion lag, counted from each window's end).
+//! At the end every router's points are counted back from the server.
+
+use crate::config::{InfluxConfig, KafkaConfig};
+use crate::shutdown::Shutdown;
+use crate::sinks::influx::{InfluxWriter, Point, WriterStats};
+use crate::sinks::kafka::{KafkaSink, KafkaStats};
+use crate::sinks::prometheus::Metrics;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The measurement every point goes to (the daemon's).
+const MEASUREMENT: &str = "traffic_prediction";
+
+/// What to simulate and where it goes.
+#[derive(Clone, Debug)]
+pub struct FleetConfig {
+    /// Routers.
+    pub hosts: usize,
+    /// How long they send.
+    pub duration: Duration,
+    /// One point per router per window.
+    pub window: Duration,
+    /// Straight to this server (and its base URL is where the probe asks).
+    pub influx: InfluxConfig,
+    /// Through Kafka instead: the producer's settings (the relay reads the
+    /// same topic and writes to `influx`).
+    pub kafka: Option<KafkaConfig>,
+    /// The model tag.
+    pub model: String,
+}
+
+/// What happened (field names say what they count).
+#[allow(missing_docs)]
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct FleetReport {
+    pub hosts: usize,
+    pub seconds: f64,
+    pub windows: u64,
+    pub points_made: u64,
+    /// Ticks the generator started more than one window late.
+    pub ticks_late: u64,
+    /// The writer to the server (direct, or the relay's).
+    pub writer: WriterStats,
+    /// The Kafka producer, when the points went through Kafka.
+    pub kafka: Option<KafkaCounts>,
+    /// Messages the relay read from Kafka.
+    pub relayed: u64,
+    /// Through Kafka: from a window's end to its message reaching the relay
+    /// (p50, p99, max; ms).
+    pub kafka_lag_ms: Option<(f64, f64, f64)>,
+    /// Lag samples (ms): the slowest router's newest point in the server,
+    /// from its window's end to the probe's question.
+    pub lag_samples: usize,
+    pub lag_p50_ms: f64,
+    pub lag_p99_ms: f64,
+    pub lag_max_ms: f64,
+    /// Points read back per router: fewest, most, routers with other than
+    /// `windows`.
+    pub read_back_min: u64,
+    pub read_back_max: u64,
+    pub hosts_short: usize,
+    pub hosts_read: usize,
+}
+
+/// The Kafka producer's counts.
+#[allow(missing_docs)]
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct KafkaCounts {
+    pub made: u64,
+    pub delivered: u64,
+    pub failed: u64,
+    pub dropped: u64,
+}
+
+impl From<KafkaStats> for KafkaCounts {
+    fn from(s: KafkaStats) -> Self {
+        KafkaCounts {
+            made: s.made,
+            delivered: s.delivered,
+            failed: s.failed,
+            dropped: s.dropped_queue_full + s.dropped_shutdown + s.unencodable,
+        }
+    }
+}
+
+/// Errors of the simulation.
+#[derive(Debug, thiserror::Error)]
+#[error("fleet: {0}")]
+pub struct FleetError(String);
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The name of router `h`.
+pub fn host_name(h: usize) -> String {
+    format!("fleet-{h:04}")
+}
+
+/// Where the points go: one writer on its own thread, fed a tick at a time.
+// One of these exists per run: its size does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Out {
+    Direct(InfluxWriter, tokio::runtime::Runtime),
+    Kafka(KafkaSink),
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, FleetError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| FleetError(e.to_string()))
+}
+
+/// Run the fleet. `templates`: the points of each replayed capture, in window
+/// order (router `h` replays `templates[h % len]` from offset `h * 37`).
+pub fn simulate(
+    cfg: &FleetConfig,
+    templates: &[Vec<Point>],
+    shutdown: &Shutdown,
+) -> Result<FleetReport, FleetError> {
+    let templates: Vec<&Vec<Point>> = templates.iter().filter(|t| !t.is_empty()).collect();
+    if templates.is_empty() || cfg.hosts == 0 {
+        return Err(FleetError("no points to replay or no hosts".into()));
+    }
+    let window_ms = cfg.window.as_millis().max(1) as i64;
+    let out = match &cfg.kafka {
+        None => Out::Direct(
+            InfluxWriter::new(&cfg.influx, "fleet", "eth0", &cfg.model)
+                .map_err(|e| FleetError(e.to_string()))?,
+            runtime()?,
+        ),
+        Some(k) => Out::Kafka(
+            KafkaSink::new(k, "fleet", "eth0", &cfg.model, Metrics::new())
+                .map_err(|e| FleetError(e.to_string()))?,
+        ),
+    };
+    // The writer runs on a thread of its own, a tick's points at a time, so a
+    // slow write never delays the next tick.
+    let (tx, rx) = crossbeam_channel::bounded::<Vec<Point>>(1200);
+    let writer = std::thread::Builder::new()
+        .name("fleet-writer".into())
+        .spawn(move || write(out, &rx))
+        .map_err(|e| FleetError(e.to_string()))?;
+    // The relay and the probe run beside the generator.
+    let stop = Arc::new(AtomicBool::new(false));
+    let expect = Arc::new(AtomicU64::new(u64::MAX));
+    let relay = cfg.kafka.as_ref().map(|k| {
+        let (k, influx) = (k.clone(), cfg.influx.clone());
+        let (stop, expect) = (Arc::clone(&stop), Arc::clone(&expect));
+        std::thread::Builder::new()
+            .name("fleet-relay".into())
+            .spawn(move || relay(&k, &influx, &stop, &expect, window_ms))
+    });
+    let probe = {
+        let (url, hosts, stop) = (cfg.influx.url.clone(), cfg.hosts, Arc::clone(&stop));
+        std::thread::Builder::new()
+            .name("fleet-probe".into())
+            .spawn(move || probe(&url, hosts, window_ms, &stop))
+            .map_err(|e| FleetError(e.to_string()))?
+    };
+    let hosts: Vec<String> = (0..cfg.hosts).map(host_name).collect();
+    let start = Instant::now();
+    let t0_ms = now_ms().div_euclid(window_ms) * window_ms + window_ms;
+    let windows = (cfg.duration.as_millis() as i64 / window_ms) as u64;
+    let mut report = FleetReport {
+        hosts: cfg.hosts,
+        windows,
+        ..Default::default()
+    };
+    for k in 0..windows {
+        if shutdown.is_set() {
+            report.windows = k;
+            break;
+        }
+        // Window k ends at t0 + (k+1) w: its point is made then.
+        let due = t0_ms + (k as i64 + 1) * window_ms;
+        let wait = due - now_ms();
+        if wait > 0 {
+            std::thread::sleep(Duration::from_millis(wait as u64));
+        } else if -wait > window_ms {
+            report.ticks_late += 1;
+        }
+        let ts = t0_ms + k as i64 * window_ms;
+        let mut points = Vec::with_capacity(hosts.len());
+        for (h, host) in hosts.iter().enumerate() {
+            let t = templates[h % templates.len()];
+            let mut p = t[(h * 37 + k as usize) % t.len()].clone();
+            p.ts_ms = ts;
+            p.host = Some(host.clone());
+            p.iface = Some("eth0".into());
+            p.stream = Some(("iface", "eth0".into()));
+            p.event = None;
+            points.push(p);
+        }
+        report.points_made += points.len() as u64;
+        if tx.send(points).is_err() {
+            return Err(FleetError("the writer stopped".into()));
+        }
+    }
+    drop(tx);
+    let (stats, kafka) = writer
+        .join()
+        .map_err(|_| FleetError("the writer panicked".into()))?;
+    report.writer = stats;
+    report.kafka = kafka;
+    report.seconds = start.elapsed().as_secs_f64();
+    // The relay stops once it has carried every point (or at its deadline).
+    if let Some(r) = relay {
+        let r = r.map_err(|e| FleetError(e.to_string()))?;
+        expect.store(report.points_made, Ordering::Relaxed);
+        let (n, stats, mut kl) = r
+            .join()
+            .map_err(|_| FleetError("the relay panicked".into()))??;
+        report.relayed = n;
+        report.writer = stats;
+        kl.sort_by(|a, b| a.total_cmp(b));
+        if !kl.is_empty() {
+            let q = |f: f64| kl[((kl.len() - 1) as f64 * f).round() as usize];
+            report.kafka_lag_ms = Some((q(0.5), q(0.99), kl[kl.len() - 1]));
+        }
+    }
+    // The probe ends once everything is read.
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    let mut lag = probe
+        .join()
+        .map_err(|_| FleetError("the probe panicked".into()))?;
+    lag.sort_by(|a, b| a.total_cmp(b));
+    if !lag.is_empty() {
+        let q = |f: f64| lag[((lag.len() - 1) as f64 * f).round() as usize];
+        report.lag_samples = lag.len();
+        report.lag_p50_ms = q(0.5);
+        report.lag_p99_ms = q(0.99);
+        report.lag_max_ms = lag[lag.len() - 1];
+    }
+    read_back(&cfg.influx.url, &mut report, t0_ms)?;
+    Ok(report)
+}
+
+/// Write each tick's points until the generator hangs up, then everything
+/// still queued (up to 60 s).
+fn write(
+    mut out: Out,
+    rx: &crossbeam_channel::Receiver<Vec<Point>>,
+) -> (WriterStats, Option<KafkaCounts>) {
+    loop {
+        let wait = match &out {
+            Out::Direct(w, _) => w.next_due().map_or(Duration::from_millis(100), |d| {
+                d.saturating_duration_since(Instant::now())
+            }),
+            Out::Kafka(_) => Duration::from_millis(100),
+        };
+        match rx.recv_timeout(wait) {
+            Ok(points) => {
+                for p in &points {
+                    match &mut out {
+                        Out::Direct(w, _) => {
+                            let _ = w.push(p);
+                        }
+                        Out::Kafka(s) => s.produce(p),
+                    }
+                }
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        }
+        match &mut out {
+            Out::Direct(w, rt) => while rt.block_on(w.flush_once(false)) {},
+            Out::Kafka(s) => {
+                let _ = crate::sinks::Sink::tick(s);
+            }
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    match &mut out {
+        Out::Direct(w, rt) => {
+            w.hurry();
+            while w.queued() > 0 && Instant::now() < deadline {
+                if !rt.block_on(w.flush_once(true)) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            (w.stats, None)
+        }
+        Out::Kafka(s) => {
+            let _ = crate::sinks::Sink::finish(s, deadline);
+            (WriterStats::default(), Some(s.stats().into()))
+        }
+    }
+}
+
+/// Carry the topic's messages (line protocol) to the server, batched, until
+/// `expect` have gone, or 120 s after `stop`.
+fn relay(
+    k: &KafkaConfig,
+    influx: &InfluxConfig,
+    stop: &AtomicBool,
+    expect: &AtomicU64,
+    window_ms: i64,
+) -> Result<(u64, WriterStats, Vec<f64>), FleetError> {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &k.brokers)
+        .set("group.id", "netforecast-fleet-relay")
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(|e| FleetError(format!("relay: {e}")))?;
+    // Every partition from its start (no group coordination needed).
+    let partitions = consumer
+        .fetch_metadata(Some(&k.topic), Duration::from_secs(10))
+        .map_err(|e| FleetError(format!("relay: no metadata for {}: {e}", k.topic)))?
+        .topics()
+        .iter()
+        .find(|t| t.name() == k.topic)
+        .map_or(0, |t| t.partitions().len());
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(&k.topic, p as i32, rdkafka::Offset::Beginning)
+            .map_err(|e| FleetError(format!("relay: {e}")))?;
+    }
+    consumer
+        .assign(&tpl)
+        .map_err(|e| FleetError(format!("relay: {e}")))?;
+    let mut w = InfluxWriter::new(influx, "relay", "eth0", "relay")
+        .map_err(|e| FleetError(e.to_string()))?;
+    let rt = runtime()?;
+    let mut n = 0u64;
+    let mut lag = Vec::new();
+    let mut give_up: Option<Instant> = None;
+    loop {
+        if n >= expect.load(Ordering::Relaxed) && w.queued() == 0 {
+            break;
+        }
+        if stop.load(Ordering::Relaxed) && give_up.is_none() {
+            give_up = Some(Instant::now() + Duration::from_secs(120));
+        }
+        if give_up.is_some_and(|g| Instant::now() > g) {
+            break;
+        }
+        // Up to a batch of messages, then what is due goes out.
+        for _ in 0..5000 {
+            match consumer.poll(Duration::from_millis(if n == 0 { 100 } else { 5 })) {
+                Some(Ok(m)) => {
+                    // One message in 100 timed: window end to here.
+                    if n.is_multiple_of(100)
+                        && let Some(ts) = m.timestamp().to_millis()
+                    {
+                        lag.push((now_ms() - ts - window_ms) as f64);
+                    }
+                    if let Some(v) = m.payload() {
+                        w.push_encoded(v.to_vec());
+                        n += 1;
+                    }
+                }
+                Some(Err(e)) => tracing::warn!("relay: {e}"),
+                None => break,
+            }
+        }
+        if n >= expect.load(Ordering::Relaxed) {
+            w.hurry();
+        }
+        while rt.block_on(w.flush_once(false)) {}
+    }
+    Ok((n, w.stats, lag))
+}
+
+/// GET `url` and parse the answer as JSON.
+async fn get_json(client: &reqwest::Client, url: &str) -> Option<serde_json::Value> {
+    client.get(url).send().await.ok()?.json().await.ok()
+}
+
+/// The scalar of an instant query's single-series answer.
+fn scalar(j: &serde_json::Value) -> Option<f64> {
+    j["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+}
+
+fn query_url(base: &str, q: &str) -> String {
+    let enc: String = q
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    format!("{}/api/v1/query?query={enc}", base.trim_end_matches('/'))
+}
+
+/// Every 250 ms: how old is the newest point of the router that is furthest
+/// behind, counted from the end of its window. Starts once every router has
+/// a point in the server.
+fn probe(base: &str, hosts: usize, window_ms: i64, stop: &AtomicBool) -> Vec<f64> {
+    let Ok(rt) = runtime() else {
+        return Vec::new();
+    };
+    let client = reqwest::Client::new();
+    let sel = format!("{MEASUREMENT}_actual_mbps{{host=~\"fleet-.*\"}}");
+    let newest = query_url(base, &format!("min(timestamp({sel}))"));
+    let count = query_url(base, &format!("count(timestamp({sel}))"));
+    let mut lag = Vec::new();
+    let mut all_in = false;
+    while !stop.load(Ordering::Relaxed) {
+        let asked = now_ms();
+        rt.block_on(async {
+            if !all_in {
+                all_in = get_json(&client, &count)
+                    .await
+                    .and_then(|j| scalar(&j))
+                    .is_some_and(|c| c as usize >= hosts);
+            }
+            if all_in && let Some(t) = get_json(&client, &newest).await.and_then(|j| scalar(&j)) {
+                lag.push((asked - (t * 1000.0).round() as i64 - window_ms) as f64);
+            }
+        });
+        let spent = (now_ms() - asked).max(0) as u64;
+        std::thread::sleep(Duration::from_millis(250u64.saturating_sub(spent)));
+    }
+    lag
+}
+
+/// Count every router's points in the server (after a flush).
+fn read_back(base: &str, report: &mut FleetReport, t0_ms: i64) -> Result<(), FleetError> {
+    let rt = runtime()?;
+    let client = reqwest::Client::new();
+    let base = base.trim_end_matches('/');
+    rt.block_on(async {
+        let _ = client
+            .get(format!("{base}/internal/force_flush"))
+            .send()
+            .await;
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let span_s = (now_ms() - t0_ms) / 1000 + 5;
+    let q = query_url(
+        base,
+        &format!("count_over_time({MEASUREMENT}_actual_mbps{{host=~\"fleet-.*\"}}[{span_s}s])"),
+    );
+    let j = rt
+        .block_on(get_json(&client, &q))
+        .ok_or_else(|| FleetError(format!("no answer from {base} to the read-back query")))?;
+    let rows = j["data"]["result"].as_array().cloned().unwrap_or_default();
+    let counts: Vec<u64> = rows
+        .iter()
+        .filter_map(|r| r["value"][1].as_str()?.parse::<f64>().ok())
+        .map(|c| c as u64)
+        .collect();
+    report.hosts_read = counts.len();
+    report.read_back_min = counts.iter().copied().min().unwrap_or(0);
+    report.read_back_max = counts.iter().copied().max().unwrap_or(0);
+    report.hosts_short = counts.iter().filter(|c| **c != report.windows).count()
+        + report.hosts.saturating_sub(counts.len());
+    Ok(())
+}
