@@ -133,6 +133,17 @@ impl Compiled {
         self.trees as usize
     }
 
+    /// The ensemble back as plain vectors (for `trees.bin`).
+    pub fn gbt(&self) -> Gbt {
+        Gbt {
+            depth: self.depth as usize,
+            base: self.base as f32,
+            feature: Vec::try_from(&self.feature).unwrap_or_default(),
+            threshold: Vec::try_from(self.threshold.reshape([-1])).unwrap_or_default(),
+            leaf: Vec::try_from(&self.leaf).unwrap_or_default(),
+        }
+    }
+
     /// The ensemble on a `[B, features]` tensor, as batched tensor ops that
     /// trace into TorchScript with a dynamic batch size. `[B]`.
     pub fn forward(&self, x: &Tensor) -> Tensor {

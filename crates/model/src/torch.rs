@@ -167,7 +167,14 @@ pub struct TorchModel {
     module: CModule,
     /// What the module expects and where it came from.
     pub meta: ModelMeta,
+    /// The trees walked natively for batches of [`NATIVE_MIN`] and more (a GBT
+    /// directory with `trees.bin` that agrees with the module).
+    native: Option<crate::native::NativeGbt>,
 }
+
+/// Smallest batch the native trees take; smaller ones go to the module (at
+/// batch 1 its one call costs less than computing the trees' inputs apart).
+pub const NATIVE_MIN: usize = 16;
 
 /// The shipped kind of forecaster: the TorchScript model behind the engine's
 /// 15-window [`Predictor`].
@@ -188,14 +195,21 @@ impl TorchModel {
             path: path.clone(),
             detail: first_line(&e.to_string()),
         })?;
-        let m = TorchModel { module, meta };
+        let mut m = TorchModel {
+            module,
+            meta,
+            native: None,
+        };
         // Prove the signature on a zero batch of two before the first real window.
         let out = m.run(&Tensor::zeros(
             [2, LOOKBACK as i64, N_FEATURES as i64],
             (Kind::Float, tch::Device::Cpu),
         ));
         match out {
-            Ok(t) if t.size() == [2, 2] && t.kind() == Kind::Float => Ok(m),
+            Ok(t) if t.size() == [2, 2] && t.kind() == Kind::Float => {
+                m.native = m.check_native(dir);
+                Ok(m)
+            }
             Ok(t) => Err(ModelError::Signature {
                 path,
                 detail: format!("output is {:?} {:?}", t.kind(), t.size()),
@@ -205,6 +219,60 @@ impl TorchModel {
                 detail: e.to_string(),
             }),
         }
+    }
+
+    /// The native trees of `dir`, if it has them and they give the module's
+    /// answers on a probe batch; a warning says why not when it has them.
+    fn check_native(&self, dir: &Path) -> Option<crate::native::NativeGbt> {
+        let probe = probe_batch(512);
+        let nf = {
+            let _g = tch::no_grad_guard();
+            crate::train::gbt_features(
+                &probe,
+                &crate::train::positions(),
+                f64::from(self.meta.window_ms) / 1000.0,
+            )
+            .size()[1] as usize
+        };
+        let native =
+            match crate::native::NativeGbt::load(dir, f64::from(self.meta.window_ms) / 1000.0, nf)?
+            {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(
+                        "{}: {e}; every batch goes through the TorchScript module",
+                        dir.join(crate::native::TREES_FILE).display()
+                    );
+                    return None;
+                }
+            };
+        let want: Vec<f32> = self
+            .run(&probe)
+            .ok()
+            .and_then(|t| Vec::try_from(t.reshape([-1])).ok())?;
+        let got = native.forward(&probe).ok()?;
+        let worst = got
+            .iter()
+            .zip(want.chunks_exact(2))
+            .map(|((t, p), w)| {
+                let dt = (t - w[0]).abs() / (1e-3 + 1e-5 * w[0].abs());
+                let dp = (p - w[1]).abs() / 1e-5;
+                dt.max(dp)
+            })
+            .fold(0f32, f32::max);
+        if worst > 1.0 {
+            tracing::warn!(
+                "{} does not give the module's answers ({worst:.1}x the rounding allowed); every batch goes through the TorchScript module",
+                dir.join(crate::native::TREES_FILE).display()
+            );
+            return None;
+        }
+        Some(native)
+    }
+
+    /// Whether batches of [`NATIVE_MIN`] and more walk the trees natively.
+    pub fn native(&self) -> bool {
+        self.native.is_some()
     }
 
     /// Forward a batch `[B, 15, 9]` -> `[B, 2]`, fallibly.
@@ -223,6 +291,16 @@ impl SequenceModel for TorchModel {
         // (benches/README.md "Inference").
         let stride = LOOKBACK * N_FEATURES;
         let mut out = Vec::with_capacity(n);
+        if let Some(native) = self.native.as_ref().filter(|_| n >= NATIVE_MIN) {
+            let x = Tensor::from_slice(&seqs[..n * stride]).reshape([
+                n as i64,
+                LOOKBACK as i64,
+                N_FEATURES as i64,
+            ]);
+            let y = native.forward(&x).map_err(PredictError)?;
+            out.extend(y.into_iter().map(|(t, p)| (f64::from(t), f64::from(p))));
+            return Ok(out);
+        }
         for chunk in seqs[..n * stride].chunks(CHUNK * stride) {
             let b = chunk.len() / stride;
             let x =
@@ -246,6 +324,40 @@ impl SequenceModel for TorchModel {
     fn input_reference(&self) -> Option<&engine::shift::InputReference> {
         self.meta.input_reference.as_ref()
     }
+}
+
+/// `n` sequences that look like traffic (busy, idle and between, with RTTs,
+/// bytes in flight and gaps), for checking the native trees against the module.
+fn probe_batch(n: usize) -> Tensor {
+    let mut r = engine::rng::Rng::new(0x7EE5);
+    let mut v = Vec::with_capacity(n * LOOKBACK * N_FEATURES);
+    for _ in 0..n {
+        let level = r.f64() * 120.0;
+        let silent = r.f64() < 0.1;
+        for _ in 0..LOOKBACK {
+            let thr = if silent && r.f64() < 0.7 {
+                0.0
+            } else {
+                (level * (0.5 + r.f64())).max(0.0)
+            };
+            let size = thr * 1e6 / 8.0 * 0.05;
+            v.extend(
+                [
+                    size,
+                    r.f64() * 0.2,
+                    r.f64() * 2e6,
+                    r.f64() * 0.01,
+                    r.f64() * 0.01,
+                    thr,
+                    (r.f64() - 0.5) * 0.02,
+                    (r.f64() - 0.5) * 2e5,
+                    f64::from(u8::from(thr == 0.0)),
+                ]
+                .map(|x| x as f32),
+            );
+        }
+    }
+    Tensor::from_slice(&v).reshape([n as i64, LOOKBACK as i64, N_FEATURES as i64])
 }
 
 fn first_line(s: &str) -> String {

@@ -526,20 +526,20 @@ fn ack_clock(x: &Tensor, h: &Tensor, pos: &Tensor, window_s: f64) -> Tensor {
 }
 
 /// The last window's throughput (Mbit/s, at least 0), [B].
-fn last_throughput(x: &Tensor) -> Tensor {
+pub(crate) fn last_throughput(x: &Tensor) -> Tensor {
     x.select(1, LOOKBACK as i64 - 1)
         .select(1, THR as i64)
         .clamp_min(0.0)
 }
 
 /// Positions 0, 1, ... 14 of the history windows, for [`ack_clock`].
-fn positions() -> Tensor {
+pub(crate) fn positions() -> Tensor {
     Tensor::from_slice(&(0..LOOKBACK).map(|j| j as f32).collect::<Vec<_>>())
 }
 
 /// Inputs of the boosted trees, [B, 37]: the window statistics of
 /// [`engineered`] and the four ACK-clock forecasts minus the last throughput.
-fn gbt_features(x: &Tensor, pos: &Tensor, window_s: f64) -> Tensor {
+pub(crate) fn gbt_features(x: &Tensor, pos: &Tensor, window_s: f64) -> Tensor {
     let h = x.select(2, THR as i64).clamp_min(0.0);
     let b = h.narrow(1, LOOKBACK as i64 - 1, 1);
     Tensor::cat(&[engineered(x), ack_clock(x, &h, pos, window_s) - &b], 1)
@@ -972,6 +972,7 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary, TrainError> {
         va.len()
     );
 
+    let mut trees_bin: Option<Vec<u8>> = None;
     let (forecast, fitted, arch_json): Trained = match cfg.arch.as_str() {
         "lstm" | "linear" | "lstm-gbt" => {
             let trees = if cfg.arch == "lstm-gbt" {
@@ -1008,6 +1009,10 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary, TrainError> {
         }
         "gbt" => {
             let g = train_gbt(cfg, &tr, &va, None);
+            trees_bin = Some(crate::native::encode(
+                &g.regressor.gbt(),
+                &g.classifier.gbt(),
+            ));
             let arch = serde_json::json!({
                 "type": "gbt",
                 "trees": {"throughput": g.regressor.trees(), "congestion": g.classifier.trees()},
@@ -1061,6 +1066,19 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary, TrainError> {
     ))?;
     let module_path = cfg.out.join(MODULE_FILE);
     torch(module.save(&module_path))?;
+    // The trees for the native batch evaluator (a GBT only; never a stale one).
+    let trees_path = cfg.out.join(crate::native::TREES_FILE);
+    let wrote = match &trees_bin {
+        Some(b) => std::fs::write(&trees_path, b),
+        None => match std::fs::remove_file(&trees_path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            r => r,
+        },
+    };
+    wrote.map_err(|e| TrainError::Write {
+        path: trees_path,
+        detail: e.to_string(),
+    })?;
     let loaded = torch(tch::CModule::load(&module_path))?;
     for b in [3usize, 1, 7, 1000] {
         let idx: Vec<usize> = if b == 3 {

@@ -2,7 +2,7 @@
 //! the loader refuses what does not fit, and bad values never reach the model.
 
 use engine::csv::FEATURES_HEADER;
-use engine::forecast::WindowWidth;
+use engine::forecast::{SequenceModel, WindowWidth};
 use engine::rng::Rng;
 use engine::window::WindowRow;
 use model::torch::{Forecaster, LOOKBACK, META_FILE, ModelError, N_FEATURES, load_predictor};
@@ -262,6 +262,27 @@ fn boosted_trees_export_runs_any_batch_size_and_is_reproducible() {
     }
     let fc = fa.push(&row(14 * w, 0.03)).unwrap().expect("a forecast");
     assert!(fc.throughput_mbps >= 0.0 && (0.0..=1.0).contains(&fc.congestion_prob));
+    // The trees go beside the module, and a batch of 16 or more walks them
+    // natively with the module's answers.
+    assert!(ma.join(model::native::TREES_FILE).exists());
+    let mut m = model::torch::TorchModel::load(&ma, WindowWidth::from_ms(50).unwrap()).unwrap();
+    assert!(m.native(), "the trees agree with the module");
+    let (x, out) = run_checked(&fa, 40);
+    let seqs: Vec<f32> = Vec::try_from(x.reshape([-1])).unwrap();
+    let native = m.forward(&seqs, 40).unwrap();
+    let module: Vec<f32> = Vec::try_from(out.reshape([-1])).unwrap();
+    for (i, (t, p)) in native.iter().enumerate() {
+        let (mt, mp) = (f64::from(module[2 * i]), f64::from(module[2 * i + 1]));
+        assert!(
+            (t - mt).abs() <= 1e-4 * mt.abs().max(1.0),
+            "{i}: {t} vs {mt}"
+        );
+        assert!((p - mp).abs() <= 1e-6, "{i}: {p} vs {mp}");
+    }
+    // Damaged trees are refused and the module answers alone.
+    std::fs::write(ma.join(model::native::TREES_FILE), b"NFGBT1\0\0").unwrap();
+    let m = model::torch::TorchModel::load(&ma, WindowWidth::from_ms(50).unwrap()).unwrap();
+    assert!(!m.native());
 }
 
 #[test]
