@@ -3,6 +3,8 @@
 
   * the interface vanishes during live capture: one clear error line, exit 1,
     and the windows forecast before it are in the CSV (flushed);
+  * one of two interfaces vanishes: one error line naming it, /healthz 503 naming
+    the capture, the other interface's windows go on, and SIGTERM ends it with 0;
   * the CSV's disk is full (a 4 KiB tmpfs in a private mount namespace): one
     error line, the daemon keeps forecasting, counts the rows it could not write,
     and exits 0 on SIGTERM;
@@ -66,6 +68,9 @@ def main():
         if rows < 20:
             fails.append(f"only {rows} rows were flushed before the interface vanished")
 
+        # 1b. One of two interfaces vanishes: the other goes on.
+        one_of_two(ns, td, fails)
+
         # 2. The CSV's disk is full.
         mnt = os.path.join(td, "tiny")
         os.mkdir(mnt)
@@ -101,6 +106,55 @@ def main():
         print(f"faults: FAIL {f}")
     print(f"faults: {0 if fails else 1} passed, {1 if fails else 0} failed")
     return 1 if fails else 0
+
+
+def one_of_two(ns, td, fails):
+    from daemon_netns import ns_get
+    sh("ip", "-n", ns, "link", "set", "lo", "up")
+    for a, b in (("ga", "gb"), ("ha", "hb")):
+        sh("ip", "-n", ns, "link", "add", a, "type", "veth", "peer", "name", b)
+        sh("ip", "-n", ns, "link", "set", a, "up")
+        sh("ip", "-n", ns, "link", "set", b, "up")
+    csv = os.path.join(td, "two.csv")
+    p = subprocess.Popen(["ip", "netns", "exec", ns, NF, "--iface", "ga,ha", "--metrics-addr", "127.0.0.1:9897",
+                          "--csv", csv, "--top-hosts", "0", "--top-flows", "0"],
+                         stderr=subprocess.PIPE, text=True)
+
+    def rows(iface):
+        if not os.path.exists(csv):
+            return 0
+        with open(csv) as f:
+            head = f.readline().strip().split(",")
+            k = head.index("iface") if "iface" in head else None
+            return sum(1 for line in f if k is not None and line.strip().split(",")[k] == iface)
+
+    time.sleep(3)
+    sh("ip", "-n", ns, "link", "del", "ga")
+    time.sleep(2)
+    before = rows("ha")
+    h = ns_get(ns, "http://127.0.0.1:9897/healthz")
+    time.sleep(2)
+    after = rows("ha")
+    alive = p.poll() is None
+    p.send_signal(signal.SIGTERM)
+    try:
+        err = p.communicate(timeout=20)[1]
+    except subprocess.TimeoutExpired:
+        p.kill()
+        err = p.communicate()[1]
+    errors = [ln for ln in err.splitlines() if "ERROR" in ln or "error" in ln.lower()]
+    print(f"faults: one of two interfaces gone: running {alive}, ha's CSV rows {before} -> {after} in 2 s, "
+          f"/healthz {h.stderr.strip()} {h.stdout[:200]}, exit {p.returncode}")
+    if not alive:
+        fails.append(f"one of two interfaces vanished and the daemon stopped: {err[-300:]!r}")
+    if after - before < 20:
+        fails.append(f"the other interface's windows did not go on: {before} -> {after} rows in 2 s")
+    hj = json.loads(h.stdout or "{}")
+    detail = (hj.get("parts", {}).get("capture") or {}).get("detail") or ""
+    if h.stderr.strip() != "503" or "ga" not in detail:
+        fails.append(f"/healthz after one interface vanished: {h.stderr} {h.stdout}")
+    if p.returncode != 0 or len(errors) != 1 or "ga" not in errors[0]:
+        fails.append(f"one of two: exit {p.returncode}, error lines {errors}")
 
 
 def event_records(chain, kind):

@@ -33,7 +33,7 @@ use engine::window::PacketFacts;
 use engine::window::WindowRow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// Windows waiting for inference: 1024 is 51 s at 50 ms.
@@ -331,24 +331,35 @@ impl Capture<'_> {
     }
 
     /// The daemon's interfaces: one thread each, all at once. A capture that
-    /// fails stops the run (the others with it) and its error is the run's.
+    /// fails (its interface removed, its driver gone) ends its own stream with
+    /// one error line and a failing `/healthz` while the others go on; when
+    /// the last one fails the run stops with its error.
     fn all_at_once(
         &self,
         sources: Vec<SourceOpener>,
         tx: crossbeam_channel::Sender<Event>,
     ) -> Captured {
+        let n = sources.len();
+        let failed = std::sync::atomic::AtomicUsize::new(0);
         let results: Vec<Result<CaptureSummary, PipelineError>> = std::thread::scope(|scope| {
             let handles: Vec<_> = sources
                 .into_iter()
                 .enumerate()
                 .map(|(i, open)| {
                     let tx = tx.clone();
+                    let failed = &failed;
                     std::thread::Builder::new()
                         .name(format!("capture-{i}"))
                         .spawn_scoped(scope, move || {
                             let r = self.one(i, open, &tx);
-                            if r.is_err() {
-                                self.shutdown.trigger();
+                            if let Err(e) = &r {
+                                let all = failed.fetch_add(1, Ordering::SeqCst) + 1 == n;
+                                if all || self.shutdown.is_set() {
+                                    self.shutdown.trigger();
+                                } else {
+                                    tracing::error!("{e}; the other interfaces go on");
+                                    self.metrics.capture_failed(e.to_string());
+                                }
                             }
                             r
                         })
@@ -365,9 +376,22 @@ impl Capture<'_> {
                 })
                 .collect()
         });
+        // The run fails only when every capture did; the others' summaries
+        // otherwise (the failure was said and shown while it ran).
         let mut summaries = Vec::new();
+        let mut first_err = None;
         for r in results {
-            summaries.push(r?);
+            match r {
+                Ok(s) => summaries.push(s),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        if summaries.is_empty()
+            && let Some(e) = first_err
+        {
+            return Err(e);
         }
         let dropped = summaries.iter().map(|s| s.rows_dropped).sum();
         Ok((summaries, dropped))
@@ -444,7 +468,19 @@ impl Capture<'_> {
             &mut emit,
         );
         self.metrics.set_capturing(i, &name, false);
-        let mut s = s?;
+        let mut s = match s {
+            Ok(s) => s,
+            Err(e) => {
+                // Its stream ends (sinks close it, its series stop); the
+                // caller says why.
+                let ended = CaptureSummary {
+                    name,
+                    ..CaptureSummary::default()
+                };
+                let _ = tx.send(Event::End(i, Box::new(ended)));
+                return Err(e.into());
+            }
+        };
         s.rows_dropped = dropped.get();
         let _ = tx.send(Event::End(i, Box::new(s.clone())));
         Ok(s)

@@ -73,6 +73,8 @@ pub struct Metrics {
     last_window: Mutex<Option<Instant>>,
     /// Health: why the writer fails, while it does.
     writer_failing: Mutex<Option<String>>,
+    /// Health: captures that failed while others went on, with why.
+    captures_failed: Mutex<Vec<String>>,
     /// Health: why the Kafka producer fails, while it does (outer None: no Kafka).
     kafka_failing: Mutex<Option<Option<String>>>,
     /// Health: the last model error and when.
@@ -302,6 +304,7 @@ impl Metrics {
             last_window: Mutex::default(),
             writer_failing: Mutex::default(),
             kafka_failing: Mutex::default(),
+            captures_failed: Mutex::default(),
             model_failed: Mutex::default(),
             started: Instant::now(),
             registry: r,
@@ -399,6 +402,14 @@ impl Metrics {
     }
 
     /// The running captures whose interface is down, by name.
+    /// A capture failed while the daemon's other captures go on: `/healthz`
+    /// names it (503) for the rest of the run.
+    pub fn capture_failed(&self, why: String) {
+        if let Ok(mut f) = self.captures_failed.lock() {
+            f.push(why);
+        }
+    }
+
     fn links_down(&self) -> Vec<String> {
         self.published.lock().map_or_else(
             |_| Vec::new(),
@@ -450,8 +461,15 @@ impl Metrics {
         let mut parts = std::collections::BTreeMap::new();
         let last = self.last_window.lock().ok().and_then(|l| *l);
         let down = self.links_down();
+        let failed = self
+            .captures_failed
+            .lock()
+            .map(|f| f.join("; "))
+            .unwrap_or_default();
         let capture = if self.capturing.load(Ordering::Relaxed) == 0 {
             Some("not capturing".to_owned())
+        } else if !failed.is_empty() {
+            Some(format!("a capture failed, the others go on: {failed}"))
         } else if !down.is_empty() {
             Some(format!(
                 "the interface is down ({}); its windows are silent until it is back",
