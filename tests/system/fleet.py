@@ -30,6 +30,9 @@ import tempfile
 import time
 import urllib.parse
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from netns_pair import stop_process  # noqa: E402
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 HOSTS = int(os.environ.get("NF_FLEET_HOSTS", "1000"))
 SECS = int(os.environ.get("NF_FLEET_S", "300"))
@@ -165,12 +168,7 @@ def main():
         return p
 
     def stop(p):
-        p.terminate()
-        try:
-            p.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+        stop_process(p, grace=20)
 
     try:
         exe = fleet_binary()
@@ -210,8 +208,7 @@ def main():
         failures.append(f"{type(e).__name__}: {e}")
     finally:
         for p in procs:
-            if p.poll() is None:
-                stop(p)
+            stop(p)
         sh("ip", "netns", "del", NS)
     for f in failures:
         print(f"fleet: FAIL {f}")

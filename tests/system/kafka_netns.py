@@ -27,7 +27,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from netns_pair import NetnsPair  # noqa: E402
+from netns_pair import NetnsPair, stop_process  # noqa: E402
 from daemon_netns import ns_get, wait_http, metric_of  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
@@ -232,14 +232,8 @@ def main():
     except Exception as e:  # noqa: BLE001 - report any setup failure as a test failure
         failures.append(f"{type(e).__name__}: {e}")
     finally:
-        for name, p in procs.items():
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+        for p in procs.values():
+            stop_process(p)
         pair.__exit__(None, None, None)
     for f in failures:
         print(f"kafka_netns: FAIL {f}")

@@ -6,6 +6,19 @@ namespaces (and with them everything inside) are deleted."""
 import subprocess
 
 
+def stop_process(p, grace=10):
+    """End a process this test started (by its handle, so by PID): SIGTERM, then
+    SIGKILL after `grace` seconds."""
+    if p.poll() is not None:
+        return
+    p.terminate()
+    try:
+        p.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
+
 def sh(*cmd, check=True):
     return subprocess.run(cmd, check=check, capture_output=True, text=True)
 
