@@ -368,35 +368,57 @@ fn libtorch_missing(ml: &Path) -> Option<Error> {
     })
 }
 
-/// The RUNPATH (or RPATH) of an ELF64 little-endian executable.
+/// The RUNPATH (or RPATH) of an ELF64 little-endian executable. Reads the
+/// headers, the dynamic section and one string, not the file (the model
+/// binary is over 100 MB with its line tables: reading it whole cost every
+/// model command about 0.1 s).
 fn elf_runpath(path: &Path) -> Option<String> {
-    let b = std::fs::read(path).ok()?;
-    let u16_at = |o: usize| Some(u16::from_le_bytes(b.get(o..o + 2)?.try_into().ok()?));
-    let u64_at = |o: usize| Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().ok()?));
-    if b.get(..6)? != b"\x7fELF\x02\x01" {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(path).ok()?;
+    let read = |off: u64, len: usize| -> Option<Vec<u8>> {
+        let mut b = vec![0; len];
+        file.read_exact_at(&mut b, off).ok()?;
+        Some(b)
+    };
+    let u16_at = |b: &[u8], o: usize| Some(u16::from_le_bytes(b.get(o..o + 2)?.try_into().ok()?));
+    let u64_at = |b: &[u8], o: usize| Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().ok()?));
+    let head = read(0, 64)?;
+    if head.get(..6)? != b"\x7fELF\x02\x01" {
         return None;
     }
     let (phoff, phentsize, phnum) = (
-        u64_at(0x20)? as usize,
-        u16_at(0x36)? as usize,
-        u16_at(0x38)?,
+        u64_at(&head, 0x20)?,
+        u16_at(&head, 0x36)? as usize,
+        u16_at(&head, 0x38)? as usize,
     );
+    if phentsize < 56 || phnum > 4096 {
+        return None;
+    }
+    let ph = read(phoff, phentsize * phnum)?;
     let mut loads = Vec::new();
     let mut dynamic = None;
-    for i in 0..phnum as usize {
-        let h = phoff + i * phentsize;
-        let kind = u32::from_le_bytes(b.get(h..h + 4)?.try_into().ok()?);
-        let (off, vaddr, filesz) = (u64_at(h + 8)?, u64_at(h + 16)?, u64_at(h + 32)?);
+    for i in 0..phnum {
+        let h = i * phentsize;
+        let kind = u32::from_le_bytes(ph.get(h..h + 4)?.try_into().ok()?);
+        let (off, vaddr, filesz) = (
+            u64_at(&ph, h + 8)?,
+            u64_at(&ph, h + 16)?,
+            u64_at(&ph, h + 32)?,
+        );
         match kind {
             1 => loads.push((vaddr, off, filesz)),
-            2 => dynamic = Some((off as usize, filesz as usize)),
+            2 => dynamic = Some((off, filesz as usize)),
             _ => {}
         }
     }
     let (doff, dsize) = dynamic?;
+    if dsize > 1 << 20 {
+        return None;
+    }
+    let dynsec = read(doff, dsize)?;
     let (mut strtab, mut run) = (None, None);
-    for e in (doff..doff + dsize).step_by(16) {
-        let (tag, val) = (u64_at(e)?, u64_at(e + 8)?);
+    for e in (0..dsize.saturating_sub(15)).step_by(16) {
+        let (tag, val) = (u64_at(&dynsec, e)?, u64_at(&dynsec, e + 8)?);
         match tag {
             0 => break,
             5 => strtab = Some(val),
@@ -409,9 +431,12 @@ fn elf_runpath(path: &Path) -> Option<String> {
     let (vaddr, off, _) = loads
         .iter()
         .find(|(v, _, sz)| strtab >= *v && strtab < v + sz)?;
-    let start = (strtab - vaddr + off + run) as usize;
-    let end = start + b.get(start..)?.iter().position(|c| *c == 0)?;
-    Some(String::from_utf8_lossy(&b[start..end]).into_owned())
+    // A library path is short; read a page and stop at its terminator.
+    let start = strtab - vaddr + off + run;
+    let mut text = vec![0; 4096];
+    let n = file.read_at(&mut text, start).ok()?;
+    let end = text[..n].iter().position(|c| *c == 0)?;
+    Some(String::from_utf8_lossy(&text[..end]).into_owned())
 }
 
 /// Hand the command line to `netforecast-ml`; returns only on failure.
