@@ -224,7 +224,7 @@ impl TorchModel {
     /// The native trees of `dir`, if it has them and they give the module's
     /// answers on a probe batch; a warning says why not when it has them.
     fn check_native(&self, dir: &Path) -> Option<crate::native::NativeGbt> {
-        let probe = probe_batch(512);
+        let probe = probe_batch(PROBE);
         let nf = {
             let _g = tch::no_grad_guard();
             crate::train::gbt_features(
@@ -246,10 +246,13 @@ impl TorchModel {
                     return None;
                 }
             };
-        let want: Vec<f32> = self
-            .run(&probe)
-            .ok()
-            .and_then(|t| Vec::try_from(t.reshape([-1])).ok())?;
+        // The module answers in chunks, as `forward` calls it: one call of 512
+        // costs several times as much (its intermediates leave the cache).
+        let mut want: Vec<f32> = Vec::with_capacity(2 * PROBE);
+        for chunk in probe.split(CHUNK as i64, 0) {
+            let t = self.run(&chunk).ok()?;
+            want.extend(Vec::<f32>::try_from(t.reshape([-1])).ok()?);
+        }
         let got = native.forward(&probe).ok()?;
         let worst = got
             .iter()
@@ -328,6 +331,9 @@ impl SequenceModel for TorchModel {
 
 /// `n` sequences that look like traffic (busy, idle and between, with RTTs,
 /// bytes in flight and gaps), for checking the native trees against the module.
+/// Sequences in the probe batch.
+const PROBE: usize = 512;
+
 fn probe_batch(n: usize) -> Tensor {
     let mut r = engine::rng::Rng::new(0x7EE5);
     let mut v = Vec::with_capacity(n * LOOKBACK * N_FEATURES);
