@@ -56,6 +56,11 @@ const PAIRS: &[u8; 200] = b"\
 
 /// `.` and the nine digits of `frac` nanoseconds.
 fn push_frac(out: &mut String, frac: u64) {
+    push_ascii(out, &frac_digits(frac));
+}
+
+/// `.` and the nine digits of `frac` nanoseconds.
+fn frac_digits(frac: u64) -> [u8; 10] {
     let mut buf = [b'.', 0, 0, 0, 0, 0, 0, 0, 0, 0];
     let mut f = frac as usize;
     for i in (0..4).rev() {
@@ -65,7 +70,7 @@ fn push_frac(out: &mut String, frac: u64) {
         f /= 100;
     }
     buf[1] = b'0' + f as u8;
-    push_ascii(out, &buf);
+    buf
 }
 
 /// Append ASCII bytes (digits and punctuation) to `out`.
@@ -244,6 +249,17 @@ impl CsvFile {
             })
     }
 
+    /// Write one line given in parts (the last ends with the newline).
+    pub fn write_parts(&mut self, parts: &[&[u8]]) -> Result<(), SinkError> {
+        parts
+            .iter()
+            .try_for_each(|p| self.out.write_all(p))
+            .map_err(|source| SinkError::Write {
+                what: self.what.clone(),
+                source,
+            })
+    }
+
     /// Write out what is buffered.
     pub fn flush(&mut self) -> Result<(), SinkError> {
         self.out.flush().map_err(|source| SinkError::Write {
@@ -297,7 +313,6 @@ impl FeaturesCsv {
             format_features_rest(r, &mut self.rest);
             self.rest_key = Some(key);
         }
-        self.line.clear();
         if r.start_ns >= 0 {
             let secs = r.start_ns / NS_PER_S;
             if self.secs != Some(secs) {
@@ -305,13 +320,17 @@ impl FeaturesCsv {
                 push_u64(&mut self.secs_text, secs as u64);
                 self.secs = Some(secs);
             }
-            self.line.push_str(&self.secs_text);
-            push_frac(&mut self.line, (r.start_ns % NS_PER_S) as u64);
+            // Straight into the file's buffer: a line assembled first was one
+            // more copy of every row (a tenth of a sparse capture's time).
+            let frac = frac_digits((r.start_ns % NS_PER_S) as u64);
+            self.file
+                .write_parts(&[self.secs_text.as_bytes(), &frac, self.rest.as_bytes()])?;
         } else {
+            self.line.clear();
             format_epoch_ns(r.start_ns, &mut self.line);
+            self.line.push_str(&self.rest);
+            self.file.write_line(&self.line)?;
         }
-        self.line.push_str(&self.rest);
-        self.file.write_line(&self.line)?;
         self.rows += 1;
         if self.flush_each {
             self.flush()?;

@@ -121,12 +121,25 @@ impl Engine {
         ts_ns: Option<i64>,
         emit: &mut impl FnMut(WindowRow),
     ) -> Option<(PacketSummary, Analysis)> {
-        self.counters.frames += 1;
-        let Some(ts_ns) = ts_ns else {
-            self.counters.skip(SkipReason::NoTimestamp);
-            return None;
+        let parsed = match ts_ns {
+            Some(ts_ns) => capture::parse_frame(linktype, data, orig_len, ts_ns),
+            None => Err(SkipReason::NoTimestamp),
         };
-        match capture::parse_frame(linktype, data, orig_len, ts_ns) {
+        self.parsed(parsed, emit)
+    }
+
+    /// Account one frame parsed elsewhere ([`capture::parse_frame`], or
+    /// [`SkipReason::NoTimestamp`] for a record without a valid time): what
+    /// [`Engine::frame`] does after parsing, for a reader that parses ahead on
+    /// another thread.
+    #[inline]
+    pub fn parsed(
+        &mut self,
+        parsed: Result<PacketSummary, SkipReason>,
+        emit: &mut impl FnMut(WindowRow),
+    ) -> Option<(PacketSummary, Analysis)> {
+        self.counters.frames += 1;
+        match parsed {
             Ok(p) => Some((p, self.packet(&p, emit))),
             Err(r) => {
                 self.counters.skip(r);

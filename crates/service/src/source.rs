@@ -124,6 +124,12 @@ pub trait PacketSource: Send {
     fn notes(&self) -> FileNotes {
         FileNotes::default()
     }
+    /// Whether frames may be read and parsed ahead of the engine on another
+    /// thread: only a file read as fast as it can be (a paced file's frames
+    /// are due at their times, a live source's when the kernel has them).
+    fn reads_ahead(&self) -> bool {
+        false
+    }
 }
 
 /// BPF programs per link type, compiled on first use (files only; live capture
@@ -234,6 +240,10 @@ impl PacketSource for FileSource {
             });
         }
         self.next_paced_or_filtered()
+    }
+
+    fn reads_ahead(&self) -> bool {
+        self.pace.is_none()
     }
 
     fn notes(&self) -> FileNotes {
