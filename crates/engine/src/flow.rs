@@ -137,6 +137,13 @@ pub struct FlowTable {
     pub stats: FlowStats,
 }
 
+/// The hash the flow table files a packet's flow under (both directions
+/// alike): pure, so a reader thread can compute it ahead of the table.
+#[inline]
+pub fn flow_hash(ends: &Endpoints) -> u32 {
+    hash_key(&canonical(ends).0)
+}
+
 /// Canonical key: the lower (address, port) first; `dir` says which side sent.
 fn canonical(e: &Endpoints) -> (Endpoints, usize) {
     if (e.src, e.sport) <= (e.dst, e.dport) {
@@ -266,6 +273,11 @@ impl FlowTable {
             self.stats.evicted_cap += 1;
             let t = self.tail;
             self.remove(t);
+            // At the cap the next new flow evicts the new tail: start loading
+            // its index bucket now (a cache miss at a million flows).
+            if let Some(f) = self.slots.get(self.tail as usize).and_then(Option::as_ref) {
+                self.index.prefetch(f.hash);
+            }
         }
         let serial = self.next_serial;
         self.next_serial += 1;
@@ -297,10 +309,25 @@ impl FlowTable {
         i
     }
 
+    /// Start loading what [`FlowTable::process_hashed`] reads first for a
+    /// packet whose [`flow_hash`] is `hash` (call a few packets ahead; a
+    /// hint, results do not change).
+    #[inline]
+    pub fn prefetch(&self, hash: u32) {
+        self.index.prefetch(hash);
+    }
+
     /// Analyse one packet. Call in capture order.
+    #[inline]
     pub fn process(&mut self, p: &PacketSummary) -> Analysis {
+        self.process_hashed(p, flow_hash(&p.ends))
+    }
+
+    /// [`FlowTable::process`] with the packet's [`flow_hash`] computed
+    /// already (by a thread that parses ahead).
+    pub fn process_hashed(&mut self, p: &PacketSummary, hash: u32) -> Analysis {
         let (key, d) = canonical(&p.ends);
-        let hash = hash_key(&key);
+        debug_assert_eq!(hash, hash_key(&key));
         let slots = &self.slots;
         let mut found = self.index.find(hash, |i| {
             slots[i as usize].as_ref().is_some_and(|f| f.key == key)

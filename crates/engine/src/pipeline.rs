@@ -6,7 +6,7 @@
 //! caller passes frames and, in live mode, the time.
 
 use crate::capture::{self, PacketSummary, SkipReason, tcp_flags};
-use crate::flow::{Analysis, FlowConfig, FlowStats, FlowTable};
+use crate::flow::{Analysis, FlowConfig, FlowStats, FlowTable, flow_hash};
 use crate::forecast::WindowWidth;
 use crate::window::{PacketFacts, WindowAggregator, WindowRow, WindowStats};
 
@@ -140,12 +140,19 @@ impl Engine {
     ) -> Option<(PacketSummary, Analysis)> {
         self.counters.frames += 1;
         match parsed {
-            Ok(p) => Some((p, self.packet(&p, emit))),
+            Ok(p) => Some((p, self.packet_hashed(&p, flow_hash(&p.ends), emit))),
             Err(r) => {
                 self.counters.skip(r);
                 None
             }
         }
+    }
+
+    /// A hint that a packet of flow hash `hash` ([`crate::flow::flow_hash`])
+    /// will be accounted soon: its flow's lookup starts loading.
+    #[inline]
+    pub fn prefetch(&self, hash: u32) {
+        self.flows.prefetch(hash);
     }
 
     /// A frame the BPF filter rejected.
@@ -156,13 +163,42 @@ impl Engine {
 
     /// Account one parsed packet (benches and tests feed these directly).
     pub fn packet(&mut self, p: &PacketSummary, emit: &mut impl FnMut(WindowRow)) -> Analysis {
+        self.packet_hashed(p, flow_hash(&p.ends), emit)
+    }
+
+    /// A frame parsed and its flow hashed elsewhere: counted like
+    /// [`Engine::parsed`] does, with the packet's [`flow_hash`] given.
+    #[inline]
+    pub fn frame_hashed(
+        &mut self,
+        p: &PacketSummary,
+        hash: u32,
+        emit: &mut impl FnMut(WindowRow),
+    ) -> Analysis {
+        self.counters.frames += 1;
+        self.packet_hashed(p, hash, emit)
+    }
+
+    /// A frame the reader could not count (see [`Engine::parsed`]).
+    pub fn skipped(&mut self, r: SkipReason) {
+        self.counters.frames += 1;
+        self.counters.skip(r);
+    }
+
+    #[inline]
+    fn packet_hashed(
+        &mut self,
+        p: &PacketSummary,
+        hash: u32,
+        emit: &mut impl FnMut(WindowRow),
+    ) -> Analysis {
         let c = &mut self.counters;
         c.counted += 1;
         c.counted_bytes += p.frame_len_bytes as u64;
         if c.counted.is_multiple_of(self.expire_every) {
             self.flows.expire(p.ts_ns);
         }
-        let a = self.flows.process(p);
+        let a = self.flows.process_hashed(p, hash);
         c.rtt_samples += a.ack_rtt_ns.is_some() as u64;
         c.bif_samples += a.bytes_in_flight.is_some() as u64;
         self.last = PacketFacts {
