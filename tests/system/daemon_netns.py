@@ -32,7 +32,7 @@ import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from netns_pair import NetnsPair, sh  # noqa: E402
+from netns_pair import NetnsPair, sh, stop_process  # noqa: E402
 from chain import influxd_conf  # noqa: E402
 
 NF = os.path.abspath(os.environ.get("NETFORECAST", "target/release/netforecast"))
@@ -333,14 +333,8 @@ def main():
     except Exception as e:  # noqa: BLE001 - report any setup failure as a test failure
         failures.append(f"{type(e).__name__}: {e}")
     finally:
-        for name, p in procs.items():
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+        for p in procs.values():
+            stop_process(p)
         pair.__exit__(None, None, None)
     for f in failures:
         print(f"daemon_netns: FAIL {f}")
