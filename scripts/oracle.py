@@ -8,9 +8,12 @@ windows exactly as FEATURES.md defines (independently of the Rust code), run
   * windows: size, throughput_mbps and is_silent equal; the other features within
     1e-6 relative (plus 1e-12 absolute for values at zero);
   * per-packet samples: ack_rtt and bytes_in_flight equal, over the union of
-    packets where either side has a sample.
+    packets where either side has a sample;
+  * per-packet expert flags: retransmission (tshark's retransmission, fast and
+    spurious retransmission or out-of-order), duplicate_ack and zero_window equal
+    on every counted packet.
 
-Both must hold on at least --min-match (default 99.9 %) of windows / samples.
+All three must hold on at least --min-match (default 99.9 %) of windows / samples.
 Prints one line per file and exits 1 if any file falls short.
 """
 
@@ -26,7 +29,18 @@ FIELDS = [
     "frame.number", "frame.time_epoch", "frame.len", "ip.src", "ip.dst", "ipv6.src", "ipv6.dst",
     "tcp.srcport", "tcp.dstport", "tcp.len", "tcp.hdr_len",
     "tcp.analysis.ack_rtt", "tcp.analysis.bytes_in_flight",
+    "tcp.analysis.retransmission", "tcp.analysis.fast_retransmission",
+    "tcp.analysis.spurious_retransmission", "tcp.analysis.out_of_order",
+    "tcp.analysis.duplicate_ack", "tcp.analysis.zero_window",
 ]
+# The engine's per-packet flags (extract --packets-out) and the tshark fields
+# each one stands for: set when any of them is present.
+FLAGS = {
+    "retransmission": ("tcp.analysis.retransmission", "tcp.analysis.fast_retransmission",
+                       "tcp.analysis.spurious_retransmission", "tcp.analysis.out_of_order"),
+    "duplicate_ack": ("tcp.analysis.duplicate_ack",),
+    "zero_window": ("tcp.analysis.zero_window",),
+}
 NS = 1_000_000_000
 
 
@@ -71,6 +85,7 @@ def tshark_packets(path):
             "dir": (src, rec["tcp.srcport"], dst, rec["tcp.dstport"]),
             "rtt": parse_ns(rec["tcp.analysis.ack_rtt"]) if rec["tcp.analysis.ack_rtt"] else None,
             "bif": int(rec["tcp.analysis.bytes_in_flight"]) if rec["tcp.analysis.bytes_in_flight"] else None,
+            "flags": tuple(int(any(rec[f] for f in fields)) for fields in FLAGS.values()),
         })
     return pkts
 
@@ -182,6 +197,9 @@ def compare(path, nf, width_ms, min_match, verbose):
     smatch = stotal = 0
     counted_mismatch = 0
     bad_sample = None
+    fmatch = ftotal = 0
+    fcount = {k: 0 for k in FLAGS}
+    bad_flags = None
     tframes = {p["frame"]: p for p in pkts}
     for fno in set(tframes) | set(our_pk):
         t = tframes.get(fno)
@@ -191,6 +209,13 @@ def compare(path, nf, width_ms, min_match, verbose):
             continue
         o_rtt = parse_ns(o["ack_rtt"]) if o["ack_rtt"] else None
         o_bif = int(o["bytes_in_flight"]) if o["bytes_in_flight"] else None
+        o_flags = tuple(int(o[k]) for k in FLAGS)
+        fmatch += o_flags == t["flags"]
+        ftotal += 1
+        for k, n in zip(FLAGS, t["flags"]):
+            fcount[k] += n
+        if o_flags != t["flags"] and bad_flags is None:
+            bad_flags = f"frame {fno} {'/'.join(FLAGS)}: ours {o_flags} tshark {t['flags']}"
         for mine, ref, name in ((o_rtt, t["rtt"], "ack_rtt"), (o_bif, t["bif"], "bytes_in_flight")):
             if mine is None and ref is None:
                 continue
@@ -201,13 +226,18 @@ def compare(path, nf, width_ms, min_match, verbose):
                 bad_sample = f"frame {fno} {name}: ours {mine} tshark {ref}"
     wpct = 100.0 * wmatch / nwin if nwin else 100.0
     spct = 100.0 * smatch / stotal if stotal else 100.0
-    ok = wpct >= min_match and spct >= min_match and counted_mismatch == 0
+    fpct = 100.0 * fmatch / ftotal if ftotal else 100.0
+    ok = wpct >= min_match and spct >= min_match and fpct >= min_match and counted_mismatch == 0
+    counts = ", ".join(f"{n} {k}" for k, n in fcount.items())
     msg = (f"windows {wmatch}/{nwin} ({wpct:.3f}%), samples {smatch}/{stotal} ({spct:.3f}%), "
+           f"flags {fmatch}/{ftotal} ({fpct:.3f}%; tshark {counts}), "
            f"packets counted by one side only {counted_mismatch}")
     if (not ok or verbose) and first_bad:
         msg += f"\n    first window mismatch: {first_bad}"
     if (not ok or verbose) and bad_sample:
         msg += f"\n    first sample mismatch: {bad_sample}"
+    if (not ok or verbose) and bad_flags:
+        msg += f"\n    first flag mismatch: {bad_flags}"
     return ok, msg
 
 

@@ -68,7 +68,9 @@ fn benches(c: &mut Criterion) {
                     direction_id: a.direction_id,
                     data: p.payload_len_bytes > 0,
                     acked_segments: t.last_acked(),
-                    zero_window: p.window == 0,
+                    zero_window: a.flags & engine::flow::flags::ZERO_WINDOW != 0,
+                    retransmission: a.flags & engine::flow::flags::RETRANSMISSION != 0,
+                    duplicate_ack: a.flags & engine::flow::flags::DUPLICATE_ACK != 0,
                     unacked_segments: t.unacked_segments() as u64,
                 }
             })

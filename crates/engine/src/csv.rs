@@ -189,7 +189,8 @@ fn rest_key(r: &WindowRow) -> [u64; 9] {
 /// Header of the per-packet analysis CSV (`extract --packets-out`): one row per
 /// counted packet, `frame` numbered from 1 over all records of the file as tshark
 /// numbers them, empty fields where there is no sample.
-pub const PACKETS_HEADER: &str = "frame,time_epoch,frame_len,payload_len,ack_rtt,bytes_in_flight";
+/// The last three are tshark's expert flags as 0/1 (see [`crate::flow::flags`]).
+pub const PACKETS_HEADER: &str = "frame,time_epoch,frame_len,payload_len,ack_rtt,bytes_in_flight,retransmission,duplicate_ack,zero_window";
 
 /// Append one per-packet line (with newline).
 pub fn format_packet_row(
@@ -207,6 +208,14 @@ pub fn format_packet_row(
     out.push(',');
     if let Some(b) = a.bytes_in_flight {
         let _ = write!(out, "{b}");
+    }
+    use crate::flow::flags;
+    for f in [
+        flags::RETRANSMISSION,
+        flags::DUPLICATE_ACK,
+        flags::ZERO_WINDOW,
+    ] {
+        out.push_str(if a.flags & f != 0 { ",1" } else { ",0" });
     }
     out.push('\n');
 }

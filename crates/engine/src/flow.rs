@@ -57,6 +57,21 @@ pub struct Analysis {
     pub bytes_in_flight: Option<u32>,
     /// Identity of the sending direction: unique per flow lifetime and direction.
     pub direction_id: u64,
+    /// Wireshark's expert flags for this segment ([`flags`]).
+    pub flags: u8,
+}
+
+/// [`Analysis::flags`]: what tshark's sequence analysis says of a segment.
+pub mod flags {
+    /// Data (or SYN/FIN) that does not advance the sequence: any of
+    /// `tcp.analysis.retransmission`, `fast_retransmission`,
+    /// `spurious_retransmission` and `out_of_order` (which of them depends on
+    /// timing heuristics; together they are "sent again or out of order").
+    pub const RETRANSMISSION: u8 = 1;
+    /// `tcp.analysis.duplicate_ack`.
+    pub const DUPLICATE_ACK: u8 = 2;
+    /// `tcp.analysis.zero_window`.
+    pub const ZERO_WINDOW: u8 = 4;
 }
 
 /// Flow-table counters, reported in summaries and metrics.
@@ -95,6 +110,10 @@ struct Dir {
     /// SACK blocks of this direction's latest packet (reset on every packet).
     sack: SackBlocks,
     fin_seen: bool,
+    /// The ACK number of this direction's latest packet (Wireshark's `lastack`).
+    lastack: u32,
+    /// This direction's latest packet was a keep-alive.
+    keepalive: bool,
 }
 
 impl Dir {
@@ -428,6 +447,7 @@ impl FlowTable {
         if p.options_cut {
             return Analysis {
                 direction_id: serial * 2 + d as u64,
+                flags: out.flags,
                 ..Analysis::default()
             };
         }
@@ -463,6 +483,39 @@ fn analyze(
     }
     // Zero window probe: one byte at the next expected sequence into a zero window.
     let zwp = seglen == 1 && seq == fwd.nextseq && rev.window == 0;
+    // The expert flags, in the order of `tcp_analyze_sequence_number`, all
+    // against this direction's state before this packet. The window compared
+    // is the raw field: a direction's scale only changes with its SYN, which
+    // no duplicate ACK is.
+    let plain = p.flags & (F::SYN | F::FIN | F::RST) == 0;
+    let keepalive = seglen <= 1 && seq == fwd.nextseq.wrapping_sub(1) && plain;
+    let mut flags = 0;
+    if !zwp {
+        if p.window == 0 && plain {
+            flags |= flags::ZERO_WINDOW;
+        }
+        // Not a keep-alive ACK (repeating the ACK of a peer's keep-alive).
+        if seglen == 0
+            && p.window != 0
+            && p.window == fwd.window
+            && seq == fwd.nextseq
+            && ack == fwd.lastack
+            && plain
+            && !rev.keepalive
+        {
+            flags |= flags::DUPLICATE_ACK;
+        }
+    }
+    if (seglen > 0 || syn_fin)
+        && fwd.nextseq != 0
+        && seq_gt(fwd.nextseq, seq)
+        && !keepalive
+        // Not when it adds data from one before the next sequence (after a
+        // possible zero window probe).
+        && !(seglen > 1 && fwd.nextseq.wrapping_sub(1) == seq)
+    {
+        flags |= flags::RETRANSMISSION;
+    }
     if !zwp && fwd.nextseq != 0 && seq_gt(seq, fwd.nextseq) && p.flags & F::RST == 0 {
         // A segment was not captured: bytes in flight is unknown until the peer ACKs.
         fwd.valid_bif = false;
@@ -496,6 +549,8 @@ fn analyze(
         fwd.maxseqtobeacked = fwd.nextseq;
     }
     fwd.window = p.window;
+    fwd.lastack = ack;
+    fwd.keepalive = keepalive;
 
     // The ACK number is applied whether or not the ACK flag is set, as tshark does.
     let (rtt, removed) = rev.segs.ack(ack, p.ts_ns);
@@ -524,6 +579,7 @@ fn analyze(
             ack_rtt_ns,
             bytes_in_flight,
             direction_id: 0,
+            flags,
         },
         added,
         removed,
@@ -606,6 +662,48 @@ mod tests {
         t.process(&pkt(true, 5 * MS, 1, 1, F::ACK, 100));
         let r = t.process(&pkt(false, 12 * MS, 1, 101, F::ACK, 0));
         assert_eq!(r.ack_rtt_ns, Some(12 * MS));
+    }
+
+    /// tshark's expert flags on a short exchange (the oracle checks them
+    /// packet by packet on real captures; this pins the rules).
+    #[test]
+    fn retransmissions_duplicate_acks_and_zero_windows_are_flagged_as_tshark_does() {
+        use super::flags::{DUPLICATE_ACK as DUP, RETRANSMISSION as RTX, ZERO_WINDOW as ZW};
+        let mut t = FlowTable::new(FlowConfig::default());
+        let w = |from_a, ms, seq, ack, len, win| {
+            test_segment(from_a, ms * MS, (seq, ack, F::ACK), len, win)
+        };
+        let mut f = |p: PacketSummary| t.process(&p).flags;
+        assert_eq!(f(w(true, 0, 1, 1, 100, 1000)), 0, "new data");
+        assert_eq!(f(w(true, 1, 101, 1, 100, 1000)), 0);
+        assert_eq!(f(w(false, 2, 1, 101, 0, 1000)), 0, "an ACK that moves");
+        assert_eq!(
+            f(w(false, 3, 1, 101, 0, 1000)),
+            DUP,
+            "the same ACK, window and seq"
+        );
+        assert_eq!(f(w(false, 4, 1, 101, 0, 1000)), DUP);
+        assert_eq!(f(w(false, 5, 1, 101, 0, 2000)), 0, "a window update is not");
+        assert_eq!(
+            f(w(true, 6, 101, 1, 100, 1000)),
+            RTX,
+            "data below the next sequence"
+        );
+        assert_eq!(
+            f(w(true, 7, 200, 1, 1, 1000)),
+            0,
+            "a keep-alive is not sent again"
+        );
+        assert_eq!(f(w(false, 8, 1, 201, 0, 0)), ZW, "a zero window");
+        assert_eq!(
+            f(w(false, 9, 1, 201, 0, 0)),
+            ZW,
+            "zero windows are no duplicate ACKs"
+        );
+        let syn = |ms| test_segment(true, ms * MS, (5000, 0, F::SYN), 0, 1000);
+        let mut u = FlowTable::new(FlowConfig::default());
+        assert_eq!(u.process(&syn(0)).flags, 0);
+        assert_eq!(u.process(&syn(1000)).flags, RTX, "a SYN sent again");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! caller passes frames and, in live mode, the time.
 
 use crate::capture::{self, PacketSummary, SkipReason, tcp_flags};
-use crate::flow::{Analysis, FlowConfig, FlowStats, FlowTable, flow_hash};
+use crate::flow::{Analysis, FlowConfig, FlowStats, FlowTable, flags, flow_hash};
 use crate::forecast::WindowWidth;
 use crate::window::{PacketFacts, WindowAggregator, WindowRow, WindowStats};
 
@@ -49,6 +49,12 @@ pub struct Counters {
     pub rtt_samples: u64,
     /// Bytes-in-flight samples.
     pub bif_samples: u64,
+    /// Segments sent again or out of order (see [`flags::RETRANSMISSION`]).
+    pub retransmissions: u64,
+    /// Duplicate ACKs.
+    pub duplicate_acks: u64,
+    /// Zero-window advertisements.
+    pub zero_windows: u64,
     /// Flow-table counters.
     pub flow: FlowStats,
     /// Window counters.
@@ -201,6 +207,9 @@ impl Engine {
         let a = self.flows.process_hashed(p, hash);
         c.rtt_samples += a.ack_rtt_ns.is_some() as u64;
         c.bif_samples += a.bytes_in_flight.is_some() as u64;
+        c.retransmissions += u64::from(a.flags & flags::RETRANSMISSION != 0);
+        c.duplicate_acks += u64::from(a.flags & flags::DUPLICATE_ACK != 0);
+        c.zero_windows += u64::from(a.flags & flags::ZERO_WINDOW != 0);
         self.last = PacketFacts {
             ts_ns: p.ts_ns,
             frame_len_bytes: p.frame_len_bytes,
@@ -209,8 +218,9 @@ impl Engine {
             direction_id: a.direction_id,
             data: p.payload_len_bytes > 0 || p.flags & (tcp_flags::SYN | tcp_flags::FIN) != 0,
             acked_segments: self.flows.last_acked(),
-            zero_window: p.window == 0
-                && p.flags & (tcp_flags::SYN | tcp_flags::FIN | tcp_flags::RST) == 0,
+            zero_window: a.flags & flags::ZERO_WINDOW != 0,
+            retransmission: a.flags & flags::RETRANSMISSION != 0,
+            duplicate_ack: a.flags & flags::DUPLICATE_ACK != 0,
             unacked_segments: self.flows.unacked_segments() as u64,
         };
         self.windows.push(&self.last, emit);
@@ -324,6 +334,7 @@ mod tests {
             acked_segments: a,
             zero_window_segments: z,
             unacked_segments: u,
+            ..TcpProgress::default()
         };
         assert_eq!(
             t[0],

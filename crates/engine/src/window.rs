@@ -70,6 +70,11 @@ pub struct TcpProgress {
     /// Segments still unacknowledged over every flow at the window's last
     /// packet (carried forward when silent).
     pub unacked_segments: u64,
+    /// Segments sent again or out of order (tshark's retransmission, fast
+    /// and spurious retransmission and out-of-order flags together).
+    pub retransmissions: u64,
+    /// Duplicate ACKs (`tcp.analysis.duplicate_ack`).
+    pub duplicate_acks: u64,
 }
 
 impl WindowRow {
@@ -171,6 +176,10 @@ pub struct PacketFacts {
     pub acked_segments: u32,
     /// It advertises a zero window.
     pub zero_window: bool,
+    /// It is sent again or out of order (see [`crate::flow::flags`]).
+    pub retransmission: bool,
+    /// It is a duplicate ACK.
+    pub duplicate_ack: bool,
     /// Unacknowledged segments over every flow after it.
     pub unacked_segments: u64,
 }
@@ -258,6 +267,8 @@ impl WindowAggregator {
         a.tcp.data_segments += u64::from(f.data);
         a.tcp.acked_segments += u64::from(f.acked_segments);
         a.tcp.zero_window_segments += u64::from(f.zero_window);
+        a.tcp.retransmissions += u64::from(f.retransmission);
+        a.tcp.duplicate_acks += u64::from(f.duplicate_ack);
         a.tcp.unacked_segments = f.unacked_segments;
         self.prev_unacked = f.unacked_segments;
     }

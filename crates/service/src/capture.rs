@@ -62,7 +62,7 @@ impl CaptureSummary {
             0.0
         };
         let mut s = format!(
-            "{}: {} frames read, {} counted ({} bytes), {} skipped{}, {} filtered\n  windows {} ({} silent), late packets {}, time jumps {}\n  flows {} (peak {}, ended idle {} / closed {} / over cap {}, port reuse {}), ACK RTT samples {}, bytes-in-flight samples {}\n  {:.3} s, {:.0} packets/s",
+            "{}: {} frames read, {} counted ({} bytes), {} skipped{}, {} filtered\n  windows {} ({} silent), late packets {}, time jumps {}\n  flows {} (peak {}, ended idle {} / closed {} / over cap {}, port reuse {}), ACK RTT samples {}, bytes-in-flight samples {}\n  retransmissions {}, duplicate ACKs {}, zero-window advertisements {}\n  {:.3} s, {:.0} packets/s",
             self.name,
             c.frames,
             c.counted,
@@ -82,6 +82,9 @@ impl CaptureSummary {
             c.flow.port_reuse_restarts,
             c.rtt_samples,
             c.bif_samples,
+            c.retransmissions,
+            c.duplicate_acks,
+            c.zero_windows,
             self.elapsed_s,
             pps
         );

@@ -118,6 +118,11 @@ pub struct Signals {
     pub unacked_segments: u64,
     /// Zero-window advertisements over the last `stall_windows`.
     pub zero_window_segments: u64,
+    /// Segments sent again or out of order over the last `congestion_n`
+    /// windows (tshark's retransmission flags; see `engine::flow::flags`).
+    pub retransmissions: u64,
+    /// Duplicate ACKs over the last `congestion_n` windows.
+    pub duplicate_acks: u64,
 }
 
 /// One event.
@@ -285,6 +290,8 @@ pub struct Detector {
     /// Data segments and zero-window advertisements of the last `stall_windows` windows.
     sent_recent: VecDeque<u64>,
     zero_recent: VecDeque<u64>,
+    /// Retransmissions and duplicate ACKs of the last `congestion_n` windows.
+    loss_recent: VecDeque<(u64, u64)>,
     /// Windows since an acknowledgement moved, since a zero window was
     /// advertised, and windows seen.
     since_ack: usize,
@@ -313,6 +320,7 @@ impl Detector {
             since_loss: usize::MAX,
             sent_recent: VecDeque::new(),
             zero_recent: VecDeque::new(),
+            loss_recent: VecDeque::new(),
             since_ack: 0,
             since_zero: usize::MAX,
             seen: 0,
@@ -383,6 +391,15 @@ impl Detector {
             cfg.stall_windows,
         );
         let zero_ads: u64 = self.zero_recent.iter().sum();
+        push_bounded(
+            &mut self.loss_recent,
+            (t.retransmissions, t.duplicate_acks),
+            cfg.congestion_n,
+        );
+        let (retransmissions, duplicate_acks) = self
+            .loss_recent
+            .iter()
+            .fold((0, 0), |(r, d), (r1, d1)| (r + r1, d + d1));
         let tick = |n: usize, reset: bool| if reset { 0 } else { n.saturating_add(1) };
         self.since_ack = tick(self.since_ack, t.acked_segments > 0);
         self.since_zero = tick(self.since_zero, t.zero_window_segments > 0);
@@ -401,6 +418,8 @@ impl Detector {
             capture_lost,
             unacked_segments: t.unacked_segments,
             zero_window_segments: zero_ads,
+            retransmissions,
+            duplicate_acks,
         };
         let end_ns = row.start_ns + self.width_ns;
         let mut changes = Vec::new();
@@ -609,6 +628,12 @@ pub fn log(c: &Change, live: bool) {
         line.push_str(&format!(
             ", {} segments unacknowledged, {} zero-window advertisements over the last stall_windows",
             s.unacked_segments, s.zero_window_segments
+        ));
+    }
+    if s.retransmissions + s.duplicate_acks > 0 {
+        line.push_str(&format!(
+            ", {} retransmissions and {} duplicate ACKs over the last congestion_n windows",
+            s.retransmissions, s.duplicate_acks
         ));
     }
     if s.capture_lost > 0 {
@@ -930,12 +955,14 @@ mod tests {
             acked_segments: 10,
             zero_window_segments: 0,
             unacked_segments: 5,
+            ..TcpProgress::default()
         };
         let rto = TcpProgress {
             data_segments: 1,
             acked_segments: 0,
             zero_window_segments: 0,
             unacked_segments: 5,
+            ..TcpProgress::default()
         };
         let waiting = TcpProgress {
             data_segments: 0,

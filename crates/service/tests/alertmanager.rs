@@ -128,6 +128,8 @@ fn event(kind: Kind, stream: &str) -> Event {
             capture_lost: 0,
             unacked_segments: 0,
             zero_window_segments: 0,
+            retransmissions: 0,
+            duplicate_acks: 0,
         },
     }
 }

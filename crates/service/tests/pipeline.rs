@@ -413,6 +413,9 @@ impl engine::forecast::SequenceModel for Recording {
         n: usize,
     ) -> Result<Vec<(f64, f64)>, engine::forecast::PredictError> {
         self.calls.lock().unwrap().push(n);
+        // A model call takes time, as a real one does: the streams' windows
+        // meet in the queue meanwhile, however fast (or loaded) the machine.
+        std::thread::sleep(std::time::Duration::from_micros(200));
         self.inner.forward(seqs, n)
     }
     fn version(&self) -> &str {

@@ -606,6 +606,8 @@ pub fn event_point(c: &crate::events::Change) -> Point {
         ("capture_lost", s.capture_lost as f64),
         ("unacked_segments", s.unacked_segments as f64),
         ("zero_window_segments", s.zero_window_segments as f64),
+        ("retransmissions", s.retransmissions as f64),
+        ("duplicate_acks", s.duplicate_acks as f64),
     ];
     if let Some(end) = e.end_ns {
         fields.push(("duration_s", (end - e.start_ns) as f64 / 1e9));
@@ -1014,6 +1016,8 @@ mod tests {
                 capture_lost: 0,
                 unacked_segments: 0,
                 zero_window_segments: 0,
+                retransmissions: 0,
+                duplicate_acks: 0,
             },
         };
         let l = String::from_utf8(w.encode(&event_point(&Change::Started(e.clone()))).unwrap())

@@ -24,6 +24,12 @@ pub struct Metrics {
     pub kernel_if_drops: IntGauge,
     pub windows: IntCounter,
     pub silent_windows: IntCounter,
+    /// Segments sent again or out of order (tshark's retransmission flags).
+    pub tcp_retransmissions: IntCounter,
+    /// Duplicate ACKs.
+    pub tcp_duplicate_acks: IntCounter,
+    /// Zero-window advertisements.
+    pub tcp_zero_windows: IntCounter,
     pub flows_active: IntGauge,
     pub windows_dropped: IntCounter,
     pub forecasts: IntCounter,
@@ -162,6 +168,18 @@ impl Metrics {
             ),
             windows: c("windows_total", "Windows closed"),
             silent_windows: c("silent_windows_total", "Windows closed without a packet"),
+            tcp_retransmissions: c(
+                "tcp_retransmissions_total",
+                "Segments sent again or out of order (tshark's retransmission, fast and spurious retransmission and out-of-order flags)",
+            ),
+            tcp_duplicate_acks: c(
+                "tcp_duplicate_acks_total",
+                "Duplicate ACKs (tshark's tcp.analysis.duplicate_ack)",
+            ),
+            tcp_zero_windows: c(
+                "tcp_zero_window_total",
+                "Segments advertising a zero receive window",
+            ),
             flows_active: g("flows_active", "TCP flows tracked"),
             windows_dropped: c(
                 "windows_dropped_total",
@@ -367,6 +385,12 @@ impl Metrics {
                 .silent_windows
                 .saturating_sub(last.window.silent_windows),
         );
+        self.tcp_retransmissions
+            .inc_by(c.retransmissions.saturating_sub(last.retransmissions));
+        self.tcp_duplicate_acks
+            .inc_by(c.duplicate_acks.saturating_sub(last.duplicate_acks));
+        self.tcp_zero_windows
+            .inc_by(c.zero_windows.saturating_sub(last.zero_windows));
         p.counters = c.clone();
         if k.is_some() {
             p.kernel = k;
