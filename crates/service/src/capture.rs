@@ -509,6 +509,66 @@ mod tests {
         assert_same(&a, &b);
     }
 
+    /// A FIFO's frames are handed on as they come, not held for a batch: the
+    /// first window closes while the writer still holds the pipe open.
+    #[test]
+    fn a_pipe_is_not_read_ahead() {
+        use std::io::Write;
+        let bytes = cellular_pcap();
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("f");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let writer = {
+            let fifo = fifo.clone();
+            // The header and the first 200 records, then wait for the reader
+            // to have seen a window before closing.
+            let mut at = 24;
+            for _ in 0..200 {
+                at += 16 + u32::from_le_bytes(bytes[at + 8..at + 12].try_into().unwrap()) as usize;
+            }
+            let head = bytes[..at].to_vec();
+            std::thread::spawn(move || {
+                let mut f = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
+                f.write_all(&head).unwrap();
+                f.flush().unwrap();
+                // Whether the reader saw a window before the pipe closed.
+                rx.recv_timeout(std::time::Duration::from_secs(5)).is_ok()
+            })
+        };
+        let mut source = FileSource::open(&fifo, None).unwrap();
+        assert!(!source.reads_ahead());
+        let shutdown = Shutdown::new();
+        let mut tx = Some(tx);
+        let mut rows_before_close = 0;
+        run_capture(
+            &mut source,
+            EngineConfig::default(),
+            &ManualClock::new(0),
+            0,
+            &shutdown,
+            &mut NoObserver,
+            |_row| {
+                if let Some(tx) = tx.take() {
+                    rows_before_close += 1;
+                    let _ = tx.send(());
+                }
+            },
+        )
+        .unwrap();
+        assert!(
+            writer.join().unwrap(),
+            "no window before the writer hung up"
+        );
+        assert_eq!(rows_before_close, 1);
+    }
+
     #[test]
     fn a_stop_while_reading_ahead_ends_the_run_early() {
         let bytes = cellular_pcap();

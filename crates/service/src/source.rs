@@ -164,6 +164,8 @@ pub struct FileSource {
     /// Pacing: released no faster than the timestamps, from this instant.
     pace: Option<Instant>,
     first_ts: Option<i64>,
+    /// A regular file (all there to read), not standard input, a pipe or a FIFO.
+    regular: bool,
 }
 
 impl FileSource {
@@ -178,6 +180,7 @@ impl FileSource {
             }),
             pace: None,
             first_ts: None,
+            regular: path != Path::new("-") && std::fs::metadata(path).is_ok_and(|m| m.is_file()),
         })
     }
 
@@ -243,7 +246,9 @@ impl PacketSource for FileSource {
     }
 
     fn reads_ahead(&self) -> bool {
-        self.pace.is_none()
+        // A pipe's frames come when its writer has them (`tcpdump -w - |
+        // netforecast extract -`): a batch would hold them back.
+        self.pace.is_none() && self.regular
     }
 
     fn notes(&self) -> FileNotes {
