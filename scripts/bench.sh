@@ -16,7 +16,8 @@
 #   sparse.pcap     12 hours of a quiet link: 864 k windows, 139 k packets (testkit sparse)
 #   loss.pcap.gz    the loss capture gzipped
 #
-# Each row: best of 5 for netforecast and tcpdump (runs alternate), 1 for tshark;
+# Each row: best of 9 (NF_BENCH_RUNS) for netforecast and tcpdump (runs alternate:
+# this VM's host steals time in episodes of seconds), 1 for tshark;
 # ratios are the other tool's time over netforecast's (above 1: netforecast is
 # faster). The machine is noisy: compare ratios of one run, not seconds across runs.
 set -euo pipefail
@@ -85,7 +86,7 @@ for cap in "${caps[@]}"; do
   echo "$name: $pkts packets, $windows windows, $(du -h "$cap" | cut -f1)"
   # Alternate netforecast and tcpdump so both see the same machine state.
   tn="" mn=0 tt="" mt=0
-  for _ in 1 2 3 4 5; do
+  for _ in $(seq "${NF_BENCH_RUNS:-9}"); do
     r=$(once $nf extract "$cap" --out /dev/null -q)
     if [ -z "$tn" ] || awk "BEGIN{exit !(${r% *} < $tn)}"; then tn=${r% *}; fi
     mn=$(awk -v a="$mn" -v b="${r#* }" 'BEGIN{print (b > a ? b : a)}')

@@ -143,6 +143,7 @@ pub struct NoObserver;
 impl CaptureObserver for NoObserver {}
 
 /// Frames as the reader thread hands them over, in file order.
+#[derive(Copy, Clone)]
 enum Ahead {
     /// A counted frame and its flow's hash ([`engine::flow::flow_hash`]).
     Packet(PacketSummary, u32),
@@ -155,6 +156,9 @@ enum Ahead {
 /// Frames per hand-over: about 250 KB, some 0.2 ms of the engine's work, so
 /// the channel's cost is spread thin and a stop is noticed within a batch.
 const AHEAD_BATCH: usize = 2048;
+
+/// Frames parsed before they are copied on to the batch (about 3.5 KB).
+const STAGED: usize = 32;
 
 /// How many frames ahead a flow lookup is prefetched: far enough for a
 /// memory load (~100 ns) to land, near enough to stay in the cache.
@@ -177,26 +181,37 @@ fn read_ahead<S: PacketSource + ?Sized, O: CaptureObserver + ?Sized>(
         let reader = std::thread::Builder::new()
             .name("read-ahead".into())
             .spawn_scoped(scope, move || -> Result<(), SourceError> {
+                // Frames are parsed into this small buffer, which stays in the
+                // L1 cache, and copied on to the batch in runs: parsed straight
+                // into the batch (memory the cache does not hold), the stores
+                // queued behind each other and the parsing ran at a fraction of
+                // its speed, by how the stack happened to align (2.4 M packets:
+                // 0.15 s or 0.41 s between builds).
+                let mut staged: Vec<Ahead> = Vec::with_capacity(STAGED);
                 loop {
                     let mut batch = spare_rx
                         .try_recv()
                         .unwrap_or_else(|_| Vec::with_capacity(AHEAD_BATCH));
                     let mut stop = Ok(false);
-                    while batch.len() < AHEAD_BATCH {
+                    while batch.len() + staged.len() < AHEAD_BATCH {
+                        if staged.len() == STAGED {
+                            batch.extend_from_slice(&staged);
+                            staged.clear();
+                        }
                         match source.next() {
                             Ok(Next::Frame {
                                 linktype,
                                 data,
                                 orig_len,
                                 ts_ns,
-                            }) => batch.push(
+                            }) => staged.push(
                                 match ts_ns.map(|ts| parse_frame(linktype, data, orig_len, ts)) {
                                     Some(Ok(p)) => Ahead::Packet(p, flow_hash(&p.ends)),
                                     Some(Err(r)) => Ahead::Skipped(r),
                                     None => Ahead::Skipped(SkipReason::NoTimestamp),
                                 },
                             ),
-                            Ok(Next::Filtered) => batch.push(Ahead::Filtered),
+                            Ok(Next::Filtered) => staged.push(Ahead::Filtered),
                             // A file is never idle; nothing to account.
                             Ok(Next::Idle) => {}
                             Ok(Next::End) => {
@@ -209,6 +224,8 @@ fn read_ahead<S: PacketSource + ?Sized, O: CaptureObserver + ?Sized>(
                             }
                         }
                     }
+                    batch.extend_from_slice(&staged);
+                    staged.clear();
                     // The engine's side hung up (a stop): nothing more to read.
                     if !batch.is_empty() && tx.send(batch).is_err() {
                         return Ok(());
