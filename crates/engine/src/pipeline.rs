@@ -144,11 +144,10 @@ impl Engine {
         parsed: Result<PacketSummary, SkipReason>,
         emit: &mut impl FnMut(WindowRow),
     ) -> Option<(PacketSummary, Analysis)> {
-        self.counters.frames += 1;
         match parsed {
-            Ok(p) => Some((p, self.packet_hashed(&p, flow_hash(&p.ends), emit))),
+            Ok(p) => Some((p, self.frame_hashed(&p, flow_hash(&p.ends), emit))),
             Err(r) => {
-                self.counters.skip(r);
+                self.skipped(r);
                 None
             }
         }

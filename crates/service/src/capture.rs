@@ -563,7 +563,6 @@ mod tests {
         assert!(!source.reads_ahead());
         let shutdown = Shutdown::new();
         let mut tx = Some(tx);
-        let mut rows_before_close = 0;
         run_capture(
             &mut source,
             EngineConfig::default(),
@@ -573,7 +572,6 @@ mod tests {
             &mut NoObserver,
             |_row| {
                 if let Some(tx) = tx.take() {
-                    rows_before_close += 1;
                     let _ = tx.send(());
                 }
             },
@@ -583,7 +581,6 @@ mod tests {
             writer.join().unwrap(),
             "no window before the writer hung up"
         );
-        assert_eq!(rows_before_close, 1);
     }
 
     #[test]
