@@ -935,6 +935,38 @@ mod tests {
         assert!(d.window(&scored(700, 30.0, 60_000, 0.02, 0.1)).is_empty());
     }
 
+    /// An event's signals carry the retransmissions and duplicate ACKs of
+    /// the last `congestion_n` windows, the window it starts in among them,
+    /// none from before.
+    #[test]
+    fn signals_count_the_losses_of_the_last_congestion_windows() {
+        let cfg = EventConfig::default();
+        let mut d = Detector::new(cfg, "eth0", W);
+        d.capture_lost(0);
+        let mut started = Vec::new();
+        for i in 0..=100i64 {
+            let mut s = scored(i, 30.0, 60_000, 0.02, 0.1);
+            s.row.tcp.retransmissions = i as u64;
+            s.row.tcp.duplicate_acks = if i % 2 == 0 { 2 } else { 3 };
+            // A capture loss at window 100 starts an event there.
+            if i == 100 {
+                d.capture_lost(5);
+            }
+            for c in d.window(&s) {
+                if let Change::Started(e) = c {
+                    started.push((i, e.signals));
+                }
+            }
+        }
+        let [(at, signals)] = started.as_slice() else {
+            panic!("{started:?}");
+        };
+        assert_eq!(*at, 100);
+        assert_eq!(cfg.congestion_n, 4);
+        assert_eq!(signals.retransmissions, 97 + 98 + 99 + 100);
+        assert_eq!(signals.duplicate_acks, 3 + 2 + 3 + 2);
+    }
+
     #[test]
     fn a_stall_is_told_from_a_zero_window_and_ends_when_acks_move() {
         use engine::window::TcpProgress;

@@ -641,3 +641,41 @@ impl Metrics {
         String::from_utf8(buf).unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(text: &str, name: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    /// The TCP analysis counters follow each capture's counters as they are
+    /// published during the run, and several captures add up.
+    #[test]
+    fn tcp_counters_follow_every_publication_and_add_up_over_captures() {
+        let m = Metrics::new();
+        let counters = |r, d, z| Counters {
+            retransmissions: r,
+            duplicate_acks: d,
+            zero_windows: z,
+            ..Counters::default()
+        };
+        let read = |m: &Metrics| {
+            let t = m.render();
+            [
+                "netforecast_tcp_retransmissions_total",
+                "netforecast_tcp_duplicate_acks_total",
+                "netforecast_tcp_zero_window_total",
+            ]
+            .map(|n| value(&t, n).unwrap_or_else(|| panic!("{n} missing in {t}")))
+        };
+        m.publish_capture(0, &counters(3, 10, 1), None);
+        assert_eq!(read(&m), [3.0, 10.0, 1.0]);
+        m.publish_capture(0, &counters(5, 10, 4), None);
+        assert_eq!(read(&m), [5.0, 10.0, 4.0], "only what is new is added");
+        m.publish_capture(1, &counters(7, 1, 0), None);
+        assert_eq!(read(&m), [12.0, 11.0, 4.0], "a second capture adds to them");
+    }
+}
