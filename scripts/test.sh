@@ -13,8 +13,10 @@ export PATH="$HOME/.cargo/bin:$PATH"
 passed=0 failed=0
 step() { # name, command...
   local name=$1; shift
+  local start=$SECONDS
   echo "=== $name" >&2
   if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "=== FAILED: $name" >&2; fi
+  echo "=== $((SECONDS - start)) s: $name" >&2
 }
 # Fast checks first.
 step "cargo fmt --check" cargo fmt --all -- --check
