@@ -122,6 +122,20 @@ fn cut_short_pcapng_is_one_clear_error() {
 }
 
 #[test]
+fn a_full_disk_is_one_error_naming_the_output() {
+    let out = nf()
+        .arg("extract")
+        .arg(sample())
+        .args(["-o", "/dev/full"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("/dev/full"), "{stderr}");
+}
+
+#[test]
 fn missing_file_names_the_path_and_exits_1() {
     let (code, _, stderr) = extract(&[Path::new("/nonexistent/x.pcap")]);
     assert_eq!(code, 1);
@@ -1112,21 +1126,33 @@ fn an_interface_flap_is_logged_and_shows_in_health() {
             .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    std::thread::sleep(std::time::Duration::from_millis(2000));
-    let up = health();
+    // What /healthz says once it says `want` (or after `secs`): the daemon's
+    // start (libtorch's load) and the capture noticing a change take a
+    // variable time on a loaded machine.
+    let health_until = |want: &str, secs: u64| {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            let h = health();
+            if h.starts_with(want) || std::time::Instant::now() > until {
+                return h;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    };
+    let up = health_until("200", 60);
     assert!(up.starts_with("200"), "{up}");
     ip(&["-n", &ns, "link", "set", "d0", "down"]);
-    std::thread::sleep(std::time::Duration::from_millis(2500));
-    let down = health();
+    let down = health_until("503", 20);
     assert!(
         down.starts_with("503") && down.contains("\"capture\""),
         "{down}"
     );
     assert!(down.contains("interface is down"), "{down}");
     ip(&["-n", &ns, "link", "set", "d0", "up"]);
-    std::thread::sleep(std::time::Duration::from_millis(2500));
-    let again = health();
+    let again = health_until("200", 20);
     assert!(again.starts_with("200"), "{again}");
+    // Windows after the flap, for the CSV check below.
+    std::thread::sleep(std::time::Duration::from_millis(3000));
     // SAFETY: signalling the child (`ip netns exec` execs the daemon: same PID).
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let out = child.wait_with_output().unwrap();
