@@ -170,6 +170,12 @@ fn format_features_rest(r: &WindowRow, out: &mut String) {
     out.push_str(if r.is_silent { ",1\n" } else { ",0\n" });
 }
 
+/// Whether two rows' lines are the same after `window_start` (a run of silent
+/// windows that carry the same delay and bytes in flight).
+pub fn same_after_start(a: &WindowRow, b: &WindowRow) -> bool {
+    rest_key(a) == rest_key(b)
+}
+
 /// What a row's line says after `window_start`, bit for bit: consecutive
 /// silent windows repeat it (carried-forward delay and bytes in flight).
 fn rest_key(r: &WindowRow) -> [u64; 9] {
@@ -322,8 +328,28 @@ impl FeaturesCsv {
             format_features_rest(r, &mut self.rest);
             self.rest_key = Some(key);
         }
-        if r.start_ns >= 0 {
-            let secs = r.start_ns / NS_PER_S;
+        self.write_start(r.start_ns)
+    }
+
+    /// Write `n` rows: `r`, then `r` again at `step_ns` after the one before
+    /// (a run of silent windows, from [`same_after_start`]).
+    pub fn write_repeated(&mut self, r: &WindowRow, n: u32, step_ns: i64) -> Result<(), SinkError> {
+        if n == 0 {
+            return Ok(());
+        }
+        self.write(r)?;
+        let mut start = r.start_ns;
+        for _ in 1..n {
+            start = start.wrapping_add(step_ns);
+            self.write_start(start)?;
+        }
+        Ok(())
+    }
+
+    /// Write one row whose line after `window_start` is `self.rest`.
+    fn write_start(&mut self, start_ns: i64) -> Result<(), SinkError> {
+        if start_ns >= 0 {
+            let secs = start_ns / NS_PER_S;
             if self.secs != Some(secs) {
                 self.secs_text.clear();
                 push_u64(&mut self.secs_text, secs as u64);
@@ -331,12 +357,12 @@ impl FeaturesCsv {
             }
             // Straight into the file's buffer: a line assembled first was one
             // more copy of every row (a tenth of a sparse capture's time).
-            let frac = frac_digits((r.start_ns % NS_PER_S) as u64);
+            let frac = frac_digits((start_ns % NS_PER_S) as u64);
             self.file
                 .write_parts(&[self.secs_text.as_bytes(), &frac, self.rest.as_bytes()])?;
         } else {
             self.line.clear();
-            format_epoch_ns(r.start_ns, &mut self.line);
+            format_epoch_ns(start_ns, &mut self.line);
             self.line.push_str(&self.rest);
             self.file.write_line(&self.line)?;
         }
@@ -560,6 +586,69 @@ mod tests {
             f.flush().unwrap();
             prop_assert_eq!(std::fs::read_to_string(&path).unwrap(), want);
         }
+    }
+
+    proptest! {
+        /// A run written at once reads as the same rows written one by one,
+        /// before and after other rows.
+        #[test]
+        fn a_repeated_row_is_its_rows_one_by_one(
+            before in window_row(), r in window_row(), after in window_row(),
+            n in 0u32..40, step_ns in prop_oneof![Just(50_000_000i64), 1i64..1_000_000_000],
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let (a, b) = (dir.path().join("a.csv"), dir.path().join("b.csv"));
+            let mut fa = FeaturesCsv::create(&a, false).unwrap();
+            let mut fb = FeaturesCsv::create(&b, false).unwrap();
+            fa.write(&before).unwrap();
+            fb.write(&before).unwrap();
+            fa.write_repeated(&r, n, step_ns).unwrap();
+            let mut each = r.clone();
+            for _ in 0..n {
+                fb.write(&each).unwrap();
+                each.start_ns = each.start_ns.wrapping_add(step_ns);
+            }
+            fa.write(&after).unwrap();
+            fb.write(&after).unwrap();
+            fa.flush().unwrap();
+            fb.flush().unwrap();
+            let (ta, tb) = (std::fs::read_to_string(&a).unwrap(), std::fs::read_to_string(&b).unwrap());
+            prop_assert_eq!(ta.lines().count(), n as usize + 3);
+            prop_assert_eq!(ta, tb);
+        }
+    }
+
+    #[test]
+    fn same_after_start_looks_past_the_start_only() {
+        let r = WindowRow {
+            start_ns: 1_000_000_000,
+            size_bytes: 0,
+            delay_s: 0.012,
+            bif_bytes: 3000,
+            iat_mean_s: 0.0,
+            iat_std_s: 0.0,
+            throughput_mbps: 0.0,
+            delay_grad_s: 0.0,
+            bif_grad_bytes: 0,
+            is_silent: true,
+            packets: 0,
+            tcp: Default::default(),
+        };
+        let later = WindowRow {
+            start_ns: 9_000_000_000,
+            ..r.clone()
+        };
+        assert!(same_after_start(&r, &later));
+        let other = WindowRow {
+            bif_bytes: 2999,
+            ..r.clone()
+        };
+        assert!(!same_after_start(&r, &other));
+        let other = WindowRow {
+            delay_s: -0.0 * r.delay_s,
+            ..r.clone()
+        };
+        assert!(!same_after_start(&r, &other));
     }
 
     #[test]
