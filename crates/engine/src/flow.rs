@@ -14,7 +14,7 @@
 //! `ack_rtt` only when it is non-zero).
 
 use crate::capture::{Endpoints, PacketSummary, SackBlocks, tcp_flags as F};
-use crate::flowindex::{FlowIndex, hash_key};
+use crate::flowindex::{FlowIndex, hash_key, prefetch_all};
 use crate::seglist::{Seg, SegList, seq_gt};
 
 /// Wireshark's `TCP_MAX_UNACKED_SEGMENTS`: a direction remembers at most this many.
@@ -293,9 +293,16 @@ impl FlowTable {
             let t = self.tail;
             self.remove(t);
             // At the cap the next new flow evicts the new tail: start loading
-            // its index bucket now (a cache miss at a million flows).
+            // what that eviction reads now (each a cache miss at a million
+            // flows): the tail's index bucket, all of its slot (dropped, then
+            // reused for the new flow), and the slot before it (relinked).
             if let Some(f) = self.slots.get(self.tail as usize).and_then(Option::as_ref) {
                 self.index.prefetch(f.hash);
+                let prev = f.prev;
+                prefetch_all(&self.slots[self.tail as usize]);
+                if let Some(p) = self.slots.get(prev as usize) {
+                    prefetch_all(p);
+                }
             }
         }
         let serial = self.next_serial;

@@ -159,16 +159,27 @@ impl FlowIndex {
 /// A hint to load the cache line of `v`; nothing where there is no such hint.
 #[inline(always)]
 pub(crate) fn prefetch<T>(v: &T) {
+    prefetch_ptr((v as *const T).cast::<u8>());
+}
+
+/// A hint to load every cache line of `v` (a value larger than one line).
+#[inline(always)]
+pub(crate) fn prefetch_all<T>(v: &T) {
+    let p = (v as *const T).cast::<u8>();
+    for off in (0..std::mem::size_of::<T>()).step_by(64) {
+        prefetch_ptr(p.wrapping_add(off));
+    }
+}
+
+#[inline(always)]
+fn prefetch_ptr(p: *const u8) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch is a hint; it reads nothing and faults on nothing.
     unsafe {
-        std::arch::x86_64::_mm_prefetch(
-            (v as *const T).cast::<i8>(),
-            std::arch::x86_64::_MM_HINT_T0,
-        );
+        std::arch::x86_64::_mm_prefetch(p.cast::<i8>(), std::arch::x86_64::_MM_HINT_T0);
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = v;
+    let _ = p;
 }
 
 #[cfg(test)]
