@@ -104,6 +104,10 @@ pub trait SequenceModel {
     fn batch_invariant(&self) -> bool {
         false
     }
+    /// Do now the loading that only calls of many sequences need, so the
+    /// first such call is not slower than the rest (the daemon calls this
+    /// before its first window; replay, one window per call, never needs it).
+    fn prepare_batches(&mut self) {}
 }
 
 impl<M: SequenceModel + ?Sized> SequenceModel for Box<M> {
@@ -121,6 +125,9 @@ impl<M: SequenceModel + ?Sized> SequenceModel for Box<M> {
     }
     fn batch_invariant(&self) -> bool {
         (**self).batch_invariant()
+    }
+    fn prepare_batches(&mut self) {
+        (**self).prepare_batches()
     }
 }
 

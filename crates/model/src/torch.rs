@@ -168,8 +168,11 @@ pub struct TorchModel {
     /// What the module expects and where it came from.
     pub meta: ModelMeta,
     /// The trees walked natively for batches of [`NATIVE_MIN`] and more (a GBT
-    /// directory with `trees.bin` that agrees with the module).
-    native: Option<crate::native::NativeGbt>,
+    /// directory with `trees.bin` that agrees with the module), once checked:
+    /// the check costs a third of loading, and replay never needs it.
+    native: Option<Option<crate::native::NativeGbt>>,
+    /// Where the module came from (the trees are beside it).
+    dir: std::path::PathBuf,
 }
 
 /// Smallest batch the native trees take; smaller ones go to the module (at
@@ -195,10 +198,11 @@ impl TorchModel {
             path: path.clone(),
             detail: first_line(&e.to_string()),
         })?;
-        let mut m = TorchModel {
+        let m = TorchModel {
             module,
             meta,
             native: None,
+            dir: dir.to_path_buf(),
         };
         // Prove the signature on a zero batch of two before the first real window.
         let out = m.run(&Tensor::zeros(
@@ -206,10 +210,7 @@ impl TorchModel {
             (Kind::Float, tch::Device::Cpu),
         ));
         match out {
-            Ok(t) if t.size() == [2, 2] && t.kind() == Kind::Float => {
-                m.native = m.check_native(dir);
-                Ok(m)
-            }
+            Ok(t) if t.size() == [2, 2] && t.kind() == Kind::Float => Ok(m),
             Ok(t) => Err(ModelError::Signature {
                 path,
                 detail: format!("output is {:?} {:?}", t.kind(), t.size()),
@@ -273,9 +274,17 @@ impl TorchModel {
         Some(native)
     }
 
-    /// Whether batches of [`NATIVE_MIN`] and more walk the trees natively.
-    pub fn native(&self) -> bool {
-        self.native.is_some()
+    /// Whether batches of [`NATIVE_MIN`] and more walk the trees natively
+    /// (checked on the first call that asks).
+    pub fn native(&mut self) -> bool {
+        self.native_trees().is_some()
+    }
+
+    fn native_trees(&mut self) -> Option<&crate::native::NativeGbt> {
+        if self.native.is_none() {
+            self.native = Some(self.check_native(&self.dir));
+        }
+        self.native.as_ref().and_then(Option::as_ref)
     }
 
     /// Forward a batch `[B, 15, 9]` -> `[B, 2]`, fallibly.
@@ -294,7 +303,12 @@ impl SequenceModel for TorchModel {
         // (benches/README.md "Inference").
         let stride = LOOKBACK * N_FEATURES;
         let mut out = Vec::with_capacity(n);
-        if let Some(native) = self.native.as_ref().filter(|_| n >= NATIVE_MIN) {
+        let native = if n >= NATIVE_MIN {
+            self.native_trees()
+        } else {
+            None
+        };
+        if let Some(native) = native {
             let x = Tensor::from_slice(&seqs[..n * stride]).reshape([
                 n as i64,
                 LOOKBACK as i64,
@@ -327,13 +341,17 @@ impl SequenceModel for TorchModel {
     fn input_reference(&self) -> Option<&engine::shift::InputReference> {
         self.meta.input_reference.as_ref()
     }
+
+    fn prepare_batches(&mut self) {
+        self.native_trees();
+    }
 }
 
-/// `n` sequences that look like traffic (busy, idle and between, with RTTs,
-/// bytes in flight and gaps), for checking the native trees against the module.
 /// Sequences in the probe batch.
 const PROBE: usize = 512;
 
+/// `n` sequences that look like traffic (busy, idle and between, with RTTs,
+/// bytes in flight and gaps), for checking the native trees against the module.
 fn probe_batch(n: usize) -> Tensor {
     let mut r = engine::rng::Rng::new(0x7EE5);
     let mut v = Vec::with_capacity(n * LOOKBACK * N_FEATURES);

@@ -281,7 +281,7 @@ fn boosted_trees_export_runs_any_batch_size_and_is_reproducible() {
     }
     // Damaged trees are refused and the module answers alone.
     std::fs::write(ma.join(model::native::TREES_FILE), b"NFGBT1\0\0").unwrap();
-    let m = model::torch::TorchModel::load(&ma, WindowWidth::from_ms(50).unwrap()).unwrap();
+    let mut m = model::torch::TorchModel::load(&ma, WindowWidth::from_ms(50).unwrap()).unwrap();
     assert!(!m.native());
 }
 
