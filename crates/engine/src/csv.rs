@@ -603,7 +603,7 @@ mod tests {
             fa.write(&before).unwrap();
             fb.write(&before).unwrap();
             fa.write_repeated(&r, n, step_ns).unwrap();
-            let mut each = r.clone();
+            let mut each = r;
             for _ in 0..n {
                 fb.write(&each).unwrap();
                 each.start_ns = each.start_ns.wrapping_add(step_ns);
@@ -636,17 +636,17 @@ mod tests {
         };
         let later = WindowRow {
             start_ns: 9_000_000_000,
-            ..r.clone()
+            ..r
         };
         assert!(same_after_start(&r, &later));
         let other = WindowRow {
             bif_bytes: 2999,
-            ..r.clone()
+            ..r
         };
         assert!(!same_after_start(&r, &other));
         let other = WindowRow {
             delay_s: -0.0 * r.delay_s,
-            ..r.clone()
+            ..r
         };
         assert!(!same_after_start(&r, &other));
     }
