@@ -14,7 +14,7 @@
 //! `ack_rtt` only when it is non-zero).
 
 use crate::capture::{Endpoints, PacketSummary, SackBlocks, tcp_flags as F};
-use crate::flowindex::{FlowIndex, hash_key, prefetch_all};
+use crate::flowindex::{FlowIndex, advise_huge_pages, hash_key, prefetch_all};
 use crate::seglist::{Seg, SegList, seq_gt};
 
 /// Wireshark's `TCP_MAX_UNACKED_SEGMENTS`: a direction remembers at most this many.
@@ -140,6 +140,9 @@ struct Flow {
 }
 
 const NIL: u32 = u32::MAX;
+
+/// Flows at which the slots are given room for the cap at once.
+const SLOTS_BEFORE_RESERVE: usize = 4096;
 
 /// The flow table and the analysis.
 pub struct FlowTable {
@@ -323,6 +326,15 @@ impl FlowTable {
                 i
             }
             None => {
+                if self.slots.len() == SLOTS_BEFORE_RESERVE {
+                    // Past a few thousand flows, room for the cap at once, in
+                    // huge pages (untouched room costs no memory).
+                    let cap = self.cfg.max_flows.clamp(self.slots.len() + 1, 1 << 22);
+                    let mut room = Vec::with_capacity(cap);
+                    advise_huge_pages(&room);
+                    room.append(&mut self.slots);
+                    self.slots = room;
+                }
                 self.slots.push(Some(flow));
                 (self.slots.len() - 1) as u32
             }
@@ -779,6 +791,37 @@ mod tests {
                     .is_some_and(|f| f.key == key))
                 .is_some()
         );
+    }
+
+    /// Past `SLOTS_BEFORE_RESERVE` flows the slots move to room for the cap:
+    /// every flow is still found, in the same slot, with its state.
+    #[test]
+    fn flows_survive_the_move_to_reserved_room() {
+        let n = SLOTS_BEFORE_RESERVE as u16 + 1500;
+        let mut t = FlowTable::new(FlowConfig {
+            max_flows: SLOTS_BEFORE_RESERVE + 1000,
+            ..Default::default()
+        });
+        let mut p = pkt(true, 0, 1, 1, F::ACK, 100);
+        for k in 0..n {
+            p.ends.sport = 1000 + k;
+            p.ts_ns = i64::from(k);
+            t.process(&p);
+        }
+        assert_eq!(t.stats.evicted_cap, 500);
+        assert_eq!(t.active_flows(), SLOTS_BEFORE_RESERVE + 1000);
+        // The first 500 are gone; each later flow's ACK of its 100 bytes
+        // finds its segment (an RTT sample), so its state moved with it.
+        for k in [500, 501, SLOTS_BEFORE_RESERVE as u16, n - 1] {
+            let mut ack = pkt(false, i64::from(n) + 10, 1, 101, F::ACK, 0);
+            ack.ends.dport = 1000 + k;
+            let r = t.process(&ack);
+            assert_eq!(
+                r.ack_rtt_ns,
+                Some(i64::from(n) + 10 - i64::from(k)),
+                "flow {k}"
+            );
+        }
     }
 
     #[test]
