@@ -146,9 +146,10 @@ pub struct ReplayCmd {
     #[arg(long)]
     pub model_only: bool,
     /// Up to N queued windows per model call. 1 (the default) gives exactly
-    /// the daemon's forecasts; with more, TorchScript's vectorised kernels can
-    /// move the last bit of an f32 output (the shipped trees: cheapest per
-    /// forecast at about 32). Models that are batch-invariant always batch.
+    /// the daemon's forecasts; with more they agree to float rounding, not
+    /// bit for bit (TorchScript's vectorised kernels, and from 16 per call
+    /// the shipped trees walked natively). Models that are batch-invariant
+    /// always batch.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub batch: u32,
     /// Add `lower_mbps,upper_mbps` to the predictions CSV: the band around each
