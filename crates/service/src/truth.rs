@@ -259,25 +259,34 @@ pub fn drops(rows: &[(f64, f64)], from: f64, to: f64) -> Vec<f64> {
         v
     };
     let mut out = Vec::new();
-    let mut holding: Option<f64> = None;
+    // After a drop, the rows that stay down belong to it (a staircase down is
+    // one drop) until the rate is back over half the level before it, or has
+    // at least doubled from its lowest since (a new level, from which the
+    // next halving is a drop of its own: 214 -> 4.7, then 13 -> 15 -> 2.3 is
+    // two drops). A drop after such a rise is measured from the rise on.
+    let mut holding: Option<(f64, f64)> = None;
+    let mut since = f64::NEG_INFINITY;
     for &(t, r) in rows {
-        if let Some(reference) = holding {
-            if r > 0.5 * reference {
+        if let Some((reference, low)) = holding {
+            if r > 0.5 * reference || r > 2.0 * low {
                 holding = None;
+                since = t;
+            } else {
+                holding = Some((reference, low.min(r)));
             }
             continue;
         }
         if t - DROP_LASTS_S < from || t + DROP_LASTS_S > to {
             continue;
         }
-        let before = over(t - DROP_LASTS_S, t);
+        let before = over((t - DROP_LASTS_S).max(since), t);
         let Some(pre) = before.iter().copied().reduce(f64::max) else {
             continue;
         };
         if pre > 0.0 && r <= 0.5 * pre && over(t, t + DROP_LASTS_S).iter().all(|x| *x <= 0.5 * pre)
         {
             out.push(t);
-            holding = Some(pre);
+            holding = Some((pre, r));
         }
     }
     out
@@ -512,6 +521,47 @@ mod tests {
             (40.0, 100.0),
         ];
         assert_eq!(drops(&rows, 0.0, 50.0), vec![10.0, 30.6]);
+        // The lab's steps profile (seed 200): from 214 down to 4.7 and
+        // staying under half of 214 for a minute, with two more halvings on
+        // the way (15.5 -> 2.3 and 69 -> 7), each after a rise; the slide
+        // 2.3 -> 1.1 is part of the drop before it.
+        let steps = [
+            (0.0, 214.0),
+            (2.5, 4.7),
+            (7.5, 13.4),
+            (10.2, 18.9),
+            (15.2, 15.5),
+            (18.9, 2.3),
+            (23.6, 1.1),
+            (29.3, 20.5),
+            (31.6, 18.4),
+            (36.1, 57.2),
+            (39.3, 69.4),
+            (42.6, 7.0),
+            (45.7, 1.5),
+            (48.9, 11.8),
+            (52.0, 221.7),
+        ];
+        assert_eq!(drops(&steps, 0.0, 60.0), vec![2.5, 18.9, 42.6]);
+        // A rise that does not double the low is still the same drop.
+        let noisy = [
+            (0.0, 100.0),
+            (10.0, 10.0),
+            (10.3, 15.0),
+            (10.6, 9.0),
+            (20.0, 100.0),
+        ];
+        assert_eq!(drops(&noisy, 0.0, 30.0), vec![10.0]);
+        // One that does starts a new level: 21 -> 9 is a drop of its own,
+        // measured from 21, not from the 100 of the second before.
+        let again = [
+            (0.0, 100.0),
+            (10.0, 10.0),
+            (10.3, 21.0),
+            (10.6, 9.0),
+            (20.0, 100.0),
+        ];
+        assert_eq!(drops(&again, 0.0, 30.0), vec![10.0, 10.6]);
         assert_eq!(
             drops(&rows, 0.0, 10.5),
             Vec::<f64>::new(),
