@@ -644,11 +644,10 @@ mod tests {
             ..r
         };
         assert!(!same_after_start(&r, &other));
-        let other = WindowRow {
-            delay_s: -0.0 * r.delay_s,
-            ..r
-        };
-        assert!(!same_after_start(&r, &other));
+        // 0 and -0 compare equal as numbers but are written "0" and "-0".
+        let zero = WindowRow { delay_s: 0.0, ..r };
+        let negative_zero = WindowRow { delay_s: -0.0, ..r };
+        assert!(!same_after_start(&zero, &negative_zero));
     }
 
     #[test]

@@ -176,9 +176,10 @@ pub(crate) fn prefetch_all<T>(v: &T) {
 
 /// Ask Linux for transparent huge pages under `v`'s buffer, before it is
 /// written (a hint). A million flows are random reads over 70 MB of slots:
-/// with 4 KiB pages nearly every one also misses the TLB; the churn capture
-/// extracts in 0.235 s instead of 0.285 s with huge pages (best of 7). Only
-/// buffers of 4 MiB and more, so a small run's memory stays as it was.
+/// with 4 KiB pages nearly every one also misses the TLB; with this hint the
+/// churn capture extracts in 0.247-0.256 s instead of 0.284-0.292 s (best of
+/// 9, two alternating rounds; benches/README.md). Only buffers of 4 MiB and
+/// more, so a small run's memory stays as it was.
 pub(crate) fn advise_huge_pages<T>(v: &Vec<T>) {
     const HUGE: usize = 2 << 20;
     let bytes = v.capacity() * std::mem::size_of::<T>();

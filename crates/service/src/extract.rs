@@ -96,7 +96,9 @@ const RUNS_PER_BATCH: usize = 256;
 /// Writes the features CSV on a thread of its own, so formatting rows (most of
 /// the work on a sparse capture: 864 k windows for 139 k packets) runs beside
 /// the engine rather than after it. Rows go over in batches of runs, a run of
-/// identical silent rows as one entry. The first write error stops the run.
+/// identical silent rows as one entry: handing every row over instead took
+/// the sparse capture from a median 0.047-0.052 s to 0.065 s (21 alternating
+/// runs, twice). The first write error stops the run.
 struct RowWriter<'scope> {
     tx: Option<crossbeam_channel::Sender<Vec<Run>>>,
     spare: crossbeam_channel::Receiver<Vec<Run>>,
