@@ -299,6 +299,8 @@ impl FlowTable {
             // what that eviction reads now (each a cache miss at a million
             // flows): the tail's index bucket, all of its slot (dropped, then
             // reused for the new flow), and the slot before it (relinked).
+            // Without the two slots the churn capture took a median
+            // 0.39-0.42 s against 0.34-0.38 s (11 runs each, twice).
             if let Some(f) = self.slots.get(self.tail as usize).and_then(Option::as_ref) {
                 self.index.prefetch(f.hash);
                 let prev = f.prev;
