@@ -92,9 +92,6 @@ impl<M: SequenceModel> SequenceModel for Timed<M> {
     fn threshold_mbps(&self) -> f64 {
         self.inner.threshold_mbps()
     }
-    fn prepare_batches(&mut self) {
-        self.inner.prepare_batches()
-    }
 }
 
 fn pct(v: &mut [f64], q: f64) -> f64 {

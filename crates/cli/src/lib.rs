@@ -257,10 +257,7 @@ fn daemon(d: DaemonSettings, backend: &dyn Backend, quiet: bool) -> Result<(), E
         None
     } else {
         match backend.load(&dir, d.engine.window) {
-            Ok(mut m) => {
-                m.prepare_batches();
-                Some(Arc::new(std::sync::Mutex::new(m)) as service::web::SharedModel)
-            }
+            Ok(m) => Some(Arc::new(std::sync::Mutex::new(m)) as service::web::SharedModel),
             Err(e) => {
                 tracing::warn!("/api/v1/predict is off: {e}");
                 None

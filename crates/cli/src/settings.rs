@@ -145,11 +145,12 @@ pub struct ReplayCmd {
     /// recalibration (the report scores both either way).
     #[arg(long)]
     pub model_only: bool,
-    /// Up to N queued windows per model call. 1 (the default) gives exactly
-    /// the daemon's forecasts; with more they agree to float rounding, not
-    /// bit for bit (TorchScript's vectorised kernels, and from 16 per call
-    /// the shipped trees walked natively). Models that are batch-invariant
-    /// always batch.
+    /// Up to N queued windows per model call, for a model without native
+    /// trees: 1 (the default) gives exactly the daemon's forecasts; with more
+    /// they agree to float rounding, not bit for bit (TorchScript's vectorised
+    /// kernels follow the batch shape). Batch-invariant models, the shipped
+    /// one among them (its trees walked natively), always batch and give the
+    /// same bits either way.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub batch: u32,
     /// Add `lower_mbps,upper_mbps` to the predictions CSV: the band around each

@@ -100,14 +100,11 @@ pub trait SequenceModel {
     /// Only such models get several windows per call in replay; libtorch's
     /// reductions and matrix products are not (their vectorisation follows the
     /// batch shape: the shipped trees' probability moves by one f32 ulp for
-    /// some sequences at batch 32), so TorchScript models run one at a time.
+    /// some sequences at batch 32), so a TorchScript module runs one window
+    /// at a time unless its trees are walked natively.
     fn batch_invariant(&self) -> bool {
         false
     }
-    /// Do now the loading that only calls of many sequences need, so the
-    /// first such call is not slower than the rest (the daemon calls this
-    /// before its first window; replay, one window per call, never needs it).
-    fn prepare_batches(&mut self) {}
 }
 
 impl<M: SequenceModel + ?Sized> SequenceModel for Box<M> {
@@ -125,9 +122,6 @@ impl<M: SequenceModel + ?Sized> SequenceModel for Box<M> {
     }
     fn batch_invariant(&self) -> bool {
         (**self).batch_invariant()
-    }
-    fn prepare_batches(&mut self) {
-        (**self).prepare_batches()
     }
 }
 

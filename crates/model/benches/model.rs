@@ -1,6 +1,7 @@
 //! Inference latency of the shipped model (model_files/; NETFORECAST_MODEL=DIR
-//! for another): batch 1 through the 15-window ring as the daemon calls it, and
-//! one call at batch 32 and 1000; p50/p99 printed (criterion reports means).
+//! for another): batch 1 through the 15-window ring as the daemon calls it,
+//! `forward` at batch 1, 32 and 1000, and the TorchScript module alone at the
+//! same sizes; p50/p99 printed (criterion reports means).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use engine::forecast::WindowWidth;
@@ -8,7 +9,7 @@ use engine::window::WindowRow;
 use model::torch::{LOOKBACK, N_FEATURES, default_model_dir, load_predictor};
 use std::hint::black_box;
 use std::time::Instant;
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 fn row(k: i64) -> WindowRow {
     WindowRow {
@@ -61,13 +62,41 @@ fn benches(c: &mut Criterion) {
         "model {}: batch-1 forecast through the ring: p50 {p50:.1} us, p99 {p99:.1} us, max {max:.1} us (20,000 calls)",
         f.model().meta.model_version,
     );
-    // One call at batch 32 and 1000 as a fleet or a batched replay makes it:
-    // per-call percentiles and the cost per sequence.
-    for (n, calls) in [(32i64, 2_000usize), (1000, 200)] {
-        let x = Tensor::rand(
-            [n, LOOKBACK as i64, N_FEATURES as i64],
-            (Kind::Float, tch::Device::Cpu),
-        ) * 20.0;
+    let version = f.model().meta.model_version.clone();
+    let native = f.model().native();
+    eprintln!(
+        "model {version}: {}",
+        if native {
+            "trees walked natively (trees.bin agrees with the module)"
+        } else {
+            "no native trees: every call goes through the TorchScript module"
+        }
+    );
+    // What the pipeline, a fleet and /predict call: `forward` at batch 1, 32
+    // and 1000 (the native walk when the model has trees.bin), and beside
+    // it one call of the TorchScript module alone at the same sizes, which
+    // is what a model without trees.bin gets.
+    let seqs = |n: usize| -> Vec<f32> {
+        (0..n * LOOKBACK * N_FEATURES)
+            .map(|i| ((i * 7919) % 2000) as f32 / 100.0)
+            .collect()
+    };
+    for (n, calls) in [(1usize, 20_000usize), (32, 2_000), (1000, 200)] {
+        let x = seqs(n);
+        let mut lat = Vec::with_capacity(calls);
+        for _ in 0..calls {
+            let t = Instant::now();
+            black_box(f.forward(&x, n).ok());
+            lat.push(t.elapsed().as_nanos() as f64 / 1e3);
+        }
+        let (p50, p99, _) = percentiles(&mut lat);
+        eprintln!(
+            "model {version}: forward of {n}: p50 {p50:.1} us, p99 {p99:.1} us ({calls} calls), {:.2} us per sequence at p50, {:.0} sequences/s",
+            p50 / n as f64,
+            n as f64 / (p50 / 1e6)
+        );
+        let x = Tensor::from_slice(&x).reshape([n as i64, LOOKBACK as i64, N_FEATURES as i64]);
+        let calls = calls.min(2_000);
         let mut lat = Vec::with_capacity(calls);
         for _ in 0..calls {
             let t = Instant::now();
@@ -76,30 +105,8 @@ fn benches(c: &mut Criterion) {
         }
         let (p50, p99, _) = percentiles(&mut lat);
         eprintln!(
-            "model {}: batch-{n} call: p50 {p50:.1} us, p99 {p99:.1} us ({calls} calls), {:.1} us per sequence at p50",
-            f.model().meta.model_version,
+            "model {version}: the TorchScript module alone at batch {n}: p50 {p50:.1} us, p99 {p99:.1} us ({calls} calls), {:.1} us per sequence at p50",
             p50 / n as f64
-        );
-    }
-    // What the pipeline calls: `forward`, which runs batches over 64 in chunks.
-    {
-        let n = 1000usize;
-        let x: Vec<f32> = (0..n * LOOKBACK * N_FEATURES)
-            .map(|i| ((i * 7919) % 2000) as f32 / 100.0)
-            .collect();
-        let mut lat = Vec::with_capacity(200);
-        for _ in 0..200 {
-            let t = Instant::now();
-            black_box(f.forward(&x, n).ok());
-            lat.push(t.elapsed().as_nanos() as f64 / 1e3);
-        }
-        let (p50, p99, _) = percentiles(&mut lat);
-        eprintln!(
-            "model {}: forward of {n} sequences in chunks of {}: p50 {p50:.1} us, p99 {p99:.1} us (200 calls), {:.1} us per sequence at p50, {:.0} sequences/s",
-            f.model().meta.model_version,
-            model::torch::CHUNK,
-            p50 / n as f64,
-            n as f64 / (p50 / 1e6)
         );
     }
     let mut g = c.benchmark_group("inference");
@@ -110,16 +117,17 @@ fn benches(c: &mut Criterion) {
             black_box(f.push(&row(k)).ok())
         })
     });
-    for n in [32i64, 1000] {
-        let x = Tensor::rand(
-            [n, LOOKBACK as i64, N_FEATURES as i64],
-            (Kind::Float, tch::Device::Cpu),
-        ) * 20.0;
+    for n in [32usize, 1000] {
+        let x = seqs(n);
         g.throughput(Throughput::Elements(n as u64));
-        g.bench_function(format!("batch{n}"), |b| {
-            b.iter(|| black_box(f.model().run(&x).ok()))
+        g.bench_function(format!("forward{n}"), |b| {
+            b.iter(|| black_box(f.forward(&x, n).ok()))
         });
     }
+    let x = Tensor::from_slice(&seqs(1)).reshape([1, LOOKBACK as i64, N_FEATURES as i64]);
+    g.bench_function("module_batch1", |b| {
+        b.iter(|| black_box(f.model().run(&x).ok()))
+    });
     g.finish();
 }
 

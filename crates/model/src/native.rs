@@ -1,17 +1,24 @@
-//! The boosted-trees model evaluated natively for large batches.
+//! The boosted-trees model evaluated natively, at every batch size.
 //!
-//! A traced GBT module spends its time in tensor ops over `[B, trees x depth]`
-//! (select, compare, weigh, sum, take): about 60 us a sequence at batch 1,000
-//! in chunks of 64, which caps a daemon at some 16,000 forecasts a second.
-//! Walking the same trees in plain Rust costs a fifth of that. `trees.bin`
-//! beside the module holds the trees (written by `netforecast train`, or for
-//! an older directory by `scripts/gbt-trees-from-pt.py`); the inputs of the
-//! trees are computed by the same tensor code the module was traced from
-//! ([`crate::train::gbt_features`]), so both read identical numbers.
+//! A traced GBT module spends its time in tensor operations: at batch 1 some
+//! 110 of them (about 90 for the window statistics, 20 for the ensembles),
+//! 220-300 us of dispatch for a 15x9 input and a p99 over 0.5 ms on this
+//! machine; at batch 1,000 in chunks of 64, about 60 us a sequence over
+//! `[B, trees x depth]` intermediates. Walking the same trees in plain Rust
+//! costs 19 us a sequence at any batch size. `trees.bin` beside the module
+//! holds the trees (written by `netforecast train`, or for an older directory
+//! by `scripts/gbt-trees-from-pt.py`); their inputs are computed here by
+//! [`row_features`] with the f32 operations of the tensor code the module was
+//! traced from ([`crate::train::gbt_features`]), in the same order, so the
+//! trees read the same bits (tested on every sequence of the committed corpus).
+//! Only the sum over the trees rounds differently: one row's trees are added
+//! in order here, in libtorch's cascade there (about 1e-6 relative).
 //!
 //! The native evaluator is only an accelerator of the TorchScript module, never
 //! a model of its own: [`crate::torch::TorchModel::load`] runs both on a probe
-//! batch and uses it only when every output agrees (to float rounding).
+//! batch and uses it only when every output agrees (to float rounding). Each
+//! row's answer depends on that row alone, so a batched replay gives the bits
+//! of one window at a time.
 //!
 //! `trees.bin`, little-endian: `NFGBT1\0\0`, u32 ensembles (2), then for each
 //! ensemble u32 depth, u32 trees, f32 base, u32 feature `[trees x depth]`, f32
@@ -20,18 +27,161 @@
 //! is the congestion logit.
 
 use crate::gbt::Gbt;
+use crate::torch::{LOOKBACK, N_FEATURES};
 use std::path::Path;
-use tch::Tensor;
 
 /// The file beside the module.
 pub const TREES_FILE: &str = "trees.bin";
 
+/// Columns of [`row_features`]: the inputs of the trees.
+pub const ROW_FEATURES: usize = 37;
+
+// Feature columns (FEATURES.md order) the trees' inputs read.
+const IAT_MEAN: usize = 3;
+const IAT_STD: usize = 4;
+const DELAY: usize = 1;
+const BIF: usize = 2;
+const THR: usize = 5;
+const BIF_GRAD: usize = 7;
+const SILENT: usize = 8;
+
+/// ATen's `clamp_min` on f32: NaN and -0 pass through.
+fn clamp_min(x: f32, lo: f32) -> f32 {
+    if x < lo { lo } else { x }
+}
+
+/// ATen's `clamp` on f32 (the lower bound first; NaN passes through).
+fn clamp(x: f32, lo: f32, hi: f32) -> f32 {
+    let m = clamp_min(x, lo);
+    if m > hi { hi } else { m }
+}
+
+/// ATen's `minimum` on f32: NaN if either is.
+fn minimum(a: f32, b: f32) -> f32 {
+    if a.is_nan() || b.is_nan() {
+        f32::NAN
+    } else if b < a {
+        b
+    } else {
+        a
+    }
+}
+
+/// Whether libtorch's CPU sum of a row of 15 contiguous f32 adds the tail
+/// past a first vector of eight lanes first, then the lanes in order (AVX2
+/// and the generic kernels), or all 15 in order (vectors of 16: AVX-512).
+/// Asked of libtorch once, with a row whose two orders give 7 and 0.
+fn sum_tail_first() -> bool {
+    static ORDER: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ORDER.get_or_init(|| {
+        let big = 16_777_216f32; // 2^24: adding 1 to it is lost
+        let mut v = [0f32; LOOKBACK];
+        v[0] = big;
+        v[1..8].fill(1.0);
+        v[8] = -big;
+        let _g = tch::no_grad_guard();
+        let s = tch::Tensor::from_slice(&v)
+            .reshape([1, LOOKBACK as i64])
+            .sum_dim_intlist(&[1i64][..], false, None::<tch::Kind>)
+            .double_value(&[0]);
+        s != 0.0
+    })
+}
+
+/// A sum over the 15 history windows in the order libtorch's CPU sum takes
+/// ([`sum_tail_first`]), so the result has its bits.
+fn sum15(v: &[f32; LOOKBACK], tail_first: bool) -> f32 {
+    let mut acc = 0f32;
+    if tail_first {
+        for x in v[8..].iter().chain(&v[..8]) {
+            acc += x;
+        }
+    } else {
+        for x in v {
+            acc += x;
+        }
+    }
+    acc
+}
+
+/// The trees' inputs of one sequence (`LOOKBACK * N_FEATURES` values, oldest
+/// window first): what [`crate::train::gbt_features`] computes for a batch,
+/// with the same f32 operations in the same order, so the same bits (the
+/// tests hold it to that on the probe batch and on lab windows). No tensor:
+/// at batch 1 the ~90 tensor operations of the traced features cost some
+/// 200 us of dispatch, these a fraction of a microsecond.
+pub fn row_features(seq: &[f32], window_s: f64) -> [f32; ROW_FEATURES] {
+    let x = |j: usize, k: usize| seq[j * N_FEATURES + k];
+    let l = LOOKBACK;
+    let h: [f32; LOOKBACK] = std::array::from_fn(|j| clamp_min(x(j, THR), 0.0));
+    let b = h[l - 1];
+    let rtt = |j: usize| x(j, DELAY) * 1000.0;
+    let mut f = [0f32; ROW_FEATURES];
+    // engineered(): 14 + 1 + 1 + 4 + 5 + 1 + 5 + 1 + 1 = 33 columns.
+    for j in 0..l - 1 {
+        f[j] = h[j] - b;
+    }
+    f[14] = b;
+    let rtt_last = rtt(l - 1);
+    f[15] = rtt_last;
+    for i in 0..4 {
+        f[16 + i] = rtt(l - 5 + i) - rtt_last;
+    }
+    for i in 0..5 {
+        f[20 + i] = x(l - 5 + i, BIF_GRAD) / 1e4;
+    }
+    f[25] = x(l - 1, BIF) / 1e4;
+    for i in 0..5 {
+        f[26 + i] = x(l - 5 + i, IAT_MEAN) * 1000.0;
+    }
+    f[31] = x(l - 1, IAT_STD) * 1000.0;
+    f[32] = x(l - 1, SILENT);
+    // ack_clock(): four forecasts, each minus the last throughput.
+    let lf = l as f32;
+    let tail_first = sum_tail_first();
+    let rtt0 = clamp_min(x(l - 1, DELAY), 0.0);
+    let r = clamp(rtt0 / window_s as f32, 0.0, lf);
+    let at = |p: f32| -> f32 {
+        let pc = clamp(p, 0.0, lf - 1.0);
+        let terms: [f32; LOOKBACK] = std::array::from_fn(|j| {
+            let w = clamp_min(-(pc - j as f32).abs() + 1.0, 0.0);
+            h[j] * w
+        });
+        sum15(&terms, tail_first)
+    };
+    let lag1 = at(-r + lf);
+    let lag2 = at(-(r * 2.0) + lf);
+    let rr = clamp(r, 1.0, lf);
+    let terms: [f32; LOOKBACK] = std::array::from_fn(|j| {
+        let cover = clamp((j as f32 + rr) + (1.0 - lf), 0.0, 1.0) / rr;
+        h[j] * cover
+    });
+    let rtt_mean = sum15(&terms, tail_first);
+    let peak = h.iter().fold(f32::NEG_INFINITY, |m, v| {
+        if v.is_nan() || m.is_nan() {
+            f32::NAN
+        } else {
+            m.max(*v)
+        }
+    });
+    let ceiling = peak * 4.0 + 1.0;
+    let allowed = minimum(
+        clamp_min(x(l - 1, BIF), 0.0) * (8e-6f64 as f32) / clamp_min(rtt0, 1e-3f64 as f32),
+        ceiling,
+    );
+    let allowed = if rtt0 > 0.0 { allowed } else { b };
+    f[33] = lag1 - b;
+    f[34] = lag2 - b;
+    f[35] = rtt_mean - b;
+    f[36] = allowed - b;
+    f
+}
+
 /// The two ensembles of a GBT model directory.
 pub struct NativeGbt {
-    regressor: Gbt,
-    classifier: Gbt,
+    regressor: Walk,
+    classifier: Walk,
     window_s: f64,
-    features: usize,
 }
 
 /// Reads little-endian values off a byte slice.
@@ -76,14 +226,13 @@ pub fn encode(regressor: &Gbt, classifier: &Gbt) -> Vec<u8> {
 }
 
 impl NativeGbt {
-    /// The trees of `dir`, if it has `trees.bin`; inputs of `features`
-    /// columns, windows of `window_s`.
-    pub fn load(dir: &Path, window_s: f64, features: usize) -> Option<Result<Self, String>> {
+    /// The trees of `dir`, if it has `trees.bin`, for windows of `window_s`.
+    pub fn load(dir: &Path, window_s: f64) -> Option<Result<Self, String>> {
         let bytes = std::fs::read(dir.join(TREES_FILE)).ok()?;
-        Some(Self::parse(&bytes, window_s, features))
+        Some(Self::parse(&bytes, window_s))
     }
 
-    fn parse(bytes: &[u8], window_s: f64, features: usize) -> Result<Self, String> {
+    fn parse(bytes: &[u8], window_s: f64) -> Result<Self, String> {
         let mut r = Reader(bytes);
         if r.take(8)? != b"NFGBT1\0\0" {
             return Err("it does not start with NFGBT1".into());
@@ -102,9 +251,9 @@ impl NativeGbt {
             let feature: Vec<i64> = (0..trees * depth)
                 .map(|_| r.u32().map(i64::from))
                 .collect::<Result<_, _>>()?;
-            if feature.iter().any(|f| *f as usize >= features) {
+            if feature.iter().any(|f| *f as usize >= ROW_FEATURES) {
                 return Err(format!(
-                    "a tree reads a feature beyond the {features} there are"
+                    "a tree reads a feature beyond the {ROW_FEATURES} there are"
                 ));
             }
             let threshold = r.f32s(trees * depth)?;
@@ -123,46 +272,233 @@ impl NativeGbt {
         let classifier = ens.pop().unwrap_or_default();
         let regressor = ens.pop().unwrap_or_default();
         Ok(NativeGbt {
-            regressor,
-            classifier,
+            regressor: Walk::new(&regressor),
+            classifier: Walk::new(&classifier),
             window_s,
-            features,
         })
     }
 
-    /// (throughput, congestion probability) of each sequence of `x` `[B, 15, 9]`.
-    pub fn forward(&self, x: &Tensor) -> Result<Vec<(f32, f32)>, String> {
-        let _g = tch::no_grad_guard();
-        let f = crate::train::gbt_features(x, &crate::train::positions(), self.window_s);
-        let last = crate::train::last_throughput(x);
-        let f = Vec::<f32>::try_from(f.reshape([-1])).map_err(|e| e.to_string())?;
-        let last = Vec::<f32>::try_from(last).map_err(|e| e.to_string())?;
-        let nf = self.features;
-        if f.len() != last.len() * nf {
-            return Err(format!(
-                "{} tree inputs for {} sequences of {nf}",
-                f.len(),
-                last.len()
-            ));
-        }
-        Ok(f.chunks_exact(nf)
-            .zip(&last)
-            .map(|(row, last)| {
-                let thr = (last + self.regressor.predict_row(row)).max(0.0);
-                let z = self.classifier.predict_row(row);
+    /// (throughput, congestion probability) of each of the `n` sequences of
+    /// `seqs` (`[n, 15, 9]` row-major). Each row's answer depends on that
+    /// row alone, whatever the batch: its trees are summed in their order.
+    pub fn forward(&self, seqs: &[f32], n: usize) -> Vec<(f32, f32)> {
+        let rows: Vec<[f32; ROW_FEATURES]> = seqs
+            .chunks_exact(LOOKBACK * N_FEATURES)
+            .take(n)
+            .map(|seq| row_features(seq, self.window_s))
+            .collect();
+        let change = self.regressor.sums(&rows);
+        let logit = self.classifier.sums(&rows);
+        rows.iter()
+            .zip(change.iter().zip(&logit))
+            .map(|(f, (c, z))| {
+                // The last window's throughput, at least 0, is column 14.
+                let thr = clamp_min(f[14] + (self.regressor.base + c), 0.0);
+                let z = self.classifier.base + z;
                 (thr, 1.0 / (1.0 + (-z).exp()))
             })
-            .collect())
+            .collect()
+    }
+}
+
+/// Trees walked a block at a time over every row of a batch, so a large batch
+/// reads each tree from the cache instead of all 1.2 MB of them per row.
+const TREE_BLOCK: usize = 128;
+
+/// One ensemble laid out for walking: feature indices as bytes.
+struct Walk {
+    depth: usize,
+    base: f32,
+    feature: Vec<u8>,
+    threshold: Vec<f32>,
+    leaf: Vec<f32>,
+}
+
+impl Walk {
+    fn new(g: &Gbt) -> Walk {
+        Walk {
+            depth: g.depth,
+            base: g.base,
+            // `parse` checked every index is below ROW_FEATURES (37).
+            feature: g.feature.iter().map(|f| *f as u8).collect(),
+            threshold: g.threshold.clone(),
+            leaf: g.leaf.clone(),
+        }
+    }
+
+    /// Each row's sum of its leaves, tree 0 first (without the base).
+    fn sums(&self, rows: &[[f32; ROW_FEATURES]]) -> Vec<f32> {
+        let d = self.depth;
+        let n_leaves = 1usize << d;
+        let trees = self.feature.len() / d.max(1);
+        let mut acc = vec![0f32; rows.len()];
+        for first in (0..trees).step_by(TREE_BLOCK) {
+            let block = first..(first + TREE_BLOCK).min(trees);
+            for (row, a) in rows.iter().zip(acc.iter_mut()) {
+                for t in block.clone() {
+                    let feature = &self.feature[t * d..(t + 1) * d];
+                    let threshold = &self.threshold[t * d..(t + 1) * d];
+                    let mut index = 0usize;
+                    for l in 0..d {
+                        index |= usize::from(row[usize::from(feature[l])] > threshold[l]) << l;
+                    }
+                    *a += self.leaf[t * n_leaves + index];
+                }
+            }
+        }
+        acc
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use engine::forecast::WindowWidth;
+    use tch::Tensor;
+
+    /// Rows where `row_features` and the tensor code differ in any bit.
+    fn differing(seqs: &[f32], window_s: f64) -> Vec<(usize, usize, f32, f32)> {
+        let stride = LOOKBACK * N_FEATURES;
+        let n = seqs.len() / stride;
+        let mut bad = Vec::new();
+        for start in (0..n).step_by(4096) {
+            let m = (n - start).min(4096);
+            let chunk = &seqs[start * stride..(start + m) * stride];
+            let x =
+                Tensor::from_slice(chunk).reshape([m as i64, LOOKBACK as i64, N_FEATURES as i64]);
+            let want: Vec<f32> = {
+                let _g = tch::no_grad_guard();
+                let f = crate::train::gbt_features(&x, &crate::train::positions(), window_s);
+                assert_eq!(f.size()[1], ROW_FEATURES as i64);
+                Vec::try_from(f.reshape([-1])).unwrap()
+            };
+            for (i, seq) in chunk.chunks_exact(stride).enumerate() {
+                let got = row_features(seq, window_s);
+                for (k, (g, w)) in got.iter().zip(&want[i * ROW_FEATURES..]).enumerate() {
+                    if g.to_bits() != w.to_bits() && !(g.is_nan() && w.is_nan()) {
+                        bad.push((start + i, k, *g, *w));
+                    }
+                }
+            }
+        }
+        bad
+    }
+
+    #[test]
+    fn row_features_have_the_tensor_codes_bits_on_the_probe_and_edges() {
+        let probe = crate::torch::probe_batch(2048);
+        let mut seqs: Vec<f32> = Vec::try_from(probe.reshape([-1])).unwrap();
+        // Edges: no RTT, an RTT of a fraction of a window, of exactly 1, 2
+        // and 7.5 windows, beyond the history; silence; negatives; -0; huge
+        // bytes in flight against a tiny RTT (the ceiling).
+        let stride = LOOKBACK * N_FEATURES;
+        let base = seqs[..stride].to_vec();
+        for rtt in [
+            0.0, -0.0, 0.01, 0.05, 0.1, 0.375, 0.75, 0.76, 5.0, -1.0, 1e-4,
+        ] {
+            for (thr, bif) in [(0.0, 0.0), (-3.0, 1e9), (17.3, 1.5e5), (250.0, -5.0)] {
+                let mut s = base.clone();
+                for j in 0..LOOKBACK {
+                    s[j * N_FEATURES + 1] = rtt;
+                    s[j * N_FEATURES + 5] = thr * (j as f32 + 1.0) / 7.0;
+                }
+                s[(LOOKBACK - 1) * N_FEATURES + 2] = bif;
+                seqs.extend(s);
+            }
+        }
+        for w in [0.05, 0.01, 0.1, 0.25] {
+            let bad = differing(&seqs, w);
+            assert!(
+                bad.is_empty(),
+                "window {w}: {} differ, first {:?}",
+                bad.len(),
+                &bad[..bad.len().min(5)]
+            );
+        }
+    }
+
+    /// Every sequence of the committed corpus's features: the windows the
+    /// shipped trees were fitted on, bit for bit.
+    #[test]
+    fn row_features_have_the_tensor_codes_bits_on_the_corpus() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/corpus/features");
+        let width = WindowWidth::from_ms(50).unwrap();
+        let mut seqs = Vec::new();
+        let mut files = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let c = engine::csv::read_features_csv(&e.unwrap().path(), width).unwrap();
+            files += 1;
+            for seg in &c.segments {
+                for t in LOOKBACK..=seg.len() {
+                    for row in &seg[t - LOOKBACK..t] {
+                        seqs.extend_from_slice(row);
+                    }
+                }
+            }
+        }
+        let n = seqs.len() / (LOOKBACK * N_FEATURES);
+        assert!(files >= 50 && n > 100_000, "{files} files, {n} sequences");
+        let bad = differing(&seqs, 0.05);
+        assert!(
+            bad.is_empty(),
+            "{} of {n} x {ROW_FEATURES} differ, first {:?}",
+            bad.len(),
+            &bad[..bad.len().min(5)]
+        );
+    }
+
+    /// The shipped trees on 300 probe sequences: one batch gives each row's
+    /// answer alone to the bit (the tree blocks keep every row's order), and
+    /// the plain walk of [`Gbt::predict_row`] to float rounding.
+    #[test]
+    fn a_batch_gives_each_rows_answer_alone() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../model_files");
+        let bytes = std::fs::read(dir.join(TREES_FILE)).unwrap();
+        let native = NativeGbt::parse(&bytes, 0.05).unwrap();
+        let probe = crate::torch::probe_batch(300);
+        let seqs: Vec<f32> = Vec::try_from(probe.reshape([-1])).unwrap();
+        let all = native.forward(&seqs, 300);
+        let stride = LOOKBACK * N_FEATURES;
+        let mut r = Reader(&bytes[12..]);
+        let mut plain = Vec::new();
+        for _ in 0..2 {
+            let depth = r.u32().unwrap() as usize;
+            let trees = r.u32().unwrap() as usize;
+            let base = r.f32s(1).unwrap()[0];
+            let feature = (0..trees * depth)
+                .map(|_| i64::from(r.u32().unwrap()))
+                .collect();
+            let threshold = r.f32s(trees * depth).unwrap();
+            let leaf = r.f32s(trees << depth).unwrap();
+            plain.push(Gbt {
+                depth,
+                base,
+                feature,
+                threshold,
+                leaf,
+            });
+        }
+        for (i, seq) in seqs.chunks_exact(stride).enumerate() {
+            let one = native.forward(seq, 1)[0];
+            assert_eq!(one.0.to_bits(), all[i].0.to_bits(), "{i}");
+            assert_eq!(one.1.to_bits(), all[i].1.to_bits(), "{i}");
+            let f = row_features(seq, 0.05);
+            let thr = (f[14] + plain[0].predict_row(&f)).max(0.0);
+            let p = 1.0 / (1.0 + (-plain[1].predict_row(&f)).exp());
+            assert!(
+                (thr - one.0).abs() <= 1e-5 * thr.max(1.0),
+                "{i}: {thr} vs {}",
+                one.0
+            );
+            assert!((p - one.1).abs() <= 1e-6, "{i}: {p} vs {}", one.1);
+        }
+        assert!(all.iter().any(|(t, _)| *t > 1.0), "the probe has traffic");
+    }
 
     #[test]
     fn a_damaged_file_is_refused_with_why() {
-        let e = |b: &[u8]| NativeGbt::parse(b, 0.05, 37).err().unwrap_or_default();
+        let e = |b: &[u8]| NativeGbt::parse(b, 0.05).err().unwrap_or_default();
         assert!(e(b"NOPE").contains("ends early"));
         assert!(e(b"NFGBT2\0\0\x02\0\0\0").contains("NFGBT1"));
         let mut b = b"NFGBT1\0\0\x02\0\0\0".to_vec();

@@ -167,17 +167,10 @@ pub struct TorchModel {
     module: CModule,
     /// What the module expects and where it came from.
     pub meta: ModelMeta,
-    /// The trees walked natively for batches of [`NATIVE_MIN`] and more (a GBT
-    /// directory with `trees.bin` that agrees with the module), once checked:
-    /// the check costs a third of loading, and replay never needs it.
-    native: Option<Option<crate::native::NativeGbt>>,
-    /// Where the module came from (the trees are beside it).
-    dir: std::path::PathBuf,
+    /// The trees walked natively for every window (a GBT directory with
+    /// `trees.bin` that agrees with the module on the probe batch).
+    native: Option<crate::native::NativeGbt>,
 }
-
-/// Smallest batch the native trees take; smaller ones go to the module (at
-/// batch 1 its one call costs less than computing the trees' inputs apart).
-pub const NATIVE_MIN: usize = 16;
 
 /// The shipped kind of forecaster: the TorchScript model behind the engine's
 /// 15-window [`Predictor`].
@@ -198,11 +191,10 @@ impl TorchModel {
             path: path.clone(),
             detail: first_line(&e.to_string()),
         })?;
-        let m = TorchModel {
+        let mut m = TorchModel {
             module,
             meta,
             native: None,
-            dir: dir.to_path_buf(),
         };
         // Prove the signature on a zero batch of two before the first real window.
         let out = m.run(&Tensor::zeros(
@@ -210,7 +202,10 @@ impl TorchModel {
             (Kind::Float, tch::Device::Cpu),
         ));
         match out {
-            Ok(t) if t.size() == [2, 2] && t.kind() == Kind::Float => Ok(m),
+            Ok(t) if t.size() == [2, 2] && t.kind() == Kind::Float => {
+                m.native = m.check_native(dir);
+                Ok(m)
+            }
             Ok(t) => Err(ModelError::Signature {
                 path,
                 detail: format!("output is {:?} {:?}", t.kind(), t.size()),
@@ -225,36 +220,27 @@ impl TorchModel {
     /// The native trees of `dir`, if it has them and they give the module's
     /// answers on a probe batch; a warning says why not when it has them.
     fn check_native(&self, dir: &Path) -> Option<crate::native::NativeGbt> {
-        let probe = probe_batch(PROBE);
-        let nf = {
-            let _g = tch::no_grad_guard();
-            crate::train::gbt_features(
-                &probe,
-                &crate::train::positions(),
-                f64::from(self.meta.window_ms) / 1000.0,
-            )
-            .size()[1] as usize
-        };
         let native =
-            match crate::native::NativeGbt::load(dir, f64::from(self.meta.window_ms) / 1000.0, nf)?
-            {
+            match crate::native::NativeGbt::load(dir, f64::from(self.meta.window_ms) / 1000.0)? {
                 Ok(n) => n,
                 Err(e) => {
                     tracing::warn!(
-                        "{}: {e}; every batch goes through the TorchScript module",
+                        "{}: {e}; every window goes through the TorchScript module",
                         dir.join(crate::native::TREES_FILE).display()
                     );
                     return None;
                 }
             };
-        // The module answers in chunks, as `forward` calls it: one call of 512
-        // costs several times as much (its intermediates leave the cache).
+        let probe = probe_batch(PROBE);
+        // The module answers in chunks, as large batches call it: one call of
+        // 512 costs several times as much (its intermediates leave the cache).
         let mut want: Vec<f32> = Vec::with_capacity(2 * PROBE);
         for chunk in probe.split(CHUNK as i64, 0) {
             let t = self.run(&chunk).ok()?;
             want.extend(Vec::<f32>::try_from(t.reshape([-1])).ok()?);
         }
-        let got = native.forward(&probe).ok()?;
+        let seqs = Vec::<f32>::try_from(probe.reshape([-1])).ok()?;
+        let got = native.forward(&seqs, PROBE);
         let worst = got
             .iter()
             .zip(want.chunks_exact(2))
@@ -263,10 +249,13 @@ impl TorchModel {
                 let dp = (p - w[1]).abs() / 1e-5;
                 dt.max(dp)
             })
-            .fold(0f32, f32::max);
+            .fold(
+                0f32,
+                |m, d| if d.is_nan() { f32::INFINITY } else { m.max(d) },
+            );
         if worst > 1.0 {
             tracing::warn!(
-                "{} does not give the module's answers ({worst:.1}x the rounding allowed); every batch goes through the TorchScript module",
+                "{} does not give the module's answers ({worst:.1}x the rounding allowed); every window goes through the TorchScript module",
                 dir.join(crate::native::TREES_FILE).display()
             );
             return None;
@@ -274,17 +263,9 @@ impl TorchModel {
         Some(native)
     }
 
-    /// Whether batches of [`NATIVE_MIN`] and more walk the trees natively
-    /// (checked on the first call that asks).
-    pub fn native(&mut self) -> bool {
-        self.native_trees().is_some()
-    }
-
-    fn native_trees(&mut self) -> Option<&crate::native::NativeGbt> {
-        if self.native.is_none() {
-            self.native = Some(self.check_native(&self.dir));
-        }
-        self.native.as_ref().and_then(Option::as_ref)
+    /// Whether the trees are walked natively (checked at load).
+    pub fn native(&self) -> bool {
+        self.native.is_some()
     }
 
     /// Forward a batch `[B, 15, 9]` -> `[B, 2]`, fallibly.
@@ -304,26 +285,18 @@ impl TorchModel {
 
 impl SequenceModel for TorchModel {
     fn forward(&mut self, seqs: &[f32], n: usize) -> Result<Vec<(f64, f64)>, PredictError> {
+        let stride = LOOKBACK * N_FEATURES;
+        if let Some(native) = &self.native {
+            return Ok(native
+                .forward(&seqs[..n * stride], n)
+                .into_iter()
+                .map(|(t, p)| (f64::from(t), f64::from(p)))
+                .collect());
+        }
         // Large batches go in chunks: per sequence, a batch of 32-64 costs a
         // third of a batch of 1,000, whose intermediates leave the cache
         // (benches/README.md "Inference").
-        let stride = LOOKBACK * N_FEATURES;
         let mut out = Vec::with_capacity(n);
-        let native = if n >= NATIVE_MIN {
-            self.native_trees()
-        } else {
-            None
-        };
-        if let Some(native) = native {
-            let x = Tensor::from_slice(&seqs[..n * stride]).reshape([
-                n as i64,
-                LOOKBACK as i64,
-                N_FEATURES as i64,
-            ]);
-            let y = native.forward(&x).map_err(PredictError)?;
-            out.extend(y.into_iter().map(|(t, p)| (f64::from(t), f64::from(p))));
-            return Ok(out);
-        }
         for chunk in seqs[..n * stride].chunks(CHUNK * stride) {
             let b = chunk.len() / stride;
             let x =
@@ -348,17 +321,18 @@ impl SequenceModel for TorchModel {
         self.meta.input_reference.as_ref()
     }
 
-    fn prepare_batches(&mut self) {
-        self.native_trees();
+    fn batch_invariant(&self) -> bool {
+        // The native walk answers each window from its own row.
+        self.native.is_some()
     }
 }
 
 /// Sequences in the probe batch.
-const PROBE: usize = 512;
+const PROBE: usize = 64;
 
 /// `n` sequences that look like traffic (busy, idle and between, with RTTs,
 /// bytes in flight and gaps), for checking the native trees against the module.
-fn probe_batch(n: usize) -> Tensor {
+pub(crate) fn probe_batch(n: usize) -> Tensor {
     let mut r = engine::rng::Rng::new(0x7EE5);
     let mut v = Vec::with_capacity(n * LOOKBACK * N_FEATURES);
     for _ in 0..n {

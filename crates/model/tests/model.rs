@@ -262,11 +262,12 @@ fn boosted_trees_export_runs_any_batch_size_and_is_reproducible() {
     }
     let fc = fa.push(&row(14 * w, 0.03)).unwrap().expect("a forecast");
     assert!(fc.throughput_mbps >= 0.0 && (0.0..=1.0).contains(&fc.congestion_prob));
-    // The trees go beside the module, and a batch of 16 or more walks them
-    // natively with the module's answers.
+    // The trees go beside the module and are walked natively, for every
+    // batch size, with the module's answers.
     assert!(ma.join(model::native::TREES_FILE).exists());
     let mut m = model::torch::TorchModel::load(&ma, WindowWidth::from_ms(50).unwrap()).unwrap();
     assert!(m.native(), "the trees agree with the module");
+    assert!(m.batch_invariant());
     let (x, out) = run_checked(&fa, 40);
     let seqs: Vec<f32> = Vec::try_from(x.reshape([-1])).unwrap();
     let native = m.forward(&seqs, 40).unwrap();
@@ -281,8 +282,8 @@ fn boosted_trees_export_runs_any_batch_size_and_is_reproducible() {
     }
     // Damaged trees are refused and the module answers alone.
     std::fs::write(ma.join(model::native::TREES_FILE), b"NFGBT1\0\0").unwrap();
-    let mut m = model::torch::TorchModel::load(&ma, WindowWidth::from_ms(50).unwrap()).unwrap();
-    assert!(!m.native());
+    let m = model::torch::TorchModel::load(&ma, WindowWidth::from_ms(50).unwrap()).unwrap();
+    assert!(!m.native() && !m.batch_invariant());
 }
 
 #[test]

@@ -646,9 +646,6 @@ fn inference_loop<M: SequenceModel>(
     let mut inputs: Vec<f32> = Vec::new();
     let mut budget = Budget::default();
     let live = !policy.block_when_full;
-    if live {
-        model.prepare_batches();
-    }
     let changed = |ch: Vec<Change>, summary: &mut RunSummary| {
         if ch.is_empty() {
             return;

@@ -404,8 +404,6 @@ fn healthz_names_the_failing_writer() {
 struct Recording {
     inner: Persistence,
     calls: Arc<std::sync::Mutex<Vec<usize>>>,
-    /// The number of calls made when `prepare_batches` was called, each time.
-    prepared: Arc<std::sync::Mutex<Vec<usize>>>,
 }
 
 impl engine::forecast::SequenceModel for Recording {
@@ -426,59 +424,6 @@ impl engine::forecast::SequenceModel for Recording {
     fn threshold_mbps(&self) -> f64 {
         self.inner.threshold_mbps
     }
-    fn prepare_batches(&mut self) {
-        let made = self.calls.lock().unwrap().len();
-        self.prepared.lock().unwrap().push(made);
-    }
-}
-
-/// Live (the daemon), the model is prepared for batches once, before its
-/// first call, so that call is not the one that pays for loading; a replay
-/// (one window per call) never asks.
-#[test]
-fn live_runs_prepare_the_model_before_the_first_call_and_replay_does_not() {
-    use service::pipeline::{Pipeline, Policy, SourceOpener};
-    let run = |policy: Policy| {
-        let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let prepared = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let f = sample();
-        let sources = vec![Box::new(move || {
-            Ok(Box::new(service::source::FileSource::open(&f, None)?) as Box<dyn PacketSource>)
-        }) as SourceOpener];
-        Pipeline {
-            sources,
-            concurrent: false,
-            top_hosts: 0,
-            top_flows: 0,
-            engine: EngineConfig::default(),
-            clock: Arc::new(service::source::SystemClock),
-            grace_ns: 0,
-            model: Recording {
-                inner: model(),
-                calls: Arc::clone(&calls),
-                prepared: Arc::clone(&prepared),
-            },
-            sinks: Vec::new(),
-            metrics: Metrics::new(),
-            shutdown: Shutdown::new(),
-            policy,
-            flush_deadline: Duration::from_secs(5),
-            online: None,
-            events: Default::default(),
-            batch: 1,
-        }
-        .run()
-        .unwrap();
-        let calls = calls.lock().unwrap().len();
-        let prepared = prepared.lock().unwrap().clone();
-        (calls, prepared)
-    };
-    let (calls, prepared) = run(Policy::LIVE);
-    assert!(calls > 10, "{calls} calls");
-    assert_eq!(prepared, vec![0], "once, before the first call");
-    let (calls, prepared) = run(Policy::REPLAY);
-    assert!(calls > 10, "{calls} calls");
-    assert!(prepared.is_empty(), "{prepared:?}");
 }
 
 /// Several captures at once, as the daemon runs its interfaces (files here, so
@@ -518,7 +463,6 @@ fn concurrent_streams_share_model_calls_and_each_gets_what_it_would_alone() {
             model: Recording {
                 inner: model(),
                 calls: Arc::clone(&calls),
-                prepared: Arc::default(),
             },
             sinks: vec![Box::new(mem)],
             metrics: Metrics::new(),
