@@ -172,8 +172,18 @@ fn format_features_rest(r: &WindowRow, out: &mut String) {
 
 /// Whether two rows' lines are the same after `window_start` (a run of silent
 /// windows that carry the same delay and bytes in flight).
+/// Field by field, the cheap ones first: comparing [`rest_key`]s instead
+/// called memcmp once per window, 13 % of a sparse capture's engine thread.
 pub fn same_after_start(a: &WindowRow, b: &WindowRow) -> bool {
-    rest_key(a) == rest_key(b)
+    a.is_silent == b.is_silent
+        && a.size_bytes == b.size_bytes
+        && a.bif_bytes == b.bif_bytes
+        && a.bif_grad_bytes == b.bif_grad_bytes
+        && a.delay_s.to_bits() == b.delay_s.to_bits()
+        && a.throughput_mbps.to_bits() == b.throughput_mbps.to_bits()
+        && a.iat_mean_s.to_bits() == b.iat_mean_s.to_bits()
+        && a.iat_std_s.to_bits() == b.iat_std_s.to_bits()
+        && a.delay_grad_s.to_bits() == b.delay_grad_s.to_bits()
 }
 
 /// What a row's line says after `window_start`, bit for bit: consecutive
