@@ -1289,37 +1289,56 @@ fn systemd_notify_ready_watchdog_stopping() {
     );
 }
 
-/// `replay --batch 32` hands queued windows to the shipped model together: the
-/// same windows and, up to the last bits of f32 arithmetic, the same forecasts.
+/// `replay --batch`: the shipped model's trees are walked natively, each
+/// window's forecast from its own row, so batches of 1 and 32 write the same
+/// bytes. The TorchScript module alone (the same directory without
+/// `trees.bin`) batches only when asked and agrees to the last bits of f32
+/// arithmetic, with the native walk too.
 #[test]
 fn replay_in_batches_forecasts_the_same_windows_alike() {
     let dir = tempfile::tempdir().unwrap();
     let lab = repo().join("tests/data/lab-cellular-s3.pcap.gz");
-    let mut out = Vec::new();
-    for b in ["1", "32"] {
-        let p = dir.path().join(format!("b{b}.csv"));
+    let module_only = dir.path().join("module-only");
+    std::fs::create_dir(&module_only).unwrap();
+    for f in ["netforecast.pt", "model.json"] {
+        std::fs::copy(repo().join("model_files").join(f), module_only.join(f)).unwrap();
+    }
+    let run = |model: &Path, b: &str| -> String {
+        let p = dir.path().join(format!(
+            "{}-b{b}.csv",
+            model.file_name().unwrap().to_string_lossy()
+        ));
         succeeds(
-            nf().args(["replay", "-q", "--batch", b, "--out"])
+            nf().args(["replay", "-q", "--model-only", "--batch", b, "--model"])
+                .arg(model)
+                .arg("--out")
                 .arg(&p)
                 .arg(&lab),
         );
-        let text = std::fs::read_to_string(&p).unwrap();
-        let rows: Vec<Vec<f64>> = text
-            .lines()
+        std::fs::read_to_string(&p).unwrap()
+    };
+    let parse = |text: &str| -> Vec<Vec<f64>> {
+        text.lines()
             .skip(1)
             .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
-            .collect();
-        out.push(rows);
-    }
-    assert_eq!(out[0].len(), 411 - 15);
-    assert_eq!(out[0].len(), out[1].len());
-    for (a, b) in out[0].iter().zip(&out[1]) {
-        assert_eq!(a[..2], b[..2], "window and actual");
-        for k in 2..4 {
-            assert!(
-                (a[k] - b[k]).abs() <= 1e-5 * a[k].abs().max(1.0),
-                "{a:?} vs {b:?}"
-            );
+            .collect()
+    };
+    let shipped = repo().join("model_files");
+    let native = run(&shipped, "1");
+    assert_eq!(native, run(&shipped, "32"), "the same bytes at batch 32");
+    let native = parse(&native);
+    assert_eq!(native.len(), 411 - 15);
+    for other in [run(&module_only, "1"), run(&module_only, "32")] {
+        let other = parse(&other);
+        assert_eq!(native.len(), other.len());
+        for (a, b) in native.iter().zip(&other) {
+            assert_eq!(a[..2], b[..2], "window and actual");
+            for k in 2..4 {
+                assert!(
+                    (a[k] - b[k]).abs() <= 1e-5 * a[k].abs().max(1.0),
+                    "{a:?} vs {b:?}"
+                );
+            }
         }
     }
     let e = nf()
