@@ -280,6 +280,18 @@ fn boosted_trees_export_runs_any_batch_size_and_is_reproducible() {
         );
         assert!((p - mp).abs() <= 1e-6, "{i}: {p} vs {mp}");
     }
+    // Trees that read well but are not the module's (the throughput base
+    // moved by 0.01 Mbit/s) fail the probe and the module answers alone.
+    let good = std::fs::read(ma.join(model::native::TREES_FILE)).unwrap();
+    let mut moved = good.clone();
+    let base = f32::from_le_bytes(moved[20..24].try_into().unwrap()) + 0.01;
+    moved[20..24].copy_from_slice(&base.to_le_bytes());
+    std::fs::write(ma.join(model::native::TREES_FILE), &moved).unwrap();
+    let m = model::torch::TorchModel::load(&ma, WindowWidth::from_ms(50).unwrap()).unwrap();
+    assert!(!m.native() && !m.batch_invariant());
+    std::fs::write(ma.join(model::native::TREES_FILE), &good).unwrap();
+    let m = model::torch::TorchModel::load(&ma, WindowWidth::from_ms(50).unwrap()).unwrap();
+    assert!(m.native(), "the same bytes back");
     // Damaged trees are refused and the module answers alone.
     std::fs::write(ma.join(model::native::TREES_FILE), b"NFGBT1\0\0").unwrap();
     let m = model::torch::TorchModel::load(&ma, WindowWidth::from_ms(50).unwrap()).unwrap();
