@@ -28,6 +28,7 @@
 
 use crate::gbt::Gbt;
 use crate::torch::{LOOKBACK, N_FEATURES};
+use crate::train::{BIF, BIF_GRAD, DELAY, IAT_MEAN, IAT_STD, SILENT, THR};
 use std::path::Path;
 
 /// The file beside the module.
@@ -35,15 +36,6 @@ pub const TREES_FILE: &str = "trees.bin";
 
 /// Columns of [`row_features`]: the inputs of the trees.
 pub const ROW_FEATURES: usize = 37;
-
-// Feature columns (FEATURES.md order) the trees' inputs read.
-const IAT_MEAN: usize = 3;
-const IAT_STD: usize = 4;
-const DELAY: usize = 1;
-const BIF: usize = 2;
-const THR: usize = 5;
-const BIF_GRAD: usize = 7;
-const SILENT: usize = 8;
 
 /// ATen's `clamp_min` on f32: NaN and -0 pass through.
 fn clamp_min(x: f32, lo: f32) -> f32 {
@@ -356,6 +348,18 @@ mod tests {
     use engine::forecast::WindowWidth;
     use tch::Tensor;
 
+    /// `row_features` gives the tensor code's bits on every sequence.
+    fn assert_same_bits(seqs: &[f32], window_s: f64) {
+        let bad = differing(seqs, window_s);
+        let n = seqs.len() / (LOOKBACK * N_FEATURES);
+        assert!(
+            bad.is_empty(),
+            "window {window_s}: {} of {n} x {ROW_FEATURES} differ, first {:?}",
+            bad.len(),
+            &bad[..bad.len().min(5)]
+        );
+    }
+
     /// Rows where `row_features` and the tensor code differ in any bit.
     fn differing(seqs: &[f32], window_s: f64) -> Vec<(usize, usize, f32, f32)> {
         let stride = LOOKBACK * N_FEATURES;
@@ -407,13 +411,7 @@ mod tests {
             }
         }
         for w in [0.05, 0.01, 0.1, 0.25] {
-            let bad = differing(&seqs, w);
-            assert!(
-                bad.is_empty(),
-                "window {w}: {} differ, first {:?}",
-                bad.len(),
-                &bad[..bad.len().min(5)]
-            );
+            assert_same_bits(&seqs, w);
         }
     }
 
@@ -439,13 +437,7 @@ mod tests {
         }
         let n = seqs.len() / (LOOKBACK * N_FEATURES);
         assert!(files >= 50 && n > 100_000, "{files} files, {n} sequences");
-        let bad = differing(&seqs, 0.05);
-        assert!(
-            bad.is_empty(),
-            "{} of {n} x {ROW_FEATURES} differ, first {:?}",
-            bad.len(),
-            &bad[..bad.len().min(5)]
-        );
+        assert_same_bits(&seqs, 0.05);
     }
 
     /// The shipped trees on 300 probe sequences: one batch gives each row's

@@ -23,10 +23,16 @@ use std::path::PathBuf;
 use tch::nn::{self, Module, OptimizerConfig, RNN};
 use tch::{Device, Kind, Tensor};
 
-/// Indices of `delay` (mean ACK RTT), `bif` and `throughput_mbps` in the feature vector.
-const DELAY: usize = 1;
-const BIF: usize = 2;
-const THR: usize = 5;
+/// Indices of the features (FEATURES.md order) the models read by name:
+/// `delay` (mean ACK RTT), `bif`, `iat_mean`, `iat_std`, `throughput_mbps`,
+/// `bif_grad` and `is_silent`.
+pub(crate) const DELAY: usize = 1;
+pub(crate) const BIF: usize = 2;
+pub(crate) const IAT_MEAN: usize = 3;
+pub(crate) const IAT_STD: usize = 4;
+pub(crate) const THR: usize = 5;
+pub(crate) const BIF_GRAD: usize = 7;
+pub(crate) const SILENT: usize = 8;
 
 #[derive(Clone, Debug)]
 pub struct TrainConfig {
@@ -242,11 +248,11 @@ fn engineered(x: &Tensor) -> Tensor {
             b.shallow_clone(),
             rtt_last.shallow_clone(),
             rtt.narrow(1, l - 5, 4) - &rtt_last,
-            last(7, 5) / 1e4,
+            last(BIF_GRAD, 5) / 1e4,
             last(BIF, 1) / 1e4,
-            last(3, 5) * 1000.0,
-            last(4, 1) * 1000.0,
-            last(8, 1),
+            last(IAT_MEAN, 5) * 1000.0,
+            last(IAT_STD, 1) * 1000.0,
+            last(SILENT, 1),
         ],
         1,
     )
