@@ -13,8 +13,12 @@
 //!   would hide it) for `drop_windows` windows in a row while the senders are
 //!   backlogged (bytes in flight at least `backlog_bif_bytes` and the ACK RTT
 //!   at least `queue_rtt_ratio` times its minimum over the last
-//!   `rtt_min_windows`: the queue says they could send more). Critical when
-//!   under half that edge. After `rtt_min_windows` below it, the lower level
+//!   `rtt_min_windows`: the queue says they could send more), and under
+//!   `drop_ratio` of the last second's mean. A deep drop starts it after
+//!   `deep_drop_windows`: under `deep_drop_ratio` of that mean with the
+//!   segments acknowledged per window under that share of theirs too (a link
+//!   delivering less; an application that stopped writing still gets ACKs at
+//!   the old rate for a round trip). Critical when under half that edge. After `rtt_min_windows` below it, the lower level
 //!   is the new normal: the edge re-anchors and the event ends.
 //! - `forecast_degraded`: the published forecast worse than persistence over
 //!   the last minute (rolling MASE above `degraded_mase`, once
@@ -202,6 +206,11 @@ pub struct EventConfig {
     /// A capacity drop's throughput must also be under this share of the
     /// mean of the second before it.
     pub drop_ratio: f64,
+    /// A deep drop: under this share of that mean ...
+    pub deep_drop_ratio: f64,
+    /// ... starts the event after this many windows in a row (backlogged,
+    /// under the band), sooner than `drop_windows`.
+    pub deep_drop_windows: usize,
 }
 
 impl Default for EventConfig {
@@ -225,6 +234,8 @@ impl Default for EventConfig {
             capture_clear_windows: 200,
             stall_windows: 40,
             drop_ratio: 0.7,
+            deep_drop_ratio: 0.5,
+            deep_drop_windows: 2,
         }
     }
 }
@@ -279,8 +290,12 @@ pub struct Detector {
     below_for: usize,
     /// Windows in a row below that edge with backlogged senders.
     drop_streak: usize,
+    /// Of those, windows in a row under `deep_drop_ratio` of the level.
+    deep_streak: usize,
     /// Throughput of the last second before an episode.
     level: VecDeque<f64>,
+    /// Segments acknowledged per window over the same second.
+    acked_level: VecDeque<f64>,
     /// The capture's loss counter as last told, and its increments per window.
     lost_total: Option<u64>,
     lost_new: u64,
@@ -313,7 +328,9 @@ impl Detector {
             ref_lo: None,
             below_for: 0,
             drop_streak: 0,
+            deep_streak: 0,
             level: VecDeque::new(),
+            acked_level: VecDeque::new(),
             lost_total: None,
             lost_new: 0,
             lost_recent: VecDeque::new(),
@@ -455,6 +472,7 @@ impl Detector {
         if self.below_for == 0 {
             let second = (1e9 / self.width_ns as f64).round().max(1.0) as usize;
             push_bounded(&mut self.level, row.throughput_mbps, second);
+            push_bounded(&mut self.acked_level, row.tcp.acked_segments as f64, second);
         }
         let level = self.level.iter().sum::<f64>() / self.level.len().max(1) as f64;
         let mut below = self.ref_lo.is_some_and(|lo| row.throughput_mbps < lo)
@@ -471,7 +489,18 @@ impl Detector {
         } else {
             0
         };
-        let start = self.drop_streak >= cfg.drop_windows;
+        let acked_level =
+            self.acked_level.iter().sum::<f64>() / self.acked_level.len().max(1) as f64;
+        self.deep_streak = if self.drop_streak > 0
+            && row.throughput_mbps < cfg.deep_drop_ratio * level
+            && (row.tcp.acked_segments as f64) < cfg.deep_drop_ratio * acked_level
+        {
+            self.deep_streak + 1
+        } else {
+            0
+        };
+        let start =
+            self.drop_streak >= cfg.drop_windows || self.deep_streak >= cfg.deep_drop_windows;
         let severity = if self
             .ref_lo
             .is_some_and(|lo| below && row.throughput_mbps < 0.5 * lo)
@@ -680,6 +709,7 @@ impl EventConfig {
             ("congestion_prob", self.congestion_prob),
             ("congestion_clear_prob", self.congestion_clear_prob),
             ("drop_ratio", self.drop_ratio),
+            ("deep_drop_ratio", self.deep_drop_ratio),
         ];
         for (k, v) in probs {
             if !(0.0..=1.0).contains(&v) {
@@ -701,6 +731,7 @@ impl EventConfig {
         for (k, v) in [
             ("clear_windows", self.clear_windows),
             ("drop_windows", self.drop_windows),
+            ("deep_drop_windows", self.deep_drop_windows),
             ("rtt_min_windows", self.rtt_min_windows),
             ("capture_windows", self.capture_windows),
             ("capture_clear_windows", self.capture_clear_windows),
@@ -870,6 +901,43 @@ mod tests {
             })
             .collect();
         assert!(run(&mut d, &quiet).is_empty());
+    }
+
+    /// A window whose ACKs acknowledge `acked` segments.
+    fn acking(mut s: Scored, acked: u64) -> Scored {
+        s.row.tcp.acked_segments = acked;
+        s
+    }
+
+    #[test]
+    fn a_deep_drop_with_the_acks_starts_after_two_windows_and_a_stopped_sender_does_not() {
+        let cfg = EventConfig::default();
+        let steady = |i| acking(scored(i, 40.0, 60_000, 0.020, 0.1), 170);
+        // 40 -> 10 Mbit/s, the ACKs fall with it (the link delivers less):
+        // deep (under half the level) for two windows, 200 and 201.
+        let mut seq: Vec<Scored> = (0..200).map(steady).collect();
+        seq.extend((200..210).map(|i| acking(scored(i, 10.0, 60_000, 0.040, 0.1), 40)));
+        seq[200].band_at_target = Some((32.0, 48.0));
+        let ch = run(&mut Detector::new(cfg, "eth0", W), &seq);
+        assert_eq!(ch, vec![(201, Kind::CapacityDrop, true)]);
+        // The same fall of what is sent while the ACKs still come at the old
+        // rate for a round trip: the application stopped, the link did not.
+        // Only the slower rule (four windows) may start it.
+        for acked_after in [170, 100] {
+            let mut seq: Vec<Scored> = (0..200).map(steady).collect();
+            seq.extend(
+                (200..210).map(|i| acking(scored(i, 10.0, 60_000, 0.040, 0.1), acked_after)),
+            );
+            seq[200].band_at_target = Some((32.0, 48.0));
+            let ch = run(&mut Detector::new(cfg, "eth0", W), &seq);
+            assert_eq!(ch, vec![(203, Kind::CapacityDrop, true)], "{acked_after}");
+        }
+        // A shallow drop (40 -> 25, ACKs too) waits for the four windows.
+        let mut seq: Vec<Scored> = (0..200).map(steady).collect();
+        seq.extend((200..210).map(|i| acking(scored(i, 25.0, 60_000, 0.040, 0.1), 100)));
+        seq[200].band_at_target = Some((32.0, 48.0));
+        let ch = run(&mut Detector::new(cfg, "eth0", W), &seq);
+        assert_eq!(ch, vec![(203, Kind::CapacityDrop, true)]);
     }
 
     #[test]
