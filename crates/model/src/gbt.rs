@@ -60,6 +60,9 @@ impl Default for GbtConfig {
     }
 }
 
+/// Trees per block of [`Gbt::leaf_sums`].
+const TREE_BLOCK: usize = 128;
+
 /// A trained ensemble: `predict(x) = base + sum over trees of leaf[tree, index(x)]`
 /// where bit `l` of the index is `x[feature[tree, l]] > threshold[tree, l]`.
 #[derive(Clone, Debug, Default)]
@@ -93,6 +96,25 @@ impl Gbt {
             + (0..self.trees())
                 .map(|t| self.leaf[t * n_leaves + self.leaf_index(t, row)])
                 .sum::<f32>()
+    }
+
+    /// Each row's sum of its leaves (without the base), tree 0 first as in
+    /// [`Gbt::predict_row`], the trees taken [`TREE_BLOCK`] at a time over
+    /// every row: a large batch then reads each tree from the cache instead
+    /// of all of them (1.2 MB for the shipped model) once per row.
+    pub fn leaf_sums<R: AsRef<[f32]>>(&self, rows: &[R]) -> Vec<f32> {
+        let n_leaves = 1usize << self.depth;
+        let trees = self.trees();
+        let mut acc = vec![0f32; rows.len()];
+        for first in (0..trees).step_by(TREE_BLOCK) {
+            let block = first..(first + TREE_BLOCK).min(trees);
+            for (row, a) in rows.iter().zip(acc.iter_mut()) {
+                for t in block.clone() {
+                    *a += self.leaf[t * n_leaves + self.leaf_index(t, row.as_ref())];
+                }
+            }
+        }
+        acc
     }
 
     /// The ensemble as constant tensors, for [`Compiled::forward`].

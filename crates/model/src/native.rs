@@ -171,8 +171,8 @@ pub fn row_features(seq: &[f32], window_s: f64) -> [f32; ROW_FEATURES] {
 
 /// The two ensembles of a GBT model directory.
 pub struct NativeGbt {
-    regressor: Walk,
-    classifier: Walk,
+    regressor: Gbt,
+    classifier: Gbt,
     window_s: f64,
 }
 
@@ -264,8 +264,8 @@ impl NativeGbt {
         let classifier = ens.pop().unwrap_or_default();
         let regressor = ens.pop().unwrap_or_default();
         Ok(NativeGbt {
-            regressor: Walk::new(&regressor),
-            classifier: Walk::new(&classifier),
+            regressor,
+            classifier,
             window_s,
         })
     }
@@ -279,8 +279,8 @@ impl NativeGbt {
             .take(n)
             .map(|seq| row_features(seq, self.window_s))
             .collect();
-        let change = self.regressor.sums(&rows);
-        let logit = self.classifier.sums(&rows);
+        let change = self.regressor.leaf_sums(&rows);
+        let logit = self.classifier.leaf_sums(&rows);
         rows.iter()
             .zip(change.iter().zip(&logit))
             .map(|(f, (c, z))| {
@@ -290,55 +290,6 @@ impl NativeGbt {
                 (thr, 1.0 / (1.0 + (-z).exp()))
             })
             .collect()
-    }
-}
-
-/// Trees walked a block at a time over every row of a batch, so a large batch
-/// reads each tree from the cache instead of all 1.2 MB of them per row.
-const TREE_BLOCK: usize = 128;
-
-/// One ensemble laid out for walking: feature indices as bytes.
-struct Walk {
-    depth: usize,
-    base: f32,
-    feature: Vec<u8>,
-    threshold: Vec<f32>,
-    leaf: Vec<f32>,
-}
-
-impl Walk {
-    fn new(g: &Gbt) -> Walk {
-        Walk {
-            depth: g.depth,
-            base: g.base,
-            // `parse` checked every index is below ROW_FEATURES (37).
-            feature: g.feature.iter().map(|f| *f as u8).collect(),
-            threshold: g.threshold.clone(),
-            leaf: g.leaf.clone(),
-        }
-    }
-
-    /// Each row's sum of its leaves, tree 0 first (without the base).
-    fn sums(&self, rows: &[[f32; ROW_FEATURES]]) -> Vec<f32> {
-        let d = self.depth;
-        let n_leaves = 1usize << d;
-        let trees = self.feature.len() / d.max(1);
-        let mut acc = vec![0f32; rows.len()];
-        for first in (0..trees).step_by(TREE_BLOCK) {
-            let block = first..(first + TREE_BLOCK).min(trees);
-            for (row, a) in rows.iter().zip(acc.iter_mut()) {
-                for t in block.clone() {
-                    let feature = &self.feature[t * d..(t + 1) * d];
-                    let threshold = &self.threshold[t * d..(t + 1) * d];
-                    let mut index = 0usize;
-                    for l in 0..d {
-                        index |= usize::from(row[usize::from(feature[l])] > threshold[l]) << l;
-                    }
-                    *a += self.leaf[t * n_leaves + index];
-                }
-            }
-        }
-        acc
     }
 }
 
@@ -452,32 +403,13 @@ mod tests {
         let seqs: Vec<f32> = Vec::try_from(probe.reshape([-1])).unwrap();
         let all = native.forward(&seqs, 300);
         let stride = LOOKBACK * N_FEATURES;
-        let mut r = Reader(&bytes[12..]);
-        let mut plain = Vec::new();
-        for _ in 0..2 {
-            let depth = r.u32().unwrap() as usize;
-            let trees = r.u32().unwrap() as usize;
-            let base = r.f32s(1).unwrap()[0];
-            let feature = (0..trees * depth)
-                .map(|_| i64::from(r.u32().unwrap()))
-                .collect();
-            let threshold = r.f32s(trees * depth).unwrap();
-            let leaf = r.f32s(trees << depth).unwrap();
-            plain.push(Gbt {
-                depth,
-                base,
-                feature,
-                threshold,
-                leaf,
-            });
-        }
         for (i, seq) in seqs.chunks_exact(stride).enumerate() {
             let one = native.forward(seq, 1)[0];
             assert_eq!(one.0.to_bits(), all[i].0.to_bits(), "{i}");
             assert_eq!(one.1.to_bits(), all[i].1.to_bits(), "{i}");
             let f = row_features(seq, 0.05);
-            let thr = (f[14] + plain[0].predict_row(&f)).max(0.0);
-            let p = 1.0 / (1.0 + (-plain[1].predict_row(&f)).exp());
+            let thr = (f[14] + native.regressor.predict_row(&f)).max(0.0);
+            let p = 1.0 / (1.0 + (-native.classifier.predict_row(&f)).exp());
             assert!(
                 (thr - one.0).abs() <= 1e-5 * thr.max(1.0),
                 "{i}: {thr} vs {}",
