@@ -18,8 +18,9 @@
 //!   `deep_drop_windows`: under `deep_drop_ratio` of that mean with the
 //!   segments acknowledged per window under that share of theirs too (a link
 //!   delivering less; an application that stopped writing still gets ACKs at
-//!   the old rate for a round trip). Critical when under half that edge. After `rtt_min_windows` below it, the lower level
-//!   is the new normal: the edge re-anchors and the event ends.
+//!   the old rate for a round trip). Critical when under half that edge.
+//!   After `rtt_min_windows` below it, the lower level is the new normal:
+//!   the edge re-anchors and the event ends.
 //! - `forecast_degraded`: the published forecast worse than persistence over
 //!   the last minute (rolling MASE above `degraded_mase`, once
 //!   `degraded_min_scored` windows are scored); ends below
@@ -292,10 +293,9 @@ pub struct Detector {
     drop_streak: usize,
     /// Of those, windows in a row under `deep_drop_ratio` of the level.
     deep_streak: usize,
-    /// Throughput of the last second before an episode.
-    level: VecDeque<f64>,
-    /// Segments acknowledged per window over the same second.
-    acked_level: VecDeque<f64>,
+    /// Throughput and segments acknowledged per window, the last second
+    /// before an episode.
+    level: VecDeque<(f64, f64)>,
     /// The capture's loss counter as last told, and its increments per window.
     lost_total: Option<u64>,
     lost_new: u64,
@@ -330,7 +330,6 @@ impl Detector {
             drop_streak: 0,
             deep_streak: 0,
             level: VecDeque::new(),
-            acked_level: VecDeque::new(),
             lost_total: None,
             lost_new: 0,
             lost_recent: VecDeque::new(),
@@ -471,10 +470,18 @@ impl Detector {
         }
         if self.below_for == 0 {
             let second = (1e9 / self.width_ns as f64).round().max(1.0) as usize;
-            push_bounded(&mut self.level, row.throughput_mbps, second);
-            push_bounded(&mut self.acked_level, row.tcp.acked_segments as f64, second);
+            push_bounded(
+                &mut self.level,
+                (row.throughput_mbps, row.tcp.acked_segments as f64),
+                second,
+            );
         }
-        let level = self.level.iter().sum::<f64>() / self.level.len().max(1) as f64;
+        let n = self.level.len().max(1) as f64;
+        let (level, acked_level) = self
+            .level
+            .iter()
+            .fold((0.0, 0.0), |(t, a), (rt, ra)| (t + rt, a + ra));
+        let (level, acked_level) = (level / n, acked_level / n);
         let mut below = self.ref_lo.is_some_and(|lo| row.throughput_mbps < lo)
             && row.throughput_mbps < cfg.drop_ratio * level;
         self.below_for = if below { self.below_for + 1 } else { 0 };
@@ -489,8 +496,6 @@ impl Detector {
         } else {
             0
         };
-        let acked_level =
-            self.acked_level.iter().sum::<f64>() / self.acked_level.len().max(1) as f64;
         self.deep_streak = if self.drop_streak > 0
             && row.throughput_mbps < cfg.deep_drop_ratio * level
             && (row.tcp.acked_segments as f64) < cfg.deep_drop_ratio * acked_level
