@@ -1,11 +1,12 @@
 //! The boosted-trees model evaluated natively, at every batch size.
 //!
 //! A traced GBT module spends its time in tensor operations: at batch 1 some
-//! 110 of them (about 90 for the window statistics, 20 for the ensembles),
-//! 220-300 us of dispatch for a 15x9 input and a p99 over 0.5 ms on this
-//! machine; at batch 1,000 in chunks of 64, about 60 us a sequence over
+//! 110 of them (about 90 for the window statistics, 20 for the ensembles):
+//! p50 222-387 us, p99 441-600 us for a 15x9 input on this machine (four
+//! runs of `cargo bench -p netforecast-model --bench model`, 2026-12-03); at
+//! batch 1,000 in chunks of 64, about 60 us a sequence over
 //! `[B, trees x depth]` intermediates. Walking the same trees in plain Rust
-//! costs 19 us a sequence at any batch size. `trees.bin` beside the module
+//! costs 18-31 us a sequence (p50) at batch 1, 32 and 1,000 in those runs. `trees.bin` beside the module
 //! holds the trees (written by `netforecast train`, or for an older directory
 //! by `scripts/gbt-trees-from-pt.py`); their inputs are computed here by
 //! [`row_features`] with the f32 operations of the tensor code the module was
@@ -99,9 +100,8 @@ fn sum15(v: &[f32; LOOKBACK], tail_first: bool) -> f32 {
 /// The trees' inputs of one sequence (`LOOKBACK * N_FEATURES` values, oldest
 /// window first): what [`crate::train::gbt_features`] computes for a batch,
 /// with the same f32 operations in the same order, so the same bits (the
-/// tests hold it to that on the probe batch and on lab windows). No tensor:
-/// at batch 1 the ~90 tensor operations of the traced features cost some
-/// 200 us of dispatch, these a fraction of a microsecond.
+/// tests hold it to that on the probe batch and on lab windows), without the
+/// ~90 tensor operations, each dispatched apart, that the traced features are.
 pub fn row_features(seq: &[f32], window_s: f64) -> [f32; ROW_FEATURES] {
     let x = |j: usize, k: usize| seq[j * N_FEATURES + k];
     let l = LOOKBACK;

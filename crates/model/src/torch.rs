@@ -232,8 +232,7 @@ impl TorchModel {
                 }
             };
         let probe = probe_batch(PROBE);
-        // The module answers in chunks, as large batches call it: one call of
-        // 512 costs several times as much (its intermediates leave the cache).
+        // In chunks, as `forward` calls the module for a large batch.
         let mut want: Vec<f32> = Vec::with_capacity(2 * PROBE);
         for chunk in probe.split(CHUNK as i64, 0) {
             let t = self.run(&chunk).ok()?;

@@ -30,7 +30,7 @@ pub(crate) const DELAY: usize = 1;
 pub(crate) const BIF: usize = 2;
 pub(crate) const IAT_MEAN: usize = 3;
 pub(crate) const IAT_STD: usize = 4;
-pub(crate) const THR: usize = 5;
+pub(crate) const THR: usize = engine::window::THROUGHPUT_FEATURE;
 pub(crate) const BIF_GRAD: usize = 7;
 pub(crate) const SILENT: usize = 8;
 
