@@ -1293,7 +1293,8 @@ fn systemd_notify_ready_watchdog_stopping() {
 /// window's forecast from its own row, so batches of 1 and 32 write the same
 /// bytes. The TorchScript module alone (the same directory without
 /// `trees.bin`) batches only when asked and agrees to the last bits of f32
-/// arithmetic, with the native walk too.
+/// arithmetic, with the native walk too. On the committed lab capture and on
+/// real captures nobody here made (../shared, when present).
 #[test]
 fn replay_in_batches_forecasts_the_same_windows_alike() {
     let dir = tempfile::tempdir().unwrap();
@@ -1303,7 +1304,7 @@ fn replay_in_batches_forecasts_the_same_windows_alike() {
     for f in ["netforecast.pt", "model.json"] {
         std::fs::copy(repo().join("model_files").join(f), module_only.join(f)).unwrap();
     }
-    let run = |model: &Path, b: &str| -> String {
+    let run = |model: &Path, b: &str, cap: &Path| -> String {
         let p = dir.path().join(format!(
             "{}-b{b}.csv",
             model.file_name().unwrap().to_string_lossy()
@@ -1313,7 +1314,7 @@ fn replay_in_batches_forecasts_the_same_windows_alike() {
                 .arg(model)
                 .arg("--out")
                 .arg(&p)
-                .arg(&lab),
+                .arg(cap),
         );
         std::fs::read_to_string(&p).unwrap()
     };
@@ -1324,20 +1325,46 @@ fn replay_in_batches_forecasts_the_same_windows_alike() {
             .collect()
     };
     let shipped = repo().join("model_files");
-    let native = run(&shipped, "1");
-    assert_eq!(native, run(&shipped, "32"), "the same bytes at batch 32");
-    let native = parse(&native);
-    assert_eq!(native.len(), 411 - 15);
-    for other in [run(&module_only, "1"), run(&module_only, "32")] {
-        let other = parse(&other);
-        assert_eq!(native.len(), other.len());
-        for (a, b) in native.iter().zip(&other) {
-            assert_eq!(a[..2], b[..2], "window and actual");
-            for k in 2..4 {
-                assert!(
-                    (a[k] - b[k]).abs() <= 1e-5 * a[k].abs().max(1.0),
-                    "{a:?} vs {b:?}"
-                );
+    let mut caps = vec![(lab.clone(), Some(411 - 15))];
+    if let Some(d) = public_dir() {
+        for f in [
+            "zero-window-stall.pcap.gz",
+            "https-download-rawip.pcap",
+            "iperf-client-sll.pcapng",
+        ] {
+            caps.push((d.join(f), None));
+        }
+    }
+    for (cap, windows) in caps {
+        let native = run(&shipped, "1", &cap);
+        assert_eq!(
+            native,
+            run(&shipped, "32", &cap),
+            "{}: the same bytes at batch 32",
+            cap.display()
+        );
+        let native = parse(&native);
+        assert!(
+            native.len() > 50,
+            "{}: {} forecasts",
+            cap.display(),
+            native.len()
+        );
+        if let Some(w) = windows {
+            assert_eq!(native.len(), w);
+        }
+        for other in [run(&module_only, "1", &cap), run(&module_only, "32", &cap)] {
+            let other = parse(&other);
+            assert_eq!(native.len(), other.len());
+            for (a, b) in native.iter().zip(&other) {
+                assert_eq!(a[..2], b[..2], "window and actual");
+                for k in 2..4 {
+                    assert!(
+                        (a[k] - b[k]).abs() <= 1e-5 * a[k].abs().max(1.0),
+                        "{}: {a:?} vs {b:?}",
+                        cap.display()
+                    );
+                }
             }
         }
     }
