@@ -10,12 +10,24 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test || exit 1
 export PATH="$HOME/.cargo/bin:$PATH"
-passed=0 failed=0
+export PYTHONUNBUFFERED=1
+passed=0 failed=0 failures=()
+# Each step's output (stdout and stderr, in order) also goes to target/test-logs/N.log;
+# the end repeats the tail of every failed step's log, so a CI log cut to its last
+# lines still says what failed and why.
+logs=target/test-logs
+rm -rf "$logs" && mkdir -p "$logs"
 step() { # name, command...
   local name=$1; shift
-  local start=$SECONDS
+  local start=$SECONDS log="$logs/$((passed + failed + 1)).log"
   echo "=== $name" >&2
-  if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "=== FAILED: $name" >&2; fi
+  "$@" 2>&1 | tee "$log" >&2
+  if [ "${PIPESTATUS[0]}" = 0 ]; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1)) failures+=("$name|$log")
+    echo "=== FAILED: $name" >&2
+  fi
   echo "=== $((SECONDS - start)) s: $name" >&2
 }
 # Fast checks first.
@@ -61,5 +73,10 @@ if [ "$(id -u)" = 0 ]; then
 else
   echo "test: not root, live namespace test skipped" >&2
 fi
-echo "test.sh: $passed passed, $failed failed"
+for f in "${failures[@]}"; do
+  echo "=== FAILED: ${f%%|*}: the last 40 lines of ${f#*|}" >&2
+  tail -n 40 "${f#*|}" >&2
+done
+names=$(printf '%s; ' "${failures[@]%%|*}")
+echo "test.sh: $passed passed, $failed failed${failures[*]:+ (failed: ${names%; })}"
 [ "$failed" = 0 ]
