@@ -15,7 +15,13 @@ command -v npm >/dev/null || { apt-get install -y -qq nodejs npm >/dev/null; }
 work=target/grafana-check
 mkdir -p "$work"
 cp scripts/grafana-check/package.json "$work/"
-( cd "$work" && [ -d node_modules/@grafana/schema ] || npm install --silent --no-audit --no-fund >/dev/null 2>&1 )
+# Three tries: a registry hiccup would otherwise fail the check with nothing said.
+for try in 1 2 3; do
+  [ -d "$work/node_modules/@grafana/schema" ] && [ -d "$work/node_modules/typescript" ] && break
+  (cd "$work" && npm install --silent --no-audit --no-fund >npm-install.log 2>&1) && break
+  echo "check-grafana: npm install failed (try $try of 3): $(tail -n 1 "$work/npm-install.log")" >&2
+  sleep $((try * 5))
+done
 fails=0
 for d in deploy/grafana/dashboards/*.json; do
   name=$(basename "$d" .json | tr -c 'a-zA-Z0-9\n' '_')
