@@ -129,10 +129,13 @@ pub struct ReplayCmd {
     #[arg(long)]
     pub html: Option<PathBuf>,
     /// Score the events against the rate schedule each capture was made with
-    /// (NAME.schedule.csv beside NAME.pcap[.gz], or this file for one
-    /// capture): capacity-drop recall, precision and delay, congestion
-    /// lead time and false alerts, in the printed summary and the report.
-    #[arg(long, num_args = 0..=1, value_name = "SCHEDULE")]
+    /// (NAME.schedule.csv beside NAME.pcap[.gz], or `--events-truth=FILE`
+    /// for one capture): capacity-drop recall, precision and delay,
+    /// congestion lead time and false alerts, in the printed summary and the
+    /// report.
+    // The file needs `=`: with a space, `--events-truth a.pcap b.pcap` took
+    // the first capture for a schedule and scored nothing.
+    #[arg(long, num_args = 0..=1, require_equals = true, value_name = "SCHEDULE")]
     pub events_truth: Option<Option<PathBuf>>,
     /// The event detector's thresholds: a TOML file with the keys of the
     /// daemon's [events] table (README "Alerts").
@@ -435,6 +438,14 @@ impl Settings {
                 })
             }
             Some(Command::Replay(r)) => Settings::Replay(ReplaySettings {
+                events_truth: match r.events_truth {
+                    Some(Some(_)) if r.inputs.len() > 1 => {
+                        return Err(UsageError(
+                            "--events-truth=FILE scores one capture; give one, or --events-truth alone to read NAME.schedule.csv beside each".into(),
+                        ));
+                    }
+                    t => t,
+                },
                 engine: r.shared.engine_config(),
                 inputs: r.inputs,
                 model: r.model,
@@ -442,7 +453,6 @@ impl Settings {
                 report: r.report,
                 plot: r.plot,
                 html: r.html,
-                events_truth: r.events_truth,
                 events: match &r.events_config {
                     Some(p) => service::events::EventConfig::from_file(p).map_err(UsageError)?,
                     None => Default::default(),

@@ -1521,3 +1521,49 @@ fn replay_reports_events_where_the_link_changes_and_none_where_it_is_steady() {
         }
     }
 }
+
+/// `--events-truth` scores against the schedule beside the capture, given
+/// after the captures or before them; a file needs `=` (with a space the
+/// first capture was taken for the schedule and nothing was scored), and a
+/// file for several captures is a usage error.
+#[test]
+fn events_truth_reads_the_schedule_beside_the_capture_or_the_one_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let lab = repo().join("tests/data/lab-cellular-s3.pcap.gz");
+    let schedule = repo().join("tests/data/lab-cellular-s3.schedule.csv");
+    let scored = |args: &[&std::ffi::OsStr], name: &str| {
+        let report = dir.path().join(name);
+        succeeds(
+            nf().args(["replay", "-q", "--report"])
+                .arg(&report)
+                .args(args),
+        );
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+        let t = r["events_truth"].clone();
+        assert_eq!(t["captures_scored"], 1, "{name}: {t}");
+        assert!(t["drops"].as_u64().unwrap() > 0, "{name}: {t}");
+        assert!(t["recall"].as_f64().is_some(), "{name}: {t}");
+        t
+    };
+    let beside = scored(&[lab.as_os_str(), "--events-truth".as_ref()], "after.json");
+    let before = scored(&["--events-truth".as_ref(), lab.as_os_str()], "before.json");
+    let mut given = std::ffi::OsString::from("--events-truth=");
+    given.push(&schedule);
+    let file = scored(&[given.as_os_str(), lab.as_os_str()], "given.json");
+    assert_eq!(beside, before);
+    assert_eq!(beside["drops"], file["drops"]);
+    assert_eq!(beside["detected"], file["detected"]);
+
+    let out = nf()
+        .args(["replay", "-q"])
+        .arg(&given)
+        .arg(&lab)
+        .arg(repo().join("tests/data/veth-tbf20-offloads.pcap.gz"))
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{e}");
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    assert!(e.contains("--events-truth"), "{e}");
+}
