@@ -5,7 +5,9 @@
 
 One row per trace: name,class,profile,seed,cc,flows,seconds,capture_at,offloads,split.
 Deterministic: the same plan every time. Classes:
-  bulk  the backlogged lab profiles (4 seeds each, 60 s)
+  bulk  the backlogged lab profiles (4 seeds each, 60 s; two more seeds of
+        3 flows each, 207 and 211, for training: seeds 200-202 run 1, 1 and 2
+        flows, so 3 flows were only ever held out)
   app   video, web, mixture (8 seeds each, 180 s) and interactive, paced
         (4 seeds each, 180 s: held out entirely, never trained on)
 Host realism varies with the seed: congestion control cycles reno/cubic/bbr,
@@ -50,3 +52,7 @@ for seed in range(300, 308):
     if seed < 304:
         for p in APPS_HELDOUT:
             row("app", p, seed, 180, True)
+# Appended, so the rows above keep their congestion control, side and offloads.
+for seed in (207, 211):
+    for p in BULK:
+        row("bulk", p, seed, 60, False)
