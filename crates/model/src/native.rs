@@ -366,8 +366,9 @@ mod tests {
         }
     }
 
-    /// Every sequence of the committed corpus's features: the windows the
-    /// shipped trees were fitted on, bit for bit.
+    /// Every sequence of the committed corpus's features, bit for bit: the
+    /// windows the shipped trees were fitted on and the 3-flow traces added
+    /// after them (model_files/README.md "Corpus").
     #[test]
     fn row_features_have_the_tensor_codes_bits_on_the_corpus() {
         let dir =
