@@ -284,15 +284,52 @@ def main():
                     # Every frame on this link is to or from both of its hosts:
                     # a host's windows are the interface's, exactly.
                     agg = host_windows[(i, None)]
+                    # Except the stream's first window when it holds tcpdump's
+                    # bytes and the interface's also holds frames of the window
+                    # before, delivered after it closed (folded into the open
+                    # one): those came before this stream began.
                     off = [((w - first) // W_NS, b, agg.get(w)) for w, b in wins.items()
-                           if agg.get(w) != b and w <= max(agg)]
+                           if agg.get(w) != b and w <= max(agg)
+                           and not (w == first and b == expect[w] and agg.get(w, 0) > b)]
                     if off and not isinstance(addr, tuple):
                         print(f"  host {addr}: windows (index, host's, interface's) that differ: {off[:6]}")
                     if not isinstance(addr, tuple):
                         check(not off, f"host {addr} on {hub_dev(i)}: every window equals the interface stream's")
-                    check(total == sum(expect.values()) > 1_000_000 and same >= 0.9 * len(expect),
+                    # The stream starts mid-run, at a window boundary where a
+                    # frame may sit on the other side in ours than in tcpdump's
+                    # (the pairs printed above): what the interface's stream
+                    # holds before that boundary beyond tcpdump's moves the
+                    # count from there on by as much, the same for the host.
+                    # (This cut fell on such a pair in one run in four.)
+                    before = int(round(sum(n for ts, n, *_ in frames if ts < first) - sum(
+                        b for w, b in agg.items() if w < first)))
+                    if before:
+                        print(f"  {what}: the interface's stream holds {-before} bytes more than tcpdump's "
+                              "before the stream's first window")
+                    # A frame on the other side of a boundary makes two windows
+                    # differ (more when the kernel hands over a burst late, as
+                    # the printed pairs show); those are where the frames went,
+                    # not lost: a window counts as placed when it equals
+                    # tcpdump's or lies in a run of at most six (300 ms) whose
+                    # sum does.
+                    ws = sorted(expect)
+                    d = [wins.get(w, 0) - expect[w] for w in ws]
+                    placed = [x == 0 for x in d]
+                    for k in range(2, 7):
+                        for a0 in range(len(ws) - k + 1):
+                            if sum(d[a0:a0 + k]) == 0:
+                                placed[a0:a0 + k] = [True] * k
+                    # Either placement of those frames is right: with the
+                    # stream (the interface's side of the boundary) or before it
+                    # (tcpdump's side, the late frames of the window before).
+                    check(total in (sum(expect.values()), sum(expect.values()) + before)
+                          and total > 1_000_000 and sum(placed) >= 0.95 * len(expect),
                           f"{what} on {hub_dev(i)}: {total} bytes from its first window on, tcpdump "
-                          f"{sum(expect.values())}; {same} of {len(expect)} windows identical")
+                          f"{sum(expect.values())}{f' {before:+d} at its first boundary' if before else ''}; "
+                          f"{same} of {len(expect)} windows identical, {sum(placed)} placed"
+                          + ("" if all(placed) else
+                             f"; not placed (index, ours - tcpdump's): "
+                             f"{[(k, d[k]) for k in range(len(ws)) if not placed[k]][:12]}"))
             q = get("/query", 8086, "db=nf&q=SELECT count(actual_mbps) FROM traffic_prediction GROUP BY iface")
             counts = {}
             for series in json.loads(q or "{}").get("results", [{}])[0].get("series", []):
