@@ -163,7 +163,7 @@ pub struct FlowTable {
 /// alike): pure, so a reader thread can compute it ahead of the table.
 #[inline]
 pub fn flow_hash(ends: &Endpoints) -> u32 {
-    hash_key(&canonical(ends).0)
+    hash_key(ends)
 }
 
 /// Canonical key: the lower (address, port) first; `dir` says which side sent.
