@@ -8,7 +8,7 @@
 use crate::capture::{self, PacketSummary, SkipReason, tcp_flags};
 use crate::flow::{Analysis, FlowConfig, FlowStats, FlowTable, flags, flow_hash};
 use crate::forecast::WindowWidth;
-use crate::window::{PacketFacts, WindowAggregator, WindowRow, WindowStats};
+use crate::window::{PacketFacts, RowSink, WindowAggregator, WindowStats};
 
 /// Settings of the engine (FEATURES.md windows plus flow-table limits).
 #[derive(Copy, Clone, Debug)]
@@ -125,7 +125,7 @@ impl Engine {
         data: &[u8],
         orig_len: u32,
         ts_ns: Option<i64>,
-        emit: &mut impl FnMut(WindowRow),
+        emit: &mut impl RowSink,
     ) -> Option<(PacketSummary, Analysis)> {
         let parsed = match ts_ns {
             Some(ts_ns) => capture::parse_frame(linktype, data, orig_len, ts_ns),
@@ -142,7 +142,7 @@ impl Engine {
     pub fn parsed(
         &mut self,
         parsed: Result<PacketSummary, SkipReason>,
-        emit: &mut impl FnMut(WindowRow),
+        emit: &mut impl RowSink,
     ) -> Option<(PacketSummary, Analysis)> {
         match parsed {
             Ok(p) => Some((p, self.frame_hashed(&p, flow_hash(&p.ends), emit))),
@@ -167,7 +167,7 @@ impl Engine {
     }
 
     /// Account one parsed packet (benches and tests feed these directly).
-    pub fn packet(&mut self, p: &PacketSummary, emit: &mut impl FnMut(WindowRow)) -> Analysis {
+    pub fn packet(&mut self, p: &PacketSummary, emit: &mut impl RowSink) -> Analysis {
         self.packet_hashed(p, flow_hash(&p.ends), emit)
     }
 
@@ -178,7 +178,7 @@ impl Engine {
         &mut self,
         p: &PacketSummary,
         hash: u32,
-        emit: &mut impl FnMut(WindowRow),
+        emit: &mut impl RowSink,
     ) -> Analysis {
         self.counters.frames += 1;
         self.packet_hashed(p, hash, emit)
@@ -191,12 +191,7 @@ impl Engine {
     }
 
     #[inline]
-    fn packet_hashed(
-        &mut self,
-        p: &PacketSummary,
-        hash: u32,
-        emit: &mut impl FnMut(WindowRow),
-    ) -> Analysis {
+    fn packet_hashed(&mut self, p: &PacketSummary, hash: u32, emit: &mut impl RowSink) -> Analysis {
         let c = &mut self.counters;
         c.counted += 1;
         c.counted_bytes += p.frame_len_bytes as u64;
@@ -238,13 +233,13 @@ impl Engine {
     }
 
     /// Live mode: close windows that ended before `now_ns` (already minus grace).
-    pub fn advance_to(&mut self, now_ns: i64, emit: &mut impl FnMut(WindowRow)) {
+    pub fn advance_to(&mut self, now_ns: i64, emit: &mut impl RowSink) {
         self.windows.advance_to(now_ns, emit);
         self.flows.expire(now_ns);
     }
 
     /// End of input: close the open window.
-    pub fn finish(&mut self, emit: &mut impl FnMut(WindowRow)) {
+    pub fn finish(&mut self, emit: &mut impl RowSink) {
         self.windows.finish(emit);
     }
 
@@ -261,7 +256,7 @@ impl Engine {
 mod tests {
     use super::*;
     use crate::capture::tcp_flags as F;
-    use crate::window::TcpProgress;
+    use crate::window::{TcpProgress, WindowRow};
 
     const MS: i64 = 1_000_000;
 

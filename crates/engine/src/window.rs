@@ -94,6 +94,32 @@ impl WindowRow {
     }
 }
 
+/// Where closed windows go: a row at a time, or a run of silent windows that
+/// carry the same values (hours of a quiet link) at once, where a consumer can
+/// take a run cheaper than its rows. Every `FnMut(WindowRow)` is one, taking a
+/// run row by row.
+pub trait RowSink {
+    /// One closed window.
+    fn row(&mut self, r: WindowRow);
+
+    /// `n` silent windows: `first`, then `n - 1` more `width_ns` apart, the
+    /// same but for their start.
+    fn silent_run(&mut self, first: WindowRow, n: u64, width_ns: i64) {
+        let mut r = first;
+        for _ in 0..n {
+            self.row(r);
+            r.start_ns += width_ns;
+        }
+    }
+}
+
+impl<F: FnMut(WindowRow)> RowSink for F {
+    #[inline]
+    fn row(&mut self, r: WindowRow) {
+        self(r)
+    }
+}
+
 /// Counters the aggregator keeps about time itself.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct WindowStats {
@@ -220,7 +246,7 @@ impl WindowAggregator {
     }
 
     /// Add one packet; windows it closes are passed to `emit`.
-    pub fn push(&mut self, f: &PacketFacts, emit: &mut impl FnMut(WindowRow)) {
+    pub fn push(&mut self, f: &PacketFacts, emit: &mut impl RowSink) {
         let k = f.ts_ns.div_euclid(self.width_ns);
         match self.open {
             None => self.open = Some(k),
@@ -230,10 +256,10 @@ impl WindowAggregator {
                     self.stats.time_jumps += 1;
                     self.open = Some(k);
                 } else {
-                    while self.open.is_some_and(|o| o < k) {
-                        self.close(emit);
-                        self.open = self.open.map(|o| o + 1);
-                    }
+                    // The open window, then the silent ones up to `k` as a run.
+                    self.close(emit);
+                    self.silent_run(open + 1, k - open - 1, emit);
+                    self.open = Some(k);
                 }
             }
             Some(open) if k < open => {
@@ -275,7 +301,7 @@ impl WindowAggregator {
 
     /// Close every window that ends at or before `now_ns` (live: clock minus a
     /// grace for delivery). Silent windows are emitted too.
-    pub fn advance_to(&mut self, now_ns: i64, emit: &mut impl FnMut(WindowRow)) {
+    pub fn advance_to(&mut self, now_ns: i64, emit: &mut impl RowSink) {
         while let Some(open) = self.open {
             if (open + 1).saturating_mul(self.width_ns) > now_ns {
                 break;
@@ -294,37 +320,49 @@ impl WindowAggregator {
     }
 
     /// Close the open window (end of input).
-    pub fn finish(&mut self, emit: &mut impl FnMut(WindowRow)) {
+    pub fn finish(&mut self, emit: &mut impl RowSink) {
         if self.open.is_some() {
             self.close(emit);
             self.open = None;
         }
     }
 
-    fn close(&mut self, emit: &mut impl FnMut(WindowRow)) {
+    /// `n` silent windows from index `k` on, after a window was emitted:
+    /// each carries the last one's delay, bytes in flight and unacknowledged
+    /// segments.
+    fn silent_run(&mut self, k: i64, n: i64, emit: &mut impl RowSink) {
+        if n <= 0 {
+            return;
+        }
+        debug_assert!(self.emitted_any && self.acc.packets == 0);
+        self.stats.windows += n as u64;
+        self.stats.silent_windows += n as u64;
+        let first = WindowRow {
+            start_ns: k * self.width_ns,
+            size_bytes: 0,
+            delay_s: self.prev_delay_s,
+            bif_bytes: self.prev_bif,
+            iat_mean_s: 0.0,
+            iat_std_s: 0.0,
+            throughput_mbps: 0.0,
+            delay_grad_s: 0.0,
+            bif_grad_bytes: 0,
+            is_silent: true,
+            packets: 0,
+            tcp: TcpProgress {
+                unacked_segments: self.prev_unacked,
+                ..TcpProgress::default()
+            },
+        };
+        emit.silent_run(first, n as u64, self.width_ns);
+    }
+
+    fn close(&mut self, emit: &mut impl RowSink) {
         let Some(k) = self.open else { return };
         if self.acc.packets == 0 && self.emitted_any {
             // A silent window after another window: everything carries over
             // (the common row of sparse captures; the same values as below).
-            self.stats.windows += 1;
-            self.stats.silent_windows += 1;
-            emit(WindowRow {
-                start_ns: k * self.width_ns,
-                size_bytes: 0,
-                delay_s: self.prev_delay_s,
-                bif_bytes: self.prev_bif,
-                iat_mean_s: 0.0,
-                iat_std_s: 0.0,
-                throughput_mbps: 0.0,
-                delay_grad_s: 0.0,
-                bif_grad_bytes: 0,
-                is_silent: true,
-                packets: 0,
-                tcp: TcpProgress {
-                    unacked_segments: self.prev_unacked,
-                    ..TcpProgress::default()
-                },
-            });
+            self.silent_run(k, 1, emit);
             return;
         }
         let a = &self.acc;
@@ -382,7 +420,7 @@ impl WindowAggregator {
             self.stats.silent_windows += 1;
         }
         self.acc.clear();
-        emit(row);
+        emit.row(row);
     }
 }
 
@@ -421,6 +459,58 @@ mod tests {
         assert!(rows[1].is_silent && rows[2].is_silent);
         assert_eq!(rows[3].start_ns, 1_000 * NS_PER_S + 150 * MS);
         assert_eq!(rows[0].throughput_mbps, 100.0 * 8.0 / 0.05 / 1e6);
+    }
+
+    /// Keeps what it was given: rows, and runs as (first row, n).
+    #[derive(Default)]
+    struct Runs {
+        rows: Vec<WindowRow>,
+        runs: Vec<(WindowRow, u64)>,
+    }
+
+    impl RowSink for Runs {
+        fn row(&mut self, r: WindowRow) {
+            self.rows.push(r);
+        }
+
+        fn silent_run(&mut self, first: WindowRow, n: u64, _width_ns: i64) {
+            self.runs.push((first, n));
+        }
+    }
+
+    #[test]
+    fn a_gap_is_one_run_of_the_rows_a_closure_gets_one_by_one() {
+        let mut a = facts(1_000 * NS_PER_S + 10 * MS, 100);
+        a.bytes_in_flight = Some(5_000);
+        a.ack_rtt_ns = Some(20 * MS);
+        a.unacked_segments = 3;
+        // Five hundred seconds of silence, then a packet.
+        let pkts = [a, facts(1_500 * NS_PER_S + 20 * MS, 60)];
+        let rows = run(&pkts);
+        let mut w = WindowAggregator::new(50 * MS, 600 * NS_PER_S);
+        let mut sink = Runs::default();
+        for p in &pkts {
+            w.push(p, &mut sink);
+        }
+        w.finish(&mut sink);
+        let silent = 500 * 20 - 1;
+        assert_eq!(rows.len(), silent + 2);
+        assert_eq!(sink.rows.len(), 2);
+        assert_eq!(sink.runs.len(), 1);
+        let (first, n) = sink.runs[0];
+        assert_eq!(n as usize, silent);
+        // Expanded, the run is the closure's rows.
+        let mut expanded = vec![sink.rows[0]];
+        expanded.extend((0..n as i64).map(|i| WindowRow {
+            start_ns: first.start_ns + i * 50 * MS,
+            ..first
+        }));
+        expanded.push(sink.rows[1]);
+        assert_eq!(expanded, rows);
+        assert!(rows[1].is_silent && rows[1].bif_bytes == 5_000);
+        assert_eq!(rows[1].tcp.unacked_segments, 3);
+        assert_eq!(w.stats.windows, silent as u64 + 2);
+        assert_eq!(w.stats.silent_windows, silent as u64);
     }
 
     #[test]

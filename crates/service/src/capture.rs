@@ -12,7 +12,7 @@ use engine::capture::{PacketSummary, SkipReason, parse_frame};
 use engine::flow::Analysis;
 use engine::flow::flow_hash;
 use engine::pipeline::{Counters, Engine, EngineConfig};
-use engine::window::{PacketFacts, WindowRow};
+use engine::window::{PacketFacts, RowSink, WindowRow};
 use std::time::Instant;
 
 /// Reading the clock costs ~20 ns; under load it is read once per this many packets.
@@ -164,6 +164,25 @@ const STAGED: usize = 32;
 /// memory load (~100 ns) to land, near enough to stay in the cache.
 const PREFETCH_AHEAD: usize = 8;
 
+/// A sink that counts the rows it passes on.
+struct Counted<S> {
+    rows: u64,
+    sink: S,
+}
+
+impl<S: RowSink> RowSink for Counted<S> {
+    #[inline]
+    fn row(&mut self, r: WindowRow) {
+        self.rows += 1;
+        self.sink.row(r)
+    }
+
+    fn silent_run(&mut self, first: WindowRow, n: u64, width_ns: i64) {
+        self.rows += n;
+        self.sink.silent_run(first, n, width_ns)
+    }
+}
+
 /// Read and parse `source` on a scoped thread, ahead of the engine here;
 /// `None` when the thread could not start (the caller then reads inline).
 /// A read error comes after every frame before it was accounted, as inline.
@@ -172,7 +191,7 @@ fn read_ahead<S: PacketSource + ?Sized, O: CaptureObserver + ?Sized>(
     engine: &mut Engine,
     shutdown: &Shutdown,
     observer: &mut O,
-    on_row: &mut impl FnMut(WindowRow),
+    on_row: &mut impl RowSink,
 ) -> Option<Result<(), SourceError>> {
     let (tx, rx) = crossbeam_channel::bounded::<Vec<Ahead>>(4);
     // Emptied batches go back to the reader, so steady state allocates nothing.
@@ -281,15 +300,14 @@ pub fn run_capture<S: PacketSource + ?Sized, O: CaptureObserver + ?Sized>(
     grace_ns: i64,
     shutdown: &Shutdown,
     observer: &mut O,
-    mut emit: impl FnMut(WindowRow),
+    emit: impl RowSink,
 ) -> Result<CaptureSummary, SourceError> {
     let start = Instant::now();
     let live = source.is_live();
     let mut engine = Engine::new(cfg);
-    let mut rows = 0u64;
-    let mut on_row = |r: WindowRow| {
-        rows += 1;
-        emit(r)
+    let mut on_row = Counted {
+        rows: 0,
+        sink: emit,
     };
     if live {
         engine.start_at(clock.now_ns());
@@ -366,6 +384,7 @@ pub fn run_capture<S: PacketSource + ?Sized, O: CaptureObserver + ?Sized>(
         None
     };
     let counters = engine.counters();
+    let rows = on_row.rows;
     observer.tick(&counters, kernel);
     observer.finish();
     let FileNotes {

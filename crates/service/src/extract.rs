@@ -106,6 +106,16 @@ struct RowWriter<'scope> {
     thread: Option<std::thread::ScopedJoinHandle<'scope, Result<(), SinkError>>>,
 }
 
+impl engine::window::RowSink for &mut RowWriter<'_> {
+    fn row(&mut self, r: WindowRow) {
+        self.push(r)
+    }
+
+    fn silent_run(&mut self, first: WindowRow, n: u64, width_ns: i64) {
+        RowWriter::silent_run(self, first, n, width_ns)
+    }
+}
+
 impl<'scope> RowWriter<'scope> {
     fn start<'env>(
         scope: &'scope std::thread::Scope<'scope, 'env>,
@@ -168,6 +178,31 @@ impl<'scope> RowWriter<'scope> {
             n: 1,
             step_ns: 0,
         });
+    }
+
+    /// `n` silent rows `width_ns` apart, as runs: the first joins the last
+    /// run when it continues it, the rest extend that run.
+    fn silent_run(&mut self, first: WindowRow, n: u64, width_ns: i64) {
+        let mut r = first;
+        let mut left = n;
+        while left > 0 {
+            self.push(r);
+            left -= 1;
+            r.start_ns += width_ns;
+            let Some(last) = self.batch.last_mut() else {
+                continue;
+            };
+            let next = i64::from(last.n)
+                .checked_mul(width_ns)
+                .and_then(|d| last.row.start_ns.checked_add(d));
+            if left > 0 && (last.n == 1 || last.step_ns == width_ns) && next == Some(r.start_ns) {
+                let take = left.min(u64::from(u32::MAX - last.n));
+                last.step_ns = width_ns;
+                last.n += take as u32;
+                left -= take;
+                r.start_ns += width_ns * take as i64;
+            }
+        }
     }
 
     fn send(&mut self) {
@@ -261,7 +296,7 @@ impl Extract {
                     0,
                     shutdown,
                     &mut observer,
-                    &mut |r: WindowRow| rows.push(r),
+                    &mut rows,
                 )?;
                 if let Some(e) = observer.error {
                     return Err(e.into());
@@ -359,5 +394,96 @@ impl Extract {
             eprintln!("{}", s.render());
         }
         Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engine::window::RowSink;
+
+    fn row(start_ns: i64) -> WindowRow {
+        WindowRow {
+            start_ns,
+            size_bytes: 0,
+            delay_s: 0.02,
+            bif_bytes: 0,
+            iat_mean_s: 0.0,
+            iat_std_s: 0.0,
+            throughput_mbps: 0.0,
+            delay_grad_s: 0.0,
+            bif_grad_bytes: 0,
+            is_silent: true,
+            packets: 0,
+            tcp: Default::default(),
+        }
+    }
+
+    fn silent(start_ns: i64, bif: u64) -> WindowRow {
+        WindowRow {
+            bif_bytes: bif,
+            ..row(start_ns)
+        }
+    }
+
+    /// Writes `feed` through a `RowWriter` into a file, and returns its text.
+    fn written(name: &str, feed: impl FnOnce(&mut RowWriter<'_>)) -> String {
+        let path =
+            std::env::temp_dir().join(format!("nf-rowwriter-{}-{name}.csv", std::process::id()));
+        let shutdown = Shutdown::new();
+        std::thread::scope(|scope| {
+            let csv = FeaturesCsv::create(&path, false).expect("create");
+            let mut w = RowWriter::start(scope, csv, &shutdown).expect("start");
+            feed(&mut w);
+            w.finish().expect("finish");
+        });
+        let text = std::fs::read_to_string(&path).expect("read");
+        let _ = std::fs::remove_file(&path);
+        text
+    }
+
+    #[test]
+    fn silent_runs_write_what_their_rows_write() {
+        const W: i64 = 50_000_000;
+        let t0 = 1_700_000_000 * 1_000_000_000;
+        let busy = |k: i64| WindowRow {
+            size_bytes: 1500,
+            throughput_mbps: 0.24,
+            packets: 1,
+            is_silent: false,
+            ..row(t0 + k * W)
+        };
+        // Runs that start a run, continue a row-by-row one, follow each
+        // other, and carry other values; more than a batch of them.
+        let mut rows = Vec::new();
+        let mut runs = Vec::new();
+        let mut k = 0;
+        for i in 0..600 {
+            rows.push(busy(k));
+            runs.push((busy(k), 0));
+            k += 1;
+            let n = 1 + (i * 37) % 500;
+            let bif = if i % 3 == 0 { 0 } else { 1000 * i as u64 };
+            rows.push(silent(t0 + k * W, bif));
+            runs.push((silent(t0 + k * W, bif), 1));
+            k += 1;
+            for j in 0..n {
+                rows.push(silent(t0 + (k + j) * W, bif));
+            }
+            runs.push((silent(t0 + k * W, bif), n as u64));
+            k += n;
+        }
+        let by_rows = written("rows", |w| rows.iter().for_each(|r| w.push(*r)));
+        let by_runs = written("runs", |mut w| {
+            for (r, n) in &runs {
+                if *n == 0 {
+                    (&mut w).row(*r);
+                } else {
+                    (&mut w).silent_run(*r, *n, W);
+                }
+            }
+        });
+        assert_eq!(by_rows.lines().count(), rows.len() + 1);
+        assert!(by_rows == by_runs, "the two files differ");
     }
 }
