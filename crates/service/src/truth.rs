@@ -9,6 +9,11 @@
 //!   when it is raised (the end of its first window) within 5 s after it; the
 //!   delay is that time minus the drop. Recall is drops detected over drops;
 //!   precision is `capacity_drop` events that detected a drop over all of them.
+//! - Precision counts an alert on a drop shorter than a second, a real one,
+//!   as false; `precision_at_half` asks only whether the link was at half or
+//!   less of its capacity when the alert was raised: at some moment in the
+//!   `RAISE_SLACK_S` before, the scheduled rate at most half the highest rate
+//!   in the second before that moment.
 //! - A congestion onset is a window under the threshold after at least a
 //!   second (20 windows of 50 ms) at or over it. A `congestion_ahead` event
 //!   active at the window before warned of it; the lead time is the onset's
@@ -30,6 +35,9 @@ use std::sync::{Arc, Mutex};
 pub const DETECT_S: f64 = 5.0;
 /// How long a drop must last, s.
 pub const DROP_LASTS_S: f64 = 1.0;
+/// How long before an alert was raised the link may have been at half, s
+/// (the traffic shows a drop a round trip or two after it).
+pub const RAISE_SLACK_S: f64 = 0.5;
 
 /// A distribution's 10th, 50th and 90th percentiles (None: no sample).
 #[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
@@ -83,6 +91,9 @@ pub struct CaptureTruth {
     pub drop_events: usize,
     /// See `drop_events`.
     pub drop_events_matched: usize,
+    /// `capacity_drop` events raised while the link was at half or less of
+    /// its capacity (see the module's doc).
+    pub drop_events_at_half: usize,
     /// Detection delays, s.
     pub delays_s: Vec<f64>,
     /// Congestion onsets, and those warned of.
@@ -116,6 +127,9 @@ pub struct TruthReport {
     pub recall_with_stall: Option<f64>,
     /// `capacity_drop` events that detected a drop over all of them.
     pub precision: Option<f64>,
+    /// `capacity_drop` events raised while the link was at half or less of its
+    /// capacity over all of them.
+    pub precision_at_half: Option<f64>,
     /// Detection delay, s.
     pub delay_s: Spread,
     /// `capacity_drop` events that detected nothing, per hour.
@@ -143,6 +157,7 @@ impl TruthReport {
         let (drops, detected) = (sum(|c| c.drops), sum(|c| c.detected));
         let with_stall = sum(|c| c.detected_with_stall);
         let (ev, matched) = (sum(|c| c.drop_events), sum(|c| c.drop_events_matched));
+        let at_half = sum(|c| c.drop_events_at_half);
         let delays: Vec<f64> = s.iter().flat_map(|c| c.delays_s.clone()).collect();
         let leads: Vec<f64> = s.iter().flat_map(|c| c.leads_s.clone()).collect();
         let per_hour = |n: usize| (hours > 0.0).then(|| n as f64 / hours);
@@ -154,6 +169,7 @@ impl TruthReport {
             recall: (drops > 0).then(|| detected as f64 / drops as f64),
             recall_with_stall: (drops > 0).then(|| with_stall as f64 / drops as f64),
             precision: (ev > 0).then(|| matched as f64 / ev as f64),
+            precision_at_half: (ev > 0).then(|| at_half as f64 / ev as f64),
             delay_s: Spread::of(&delays),
             false_drops_per_hour: per_hour(ev - matched),
             onsets: sum(|c| c.onsets),
@@ -170,7 +186,7 @@ impl TruthReport {
         let f = |x: Option<f64>, d: usize| x.map_or("-".into(), |v| format!("{v:.d$}"));
         vec![
             format!(
-                "events against the schedules ({} captures, {:.1} min): capacity drops detected {}/{} (recall {}; {} counting link stalls), precision {}, delay p10/median/p90 {}/{}/{} s, {} false drops/h",
+                "events against the schedules ({} captures, {:.1} min): capacity drops detected {}/{} (recall {}; {} counting link stalls), precision {} ({} raised with the link at half), delay p10/median/p90 {}/{}/{} s, {} false drops/h",
                 self.captures_scored,
                 self.hours * 60.0,
                 self.detected,
@@ -178,6 +194,7 @@ impl TruthReport {
                 f(self.recall, 2),
                 f(self.recall_with_stall, 2),
                 f(self.precision, 2),
+                f(self.precision_at_half, 2),
                 f(self.delay_s.p10, 2),
                 f(self.delay_s.median, 2),
                 f(self.delay_s.p90, 2),
@@ -292,6 +309,30 @@ pub fn drops(rows: &[(f64, f64)], from: f64, to: f64) -> Vec<f64> {
     out
 }
 
+/// The rate in effect at `t`, None before the first row.
+fn rate_at(rows: &[(f64, f64)], t: f64) -> Option<f64> {
+    rows.iter().rev().find(|r| r.0 <= t).map(|r| r.1)
+}
+
+/// Whether at some moment in `[t - RAISE_SLACK_S, t]` the scheduled rate
+/// was at most half the highest rate in effect over the second before it.
+pub fn at_half(rows: &[(f64, f64)], t: f64) -> bool {
+    let from = t - RAISE_SLACK_S;
+    let moments =
+        std::iter::once(from).chain(rows.iter().map(|r| r.0).filter(|x| *x > from && *x <= t));
+    moments.into_iter().any(|m| {
+        let Some(now) = rate_at(rows, m) else {
+            return false;
+        };
+        let before = rate_at(rows, m - DROP_LASTS_S).into_iter().chain(
+            rows.iter()
+                .filter(|r| r.0 > m - DROP_LASTS_S && r.0 <= m)
+                .map(|r| r.1),
+        );
+        before.fold(f64::NEG_INFINITY, f64::max) >= 2.0 * now && now.is_finite()
+    })
+}
+
 /// Score one capture's windows `(start s, throughput, silent)` and events.
 pub fn score(
     name: &str,
@@ -346,6 +387,7 @@ pub fn score(
         .count();
     c.drop_events = cap.len();
     c.drop_events_matched = used.iter().filter(|u| **u).count();
+    c.drop_events_at_half = cap.iter().filter(|e| at_half(schedule, raised(e))).count();
     // Congestion onsets.
     let cong: Vec<&Event> = events
         .iter()
@@ -606,9 +648,36 @@ mod tests {
             (c.congestion_events, c.congestion_false, c.congestion_idle),
             (2, 1, 0)
         );
+        // The second was raised on a steady link.
+        assert_eq!(c.drop_events_at_half, 1);
         let r = TruthReport::pool(vec![c]);
         assert_eq!((r.recall, r.precision), (Some(1.0), Some(0.5)));
+        assert_eq!(r.precision_at_half, Some(0.5));
         assert_eq!(r.lines().len(), 2);
+    }
+
+    #[test]
+    fn an_alert_counts_at_half_on_a_short_outage_and_not_long_after_a_drop() {
+        // 18 Mbit/s, out for 0.7 s at 20 s (too short to be a drop), at 4
+        // from 30 s for 10 s, and 18 -> 12 -> 7 a second apart (never half).
+        let rows = [
+            (0.0, 18.0),
+            (20.0, 0.05),
+            (20.7, 18.0),
+            (30.0, 4.0),
+            (40.0, 18.0),
+            (50.0, 12.0),
+            (51.2, 7.0),
+        ];
+        assert!(drops(&rows, 0.0, 60.0) == vec![30.0]);
+        assert!(at_half(&rows, 20.1) && at_half(&rows, 20.5));
+        // Raised after the link was back, within the slack of the outage.
+        assert!(at_half(&rows, 21.1) && !at_half(&rows, 21.3));
+        assert!(at_half(&rows, 30.2) && at_half(&rows, 30.9));
+        // A second into the drop the second before is at 4 too.
+        assert!(!at_half(&rows, 31.6));
+        assert!(!at_half(&rows, 10.0) && !at_half(&rows, 50.2) && !at_half(&rows, 51.5));
+        assert!(!at_half(&rows, -5.0));
     }
 
     #[test]
