@@ -9,6 +9,10 @@
 //!   when it is raised (the end of its first window) within 5 s after it; the
 //!   delay is that time minus the drop. Recall is drops detected over drops;
 //!   precision is `capacity_drop` events that detected a drop over all of them.
+//!   Each alert, in the order raised, detects the latest drop before it that
+//!   is not detected yet. A drop the traffic felt is one where its throughput
+//!   over the second after is at most half that of the second before
+//!   (`recall_felt`): a sender using a fifth of a link does not see it halve.
 //! - Precision counts an alert on a drop shorter than a second, a real one,
 //!   as false; `precision_at_half` asks only whether the link was at half or
 //!   less of its capacity when the alert was raised: at some moment in the
@@ -84,6 +88,11 @@ pub struct CaptureTruth {
     pub drops: usize,
     /// Of them, detected (by a `capacity_drop`).
     pub detected: usize,
+    /// Drops the traffic felt (its throughput over the second after at most
+    /// half that of the second before), and of them, detected.
+    pub drops_felt: usize,
+    /// See `drops_felt`.
+    pub detected_felt: usize,
     /// Of them, detected by a `capacity_drop` or a `link_stall` (an outage
     /// sends nothing, so only a stall can tell it).
     pub detected_with_stall: usize,
@@ -125,6 +134,12 @@ pub struct TruthReport {
     pub recall: Option<f64>,
     /// Recall when a `link_stall` also counts as detecting a drop.
     pub recall_with_stall: Option<f64>,
+    /// Drops the traffic felt, detected, recall.
+    pub drops_felt: usize,
+    /// See `drops_felt`.
+    pub detected_felt: usize,
+    /// See `drops_felt`.
+    pub recall_felt: Option<f64>,
     /// `capacity_drop` events that detected a drop over all of them.
     pub precision: Option<f64>,
     /// `capacity_drop` events raised while the link was at half or less of its
@@ -158,6 +173,7 @@ impl TruthReport {
         let with_stall = sum(|c| c.detected_with_stall);
         let (ev, matched) = (sum(|c| c.drop_events), sum(|c| c.drop_events_matched));
         let at_half = sum(|c| c.drop_events_at_half);
+        let (felt, felt_hit) = (sum(|c| c.drops_felt), sum(|c| c.detected_felt));
         let delays: Vec<f64> = s.iter().flat_map(|c| c.delays_s.clone()).collect();
         let leads: Vec<f64> = s.iter().flat_map(|c| c.leads_s.clone()).collect();
         let per_hour = |n: usize| (hours > 0.0).then(|| n as f64 / hours);
@@ -168,6 +184,9 @@ impl TruthReport {
             detected,
             recall: (drops > 0).then(|| detected as f64 / drops as f64),
             recall_with_stall: (drops > 0).then(|| with_stall as f64 / drops as f64),
+            drops_felt: felt,
+            detected_felt: felt_hit,
+            recall_felt: (felt > 0).then(|| felt_hit as f64 / felt as f64),
             precision: (ev > 0).then(|| matched as f64 / ev as f64),
             precision_at_half: (ev > 0).then(|| at_half as f64 / ev as f64),
             delay_s: Spread::of(&delays),
@@ -186,13 +205,16 @@ impl TruthReport {
         let f = |x: Option<f64>, d: usize| x.map_or("-".into(), |v| format!("{v:.d$}"));
         vec![
             format!(
-                "events against the schedules ({} captures, {:.1} min): capacity drops detected {}/{} (recall {}; {} counting link stalls), precision {} ({} raised with the link at half), delay p10/median/p90 {}/{}/{} s, {} false drops/h",
+                "events against the schedules ({} captures, {:.1} min): capacity drops detected {}/{} (recall {}; {} counting link stalls; {}/{} = {} of those the traffic felt), precision {} ({} raised with the link at half), delay p10/median/p90 {}/{}/{} s, {} false drops/h",
                 self.captures_scored,
                 self.hours * 60.0,
                 self.detected,
                 self.drops,
                 f(self.recall, 2),
                 f(self.recall_with_stall, 2),
+                self.detected_felt,
+                self.drops_felt,
+                f(self.recall_felt, 2),
                 f(self.precision, 2),
                 f(self.precision_at_half, 2),
                 f(self.delay_s.p10, 2),
@@ -361,14 +383,42 @@ pub fn score(
         .filter(|e| e.kind == Kind::CapacityDrop)
         .collect();
     let ds = drops(schedule, first.0, last.0 + width_s);
+    // Each alert, in the order raised, detects the latest drop before it not
+    // detected yet (an alert explains the most recent drop, not one 4 s
+    // older that the traffic may not have felt).
     let mut used = vec![false; cap.len()];
-    for t in &ds {
-        if let Some(i) = (0..cap.len()).find(|&i| {
-            let r = raised(cap[i]);
-            !used[i] && r >= *t && r - t <= DETECT_S
-        }) {
+    let mut delay_of: Vec<Option<f64>> = vec![None; ds.len()];
+    let mut order: Vec<usize> = (0..cap.len()).collect();
+    order.sort_by(|a, b| raised(cap[*a]).total_cmp(&raised(cap[*b])));
+    for i in order {
+        let r = raised(cap[i]);
+        if let Some(k) = (0..ds.len())
+            .rev()
+            .find(|&k| delay_of[k].is_none() && ds[k] <= r && r - ds[k] <= DETECT_S)
+        {
             used[i] = true;
-            c.delays_s.push(raised(cap[i]) - t);
+            delay_of[k] = Some(r - ds[k]);
+        }
+    }
+    c.delays_s = delay_of.iter().flatten().copied().collect();
+    // The drops the traffic felt: its throughput over the second after at
+    // most half that of the second before.
+    let mean = |a: f64, b: f64| {
+        let v: Vec<f64> = windows
+            .iter()
+            .filter(|w| w.0 >= a && w.0 < b)
+            .map(|w| w.1)
+            .collect();
+        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    };
+    for (k, t) in ds.iter().enumerate() {
+        if let (Some(before), Some(after)) =
+            (mean(t - DROP_LASTS_S, *t), mean(*t, t + DROP_LASTS_S))
+            && before > 0.0
+            && after <= 0.5 * before
+        {
+            c.drops_felt += 1;
+            c.detected_felt += usize::from(delay_of[k].is_some());
         }
     }
     c.drops = ds.len();
@@ -654,6 +704,31 @@ mod tests {
         assert_eq!((r.recall, r.precision), (Some(1.0), Some(0.5)));
         assert_eq!(r.precision_at_half, Some(0.5));
         assert_eq!(r.lines().len(), 2);
+    }
+
+    #[test]
+    fn an_alert_detects_the_latest_drop_and_felt_drops_are_the_ones_traffic_shows() {
+        let w = 0.05;
+        // The link: 100, 40 at 10 s (a drop), 100 at 12 s, 20 at 14 s.
+        let rows = [(0.0, 100.0), (10.0, 40.0), (12.0, 100.0), (14.0, 20.0)];
+        // The traffic used 30 of it until 14 s, then 12: it did not feel the
+        // first drop, and felt the second.
+        let windows: Vec<(f64, f64, bool)> = (0..400)
+            .map(|k| {
+                let t = k as f64 * w;
+                (t, if t < 14.0 { 30.0 } else { 12.0 }, false)
+            })
+            .collect();
+        assert_eq!(drops(&rows, 0.0, 20.0), vec![10.0, 14.0]);
+        let events = [ev(Kind::CapacityDrop, 14.1, 15.0)];
+        let c = score("x", &windows, &events, &rows, 20.0, w);
+        // Raised 0.15 s after the second drop: that one, not the first
+        // (4.15 s before, within the 5 s too).
+        assert_eq!((c.drops, c.detected, c.drop_events_matched), (2, 1, 1));
+        assert!((c.delays_s[0] - 0.15).abs() < 1e-9, "{:?}", c.delays_s);
+        assert_eq!((c.drops_felt, c.detected_felt), (1, 1));
+        let r = TruthReport::pool(vec![c]);
+        assert_eq!((r.recall, r.recall_felt), (Some(0.5), Some(1.0)));
     }
 
     #[test]
