@@ -20,7 +20,11 @@
 //!   delivering less; an application that stopped writing still gets ACKs at
 //!   the old rate for a round trip). Critical when under half that edge.
 //!   After `rtt_min_windows` below it, the lower level is the new normal:
-//!   the edge re-anchors and the event ends.
+//!   the edge re-anchors and the event ends. A further deep drop inside an
+//!   active one (a staircase down: under `deep_drop_ratio` of a full second
+//!   inside it, at most a tenth of which was silent, the ACKs too, for
+//!   `deep_drop_windows`) ends it and starts another, measured from the level
+//!   it fell from.
 //! - `forecast_degraded`: the published forecast worse than persistence over
 //!   the last minute (rolling MASE above `degraded_mase`, once
 //!   `degraded_min_scored` windows are scored); ends below
@@ -296,6 +300,10 @@ pub struct Detector {
     /// Throughput and segments acknowledged per window, the last second
     /// before an episode.
     level: VecDeque<(f64, f64)>,
+    /// The same, the last second inside an active capacity drop, and the
+    /// windows in a row of a further deep drop under it.
+    inner: VecDeque<(f64, f64, bool)>,
+    further_streak: usize,
     /// The capture's loss counter as last told, and its increments per window.
     lost_total: Option<u64>,
     lost_new: u64,
@@ -330,6 +338,8 @@ impl Detector {
             drop_streak: 0,
             deep_streak: 0,
             level: VecDeque::new(),
+            inner: VecDeque::new(),
+            further_streak: 0,
             lost_total: None,
             lost_new: 0,
             lost_recent: VecDeque::new(),
@@ -504,8 +514,54 @@ impl Detector {
         } else {
             0
         };
-        let start =
+        let mut start =
             self.drop_streak >= cfg.drop_windows || self.deep_streak >= cfg.deep_drop_windows;
+        // A further deep drop inside an active one (a staircase down): under
+        // `deep_drop_ratio` of a full second inside it (at most a tenth of
+        // it silent: not the bursts of a link that barely delivers), the ACKs
+        // too, for `deep_drop_windows`. The event ends and a new one starts,
+        // measured from the level it fell from.
+        let further = self.tracks[1].active.is_some() && backlogged && {
+            // The second before this streak began.
+            let n = self.inner.len().saturating_sub(self.further_streak);
+            let before = self.inner.iter().take(n);
+            let (t, a) = before
+                .clone()
+                .fold((0.0, 0.0), |(t, a), (rt, ra, _)| (t + rt, a + ra));
+            let silent = before.clone().filter(|w| w.2).count();
+            let mean = t / n.max(1) as f64;
+            n + 1 >= second
+                && silent * 10 <= n
+                && row.throughput_mbps < cfg.deep_drop_ratio * mean
+                && (row.tcp.acked_segments as f64) < cfg.deep_drop_ratio * a / n as f64
+        };
+        self.further_streak = if further { self.further_streak + 1 } else { 0 };
+        if self.tracks[1].active.is_some() {
+            push_bounded(
+                &mut self.inner,
+                (
+                    row.throughput_mbps,
+                    row.tcp.acked_segments as f64,
+                    row.is_silent,
+                ),
+                second,
+            );
+        } else {
+            self.inner.clear();
+        }
+        if self.further_streak >= cfg.deep_drop_windows
+            && let Some(mut e) = self.tracks[1].active.take()
+        {
+            e.end_ns = Some(row.start_ns);
+            changes.push(Change::Ended(e));
+            // The new level: the second before this drop's first window.
+            let keep = self.inner.len().saturating_sub(self.further_streak);
+            self.inner.truncate(keep);
+            self.level = self.inner.drain(..).map(|(t, a, _)| (t, a)).collect();
+            self.further_streak = 0;
+            self.tracks[1].clearing = 0;
+            start = true;
+        }
         let severity = if self
             .ref_lo
             .is_some_and(|lo| below && row.throughput_mbps < 0.5 * lo)
@@ -943,6 +999,53 @@ mod tests {
         seq[200].band_at_target = Some((32.0, 48.0));
         let ch = run(&mut Detector::new(cfg, "eth0", W), &seq);
         assert_eq!(ch, vec![(203, Kind::CapacityDrop, true)]);
+    }
+
+    #[test]
+    fn a_further_drop_inside_one_ends_it_and_starts_another_but_an_outage_does_not() {
+        let cfg = EventConfig::default();
+        let at = |i, mbps, acked| acking(scored(i, mbps, 60_000, 0.040, 0.1), acked);
+        // 40 -> 10 Mbit/s for three seconds, then 10 -> 2 (the ACKs with it):
+        // a staircase down, two drops.
+        let mut seq: Vec<Scored> = (0..200).map(|i| at(i, 40.0, 170)).collect();
+        seq.iter_mut().for_each(|s| s.row.delay_s = 0.020);
+        seq.extend((200..260).map(|i| at(i, 10.0, 40)));
+        seq.extend((260..300).map(|i| at(i, 2.0, 8)));
+        seq[200].band_at_target = Some((32.0, 48.0));
+        let ch = run(&mut Detector::new(cfg, "eth0", W), &seq);
+        assert_eq!(
+            ch,
+            vec![
+                (201, Kind::CapacityDrop, true),
+                (261, Kind::CapacityDrop, false),
+                (261, Kind::CapacityDrop, true),
+            ]
+        );
+        // A dip within the first second after the drop is not a further
+        // drop: the level inside must be a full second.
+        let mut seq: Vec<Scored> = (0..200).map(|i| at(i, 40.0, 170)).collect();
+        seq.iter_mut().for_each(|s| s.row.delay_s = 0.020);
+        seq.extend((200..210).map(|i| at(i, 10.0, 40)));
+        seq.extend((210..218).map(|i| at(i, 2.0, 8)));
+        seq[200].band_at_target = Some((32.0, 48.0));
+        let ch = run(&mut Detector::new(cfg, "eth0", W), &seq);
+        assert_eq!(ch, vec![(201, Kind::CapacityDrop, true)]);
+        // An outage: the link lets a burst through now and then, silent in
+        // between; a window with nothing after a burst is no further drop.
+        let mut seq: Vec<Scored> = (0..200).map(|i| at(i, 40.0, 170)).collect();
+        seq.iter_mut().for_each(|s| s.row.delay_s = 0.020);
+        seq.extend((200..300).map(|i| {
+            let mut s = if i % 4 == 0 {
+                at(i, 1.0, 4)
+            } else {
+                at(i, 0.0, 0)
+            };
+            s.row.tcp.unacked_segments = 30;
+            s
+        }));
+        seq[200].band_at_target = Some((32.0, 48.0));
+        let ch = run(&mut Detector::new(cfg, "eth0", W), &seq);
+        assert_eq!(ch.iter().filter(|c| c.2).count(), 1, "{ch:?}");
     }
 
     #[test]
