@@ -97,14 +97,7 @@ impl SegList {
     pub fn push(&mut self, s: Seg) {
         match self {
             SegList::Monotone(q) => {
-                let still = match (q.front(), q.back()) {
-                    (Some(front), Some(last)) => {
-                        !out_of_order(last, &s)
-                            && width(front, last) + forward(last.nextseq, &s) < HALF as u64
-                    }
-                    _ => true,
-                };
-                if still {
+                if fits_after(q, &s) {
                     q.push_back(s);
                 } else {
                     let main = std::mem::take(q);
@@ -191,12 +184,8 @@ impl SegList {
     pub fn span(&mut self, base: u32) -> Option<u32> {
         match self {
             SegList::Monotone(q) => {
-                let front = q.front()?;
-                let back = q.back()?;
-                let first = front.seq.wrapping_sub(base);
-                let last = back.nextseq.wrapping_sub(base);
-                if first <= last && front.nextseq.wrapping_sub(base) >= first {
-                    return Some(last - first);
+                if let Ok(bounds) = deque_bounds(q, base) {
+                    return bounds.map(|(first, last)| last - first);
                 }
                 // The relative numbers wrap inside the list (a connection past
                 // 4 GB, or data before the base): index it once.
@@ -248,6 +237,56 @@ impl SegList {
     }
 }
 
+/// `s` may follow the monotone deque `q`: it starts at or after the last
+/// one's end and the deque stays narrower than half the sequence space.
+fn fits_after(q: &VecDeque<Seg>, s: &Seg) -> bool {
+    match (q.front(), q.back()) {
+        (Some(front), Some(last)) => {
+            !out_of_order(last, s) && width(front, last) + forward(last.nextseq, s) < HALF as u64
+        }
+        _ => true,
+    }
+}
+
+/// The smallest start and largest end of the monotone deque `q` relative to
+/// `base` (None when empty), or Err when the relative numbers wrap inside it.
+fn deque_bounds(q: &VecDeque<Seg>, base: u32) -> Result<Option<(u32, u32)>, ()> {
+    let (Some(front), Some(back)) = (q.front(), q.back()) else {
+        return Ok(None);
+    };
+    let first = front.seq.wrapping_sub(base);
+    let last = back.nextseq.wrapping_sub(base);
+    if first <= last && front.nextseq.wrapping_sub(base) >= first {
+        Ok(Some((first, last)))
+    } else {
+        Err(())
+    }
+}
+
+/// What Wireshark's walk does with one segment for an ACK number.
+enum Walked {
+    /// It ends exactly there: removed, and its send time is a sample.
+    Exact,
+    /// It stays (trimmed when the ACK falls inside it).
+    Stays,
+    /// It was acknowledged before: removed.
+    Goes,
+}
+
+fn walk_one(s: &mut Seg, ack: u32) -> Walked {
+    if s.nextseq == ack {
+        Walked::Exact
+    } else if seq_gt(ack, s.seq) && seq_le(ack, s.nextseq) {
+        // Partial ACK: trim, no sample (tshark 4.0).
+        s.seq = ack;
+        Walked::Stays
+    } else if seq_gt(s.nextseq, ack) {
+        Walked::Stays
+    } else {
+        Walked::Goes
+    }
+}
+
 /// Every segment of `q` is less than half the sequence space from `ack`.
 fn ack_near(q: &VecDeque<Seg>, ack: u32) -> bool {
     let (Some(front), Some(back)) = (q.front(), q.back()) else {
@@ -271,16 +310,10 @@ fn ack_front(q: &mut VecDeque<Seg>, ack: u32) -> (Option<(i64, usize)>, usize) {
     let mut hit = None;
     // Entries ending at or before `ack` are all at the front.
     while let Some(front) = q.front_mut() {
-        if front.nextseq == ack {
-            if hit.is_none() {
-                hit = Some((front.ts_ns, before - q.len()));
-            }
-        } else if seq_gt(ack, front.seq) && seq_le(ack, front.nextseq) {
-            // Partial ACK: trim, no sample (tshark 4.0).
-            front.seq = ack;
-            break;
-        } else if seq_gt(front.nextseq, ack) {
-            break;
+        match walk_one(front, ack) {
+            Walked::Exact => hit = hit.or(Some((front.ts_ns, before - q.len()))),
+            Walked::Stays => break,
+            Walked::Goes => {}
         }
         q.pop_front();
     }
@@ -291,19 +324,13 @@ fn ack_front(q: &mut VecDeque<Seg>, ack: u32) -> (Option<(i64, usize)>, usize) {
 fn ack_walk(q: &mut VecDeque<Seg>, ack: u32, now_ns: i64) -> (Option<i64>, usize) {
     let before = q.len();
     let mut rtt = None;
-    q.retain_mut(|s| {
-        if s.nextseq == ack {
-            if rtt.is_none() {
-                rtt = Some(now_ns - s.ts_ns);
-            }
-            return false;
+    q.retain_mut(|s| match walk_one(s, ack) {
+        Walked::Exact => {
+            rtt = rtt.or(Some(now_ns - s.ts_ns));
+            false
         }
-        if seq_gt(ack, s.seq) && seq_le(ack, s.nextseq) {
-            s.seq = ack;
-            true
-        } else {
-            seq_gt(s.nextseq, ack)
-        }
+        Walked::Stays => true,
+        Walked::Goes => false,
     });
     (rtt, before - q.len())
 }
@@ -337,14 +364,7 @@ pub(crate) struct Patched {
 impl Patched {
     /// Append `s`; false when the side is full (nothing changed then).
     fn push(&mut self, s: Seg) -> bool {
-        let fits = match (self.main.front(), self.main.back()) {
-            (Some(front), Some(last)) => {
-                !out_of_order(last, &s)
-                    && width(front, last) + forward(last.nextseq, &s) < HALF as u64
-            }
-            _ => true,
-        };
-        if fits {
+        if fits_after(&self.main, &s) {
             self.main.push_back(s);
             self.pushed += 1;
         } else if self.side.len() < SIDE_MAX {
@@ -361,47 +381,30 @@ impl Patched {
         let (hit, removed) = ack_front(&mut self.main, ack);
         let mut side_hit = None;
         let before = self.side.len();
-        self.side.retain_mut(|(s, after)| {
-            if s.nextseq == ack {
-                if side_hit.is_none() {
-                    side_hit = Some((s.ts_ns, *after));
-                }
-                return false;
+        self.side.retain_mut(|(s, after)| match walk_one(s, ack) {
+            Walked::Exact => {
+                side_hit = side_hit.or(Some((s.ts_ns, *after)));
+                false
             }
-            if seq_gt(ack, s.seq) && seq_le(ack, s.nextseq) {
-                s.seq = ack;
-                true
-            } else {
-                seq_gt(s.nextseq, ack)
-            }
+            Walked::Stays => true,
+            Walked::Goes => false,
         });
-        // The oldest send among the exact matches gives the sample.
+        // The oldest send among the exact matches gives the sample: a side
+        // segment is older than `main`'s push number `first + pos` when it
+        // came before that push.
         let ts = match (hit, side_hit) {
             (Some((m, pos)), Some((t, after))) => {
-                if after <= first + pos as u64 {
-                    t
-                } else {
-                    m
-                }
+                Some(if after <= first + pos as u64 { t } else { m })
             }
-            (Some((m, _)), None) => m,
-            (None, Some((t, _))) => t,
-            (None, None) => return (None, removed + before - self.side.len()),
+            (Some((m, _)), None) => Some(m),
+            (None, side) => side.map(|(t, _)| t),
         };
-        (Some(now_ns - ts), removed + before - self.side.len())
+        (ts.map(|t| now_ns - t), removed + before - self.side.len())
     }
 
     /// Wireshark's span, or Err when `main`'s relative numbers wrap.
     fn span(&self, base: u32) -> Result<Option<u32>, ()> {
-        let mut bounds: Option<(u32, u32)> = None;
-        if let (Some(front), Some(back)) = (self.main.front(), self.main.back()) {
-            let first = front.seq.wrapping_sub(base);
-            let last = back.nextseq.wrapping_sub(base);
-            if first > last || front.nextseq.wrapping_sub(base) < first {
-                return Err(());
-            }
-            bounds = Some((first, last));
-        }
+        let mut bounds = deque_bounds(&self.main, base)?;
         for (s, _) in &self.side {
             let (lo, hi) = (s.seq.wrapping_sub(base), s.nextseq.wrapping_sub(base));
             bounds = Some(bounds.map_or((lo, hi), |(f, l)| (f.min(lo), l.max(hi))));
@@ -848,8 +851,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_retransmission_patches_the_list_and_the_ack_past_it_restores_order() {
+    /// A monotone list of 100 segments of 100 bytes from 1000, sent at 0..100.
+    fn hundred_in_order() -> SegList {
         let mut l = SegList::default();
         for k in 0..100u32 {
             l.push(Seg {
@@ -858,6 +861,12 @@ mod tests {
                 ts_ns: i64::from(k),
             });
         }
+        l
+    }
+
+    #[test]
+    fn a_retransmission_patches_the_list_and_the_ack_past_it_restores_order() {
+        let mut l = hundred_in_order();
         assert!(matches!(l, SegList::Monotone(_)));
         l.push(Seg {
             seq: 1000,
@@ -903,14 +912,7 @@ mod tests {
 
     #[test]
     fn more_retransmissions_than_the_side_holds_index_the_list() {
-        let mut l = SegList::default();
-        for k in 0..100u32 {
-            l.push(Seg {
-                seq: 1000 + k * 100,
-                nextseq: 1100 + k * 100,
-                ts_ns: i64::from(k),
-            });
-        }
+        let mut l = hundred_in_order();
         for k in 0..=SIDE_MAX as u32 {
             l.push(Seg {
                 seq: 1000 + k * 100,
