@@ -285,18 +285,7 @@ pub fn schedule_beside(capture: &Path) -> PathBuf {
 
 /// The capacity drops of a schedule within `[from, to]` (Unix seconds).
 pub fn drops(rows: &[(f64, f64)], from: f64, to: f64) -> Vec<f64> {
-    // The rate in effect over [a, b): the row in effect at a and every row in between.
-    let over = |a: f64, b: f64| -> Vec<f64> {
-        let mut v: Vec<f64> = rows
-            .iter()
-            .rev()
-            .find(|r| r.0 <= a)
-            .map(|r| r.1)
-            .into_iter()
-            .collect();
-        v.extend(rows.iter().filter(|r| r.0 > a && r.0 < b).map(|r| r.1));
-        v
-    };
+    let over = |a: f64, b: f64| rates_over(rows, a, b);
     let mut out = Vec::new();
     // After a drop, the rows that stay down belong to it (a staircase down is
     // one drop) until the rate is back over half the level before it, or has
@@ -336,6 +325,14 @@ fn rate_at(rows: &[(f64, f64)], t: f64) -> Option<f64> {
     rows.iter().rev().find(|r| r.0 <= t).map(|r| r.1)
 }
 
+/// The rates in effect over `[a, b)`: the row in effect at `a` and every
+/// row after it before `b`.
+fn rates_over(rows: &[(f64, f64)], a: f64, b: f64) -> Vec<f64> {
+    let mut v: Vec<f64> = rate_at(rows, a).into_iter().collect();
+    v.extend(rows.iter().filter(|r| r.0 > a && r.0 < b).map(|r| r.1));
+    v
+}
+
 /// Whether at some moment in `[t - RAISE_SLACK_S, t]` the scheduled rate
 /// was at most half the highest rate in effect over the second before it.
 pub fn at_half(rows: &[(f64, f64)], t: f64) -> bool {
@@ -346,12 +343,8 @@ pub fn at_half(rows: &[(f64, f64)], t: f64) -> bool {
         let Some(now) = rate_at(rows, m) else {
             return false;
         };
-        let before = rate_at(rows, m - DROP_LASTS_S).into_iter().chain(
-            rows.iter()
-                .filter(|r| r.0 > m - DROP_LASTS_S && r.0 <= m)
-                .map(|r| r.1),
-        );
-        before.fold(f64::NEG_INFINITY, f64::max) >= 2.0 * now && now.is_finite()
+        let before = rates_over(rows, m - DROP_LASTS_S, m);
+        before.into_iter().fold(now, f64::max) >= 2.0 * now
     })
 }
 
@@ -386,7 +379,6 @@ pub fn score(
     // Each alert, in the order raised, detects the latest drop before it not
     // detected yet (an alert explains the most recent drop, not one 4 s
     // older that the traffic may not have felt).
-    let mut used = vec![false; cap.len()];
     let mut delay_of: Vec<Option<f64>> = vec![None; ds.len()];
     let mut order: Vec<usize> = (0..cap.len()).collect();
     order.sort_by(|a, b| raised(cap[*a]).total_cmp(&raised(cap[*b])));
@@ -396,7 +388,6 @@ pub fn score(
             .rev()
             .find(|&k| delay_of[k].is_none() && ds[k] <= r && r - ds[k] <= DETECT_S)
         {
-            used[i] = true;
             delay_of[k] = Some(r - ds[k]);
         }
     }
@@ -404,12 +395,11 @@ pub fn score(
     // The drops the traffic felt: its throughput over the second after at
     // most half that of the second before.
     let mean = |a: f64, b: f64| {
-        let v: Vec<f64> = windows
+        let (sum, n) = windows
             .iter()
             .filter(|w| w.0 >= a && w.0 < b)
-            .map(|w| w.1)
-            .collect();
-        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+            .fold((0.0, 0), |(s, n), w| (s + w.1, n + 1));
+        (n > 0).then(|| sum / n as f64)
     };
     for (k, t) in ds.iter().enumerate() {
         if let (Some(before), Some(after)) =
@@ -436,7 +426,8 @@ pub fn score(
         })
         .count();
     c.drop_events = cap.len();
-    c.drop_events_matched = used.iter().filter(|u| **u).count();
+    // One alert to one drop: as many matched as detected.
+    c.drop_events_matched = c.detected;
     c.drop_events_at_half = cap.iter().filter(|e| at_half(schedule, raised(e))).count();
     // Congestion onsets.
     let cong: Vec<&Event> = events
