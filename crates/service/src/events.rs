@@ -522,18 +522,20 @@ impl Detector {
         // too, for `deep_drop_windows`. The event ends and a new one starts,
         // measured from the level it fell from.
         let further = self.tracks[1].active.is_some() && backlogged && {
-            // The second before this streak began.
+            // The windows before this streak began: a second of them less
+            // one (`inner` holds a second, and on the streak's second window
+            // its first is one of them).
             let n = self.inner.len().saturating_sub(self.further_streak);
             let before = self.inner.iter().take(n);
             let (t, a) = before
                 .clone()
                 .fold((0.0, 0.0), |(t, a), (rt, ra, _)| (t + rt, a + ra));
-            let silent = before.clone().filter(|w| w.2).count();
-            let mean = t / n.max(1) as f64;
+            let silent = before.filter(|w| w.2).count();
+            let n_f = n.max(1) as f64;
             n + 1 >= second
                 && silent * 10 <= n
-                && row.throughput_mbps < cfg.deep_drop_ratio * mean
-                && (row.tcp.acked_segments as f64) < cfg.deep_drop_ratio * a / n as f64
+                && row.throughput_mbps < cfg.deep_drop_ratio * t / n_f
+                && (row.tcp.acked_segments as f64) < cfg.deep_drop_ratio * a / n_f
         };
         self.further_streak = if further { self.further_streak + 1 } else { 0 };
         if self.tracks[1].active.is_some() {
@@ -1003,18 +1005,22 @@ mod tests {
 
     #[test]
     fn a_further_drop_inside_one_ends_it_and_starts_another_but_an_outage_does_not() {
-        let cfg = EventConfig::default();
-        let at = |i, mbps, acked| acking(scored(i, mbps, 60_000, 0.040, 0.1), acked);
+        let at = |i, mbps, acked, rtt_s| acking(scored(i, mbps, 60_000, rtt_s, 0.1), acked);
+        // Ten seconds at 40 Mbit/s (20 ms), then `after` from window 200 on
+        // (the band's edge kept from before the drop).
+        let changes = |after: Vec<Scored>| {
+            let mut seq: Vec<Scored> = (0..200).map(|i| at(i, 40.0, 170, 0.020)).collect();
+            seq.extend(after);
+            seq[200].band_at_target = Some((32.0, 48.0));
+            run(&mut Detector::new(EventConfig::default(), "eth0", W), &seq)
+        };
         // 40 -> 10 Mbit/s for three seconds, then 10 -> 2 (the ACKs with it):
         // a staircase down, two drops.
-        let mut seq: Vec<Scored> = (0..200).map(|i| at(i, 40.0, 170)).collect();
-        seq.iter_mut().for_each(|s| s.row.delay_s = 0.020);
-        seq.extend((200..260).map(|i| at(i, 10.0, 40)));
-        seq.extend((260..300).map(|i| at(i, 2.0, 8)));
-        seq[200].band_at_target = Some((32.0, 48.0));
-        let ch = run(&mut Detector::new(cfg, "eth0", W), &seq);
+        let stairs = (200..260)
+            .map(|i| at(i, 10.0, 40, 0.040))
+            .chain((260..300).map(|i| at(i, 2.0, 8, 0.040)));
         assert_eq!(
-            ch,
+            changes(stairs.collect()),
             vec![
                 (201, Kind::CapacityDrop, true),
                 (261, Kind::CapacityDrop, false),
@@ -1023,28 +1029,25 @@ mod tests {
         );
         // A dip within the first second after the drop is not a further
         // drop: the level inside must be a full second.
-        let mut seq: Vec<Scored> = (0..200).map(|i| at(i, 40.0, 170)).collect();
-        seq.iter_mut().for_each(|s| s.row.delay_s = 0.020);
-        seq.extend((200..210).map(|i| at(i, 10.0, 40)));
-        seq.extend((210..218).map(|i| at(i, 2.0, 8)));
-        seq[200].band_at_target = Some((32.0, 48.0));
-        let ch = run(&mut Detector::new(cfg, "eth0", W), &seq);
-        assert_eq!(ch, vec![(201, Kind::CapacityDrop, true)]);
+        let early = (200..210)
+            .map(|i| at(i, 10.0, 40, 0.040))
+            .chain((210..218).map(|i| at(i, 2.0, 8, 0.040)));
+        assert_eq!(
+            changes(early.collect()),
+            vec![(201, Kind::CapacityDrop, true)]
+        );
         // An outage: the link lets a burst through now and then, silent in
         // between; a window with nothing after a burst is no further drop.
-        let mut seq: Vec<Scored> = (0..200).map(|i| at(i, 40.0, 170)).collect();
-        seq.iter_mut().for_each(|s| s.row.delay_s = 0.020);
-        seq.extend((200..300).map(|i| {
+        let outage = (200..300).map(|i| {
             let mut s = if i % 4 == 0 {
-                at(i, 1.0, 4)
+                at(i, 1.0, 4, 0.040)
             } else {
-                at(i, 0.0, 0)
+                at(i, 0.0, 0, 0.040)
             };
             s.row.tcp.unacked_segments = 30;
             s
-        }));
-        seq[200].band_at_target = Some((32.0, 48.0));
-        let ch = run(&mut Detector::new(cfg, "eth0", W), &seq);
+        });
+        let ch = changes(outage.collect());
         assert_eq!(ch.iter().filter(|c| c.2).count(), 1, "{ch:?}");
     }
 
