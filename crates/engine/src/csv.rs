@@ -609,20 +609,7 @@ mod tests {
 
     #[test]
     fn same_after_start_looks_past_the_start_only() {
-        let r = WindowRow {
-            start_ns: 1_000_000_000,
-            size_bytes: 0,
-            delay_s: 0.012,
-            bif_bytes: 3000,
-            iat_mean_s: 0.0,
-            iat_std_s: 0.0,
-            throughput_mbps: 0.0,
-            delay_grad_s: 0.0,
-            bif_grad_bytes: 0,
-            is_silent: true,
-            packets: 0,
-            tcp: Default::default(),
-        };
+        let r = WindowRow::silent(1_000_000_000, 0.012, 3000, 0);
         let later = WindowRow {
             start_ns: 9_000_000_000,
             ..r

@@ -78,6 +78,29 @@ pub struct TcpProgress {
 }
 
 impl WindowRow {
+    /// A silent window at `start_ns` carrying a delay, bytes in flight and
+    /// unacknowledged segments forward (FEATURES.md: a window without packets
+    /// repeats the last values).
+    pub fn silent(start_ns: i64, delay_s: f64, bif_bytes: u64, unacked_segments: u64) -> Self {
+        WindowRow {
+            start_ns,
+            size_bytes: 0,
+            delay_s,
+            bif_bytes,
+            iat_mean_s: 0.0,
+            iat_std_s: 0.0,
+            throughput_mbps: 0.0,
+            delay_grad_s: 0.0,
+            bif_grad_bytes: 0,
+            is_silent: true,
+            packets: 0,
+            tcp: TcpProgress {
+                unacked_segments,
+                ..TcpProgress::default()
+            },
+        }
+    }
+
     /// The nine features in FEATURES.md order, as the model consumes them.
     pub fn features(&self) -> [f64; 9] {
         [
@@ -337,23 +360,12 @@ impl WindowAggregator {
         debug_assert!(self.emitted_any && self.acc.packets == 0);
         self.stats.windows += n as u64;
         self.stats.silent_windows += n as u64;
-        let first = WindowRow {
-            start_ns: k * self.width_ns,
-            size_bytes: 0,
-            delay_s: self.prev_delay_s,
-            bif_bytes: self.prev_bif,
-            iat_mean_s: 0.0,
-            iat_std_s: 0.0,
-            throughput_mbps: 0.0,
-            delay_grad_s: 0.0,
-            bif_grad_bytes: 0,
-            is_silent: true,
-            packets: 0,
-            tcp: TcpProgress {
-                unacked_segments: self.prev_unacked,
-                ..TcpProgress::default()
-            },
-        };
+        let first = WindowRow::silent(
+            k * self.width_ns,
+            self.prev_delay_s,
+            self.prev_bif,
+            self.prev_unacked,
+        );
         emit.silent_run(first, n as u64, self.width_ns);
     }
 

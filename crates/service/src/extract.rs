@@ -189,9 +189,7 @@ impl<'scope> RowWriter<'scope> {
             self.push(r);
             left -= 1;
             r.start_ns += width_ns;
-            let Some(last) = self.batch.last_mut() else {
-                continue;
-            };
+            let last = self.batch.last_mut().expect("a row was just pushed");
             let next = i64::from(last.n)
                 .checked_mul(width_ns)
                 .and_then(|d| last.row.start_ns.checked_add(d));
@@ -402,28 +400,8 @@ mod tests {
     use super::*;
     use engine::window::RowSink;
 
-    fn row(start_ns: i64) -> WindowRow {
-        WindowRow {
-            start_ns,
-            size_bytes: 0,
-            delay_s: 0.02,
-            bif_bytes: 0,
-            iat_mean_s: 0.0,
-            iat_std_s: 0.0,
-            throughput_mbps: 0.0,
-            delay_grad_s: 0.0,
-            bif_grad_bytes: 0,
-            is_silent: true,
-            packets: 0,
-            tcp: Default::default(),
-        }
-    }
-
     fn silent(start_ns: i64, bif: u64) -> WindowRow {
-        WindowRow {
-            bif_bytes: bif,
-            ..row(start_ns)
-        }
+        WindowRow::silent(start_ns, 0.02, bif, 0)
     }
 
     /// Writes `feed` through a `RowWriter` into a file, and returns its text.
@@ -451,7 +429,7 @@ mod tests {
             throughput_mbps: 0.24,
             packets: 1,
             is_silent: false,
-            ..row(t0 + k * W)
+            ..silent(t0 + k * W, 0)
         };
         // Runs that start a run, continue a row-by-row one, follow each
         // other, and carry other values; more than a batch of them.
