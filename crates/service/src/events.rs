@@ -14,7 +14,9 @@
 //!   backlogged (bytes in flight at least `backlog_bif_bytes` and the ACK RTT
 //!   at least `queue_rtt_ratio` times its minimum over the last
 //!   `rtt_min_windows`: the queue says they could send more), and under
-//!   `drop_ratio` of the last second's mean. A deep drop starts it after
+//!   `drop_ratio` of the last second's mean, the segments acknowledged per
+//!   window under that share of theirs too (unless the capture sees no ACKs).
+//!   A deep drop starts it after
 //!   `deep_drop_windows`: under `deep_drop_ratio` of that mean with the
 //!   segments acknowledged per window under that share of theirs too (a link
 //!   delivering less; an application that stopped writing still gets ACKs at
@@ -209,7 +211,8 @@ pub struct EventConfig {
     /// Windows with sending and no acknowledgement that make a stall.
     pub stall_windows: usize,
     /// A capacity drop's throughput must also be under this share of the
-    /// mean of the second before it.
+    /// mean of the second before it, and so must its segments acknowledged
+    /// per window.
     pub drop_ratio: f64,
     /// A deep drop: under this share of that mean ...
     pub deep_drop_ratio: f64,
@@ -501,7 +504,12 @@ impl Detector {
             self.below_for = 0;
             below = false;
         }
-        self.drop_streak = if below && backlogged {
+        // The ACKs fall with what is sent (the link delivers less), unless the
+        // capture shows none: an application that stopped writing still has
+        // its last flight acknowledged at the old rate for a round trip.
+        let acks_down =
+            acked_level == 0.0 || (row.tcp.acked_segments as f64) < cfg.drop_ratio * acked_level;
+        self.drop_streak = if below && backlogged && acks_down {
             self.drop_streak + 1
         } else {
             0
@@ -984,16 +992,17 @@ mod tests {
         let ch = run(&mut Detector::new(cfg, "eth0", W), &seq);
         assert_eq!(ch, vec![(201, Kind::CapacityDrop, true)]);
         // The same fall of what is sent while the ACKs still come at the old
-        // rate for a round trip: the application stopped, the link did not.
-        // Only the slower rule (four windows) may start it.
-        for acked_after in [170, 100] {
+        // rate for a round trip: the application stopped, the link did not,
+        // and nothing starts. ACKs under `drop_ratio` of theirs but over
+        // half: only the slower rule (four windows) starts it.
+        for (acked_after, want) in [(170, vec![]), (100, vec![(203, Kind::CapacityDrop, true)])] {
             let mut seq: Vec<Scored> = (0..200).map(steady).collect();
             seq.extend(
                 (200..210).map(|i| acking(scored(i, 10.0, 60_000, 0.040, 0.1), acked_after)),
             );
             seq[200].band_at_target = Some((32.0, 48.0));
             let ch = run(&mut Detector::new(cfg, "eth0", W), &seq);
-            assert_eq!(ch, vec![(203, Kind::CapacityDrop, true)], "{acked_after}");
+            assert_eq!(ch, want, "{acked_after}");
         }
         // A shallow drop (40 -> 25, ACKs too) waits for the four windows.
         let mut seq: Vec<Scored> = (0..200).map(steady).collect();
