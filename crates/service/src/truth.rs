@@ -21,7 +21,10 @@
 //! - A congestion onset is a window under the threshold after at least a
 //!   second (20 windows of 50 ms) at or over it. A `congestion_ahead` event
 //!   active at the window before warned of it; the lead time is the onset's
-//!   start minus the time the event was raised. An event followed by no window
+//!   start minus the time the event was raised. The lead times of every
+//!   onset alerted before or within `DETECT_S` after are reported too
+//!   (negative: raised after the onset), so a detector that only follows
+//!   onsets shows by how much. An event followed by no window
 //!   under the threshold within 5 s of being raised is a false alert; one
 //!   raised while at least half the last second's windows were silent is an
 //!   alert on an idle link.
@@ -111,6 +114,12 @@ pub struct CaptureTruth {
     pub warned: usize,
     /// Lead times, s.
     pub leads_s: Vec<f64>,
+    /// Onsets with a `congestion_ahead` active the window before or raised
+    /// within `DETECT_S` after, and their lead times (negative: raised after
+    /// the onset), s.
+    pub alerted: usize,
+    /// See `alerted`.
+    pub leads_all_s: Vec<f64>,
     /// `congestion_ahead` events, false ones, and ones on an idle link.
     pub congestion_events: usize,
     /// See `congestion_events`.
@@ -155,6 +164,10 @@ pub struct TruthReport {
     pub warned: usize,
     /// Lead time of the warnings, s.
     pub lead_s: Spread,
+    /// Onsets alerted before or within `DETECT_S` after.
+    pub alerted: usize,
+    /// Lead time of those alerts (negative: after the onset), s.
+    pub lead_all_s: Spread,
     /// False `congestion_ahead` alerts per hour.
     pub false_congestion_per_hour: Option<f64>,
     /// `congestion_ahead` alerts on an idle link.
@@ -176,6 +189,7 @@ impl TruthReport {
         let (felt, felt_hit) = (sum(|c| c.drops_felt), sum(|c| c.detected_felt));
         let delays: Vec<f64> = s.iter().flat_map(|c| c.delays_s.clone()).collect();
         let leads: Vec<f64> = s.iter().flat_map(|c| c.leads_s.clone()).collect();
+        let leads_all: Vec<f64> = s.iter().flat_map(|c| c.leads_all_s.clone()).collect();
         let per_hour = |n: usize| (hours > 0.0).then(|| n as f64 / hours);
         TruthReport {
             captures_scored: s.len(),
@@ -194,6 +208,8 @@ impl TruthReport {
             onsets: sum(|c| c.onsets),
             warned: sum(|c| c.warned),
             lead_s: Spread::of(&leads),
+            alerted: sum(|c| c.alerted),
+            lead_all_s: Spread::of(&leads_all),
             false_congestion_per_hour: per_hour(sum(|c| c.congestion_false)),
             congestion_on_idle: sum(|c| c.congestion_idle),
             per_capture: caps,
@@ -223,12 +239,17 @@ impl TruthReport {
                 f(self.false_drops_per_hour, 1)
             ),
             format!(
-                "congestion onsets warned {}/{}, lead p10/median/p90 {}/{}/{} s, {} false alerts/h, {} on an idle link",
+                "congestion onsets warned {}/{}, lead p10/median/p90 {}/{}/{} s; alerted before or within {DETECT_S} s after {}/{}, lead p10/median/p90 {}/{}/{} s (negative: after the onset); {} false alerts/h, {} on an idle link",
                 self.warned,
                 self.onsets,
                 f(self.lead_s.p10, 2),
                 f(self.lead_s.median, 2),
                 f(self.lead_s.p90, 2),
+                self.alerted,
+                self.onsets,
+                f(self.lead_all_s.p10, 2),
+                f(self.lead_all_s.median, 2),
+                f(self.lead_all_s.p90, 2),
                 f(self.false_congestion_per_hour, 1),
                 self.congestion_on_idle
             ),
@@ -451,6 +472,14 @@ pub fn score(
             {
                 c.warned += 1;
                 c.leads_s.push(w.0 - raised(e));
+                c.alerted += 1;
+                c.leads_all_s.push(w.0 - raised(e));
+            } else if let Some(e) = cong
+                .iter()
+                .find(|e| raised(e) > before && raised(e) <= w.0 + DETECT_S)
+            {
+                c.alerted += 1;
+                c.leads_all_s.push(w.0 - raised(e));
             }
         }
         above = 0;
@@ -695,6 +724,18 @@ mod tests {
         assert_eq!((r.recall, r.precision), (Some(1.0), Some(0.5)));
         assert_eq!(r.precision_at_half, Some(0.5));
         assert_eq!(r.lines().len(), 2);
+        // Warned of: alerted, with the same lead.
+        assert_eq!((r.alerted, r.lead_all_s.median), (1, r.lead_s.median));
+        // Started at 10.25 s, raised at the end of its first window: 0.3 s
+        // after the onset, not warned of, alerted late.
+        let late = [ev(Kind::CongestionAhead, 10.25, 10.5)];
+        let c = score("x", &windows, &late, &rows, 20.0, w);
+        assert_eq!((c.onsets, c.warned, c.alerted), (1, 0, 1));
+        assert!((c.leads_all_s[0] + 0.3).abs() < 1e-9, "{:?}", c.leads_all_s);
+        // Raised more than 5 s after: neither.
+        let never = [ev(Kind::CongestionAhead, 15.5, 16.0)];
+        let c = score("x", &windows, &never, &rows, 20.0, w);
+        assert_eq!((c.warned, c.alerted), (0, 0));
     }
 
     #[test]
