@@ -15,8 +15,11 @@
 //!   at least `queue_rtt_ratio` times its minimum over the last
 //!   `rtt_min_windows`: the queue says they could send more), and under
 //!   `drop_ratio` of the last second's mean, the segments acknowledged per
-//!   window under that share of theirs too (unless the capture sees no ACKs).
-//!   A deep drop starts it after
+//!   window under that share of theirs too (unless the capture sees no ACKs),
+//!   the bytes in flight over half theirs (a sender that chose to send less,
+//!   BBR's ProbeRTT or a window cut, drains them; a slower link keeps them
+//!   waiting), and from a second at most a tenth silent (not an on-off
+//!   sender's bursts). A deep drop starts it after
 //!   `deep_drop_windows`: under `deep_drop_ratio` of that mean with the
 //!   segments acknowledged per window under that share of theirs too (a link
 //!   delivering less; an application that stopped writing still gets ACKs at
@@ -56,6 +59,7 @@
 //! Owns the per-stream state machines; not where events go (the sinks).
 
 use crate::forecast::Scored;
+use engine::window::WindowRow;
 use std::collections::VecDeque;
 
 /// The kinds of event.
@@ -273,6 +277,58 @@ impl MinWindow {
     }
 }
 
+/// A window as a capacity drop's level remembers it.
+#[derive(Copy, Clone, Debug)]
+struct LevelWindow {
+    mbps: f64,
+    /// Segments acknowledged.
+    acked: f64,
+    bif: f64,
+    silent: bool,
+}
+
+impl LevelWindow {
+    fn of(row: &WindowRow) -> Self {
+        LevelWindow {
+            mbps: row.throughput_mbps,
+            acked: row.tcp.acked_segments as f64,
+            bif: row.bif_bytes as f64,
+            silent: row.is_silent,
+        }
+    }
+}
+
+/// Means over some windows, and how many were silent.
+#[derive(Copy, Clone, Debug, Default)]
+struct Level {
+    mbps: f64,
+    acked: f64,
+    bif: f64,
+    silent: usize,
+    n: usize,
+}
+
+impl Level {
+    fn of<'a>(ws: impl Iterator<Item = &'a LevelWindow>) -> Self {
+        let mut l = ws.fold(Level::default(), |l, w| Level {
+            mbps: l.mbps + w.mbps,
+            acked: l.acked + w.acked,
+            bif: l.bif + w.bif,
+            silent: l.silent + usize::from(w.silent),
+            n: l.n + 1,
+        });
+        let n = l.n.max(1) as f64;
+        (l.mbps, l.acked, l.bif) = (l.mbps / n, l.acked / n, l.bif / n);
+        l
+    }
+
+    /// At most a tenth of it silent: a busy link, not the bursts of one that
+    /// barely delivers or an application's on and off.
+    fn steady(&self) -> bool {
+        self.silent * 10 <= self.n
+    }
+}
+
 /// One kind's state: the active event and the windows towards its end.
 #[derive(Debug, Default)]
 struct Track {
@@ -300,12 +356,11 @@ pub struct Detector {
     drop_streak: usize,
     /// Of those, windows in a row under `deep_drop_ratio` of the level.
     deep_streak: usize,
-    /// Throughput and segments acknowledged per window, the last second
-    /// before an episode.
-    level: VecDeque<(f64, f64)>,
-    /// The same, the last second inside an active capacity drop, and the
-    /// windows in a row of a further deep drop under it.
-    inner: VecDeque<(f64, f64, bool)>,
+    /// The last second before an episode.
+    level: VecDeque<LevelWindow>,
+    /// The last second inside an active capacity drop, and the windows in a
+    /// row of a further deep drop under it.
+    inner: VecDeque<LevelWindow>,
     further_streak: usize,
     /// The capture's loss counter as last told, and its increments per window.
     lost_total: Option<u64>,
@@ -483,18 +538,10 @@ impl Detector {
         }
         if self.below_for == 0 {
             let second = (1e9 / self.width_ns as f64).round().max(1.0) as usize;
-            push_bounded(
-                &mut self.level,
-                (row.throughput_mbps, row.tcp.acked_segments as f64),
-                second,
-            );
+            push_bounded(&mut self.level, LevelWindow::of(row), second);
         }
-        let n = self.level.len().max(1) as f64;
-        let (level, acked_level) = self
-            .level
-            .iter()
-            .fold((0.0, 0.0), |(t, a), (rt, ra)| (t + rt, a + ra));
-        let (level, acked_level) = (level / n, acked_level / n);
+        let lv = Level::of(self.level.iter());
+        let (level, acked_level) = (lv.mbps, lv.acked);
         let mut below = self.ref_lo.is_some_and(|lo| row.throughput_mbps < lo)
             && row.throughput_mbps < cfg.drop_ratio * level;
         self.below_for = if below { self.below_for + 1 } else { 0 };
@@ -509,7 +556,11 @@ impl Detector {
         // its last flight acknowledged at the old rate for a round trip.
         let acks_down =
             acked_level == 0.0 || (row.tcp.acked_segments as f64) < cfg.drop_ratio * acked_level;
-        self.drop_streak = if below && backlogged && acks_down {
+        // And the bytes in flight hold (over half theirs): a sender that
+        // chose to send less (BBR's ProbeRTT, a window cut after a loss)
+        // drains them, a link that delivers less keeps them waiting.
+        let bif_held = row.bif_bytes as f64 >= 0.5 * lv.bif;
+        self.drop_streak = if below && backlogged && acks_down && bif_held {
             self.drop_streak + 1
         } else {
             0
@@ -522,8 +573,9 @@ impl Detector {
         } else {
             0
         };
-        let mut start =
-            self.drop_streak >= cfg.drop_windows || self.deep_streak >= cfg.deep_drop_windows;
+        // From a busy second only.
+        let mut start = lv.steady()
+            && (self.drop_streak >= cfg.drop_windows || self.deep_streak >= cfg.deep_drop_windows);
         // A further deep drop inside an active one (a staircase down): under
         // `deep_drop_ratio` of a full second inside it (at most a tenth of
         // it silent: not the bursts of a link that barely delivers), the ACKs
@@ -534,28 +586,15 @@ impl Detector {
             // one (`inner` holds a second, and on the streak's second window
             // its first is one of them).
             let n = self.inner.len().saturating_sub(self.further_streak);
-            let before = self.inner.iter().take(n);
-            let (t, a) = before
-                .clone()
-                .fold((0.0, 0.0), |(t, a), (rt, ra, _)| (t + rt, a + ra));
-            let silent = before.filter(|w| w.2).count();
-            let n_f = n.max(1) as f64;
+            let before = Level::of(self.inner.iter().take(n));
             n + 1 >= second
-                && silent * 10 <= n
-                && row.throughput_mbps < cfg.deep_drop_ratio * t / n_f
-                && (row.tcp.acked_segments as f64) < cfg.deep_drop_ratio * a / n_f
+                && before.steady()
+                && row.throughput_mbps < cfg.deep_drop_ratio * before.mbps
+                && (row.tcp.acked_segments as f64) < cfg.deep_drop_ratio * before.acked
         };
         self.further_streak = if further { self.further_streak + 1 } else { 0 };
         if self.tracks[1].active.is_some() {
-            push_bounded(
-                &mut self.inner,
-                (
-                    row.throughput_mbps,
-                    row.tcp.acked_segments as f64,
-                    row.is_silent,
-                ),
-                second,
-            );
+            push_bounded(&mut self.inner, LevelWindow::of(row), second);
         } else {
             self.inner.clear();
         }
@@ -567,7 +606,7 @@ impl Detector {
             // The new level: the second before this drop's first window.
             let keep = self.inner.len().saturating_sub(self.further_streak);
             self.inner.truncate(keep);
-            self.level = self.inner.drain(..).map(|(t, a, _)| (t, a)).collect();
+            self.level = self.inner.drain(..).collect();
             self.further_streak = 0;
             self.tracks[1].clearing = 0;
             start = true;
@@ -1010,6 +1049,42 @@ mod tests {
         seq[200].band_at_target = Some((32.0, 48.0));
         let ch = run(&mut Detector::new(cfg, "eth0", W), &seq);
         assert_eq!(ch, vec![(203, Kind::CapacityDrop, true)]);
+    }
+
+    #[test]
+    fn a_sender_that_drains_its_flight_or_a_bursty_level_raises_no_drop() {
+        let cfg = EventConfig::default();
+        // 40 -> 4 Mbit/s, ACKs with it, the RTT doubled: a capacity drop when
+        // the bytes in flight stay (600 kB waiting at the bottleneck) ...
+        let drop = |bif_after: u64| {
+            let mut seq: Vec<Scored> = (0..200)
+                .map(|i| acking(scored(i, 40.0, 600_000, 0.020, 0.1), 170))
+                .collect();
+            seq.extend((200..210).map(|i| acking(scored(i, 4.0, bif_after, 0.040, 0.1), 17)));
+            seq[200].band_at_target = Some((32.0, 48.0));
+            run(&mut Detector::new(cfg, "eth0", W), &seq)
+        };
+        assert_eq!(drop(600_000), vec![(201, Kind::CapacityDrop, true)]);
+        // ... and not when they fall under half theirs though still
+        // backlogged by the threshold (BBR's ProbeRTT: the sender chose it).
+        assert_eq!(drop(200_000), vec![]);
+        // A level second that was half silent (bursts) is no level to fall
+        // from; the same fall from a busy second is a drop.
+        let level = |silent_every: i64| {
+            let mut seq: Vec<Scored> = (0..200)
+                .map(|i| {
+                    let mbps = if i % silent_every == 0 { 0.0 } else { 40.0 };
+                    let mut s = acking(scored(i, mbps, 600_000, 0.020, 0.1), 170);
+                    s.row.tcp.unacked_segments = 400;
+                    s
+                })
+                .collect();
+            seq.extend((200..210).map(|i| acking(scored(i, 4.0, 600_000, 0.040, 0.1), 17)));
+            seq[200].band_at_target = Some((16.0, 48.0));
+            run(&mut Detector::new(cfg, "eth0", W), &seq)
+        };
+        assert_eq!(level(2), vec![]);
+        assert_eq!(level(20), vec![(201, Kind::CapacityDrop, true)]);
     }
 
     #[test]
