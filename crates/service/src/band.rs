@@ -37,6 +37,10 @@ pub struct BandConfig {
     /// Residuals a context needs before it gives a band.
     pub min_scored: usize,
     /// How far a tail's level moves per scored forecast (0: fixed levels).
+    /// 0.02: on the training and development captures 0.005 left a stream
+    /// with a few hundred busy windows far from its 80 % (a video capture at
+    /// 90 %), and 0.02 brought the captures' mean distance from 80 % from
+    /// 1.4 to 0.9 points for a band 1 % wider; 0.05 was worse again.
     pub step: f64,
     /// Bounds of a tail's adapted level.
     pub min_level: f64,
@@ -58,7 +62,7 @@ impl Default for BandConfig {
             upper: 0.9,
             span: 1200,
             min_scored: 60,
-            step: 0.005,
+            step: 0.02,
             min_level: 0.01,
             max_level: 0.3,
         }
