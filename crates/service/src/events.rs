@@ -19,7 +19,9 @@
 //!   the bytes in flight over half theirs (a sender that chose to send less,
 //!   BBR's ProbeRTT or a window cut, drains them; a slower link keeps them
 //!   waiting), and from a second at most a tenth silent (not an on-off
-//!   sender's bursts). A deep drop starts it after
+//!   sender's bursts; a silent window with nothing unacknowledged is an idle
+//!   sender and ends an episode, so the level is rebuilt after it). A deep
+//!   drop starts it after
 //!   `deep_drop_windows`: under `deep_drop_ratio` of that mean with the
 //!   segments acknowledged per window under that share of theirs too (a link
 //!   delivering less; an application that stopped writing still gets ACKs at
@@ -542,7 +544,14 @@ impl Detector {
         }
         let lv = Level::of(self.level.iter());
         let (level, acked_level) = (lv.mbps, lv.acked);
-        let mut below = self.ref_lo.is_some_and(|lo| row.throughput_mbps < lo)
+        // A silent window with nothing waiting is an idle sender, not a
+        // drop: it ends the episode, so the level is rebuilt (and must be a
+        // steady second again) before a later fall counts. Otherwise the
+        // level of a video segment's download would stay frozen through the
+        // player's pause and the next segment's slow start fall under it.
+        let idle = row.is_silent && row.tcp.unacked_segments == 0;
+        let mut below = !idle
+            && self.ref_lo.is_some_and(|lo| row.throughput_mbps < lo)
             && row.throughput_mbps < cfg.drop_ratio * level;
         self.below_for = if below { self.below_for + 1 } else { 0 };
         if self.below_for > cfg.rtt_min_windows {
@@ -1085,6 +1094,16 @@ mod tests {
         };
         assert_eq!(level(2), vec![]);
         assert_eq!(level(20), vec![(201, Kind::CapacityDrop, true)]);
+        // A sender idle for two seconds (nothing waiting) that resumes
+        // slower, backlogged (a player's next segment in slow start): the
+        // level before the pause is gone, nothing starts.
+        let mut seq: Vec<Scored> = (0..200)
+            .map(|i| acking(scored(i, 40.0, 600_000, 0.020, 0.1), 170))
+            .collect();
+        seq.extend((200..240).map(|i| scored(i, 0.0, 600_000, 0.020, 0.1)));
+        seq.extend((240..250).map(|i| acking(scored(i, 4.0, 600_000, 0.040, 0.1), 17)));
+        seq[200].band_at_target = Some((32.0, 48.0));
+        assert_eq!(run(&mut Detector::new(cfg, "eth0", W), &seq), vec![]);
     }
 
     #[test]
