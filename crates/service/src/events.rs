@@ -20,8 +20,13 @@
 //!   BBR's ProbeRTT or a window cut, drains them; a slower link keeps them
 //!   waiting), and from a second at most a tenth silent (not an on-off
 //!   sender's bursts; a silent window with nothing unacknowledged is an idle
-//!   sender and ends an episode, so the level is rebuilt after it). A deep
-//!   drop starts it after
+//!   sender and ends an episode, so the level is rebuilt after it).
+//!   Downstream of the bottleneck (an ACK RTT minimum under
+//!   `downstream_rtt_ms` and little in flight: the receiver, or a router
+//!   next to it) the backlog cannot be seen; there a window with data
+//!   arriving counts as backlogged, and a silent one within half a second of
+//!   the last data holds the streaks (an outage trickles, a sender that
+//!   stopped sends nothing). A deep drop starts it after
 //!   `deep_drop_windows`: under `deep_drop_ratio` of that mean with the
 //!   segments acknowledged per window under that share of theirs too (a link
 //!   delivering less; an application that stopped writing still gets ACKs at
@@ -225,6 +230,10 @@ pub struct EventConfig {
     /// ... starts the event after this many windows in a row (backlogged,
     /// under the band), sooner than `drop_windows`.
     pub deep_drop_windows: usize,
+    /// An ACK RTT minimum under this (ms), with the level's bytes in flight
+    /// under `backlog_bif_bytes`, is a capture downstream of the bottleneck:
+    /// there data still arriving counts as backlogged senders.
+    pub downstream_rtt_ms: f64,
 }
 
 impl Default for EventConfig {
@@ -250,6 +259,7 @@ impl Default for EventConfig {
             drop_ratio: 0.7,
             deep_drop_ratio: 0.5,
             deep_drop_windows: 2,
+            downstream_rtt_ms: 1.0,
         }
     }
 }
@@ -378,6 +388,7 @@ pub struct Detector {
     /// Windows since an acknowledgement moved, since a zero window was
     /// advertised, and windows seen.
     since_ack: usize,
+    since_data: usize,
     since_zero: usize,
     seen: usize,
 }
@@ -408,6 +419,7 @@ impl Detector {
             zero_recent: VecDeque::new(),
             loss_recent: VecDeque::new(),
             since_ack: 0,
+            since_data: usize::MAX,
             since_zero: usize::MAX,
             seen: 0,
         }
@@ -488,6 +500,7 @@ impl Detector {
             .fold((0, 0), |(r, d), (r1, d1)| (r + r1, d + d1));
         let tick = |n: usize, reset: bool| if reset { 0 } else { n.saturating_add(1) };
         self.since_ack = tick(self.since_ack, t.acked_segments > 0);
+        self.since_data = tick(self.since_data, t.data_segments > 0);
         self.since_zero = tick(self.since_zero, t.zero_window_segments > 0);
         self.seen = self.seen.saturating_add(1);
         let quiet_acks = self.seen >= cfg.stall_windows && self.since_ack >= cfg.stall_windows;
@@ -539,17 +552,28 @@ impl Detector {
             self.ref_lo = Some(lo);
         }
         if self.below_for == 0 {
-            let second = (1e9 / self.width_ns as f64).round().max(1.0) as usize;
             push_bounded(&mut self.level, LevelWindow::of(row), second);
         }
         let lv = Level::of(self.level.iter());
         let (level, acked_level) = (lv.mbps, lv.acked);
+        // Downstream of the bottleneck (at the receiver, or a router next to
+        // it) the ACKs come back within a millisecond and almost nothing is
+        // in flight, so the senders' backlog cannot be seen. There, data that
+        // still arrives says the link still carries what the senders have
+        // (an application that stopped writing sends nothing at all), and a
+        // silent window within half a second of the last data cannot tell
+        // yet: it holds the streaks where they are, neither idle nor drop.
+        let downstream = rtt_min_ms > 0.0
+            && rtt_min_ms < cfg.downstream_rtt_ms
+            && lv.bif < cfg.backlog_bif_bytes as f64;
+        let hold = downstream && row.is_silent && self.since_data < second / 2;
+        let backlogged = backlogged || (downstream && t.data_segments > 0);
         // A silent window with nothing waiting is an idle sender, not a
         // drop: it ends the episode, so the level is rebuilt (and must be a
         // steady second again) before a later fall counts. Otherwise the
         // level of a video segment's download would stay frozen through the
         // player's pause and the next segment's slow start fall under it.
-        let idle = row.is_silent && row.tcp.unacked_segments == 0;
+        let idle = row.is_silent && row.tcp.unacked_segments == 0 && !hold;
         let mut below = !idle
             && self.ref_lo.is_some_and(|lo| row.throughput_mbps < lo)
             && row.throughput_mbps < cfg.drop_ratio * level;
@@ -569,19 +593,21 @@ impl Detector {
         // chose to send less (BBR's ProbeRTT, a window cut after a loss)
         // drains them, a link that delivers less keeps them waiting.
         let bif_held = row.bif_bytes as f64 >= 0.5 * lv.bif;
-        self.drop_streak = if below && backlogged && acks_down && bif_held {
-            self.drop_streak + 1
-        } else {
-            0
-        };
-        self.deep_streak = if self.drop_streak > 0
-            && row.throughput_mbps < cfg.deep_drop_ratio * level
-            && (row.tcp.acked_segments as f64) < cfg.deep_drop_ratio * acked_level
-        {
-            self.deep_streak + 1
-        } else {
-            0
-        };
+        if !hold {
+            self.drop_streak = if below && backlogged && acks_down && bif_held {
+                self.drop_streak + 1
+            } else {
+                0
+            };
+            self.deep_streak = if self.drop_streak > 0
+                && row.throughput_mbps < cfg.deep_drop_ratio * level
+                && (row.tcp.acked_segments as f64) < cfg.deep_drop_ratio * acked_level
+            {
+                self.deep_streak + 1
+            } else {
+                0
+            };
+        }
         // From a busy second only.
         let mut start = lv.steady()
             && (self.drop_streak >= cfg.drop_windows || self.deep_streak >= cfg.deep_drop_windows);
@@ -860,6 +886,12 @@ impl EventConfig {
                 return Some(format!("{k} is 0: give at least 1 window"));
             }
         }
+        if self.downstream_rtt_ms.is_nan() || self.downstream_rtt_ms < 0.0 {
+            return Some(format!(
+                "downstream_rtt_ms is {}: give 0 (never downstream) or more",
+                self.downstream_rtt_ms
+            ));
+        }
         if self.queue_rtt_ratio.is_nan() || self.queue_rtt_ratio < 1.0 {
             return Some(format!(
                 "queue_rtt_ratio is {}: give 1 or more (the ACK RTT over its minimum)",
@@ -1104,6 +1136,53 @@ mod tests {
         seq.extend((240..250).map(|i| acking(scored(i, 4.0, 600_000, 0.040, 0.1), 17)));
         seq[200].band_at_target = Some((32.0, 48.0));
         assert_eq!(run(&mut Detector::new(cfg, "eth0", W), &seq), vec![]);
+    }
+
+    #[test]
+    fn downstream_of_the_bottleneck_data_still_arriving_is_the_backlog() {
+        let cfg = EventConfig::default();
+        // At the receiver: ACKs within 0.01 ms, 3 kB in flight, 40 Mbit/s.
+        let at = |i, mbps: f64, segments: u64| {
+            let mut s = acking(scored(i, mbps, 2_896, 0.000_01, 0.1), segments);
+            s.row.tcp.data_segments = segments;
+            s
+        };
+        let busy: Vec<Scored> = (0..200).map(|i| at(i, 40.0, 170)).collect();
+        // The link goes out mid-window 200; what waits at the bottleneck
+        // trickles in, a segment every fifth window (0.25 s).
+        let mut outage = busy.clone();
+        outage.push(at(200, 15.0, 60));
+        outage.extend((201..240).map(|i| {
+            if i % 5 == 0 {
+                at(i, 0.24, 1)
+            } else {
+                at(i, 0.0, 0)
+            }
+        }));
+        outage[200].band_at_target = Some((32.0, 48.0));
+        let ch = run(&mut Detector::new(cfg, "eth0", W), &outage);
+        // Raised at the first segment that trickled in after the fall.
+        assert_eq!(ch.first(), Some(&(205, Kind::CapacityDrop, true)), "{ch:?}");
+        // The sender stops writing mid-window 200: nothing arrives after it.
+        let mut stop = busy.clone();
+        stop.push(at(200, 15.0, 60));
+        stop.extend((201..240).map(|i| at(i, 0.0, 0)));
+        stop[200].band_at_target = Some((32.0, 48.0));
+        assert_eq!(run(&mut Detector::new(cfg, "eth0", W), &stop), vec![]);
+        // Nor when the receiver still sends packets without data (window
+        // updates): the windows are not silent, and no data arrives.
+        for s in &mut stop[201..] {
+            s.row.throughput_mbps = 0.01;
+            s.row.is_silent = false;
+        }
+        assert_eq!(run(&mut Detector::new(cfg, "eth0", W), &stop), vec![]);
+        // Upstream (the sender's capture: a 20 ms RTT) the trickle with
+        // little in flight is not a backlog.
+        let mut up = outage.clone();
+        for s in &mut up {
+            s.row.delay_s = 0.020;
+        }
+        assert_eq!(run(&mut Detector::new(cfg, "eth0", W), &up), vec![]);
     }
 
     #[test]
