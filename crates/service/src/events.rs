@@ -32,7 +32,9 @@
 //!   delivering less; an application that stopped writing still gets ACKs at
 //!   the old rate for a round trip). Critical when under half that edge.
 //!   After `rtt_min_windows` below it, the lower level is the new normal:
-//!   the edge re-anchors and the event ends. A further deep drop inside an
+//!   the edge re-anchors and the event ends; so it does after a second below
+//!   with no event started (the level came from a burst, or an application
+//!   slowed its pace). A further deep drop inside an
 //!   active one (a staircase down: under `deep_drop_ratio` of a full second
 //!   inside it, at most a tenth of which was silent, the ACKs too, for
 //!   `deep_drop_windows`) ends it and starts another, measured from the level
@@ -578,8 +580,12 @@ impl Detector {
             && self.ref_lo.is_some_and(|lo| row.throughput_mbps < lo)
             && row.throughput_mbps < cfg.drop_ratio * level;
         self.below_for = if below { self.below_for + 1 } else { 0 };
-        if self.below_for > cfg.rtt_min_windows {
-            // A minute below: the lower level is the new normal.
+        // A minute below, or a second below with no drop confirmed (the level
+        // came from a burst, or the rate fell without a backlog: an
+        // application's pace): the lower level is the new normal.
+        if self.below_for > cfg.rtt_min_windows
+            || (self.tracks[1].active.is_none() && self.below_for > second)
+        {
             self.ref_lo = s.band_at_target.map(|(lo, _)| lo);
             self.below_for = 0;
             below = false;
@@ -1136,6 +1142,24 @@ mod tests {
         seq.extend((240..250).map(|i| acking(scored(i, 4.0, 600_000, 0.040, 0.1), 17)));
         seq[200].band_at_target = Some((32.0, 48.0));
         assert_eq!(run(&mut Detector::new(cfg, "eth0", W), &seq), vec![]);
+        // Down to 4 Mbit/s without a backlog (no queue) for 1.5 s, then a
+        // queue at that rate: the lower rate had become the level, nothing
+        // fell. Backlogged sooner, it is a drop.
+        let fall = |queue_from: i64| {
+            let mut seq: Vec<Scored> = (0..200)
+                .map(|i| acking(scored(i, 40.0, 600_000, 0.020, 0.1), 170))
+                .collect();
+            seq.extend((200..240).map(|i| {
+                let rtt = if i < queue_from { 0.020 } else { 0.040 };
+                let mut s = acking(scored(i, 4.0, 600_000, rtt, 0.1), 17);
+                s.band_at_target = Some((3.2, 4.8));
+                s
+            }));
+            seq[200].band_at_target = Some((32.0, 48.0));
+            run(&mut Detector::new(cfg, "eth0", W), &seq)
+        };
+        assert_eq!(fall(230), vec![]);
+        assert_eq!(fall(210), vec![(211, Kind::CapacityDrop, true)]);
     }
 
     #[test]
