@@ -198,7 +198,7 @@ pub fn run_with_backend(s: Settings, backend: &dyn Backend, quiet: bool) -> Resu
             x.run(&Shutdown::on_signals(Duration::from_secs(3)))?;
             Ok(())
         }
-        Settings::Replay(r) => replay(r, backend, quiet),
+        Settings::Replay(r) => replay(*r, backend, quiet),
         Settings::Daemon(d) => daemon(*d, backend, quiet),
         Settings::Train(t) => backend.train(&t).map_err(Error::Backend),
     }

@@ -305,7 +305,7 @@ pub enum Settings {
     /// `extract`.
     Extract(Extract),
     /// `replay`.
-    Replay(ReplaySettings),
+    Replay(Box<ReplaySettings>),
     /// `train` (the model package turns these into its own configuration).
     Train(TrainCmd),
 }
@@ -437,7 +437,7 @@ impl Settings {
                     print,
                 })
             }
-            Some(Command::Replay(r)) => Settings::Replay(ReplaySettings {
+            Some(Command::Replay(r)) => Settings::Replay(Box::new(ReplaySettings {
                 events_truth: match r.events_truth {
                     Some(Some(_)) if r.inputs.len() > 1 => {
                         return Err(UsageError(
@@ -463,7 +463,7 @@ impl Settings {
                 band: r.band,
                 classes: r.classes,
                 filter: r.shared.filter,
-            }),
+            })),
             Some(Command::Train(t)) => Settings::Train(t),
         })
     }
