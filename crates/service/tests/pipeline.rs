@@ -412,10 +412,17 @@ impl engine::forecast::SequenceModel for Recording {
         seqs: &[f32],
         n: usize,
     ) -> Result<Vec<(f64, f64)>, engine::forecast::PredictError> {
-        self.calls.lock().unwrap().push(n);
+        let first = {
+            let mut calls = self.calls.lock().unwrap();
+            calls.push(n);
+            calls.len() == 1
+        };
         // A model call takes time, as a real one does: the streams' windows
-        // meet in the queue meanwhile, however fast (or loaded) the machine.
-        std::thread::sleep(std::time::Duration::from_micros(200));
+        // meet in the queue meanwhile. The first takes long enough that every
+        // stream has a window waiting after it however loaded the machine is
+        // (with 200 us alone, 1 run in 20 saw each call carry one stream).
+        let pause = if first { 100_000 } else { 200 };
+        std::thread::sleep(std::time::Duration::from_micros(pause));
         self.inner.forward(seqs, n)
     }
     fn version(&self) -> &str {
