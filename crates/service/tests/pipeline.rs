@@ -412,17 +412,10 @@ impl engine::forecast::SequenceModel for Recording {
         seqs: &[f32],
         n: usize,
     ) -> Result<Vec<(f64, f64)>, engine::forecast::PredictError> {
-        let first = {
-            let mut calls = self.calls.lock().unwrap();
-            calls.push(n);
-            calls.len() == 1
-        };
+        self.calls.lock().unwrap().push(n);
         // A model call takes time, as a real one does: the streams' windows
-        // meet in the queue meanwhile. The first takes long enough that every
-        // stream has a window waiting after it however loaded the machine is
-        // (with 200 us alone, 1 run in 20 saw each call carry one stream).
-        let pause = if first { 100_000 } else { 200 };
-        std::thread::sleep(std::time::Duration::from_micros(pause));
+        // meet in the queue meanwhile, however fast (or loaded) the machine.
+        std::thread::sleep(std::time::Duration::from_micros(200));
         self.inner.forward(seqs, n)
     }
     fn version(&self) -> &str {
@@ -430,6 +423,34 @@ impl engine::forecast::SequenceModel for Recording {
     }
     fn threshold_mbps(&self) -> f64 {
         self.inner.threshold_mbps
+    }
+}
+
+/// A file read at a walk: a short pause every 20 frames, so captures opened
+/// together are still producing together and their windows interleave in
+/// the queue (read at full speed, one thread could queue a whole file before
+/// another started, and every model call would carry one stream).
+struct Walking {
+    inner: service::source::FileSource,
+    frames: u64,
+}
+
+impl PacketSource for Walking {
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+    fn is_live(&self) -> bool {
+        self.inner.is_live()
+    }
+    fn next(&mut self) -> Result<Next<'_>, SourceError> {
+        self.frames += 1;
+        if self.frames.is_multiple_of(20) {
+            std::thread::sleep(Duration::from_micros(50));
+        }
+        self.inner.next()
+    }
+    fn notes(&self) -> service::source::FileNotes {
+        self.inner.notes()
     }
 }
 
@@ -454,8 +475,10 @@ fn concurrent_streams_share_model_calls_and_each_gets_what_it_would_alone() {
             .cloned()
             .map(|f| {
                 Box::new(move || {
-                    Ok(Box::new(service::source::FileSource::open(&f, None)?)
-                        as Box<dyn PacketSource>)
+                    Ok(Box::new(Walking {
+                        inner: service::source::FileSource::open(&f, None)?,
+                        frames: 0,
+                    }) as Box<dyn PacketSource>)
                 }) as SourceOpener
             })
             .collect();
