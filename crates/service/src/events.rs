@@ -341,7 +341,20 @@ impl Level {
     fn steady(&self) -> bool {
         self.silent * 10 <= self.n
     }
+
+    /// `row` under `share` of this level, its segments acknowledged too: a
+    /// link that delivers less, not a sender that stopped (its last flight
+    /// is still acknowledged at the old rate for a round trip).
+    fn under(&self, row: &WindowRow, share: f64) -> bool {
+        row.throughput_mbps < share * self.mbps
+            && (row.tcp.acked_segments as f64) < share * self.acked
+    }
 }
+
+/// A capacity drop's bytes in flight must stay over this share of the
+/// level's: a sender that chose to send less (BBR's ProbeRTT, a window cut
+/// after a loss) drains them, a link that delivers less keeps them waiting.
+const BIF_HELD_SHARE: f64 = 0.5;
 
 /// One kind's state: the active event and the windows towards its end.
 #[derive(Debug, Default)]
@@ -557,7 +570,6 @@ impl Detector {
             push_bounded(&mut self.level, LevelWindow::of(row), second);
         }
         let lv = Level::of(self.level.iter());
-        let (level, acked_level) = (lv.mbps, lv.acked);
         // Downstream of the bottleneck (at the receiver, or a router next to
         // it) the ACKs come back within a millisecond and almost nothing is
         // in flight, so the senders' backlog cannot be seen. There, data that
@@ -578,7 +590,7 @@ impl Detector {
         let idle = row.is_silent && row.tcp.unacked_segments == 0 && !hold;
         let mut below = !idle
             && self.ref_lo.is_some_and(|lo| row.throughput_mbps < lo)
-            && row.throughput_mbps < cfg.drop_ratio * level;
+            && row.throughput_mbps < cfg.drop_ratio * lv.mbps;
         self.below_for = if below { self.below_for + 1 } else { 0 };
         // A minute below, or a second below with no drop confirmed (the level
         // came from a burst, or the rate fell without a backlog: an
@@ -594,21 +606,15 @@ impl Detector {
         // capture shows none: an application that stopped writing still has
         // its last flight acknowledged at the old rate for a round trip.
         let acks_down =
-            acked_level == 0.0 || (row.tcp.acked_segments as f64) < cfg.drop_ratio * acked_level;
-        // And the bytes in flight hold (over half theirs): a sender that
-        // chose to send less (BBR's ProbeRTT, a window cut after a loss)
-        // drains them, a link that delivers less keeps them waiting.
-        let bif_held = row.bif_bytes as f64 >= 0.5 * lv.bif;
+            lv.acked == 0.0 || (row.tcp.acked_segments as f64) < cfg.drop_ratio * lv.acked;
+        let bif_held = row.bif_bytes as f64 >= BIF_HELD_SHARE * lv.bif;
         if !hold {
             self.drop_streak = if below && backlogged && acks_down && bif_held {
                 self.drop_streak + 1
             } else {
                 0
             };
-            self.deep_streak = if self.drop_streak > 0
-                && row.throughput_mbps < cfg.deep_drop_ratio * level
-                && (row.tcp.acked_segments as f64) < cfg.deep_drop_ratio * acked_level
-            {
+            self.deep_streak = if self.drop_streak > 0 && lv.under(row, cfg.deep_drop_ratio) {
                 self.deep_streak + 1
             } else {
                 0
@@ -628,10 +634,7 @@ impl Detector {
             // its first is one of them).
             let n = self.inner.len().saturating_sub(self.further_streak);
             let before = Level::of(self.inner.iter().take(n));
-            n + 1 >= second
-                && before.steady()
-                && row.throughput_mbps < cfg.deep_drop_ratio * before.mbps
-                && (row.tcp.acked_segments as f64) < cfg.deep_drop_ratio * before.acked
+            n + 1 >= second && before.steady() && before.under(row, cfg.deep_drop_ratio)
         };
         self.further_streak = if further { self.further_streak + 1 } else { 0 };
         if self.tracks[1].active.is_some() {

@@ -114,11 +114,9 @@ pub struct CaptureTruth {
     pub warned: usize,
     /// Lead times, s.
     pub leads_s: Vec<f64>,
-    /// Onsets with a `congestion_ahead` active the window before or raised
-    /// within `DETECT_S` after, and their lead times (negative: raised after
-    /// the onset), s.
-    pub alerted: usize,
-    /// See `alerted`.
+    /// The lead times of the onsets with a `congestion_ahead` active the
+    /// window before or raised within `DETECT_S` after (negative: raised
+    /// after the onset), s; as many as such onsets.
     pub leads_all_s: Vec<f64>,
     /// `congestion_ahead` events, false ones, and ones on an idle link.
     pub congestion_events: usize,
@@ -208,7 +206,7 @@ impl TruthReport {
             onsets: sum(|c| c.onsets),
             warned: sum(|c| c.warned),
             lead_s: Spread::of(&leads),
-            alerted: sum(|c| c.alerted),
+            alerted: leads_all.len(),
             lead_all_s: Spread::of(&leads_all),
             false_congestion_per_hour: per_hour(sum(|c| c.congestion_false)),
             congestion_on_idle: sum(|c| c.congestion_idle),
@@ -466,19 +464,18 @@ pub fn score(
             c.onsets += 1;
             let before = windows[k - 1].0;
             let before_ns = (before * 1e9).round() as i64;
-            if let Some(e) = cong
+            let active = cong
                 .iter()
-                .find(|e| e.start_ns <= before_ns && e.end_ns.is_none_or(|end| end > before_ns))
-            {
+                .find(|e| e.start_ns <= before_ns && e.end_ns.is_none_or(|end| end > before_ns));
+            if let Some(e) = active {
                 c.warned += 1;
                 c.leads_s.push(w.0 - raised(e));
-                c.alerted += 1;
-                c.leads_all_s.push(w.0 - raised(e));
-            } else if let Some(e) = cong
-                .iter()
-                .find(|e| raised(e) > before && raised(e) <= w.0 + DETECT_S)
-            {
-                c.alerted += 1;
+            }
+            let late = || {
+                cong.iter()
+                    .find(|e| raised(e) > before && raised(e) <= w.0 + DETECT_S)
+            };
+            if let Some(e) = active.or_else(late) {
                 c.leads_all_s.push(w.0 - raised(e));
             }
         }
@@ -730,12 +727,12 @@ mod tests {
         // after the onset, not warned of, alerted late.
         let late = [ev(Kind::CongestionAhead, 10.25, 10.5)];
         let c = score("x", &windows, &late, &rows, 20.0, w);
-        assert_eq!((c.onsets, c.warned, c.alerted), (1, 0, 1));
+        assert_eq!((c.onsets, c.warned, c.leads_all_s.len()), (1, 0, 1));
         assert!((c.leads_all_s[0] + 0.3).abs() < 1e-9, "{:?}", c.leads_all_s);
         // Raised more than 5 s after: neither.
         let never = [ev(Kind::CongestionAhead, 15.5, 16.0)];
         let c = score("x", &windows, &never, &rows, 20.0, w);
-        assert_eq!((c.warned, c.alerted), (0, 0));
+        assert_eq!((c.warned, c.leads_all_s.len()), (0, 0));
     }
 
     #[test]
