@@ -11,8 +11,11 @@
 //!   precision is `capacity_drop` events that detected a drop over all of them.
 //!   Each alert, in the order raised, detects the latest drop before it that
 //!   is not detected yet. A drop the traffic felt is one where its throughput
-//!   over the second after is at most half that of the second before
-//!   (`recall_felt`): a sender using a fifth of a link does not see it halve.
+//!   over the second before exceeded every rate of the second after, and
+//!   its throughput over the second after is at most half that of the second
+//!   before (`recall_felt`): a sender using a fifth of a link does not see it
+//!   halve, and a video player between segments does not feel a drop that
+//!   its own pause happens to halve.
 //! - Precision counts an alert on a drop shorter than a second, a real one,
 //!   as false; `precision_at_half` asks only whether the link was at half or
 //!   less of its capacity when the alert was raised: at some moment in the
@@ -411,8 +414,11 @@ pub fn score(
         }
     }
     c.delays_s = delay_of.iter().flatten().copied().collect();
-    // The drops the traffic felt: its throughput over the second after at
-    // most half that of the second before.
+    // The drops the traffic felt: its throughput over the second before
+    // above the highest rate the link gives in the second after (the drop
+    // took capacity the traffic was using, not only headroom), and its
+    // throughput over the second after at most half that of the second
+    // before.
     let mean = |a: f64, b: f64| {
         let (sum, n) = windows
             .iter()
@@ -425,6 +431,9 @@ pub fn score(
             (mean(t - DROP_LASTS_S, *t), mean(*t, t + DROP_LASTS_S))
             && before > 0.0
             && after <= 0.5 * before
+            && rates_over(schedule, *t, t + DROP_LASTS_S)
+                .into_iter()
+                .all(|r| r < before)
         {
             c.drops_felt += 1;
             c.detected_felt += usize::from(delay_of[k].is_some());
@@ -758,6 +767,29 @@ mod tests {
         assert_eq!((c.drops_felt, c.detected_felt), (1, 1));
         let r = TruthReport::pool(vec![c]);
         assert_eq!((r.recall, r.recall_felt), (Some(0.5), Some(1.0)));
+    }
+
+    #[test]
+    fn a_drop_is_felt_only_by_traffic_that_used_more_than_the_link_then_gives() {
+        let w = 0.05;
+        // The link: 100, then 40 from 10 s.
+        let rows = [(0.0, 100.0), (10.0, 40.0)];
+        let felt = |before: f64, after: f64| {
+            let windows: Vec<(f64, f64, bool)> = (0..400)
+                .map(|k| {
+                    let t = k as f64 * w;
+                    (t, if t < 10.0 { before } else { after }, false)
+                })
+                .collect();
+            score("x", &windows, &[], &rows, 20.0, w).drops_felt
+        };
+        // 60 -> 25: it used more than 40, and it halved.
+        assert_eq!(felt(60.0, 25.0), 1);
+        // 30 -> 10: it halved, but 30 still fits in 40 (an application's
+        // own pause or slower pace at that moment, not the drop).
+        assert_eq!(felt(30.0, 10.0), 0);
+        // 60 -> 40: it used more, but did not halve.
+        assert_eq!(felt(60.0, 40.0), 0);
     }
 
     #[test]
