@@ -298,6 +298,8 @@ struct LevelWindow {
     /// Segments acknowledged.
     acked: f64,
     bif: f64,
+    /// Segments unacknowledged at its end.
+    unacked: f64,
     silent: bool,
 }
 
@@ -307,6 +309,7 @@ impl LevelWindow {
             mbps: row.throughput_mbps,
             acked: row.tcp.acked_segments as f64,
             bif: row.bif_bytes as f64,
+            unacked: row.tcp.unacked_segments as f64,
             silent: row.is_silent,
         }
     }
@@ -318,6 +321,7 @@ struct Level {
     mbps: f64,
     acked: f64,
     bif: f64,
+    unacked: f64,
     silent: usize,
     n: usize,
 }
@@ -328,11 +332,12 @@ impl Level {
             mbps: l.mbps + w.mbps,
             acked: l.acked + w.acked,
             bif: l.bif + w.bif,
+            unacked: l.unacked + w.unacked,
             silent: l.silent + usize::from(w.silent),
             n: l.n + 1,
         });
         let n = l.n.max(1) as f64;
-        (l.mbps, l.acked, l.bif) = (l.mbps / n, l.acked / n, l.bif / n);
+        (l.mbps, l.acked, l.bif, l.unacked) = (l.mbps / n, l.acked / n, l.bif / n, l.unacked / n);
         l
     }
 
@@ -406,6 +411,8 @@ pub struct Detector {
     since_data: usize,
     since_zero: usize,
     seen: usize,
+    /// Windows since one with an ACK of any kind (new or duplicate).
+    since_any_ack: usize,
 }
 
 impl Detector {
@@ -437,6 +444,7 @@ impl Detector {
             since_data: usize::MAX,
             since_zero: usize::MAX,
             seen: 0,
+            since_any_ack: 0,
         }
     }
 
@@ -515,6 +523,10 @@ impl Detector {
             .fold((0, 0), |(r, d), (r1, d1)| (r + r1, d + d1));
         let tick = |n: usize, reset: bool| if reset { 0 } else { n.saturating_add(1) };
         self.since_ack = tick(self.since_ack, t.acked_segments > 0);
+        self.since_any_ack = tick(
+            self.since_any_ack,
+            t.acked_segments > 0 || t.duplicate_acks > 0,
+        );
         self.since_data = tick(self.since_data, t.data_segments > 0);
         self.since_zero = tick(self.since_zero, t.zero_window_segments > 0);
         self.seen = self.seen.saturating_add(1);
@@ -588,9 +600,13 @@ impl Detector {
         // level of a video segment's download would stay frozen through the
         // player's pause and the next segment's slow start fall under it.
         let idle = row.is_silent && row.tcp.unacked_segments == 0 && !hold;
-        let mut below = !idle
-            && self.ref_lo.is_some_and(|lo| row.throughput_mbps < lo)
-            && row.throughput_mbps < cfg.drop_ratio * lv.mbps;
+        // Before the band exists (its first seconds) the level alone judges,
+        // once it holds a full second, and only a deep fall counts.
+        let under_edge = match self.ref_lo {
+            Some(lo) => row.throughput_mbps < lo,
+            None => lv.n >= second && row.throughput_mbps < cfg.deep_drop_ratio * lv.mbps,
+        };
+        let mut below = !idle && under_edge && row.throughput_mbps < cfg.drop_ratio * lv.mbps;
         self.below_for = if below { self.below_for + 1 } else { 0 };
         // A minute below, or a second below with no drop confirmed (the level
         // came from a burst, or the rate fell without a backlog: an
@@ -607,7 +623,16 @@ impl Detector {
         // its last flight acknowledged at the old rate for a round trip.
         let acks_down =
             lv.acked == 0.0 || (row.tcp.acked_segments as f64) < cfg.drop_ratio * lv.acked;
-        let bif_held = row.bif_bytes as f64 >= BIF_HELD_SHARE * lv.bif;
+        // No ACK of any kind for a round trip while segments wait: the link
+        // delivers nothing (an outage). The bytes in flight can fall there,
+        // counted only for the flows that sent in the window, but the
+        // unacknowledged segments stay. A sender in BBR's ProbeRTT at a long
+        // RTT also leaves windows without ACKs, but not a whole round trip.
+        let silent_acks = self.since_any_ack as f64 * self.width_ns as f64 / 1e6 >= rtt_ms.max(1.0);
+        let bif_held = row.bif_bytes as f64 >= BIF_HELD_SHARE * lv.bif
+            || (silent_acks
+                && lv.unacked > 0.0
+                && row.tcp.unacked_segments as f64 >= BIF_HELD_SHARE * lv.unacked);
         if !hold {
             self.drop_streak = if below && backlogged && acks_down && bif_held {
                 self.drop_streak + 1
@@ -1163,6 +1188,81 @@ mod tests {
         };
         assert_eq!(fall(230), vec![]);
         assert_eq!(fall(210), vec![(211, Kind::CapacityDrop, true)]);
+    }
+
+    #[test]
+    fn an_outage_drains_the_counted_flight_but_not_the_unacknowledged_segments() {
+        let cfg = EventConfig::default();
+        // Three flows at 40 Mbit/s, 400 segments waiting, ACKs every window.
+        let level = |i| {
+            let mut s = acking(scored(i, 40.0, 600_000, 0.020, 0.1), 170);
+            s.row.tcp.unacked_segments = 400;
+            s
+        };
+        // The path goes dark: a retransmission now and then, so the bytes in
+        // flight count only the flow that sent (150 kB), while the 400
+        // segments still wait. With no ACK at all (a round trip is 20 ms) it
+        // is a capacity drop; with duplicate ACKs coming back (a loss
+        // recovery: the receiver still gets data) nothing starts.
+        let dark = |dup_acks: u64| {
+            let mut seq: Vec<Scored> = (0..200).map(level).collect();
+            seq.extend((200..210).map(|i| {
+                let mut s = scored(i, 0.2, 150_000, 0.040, 0.1);
+                s.row.tcp.unacked_segments = 400;
+                s.row.tcp.duplicate_acks = dup_acks;
+                s
+            }));
+            seq[200].band_at_target = Some((32.0, 48.0));
+            run(&mut Detector::new(cfg, "eth0", W), &seq)
+        };
+        assert_eq!(dark(0), vec![(201, Kind::CapacityDrop, true)]);
+        assert_eq!(dark(30), vec![]);
+        // BBR's ProbeRTT at a 270 ms round trip: a few segments in flight,
+        // their ACKs in one window of five, so windows without any ACK but
+        // never a round trip of them; the drained flight is the sender's
+        // choice and nothing starts.
+        let mut seq: Vec<Scored> = (0..200)
+            .map(|i| {
+                let mut s = acking(scored(i, 40.0, 600_000, 0.270, 0.1), 170);
+                s.row.tcp.unacked_segments = 400;
+                s
+            })
+            .collect();
+        seq.extend((200..210).map(|i| {
+            let mut s = acking(
+                scored(i, 0.5, 20_000, 0.400, 0.1),
+                u64::from(i % 5 == 0) * 4,
+            );
+            s.row.tcp.unacked_segments = 400;
+            s
+        }));
+        seq[200].band_at_target = Some((32.0, 48.0));
+        assert_eq!(run(&mut Detector::new(cfg, "eth0", W), &seq), vec![]);
+    }
+
+    #[test]
+    fn before_the_band_a_full_second_of_level_and_a_deep_fall_make_a_drop() {
+        let cfg = EventConfig::default();
+        // No band yet (a capture's first seconds): `level` windows at 40
+        // Mbit/s, then `after` with the ACKs falling alike and a queue.
+        let early = |level: i64, after: f64| {
+            let mut seq: Vec<Scored> = (0..level)
+                .map(|i| acking(scored(i, 40.0, 600_000, 0.020, 0.1), 170))
+                .collect();
+            let acked = (170.0 * after / 40.0) as u64;
+            seq.extend(
+                (level..level + 10).map(|i| acking(scored(i, after, 600_000, 0.040, 0.1), acked)),
+            );
+            for s in &mut seq {
+                s.band_at_target = None;
+            }
+            run(&mut Detector::new(cfg, "eth0", W), &seq)
+        };
+        assert_eq!(early(20, 10.0), vec![(21, Kind::CapacityDrop, true)]);
+        // Half a second is no level yet; a fall to 25 (under 0.7 of it, not
+        // under half) waits for the band.
+        assert_eq!(early(10, 10.0), vec![]);
+        assert_eq!(early(20, 25.0), vec![]);
     }
 
     #[test]
