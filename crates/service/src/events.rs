@@ -413,6 +413,8 @@ pub struct Detector {
     seen: usize,
     /// Windows since one with an ACK of any kind (new or duplicate).
     since_any_ack: usize,
+    /// Windows since one whose probability was under `congestion_clear_prob`.
+    since_low: usize,
 }
 
 impl Detector {
@@ -445,6 +447,7 @@ impl Detector {
             since_zero: usize::MAX,
             seen: 0,
             since_any_ack: 0,
+            since_low: usize::MAX,
         }
     }
 
@@ -495,6 +498,12 @@ impl Detector {
         let prob = s.published.map(|f| f.congestion_prob);
         let high = prob.is_some_and(|p| p >= cfg.congestion_prob);
         push_bounded(&mut self.recent, high && demand, cfg.congestion_n);
+        let low = prob.is_some_and(|p| p < cfg.congestion_clear_prob);
+        self.since_low = if low {
+            0
+        } else {
+            self.since_low.saturating_add(1)
+        };
         let lost_now = std::mem::take(&mut self.lost_new);
         push_bounded(&mut self.lost_recent, lost_now, cfg.capture_windows);
         self.since_loss = if lost_now > 0 {
@@ -552,7 +561,11 @@ impl Detector {
 
         // Congestion ahead.
         let count = self.recent.iter().filter(|h| **h).count();
-        let start = count >= cfg.congestion_m;
+        // Ahead: the probability was low within the last second. A link
+        // whose probability has been high all along is already below the
+        // threshold (a paced sender at 2 Mbit/s, an interactive flow): an
+        // alert there says nothing new and would never end.
+        let start = count >= cfg.congestion_m && self.since_low <= second;
         let clear = !demand || prob.is_none_or(|p| p < cfg.congestion_clear_prob);
         let severity = if prob.is_some_and(|p| p >= 0.9) {
             Severity::Critical
@@ -1015,6 +1028,32 @@ mod tests {
         let mut d = Detector::new(EventConfig::default(), "eth0", W);
         let seq: Vec<Scored> = (0..2000).map(|i| scored(i, 0.0, 0, 0.0, 1.0)).collect();
         assert!(run(&mut d, &seq).is_empty());
+    }
+
+    #[test]
+    fn a_link_already_below_the_threshold_raises_no_congestion_ahead() {
+        // A paced sender at 2 Mbit/s with data in flight (demand by the bytes
+        // in flight), the probability 1 all along: nothing lies ahead.
+        let mut d = Detector::new(EventConfig::default(), "eth0", W);
+        let seq: Vec<Scored> = (0..2000)
+            .map(|i| scored(i, 2.0, 8_000, 0.02, 0.99))
+            .collect();
+        assert!(run(&mut d, &seq).is_empty());
+        // After a second and a half in the hysteresis band (0.5: never low),
+        // nothing either; straight after a low probability, an alert.
+        let mut seq: Vec<Scored> = (0..100)
+            .map(|i| scored(i, 50.0, 60_000, 0.02, 0.1))
+            .collect();
+        seq.extend((100..130).map(|i| scored(i, 25.0, 8_000, 0.02, 0.5)));
+        seq.extend((130..200).map(|i| scored(i, 2.0, 8_000, 0.02, 0.99)));
+        let mut d = Detector::new(EventConfig::default(), "eth0", W);
+        assert!(run(&mut d, &seq).is_empty());
+        let mut seq: Vec<Scored> = (0..100)
+            .map(|i| scored(i, 50.0, 60_000, 0.02, 0.1))
+            .collect();
+        seq.extend((100..200).map(|i| scored(i, 2.0, 8_000, 0.02, 0.99)));
+        let mut d = Detector::new(EventConfig::default(), "eth0", W);
+        assert_eq!(run(&mut d, &seq), vec![(102, Kind::CongestionAhead, true)]);
     }
 
     #[test]
