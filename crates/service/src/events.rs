@@ -5,7 +5,9 @@
 //!   below the threshold is at least `congestion_prob` in `m` of the last `n`
 //!   windows, counted only while there is demand (the window carried packets
 //!   and bytes in flight), so an idle link (where the probability is 1) or a
-//!   quiet application-limited one raises nothing. Ends after `clear` windows
+//!   quiet application-limited one raises nothing, and only within a second
+//!   of a window under `congestion_clear_prob` (ahead: a flow that stays under
+//!   the threshold has the probability near 1 all along). Ends after `clear` windows
 //!   below `congestion_clear_prob` or without demand (hysteresis).
 //! - `capacity_drop`: the actual throughput below the band's lower edge as it
 //!   was before the drop (the last edge the actual did not fall under: the
@@ -18,7 +20,8 @@
 //!   window under that share of theirs too (unless the capture sees no ACKs),
 //!   the bytes in flight over half theirs (a sender that chose to send less,
 //!   BBR's ProbeRTT or a window cut, drains them; a slower link keeps them
-//!   waiting), and from a second at most a tenth silent (not an on-off
+//!   waiting; after a round trip without any ACK, the unacknowledged
+//!   segments over half theirs will do: a dark path), and from a second at most a tenth silent (not an on-off
 //!   sender's bursts; a silent window with nothing unacknowledged is an idle
 //!   sender and ends an episode, so the level is rebuilt after it).
 //!   Downstream of the bottleneck (an ACK RTT minimum under
@@ -31,6 +34,8 @@
 //!   segments acknowledged per window under that share of theirs too (a link
 //!   delivering less; an application that stopped writing still gets ACKs at
 //!   the old rate for a round trip). Critical when under half that edge.
+//!   Before the band exists (a stream's first seconds) a full second of
+//!   level and a fall under `deep_drop_ratio` of it stand in for the edge.
 //!   After `rtt_min_windows` below it, the lower level is the new normal:
 //!   the edge re-anchors and the event ends; so it does after a second below
 //!   with no event started (the level came from a burst, or an application
