@@ -7,8 +7,8 @@
 //!   and bytes in flight), so an idle link (where the probability is 1) or a
 //!   quiet application-limited one raises nothing, and only within a second
 //!   of a window under `congestion_clear_prob` (ahead: a flow that stays under
-//!   the threshold has the probability near 1 all along). Ends after `clear` windows
-//!   below `congestion_clear_prob` or without demand (hysteresis).
+//!   the threshold has the probability near 1 all along). Ends after `clear`
+//!   windows below `congestion_clear_prob` or without demand (hysteresis).
 //! - `capacity_drop`: the actual throughput below the band's lower edge as it
 //!   was before the drop (the last edge the actual did not fall under: the
 //!   forecast itself follows a drop within a window or two, so its own band
@@ -21,8 +21,8 @@
 //!   the bytes in flight over half theirs (a sender that chose to send less,
 //!   BBR's ProbeRTT or a window cut, drains them; a slower link keeps them
 //!   waiting; after a round trip without any ACK, the unacknowledged
-//!   segments over half theirs will do: a dark path), and from a second at most a tenth silent (not an on-off
-//!   sender's bursts; a silent window with nothing unacknowledged is an idle
+//!   segments over half theirs will do: a dark path), and from a second at
+//!   most a tenth silent (not an on-off sender's bursts; a silent window with nothing unacknowledged is an idle
 //!   sender and ends an episode, so the level is rebuilt after it).
 //!   Downstream of the bottleneck (an ACK RTT minimum under
 //!   `downstream_rtt_ms` and little in flight: the receiver, or a router
@@ -503,12 +503,6 @@ impl Detector {
         let prob = s.published.map(|f| f.congestion_prob);
         let high = prob.is_some_and(|p| p >= cfg.congestion_prob);
         push_bounded(&mut self.recent, high && demand, cfg.congestion_n);
-        let low = prob.is_some_and(|p| p < cfg.congestion_clear_prob);
-        self.since_low = if low {
-            0
-        } else {
-            self.since_low.saturating_add(1)
-        };
         let lost_now = std::mem::take(&mut self.lost_new);
         push_bounded(&mut self.lost_recent, lost_now, cfg.capture_windows);
         self.since_loss = if lost_now > 0 {
@@ -537,6 +531,10 @@ impl Detector {
             .fold((0, 0), |(r, d), (r1, d1)| (r + r1, d + d1));
         let tick = |n: usize, reset: bool| if reset { 0 } else { n.saturating_add(1) };
         self.since_ack = tick(self.since_ack, t.acked_segments > 0);
+        self.since_low = tick(
+            self.since_low,
+            prob.is_some_and(|p| p < cfg.congestion_clear_prob),
+        );
         self.since_any_ack = tick(
             self.since_any_ack,
             t.acked_segments > 0 || t.duplicate_acks > 0,
