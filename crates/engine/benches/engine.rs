@@ -72,6 +72,7 @@ fn benches(c: &mut Criterion) {
                     retransmission: a.flags & engine::flow::flags::RETRANSMISSION != 0,
                     duplicate_ack: a.flags & engine::flow::flags::DUPLICATE_ACK != 0,
                     unacked_segments: t.unacked_segments() as u64,
+                    queue_delay_ms: a.queue_delay_ms,
                 }
             })
             .collect()

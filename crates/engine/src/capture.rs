@@ -197,6 +197,8 @@ pub struct PacketSummary {
     /// tshark then aborts the frame after its sequence analysis and prints no
     /// `ack_rtt` or `bytes_in_flight` for it (the analysis state still advances).
     pub options_cut: bool,
+    /// The sender's timestamp value (TSval of RFC 7323), when it sent one.
+    pub tsval: Option<u32>,
 }
 
 /// Parse one frame. `orig_len` is the record's original length; `data` is what
@@ -444,7 +446,7 @@ fn parse_tcp(
         return Err(SkipReason::BadTcpHeader);
     }
     let captured_hdr = &t[..hdr_len.min(t.len())];
-    let (sack, options_cut) = parse_options(&captured_hdr[20..], hdr_len - 20);
+    let (sack, options_cut, tsval) = parse_options(&captured_hdr[20..], hdr_len - 20);
     Ok(PacketSummary {
         ts_ns,
         frame_len_bytes: frame_len,
@@ -464,19 +466,22 @@ fn parse_tcp(
         payload_len_bytes: (tcp_len - hdr_len) as u32,
         sack,
         options_cut,
+        tsval,
     })
 }
 
 /// Walk the TCP options the way tshark's `tcp_dissect_options` does and keep the
-/// SACK blocks of the last SACK option. `opts` is the captured part of the option
-/// area, `opt_area_len` its length per the data offset. Returns the blocks and
-/// whether the walk needed a byte beyond the capture (tshark throws there).
-fn parse_options(opts: &[u8], opt_area_len: usize) -> (SackBlocks, bool) {
+/// SACK blocks of the last SACK option and the timestamp value. `opts` is the
+/// captured part of the option area, `opt_area_len` its length per the data
+/// offset. Returns the blocks, whether the walk needed a byte beyond the
+/// capture (tshark throws there) and the TSval.
+fn parse_options(opts: &[u8], opt_area_len: usize) -> (SackBlocks, bool, Option<u32>) {
     let mut out = SackBlocks::default();
+    let mut tsval = None;
     let mut i = 0;
     while i < opt_area_len {
         let Some(&kind) = opts.get(i) else {
-            return (out, true);
+            return (out, true, tsval);
         };
         match kind {
             0 => break,
@@ -487,7 +492,7 @@ fn parse_options(opts: &[u8], opt_area_len: usize) -> (SackBlocks, bool) {
             _ => {}
         }
         let Some(&len) = opts.get(i + 1) else {
-            return (out, true);
+            return (out, true, tsval);
         };
         let len = len as usize;
         if len < 2 || len > opt_area_len - i {
@@ -503,7 +508,7 @@ fn parse_options(opts: &[u8], opt_area_len: usize) -> (SackBlocks, bool) {
                     break;
                 }
                 let (Some(l), Some(r)) = (opts.get(at..at + 4), opts.get(at + 4..at + 8)) else {
-                    return (out, true);
+                    return (out, true, tsval);
                 };
                 n += 1;
                 if n < 4 {
@@ -516,11 +521,14 @@ fn parse_options(opts: &[u8], opt_area_len: usize) -> (SackBlocks, bool) {
             }
         } else if opts.len() < i + len {
             // Other option dissectors read their whole option.
-            return (out, true);
+            return (out, true, tsval);
+        } else if kind == 8 && len == 10 {
+            let v = &opts[i + 2..i + 6];
+            tsval = Some(u32::from_be_bytes([v[0], v[1], v[2], v[3]]));
         }
         i += len;
     }
-    (out, false)
+    (out, false, tsval)
 }
 
 #[cfg(test)]
@@ -664,14 +672,32 @@ mod tests {
             o.extend_from_slice(&(100 * i).to_be_bytes());
             o.extend_from_slice(&(100 * i + 10 + i).to_be_bytes());
         }
-        let (s, cut) = parse_options(&o, o.len());
+        let (s, cut, _) = parse_options(&o, o.len());
         assert_eq!(s.n, 3);
         assert!(!cut);
         assert_eq!(s.covered_bytes(), 10 + 11 + 12);
         // Captured area ends inside the second block: only the first is kept.
-        let (s, cut) = parse_options(&o[..16], o.len());
+        let (s, cut, _) = parse_options(&o[..16], o.len());
         assert_eq!(s.n, 1);
         assert!(cut);
+    }
+
+    #[test]
+    fn the_timestamp_option_gives_the_senders_tsval() {
+        // NOP NOP TS(val 0x01020304, ecr 9): as Linux sends it on data.
+        let o = [1, 1, 8, 10, 1, 2, 3, 4, 0, 0, 0, 9];
+        assert_eq!(
+            parse_options(&o, o.len()),
+            (SackBlocks::default(), false, Some(0x0102_0304))
+        );
+        // A cut timestamp is no value (and the cut is reported).
+        assert_eq!(
+            parse_options(&o[..8], o.len()),
+            (SackBlocks::default(), true, None)
+        );
+        // A malformed length is skipped like tshark skips it.
+        let o = [8, 6, 1, 2, 3, 4];
+        assert_eq!(parse_options(&o, o.len()).2, None);
     }
 
     #[test]

@@ -59,6 +59,9 @@ pub struct Analysis {
     pub direction_id: u64,
     /// Wireshark's expert flags for this segment ([`flags`]).
     pub flags: u8,
+    /// Queueing delay of a data segment, ms (see [`OneWay`]), once its
+    /// direction's timestamp clock is known to tick at 1 kHz.
+    pub queue_delay_ms: Option<u32>,
 }
 
 /// [`Analysis::flags`]: what tshark's sequence analysis says of a segment.
@@ -114,6 +117,43 @@ struct Dir {
     lastack: u32,
     /// This direction's latest packet was a keep-alive.
     keepalive: bool,
+    owd: OneWay,
+}
+
+/// The one-way delay of a direction's data segments as the capture sees it:
+/// capture time minus the sender's timestamp (TSval). The clocks' offset is
+/// unknown but constant, so the delay over the least seen is the time spent
+/// queued between the sender and the capture point: downstream of a
+/// bottleneck, a backlog standing there. Used only once the sender's clock is
+/// seen ticking at 1 kHz (Linux, the BSDs, macOS) within a fifth over at
+/// least `OWD_CLOCK_SPAN_MS`; other clocks give nothing.
+#[derive(Debug, Default)]
+struct OneWay {
+    /// The first sample: capture ms and TSval.
+    first: Option<(i64, u32)>,
+    /// Capture ms minus TSval, relative to the first's (wrapping), and its least.
+    min_rel: i64,
+    clock_ok: bool,
+}
+
+/// Capture time over which a sender's timestamp clock is checked, ms.
+const OWD_CLOCK_SPAN_MS: i64 = 5_000;
+
+impl OneWay {
+    fn sample(&mut self, ts_ns: i64, tsval: u32) -> Option<u32> {
+        let ms = ts_ns.div_euclid(1_000_000);
+        let (t0, v0) = *self.first.get_or_insert((ms, tsval));
+        let ticks = i64::from(tsval.wrapping_sub(v0) as i32);
+        let elapsed = ms - t0;
+        let rel = elapsed - ticks;
+        if !self.clock_ok && elapsed >= OWD_CLOCK_SPAN_MS {
+            let rate = ticks as f64 / elapsed as f64;
+            self.clock_ok = (0.8..=1.2).contains(&rate);
+        }
+        self.min_rel = self.min_rel.min(rel);
+        self.clock_ok
+            .then(|| u32::try_from(rel - self.min_rel).unwrap_or(u32::MAX))
+    }
 }
 
 impl Dir {
@@ -445,6 +485,10 @@ impl FlowTable {
             fwd.base_seq = Some(p.seq);
         }
         let (out, added, removed) = analyze(fwd, rev, p, budget_left);
+        let queue_delay_ms = match p.tsval {
+            Some(v) if p.payload_len_bytes > 0 => fwd.owd.sample(p.ts_ns, v),
+            _ => None,
+        };
         if p.flags & F::FIN != 0 {
             fwd.fin_seen = true;
         }
@@ -474,6 +518,7 @@ impl FlowTable {
         }
         Analysis {
             direction_id: serial * 2 + d as u64,
+            queue_delay_ms,
             ..out
         }
     }
@@ -601,6 +646,7 @@ fn analyze(
             bytes_in_flight,
             direction_id: 0,
             flags,
+            queue_delay_ms: None,
         },
         added,
         removed,
@@ -640,6 +686,7 @@ pub(crate) fn test_segment(
         payload_len_bytes: len,
         sack: SackBlocks::default(),
         options_cut: false,
+        tsval: None,
     }
 }
 
@@ -834,5 +881,40 @@ mod tests {
         assert_eq!(t.active_flows(), 0);
         assert_eq!(t.stats.evicted_idle, 1);
         assert_eq!(t.segments_total, 0);
+    }
+
+    #[test]
+    fn the_senders_timestamps_give_the_queueing_delay_once_their_clock_is_known() {
+        // A sender whose timestamp clock ticks at `hz` and starts near the
+        // top of the 32-bit range (it wraps), one segment every 10 ms; its
+        // data waits 30 ms more on its way from 8 s on.
+        let delays = |hz: i64| {
+            let mut t = FlowTable::new(FlowConfig::default());
+            let mut out = Vec::new();
+            for k in 0..1_000i64 {
+                let sent_ms = k * 10;
+                let queued = if sent_ms >= 8_000 { 30 } else { 0 };
+                let mut p = pkt(
+                    true,
+                    (sent_ms + 2 + queued) * MS,
+                    1 + 100 * k as u32,
+                    1,
+                    F::ACK,
+                    100,
+                );
+                p.tsval = Some(u32::MAX - 1_000 + (sent_ms * hz / 1_000) as u32);
+                out.push(t.process(&p).queue_delay_ms);
+            }
+            out
+        };
+        let d = delays(1_000);
+        // Unknown until the clock has been seen ticking for 5 s.
+        assert!(d[..500].iter().all(|q| q.is_none()), "{:?}", &d[..500]);
+        assert!(d[500..800].iter().all(|q| *q == Some(0)));
+        assert!(d[800..].iter().all(|q| *q == Some(30)));
+        // A 100 Hz clock (or a segment without timestamps) gives nothing.
+        assert!(delays(100).iter().all(|q| q.is_none()));
+        let a = FlowTable::new(FlowConfig::default()).process(&pkt(true, 0, 1, 1, F::ACK, 100));
+        assert_eq!(a.queue_delay_ms, None);
     }
 }

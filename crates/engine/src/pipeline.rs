@@ -216,6 +216,7 @@ impl Engine {
             retransmission: a.flags & flags::RETRANSMISSION != 0,
             duplicate_ack: a.flags & flags::DUPLICATE_ACK != 0,
             unacked_segments: self.flows.unacked_segments() as u64,
+            queue_delay_ms: a.queue_delay_ms,
         };
         self.windows.push(&self.last, emit);
         a

@@ -75,6 +75,20 @@ pub struct TcpProgress {
     pub retransmissions: u64,
     /// Duplicate ACKs (`tcp.analysis.duplicate_ack`).
     pub duplicate_acks: u64,
+    /// Data segments with a queueing delay
+    /// ([`crate::flow::Analysis::queue_delay_ms`]).
+    pub queue_delay_samples: u64,
+    /// The sum of those delays, ms.
+    pub queue_delay_sum_ms: u64,
+}
+
+impl TcpProgress {
+    /// Mean queueing delay of the window's data segments, ms, when their
+    /// senders' timestamps give one.
+    pub fn queue_delay_ms(&self) -> Option<f64> {
+        (self.queue_delay_samples > 0)
+            .then(|| self.queue_delay_sum_ms as f64 / self.queue_delay_samples as f64)
+    }
 }
 
 impl WindowRow {
@@ -231,6 +245,8 @@ pub struct PacketFacts {
     pub duplicate_ack: bool,
     /// Unacknowledged segments over every flow after it.
     pub unacked_segments: u64,
+    /// Queueing delay of a data segment, ms (when the sender's timestamps give it).
+    pub queue_delay_ms: Option<u32>,
 }
 
 impl WindowAggregator {
@@ -318,6 +334,10 @@ impl WindowAggregator {
         a.tcp.zero_window_segments += u64::from(f.zero_window);
         a.tcp.retransmissions += u64::from(f.retransmission);
         a.tcp.duplicate_acks += u64::from(f.duplicate_ack);
+        if let Some(q) = f.queue_delay_ms {
+            a.tcp.queue_delay_samples += 1;
+            a.tcp.queue_delay_sum_ms += u64::from(q);
+        }
         a.tcp.unacked_segments = f.unacked_segments;
         self.prev_unacked = f.unacked_segments;
     }

@@ -53,6 +53,7 @@ fn packets(spec: &[(u8, bool, u32, u32, u16, u32, i64)]) -> Vec<PacketSummary> {
                 payload_len_bytes: len,
                 sack: SackBlocks::default(),
                 options_cut: false,
+                tsval: None,
             }
         })
         .collect()
@@ -205,6 +206,7 @@ fn a_million_flows_keep_memory_bounded() {
             payload_len_bytes: 0,
             sack: SackBlocks::default(),
             options_cut: false,
+            tsval: None,
         };
         e.packet(&p, &mut |_| rows += 1);
     }

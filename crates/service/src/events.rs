@@ -27,7 +27,9 @@
 //!   Downstream of the bottleneck (an ACK RTT minimum under
 //!   `downstream_rtt_ms` and little in flight: the receiver, or a router
 //!   next to it) the backlog cannot be seen; there a window with data
-//!   arriving counts as backlogged, and a silent one within half a second of
+//!   arriving counts as backlogged (if the senders' timestamps say how long
+//!   it waited on its way, at least `downstream_queue_ms`: a paced sender
+//!   that slows passes an empty queue), and a silent one within half a second of
 //!   the last data holds the streaks (an outage trickles, a sender that
 //!   stopped sends nothing). A deep drop starts it after
 //!   `deep_drop_windows`: under `deep_drop_ratio` of that mean with the
@@ -241,6 +243,10 @@ pub struct EventConfig {
     /// under `backlog_bif_bytes`, is a capture downstream of the bottleneck:
     /// there data still arriving counts as backlogged senders.
     pub downstream_rtt_ms: f64,
+    /// Downstream, data arriving counts as the backlog only if it was queued
+    /// at least this long on its way (ms: its one-way delay over the least
+    /// its flow showed, from the senders' TCP timestamps), when they give it.
+    pub downstream_queue_ms: f64,
 }
 
 impl Default for EventConfig {
@@ -267,6 +273,7 @@ impl Default for EventConfig {
             deep_drop_ratio: 0.5,
             deep_drop_windows: 2,
             downstream_rtt_ms: 1.0,
+            downstream_queue_ms: 10.0,
         }
     }
 }
@@ -609,7 +616,13 @@ impl Detector {
             && rtt_min_ms < cfg.downstream_rtt_ms
             && lv.bif < cfg.backlog_bif_bytes as f64;
         let hold = downstream && row.is_silent && self.since_data < second / 2;
-        let backlogged = backlogged || (downstream && t.data_segments > 0);
+        // A queue stands upstream if the data waited on its way (the senders'
+        // timestamps say how long, when they give them): a paced sender or an
+        // application that slows down sends less through an empty queue.
+        let queued = t
+            .queue_delay_ms()
+            .is_none_or(|q| q >= cfg.downstream_queue_ms);
+        let backlogged = backlogged || (downstream && t.data_segments > 0 && queued);
         // A silent window with nothing waiting is an idle sender, not a
         // drop: it ends the episode, so the level is rebuilt (and must be a
         // steady second again) before a later fall counts. Otherwise the
@@ -940,6 +953,12 @@ impl EventConfig {
             return Some(format!(
                 "downstream_rtt_ms is {}: give 0 (never downstream) or more",
                 self.downstream_rtt_ms
+            ));
+        }
+        if self.downstream_queue_ms.is_nan() || self.downstream_queue_ms < 0.0 {
+            return Some(format!(
+                "downstream_queue_ms is {}: give 0 (any data arriving) or more",
+                self.downstream_queue_ms
             ));
         }
         if self.queue_rtt_ratio.is_nan() || self.queue_rtt_ratio < 1.0 {
@@ -1352,6 +1371,37 @@ mod tests {
             s.row.delay_s = 0.020;
         }
         assert_eq!(run(&mut Detector::new(cfg, "eth0", W), &up), vec![]);
+    }
+
+    #[test]
+    fn downstream_a_sender_slowing_through_an_empty_queue_is_no_drop() {
+        let cfg = EventConfig::default();
+        // At the receiver, 40 Mbit/s, then 10 from window 200 on (the ACKs
+        // with it); the data queued `queued_ms` on its way (0: no timestamps).
+        let run_with = |before_ms: u64, after_ms: u64| {
+            let seq: Vec<Scored> = (0..240)
+                .map(|i| {
+                    let (mbps, segments, q) = if i < 200 {
+                        (40.0, 170, before_ms)
+                    } else {
+                        (10.0, 42, after_ms)
+                    };
+                    let mut s = acking(scored(i, mbps, 2_896, 0.000_01, 0.1), segments);
+                    s.row.tcp.data_segments = segments;
+                    s.row.tcp.queue_delay_samples = if q > 0 { segments } else { 0 };
+                    s.row.tcp.queue_delay_sum_ms = q * segments;
+                    s.band_at_target = Some((32.0, 48.0));
+                    s
+                })
+                .collect();
+            run(&mut Detector::new(cfg, "eth0", W), &seq)
+        };
+        // The link slowed: what the senders had waits in a growing queue.
+        assert_eq!(run_with(2, 60), vec![(201, Kind::CapacityDrop, true)]);
+        // The sender slowed its pace: the data still passes an empty queue.
+        assert_eq!(run_with(2, 1), vec![]);
+        // Senders without timestamps: data arriving is all there is to go by.
+        assert_eq!(run_with(0, 0), vec![(201, Kind::CapacityDrop, true)]);
     }
 
     #[test]
