@@ -111,6 +111,9 @@ pub struct CaptureTruth {
     pub drop_events_at_half: usize,
     /// Detection delays, s.
     pub delays_s: Vec<f64>,
+    /// Those of the drops the traffic felt, s (an unfelt drop is seen only
+    /// once the traffic reaches the lower rate, if ever).
+    pub delays_felt_s: Vec<f64>,
     /// Congestion onsets, and those warned of.
     pub onsets: usize,
     /// See `onsets`.
@@ -157,6 +160,8 @@ pub struct TruthReport {
     pub precision_at_half: Option<f64>,
     /// Detection delay, s.
     pub delay_s: Spread,
+    /// Of the drops the traffic felt, s.
+    pub delay_felt_s: Spread,
     /// `capacity_drop` events that detected nothing, per hour.
     pub false_drops_per_hour: Option<f64>,
     /// Congestion onsets and those warned of.
@@ -189,6 +194,7 @@ impl TruthReport {
         let at_half = sum(|c| c.drop_events_at_half);
         let (felt, felt_hit) = (sum(|c| c.drops_felt), sum(|c| c.detected_felt));
         let delays: Vec<f64> = s.iter().flat_map(|c| c.delays_s.clone()).collect();
+        let delays_felt: Vec<f64> = s.iter().flat_map(|c| c.delays_felt_s.clone()).collect();
         let leads: Vec<f64> = s.iter().flat_map(|c| c.leads_s.clone()).collect();
         let leads_all: Vec<f64> = s.iter().flat_map(|c| c.leads_all_s.clone()).collect();
         let per_hour = |n: usize| (hours > 0.0).then(|| n as f64 / hours);
@@ -205,6 +211,7 @@ impl TruthReport {
             precision: (ev > 0).then(|| matched as f64 / ev as f64),
             precision_at_half: (ev > 0).then(|| at_half as f64 / ev as f64),
             delay_s: Spread::of(&delays),
+            delay_felt_s: Spread::of(&delays_felt),
             false_drops_per_hour: per_hour(ev - matched),
             onsets: sum(|c| c.onsets),
             warned: sum(|c| c.warned),
@@ -222,7 +229,7 @@ impl TruthReport {
         let f = |x: Option<f64>, d: usize| x.map_or("-".into(), |v| format!("{v:.d$}"));
         vec![
             format!(
-                "events against the schedules ({} captures, {:.1} min): capacity drops detected {}/{} (recall {}; {} counting link stalls; {}/{} = {} of those the traffic felt), precision {} ({} raised with the link at half), delay p10/median/p90 {}/{}/{} s, {} false drops/h",
+                "events against the schedules ({} captures, {:.1} min): capacity drops detected {}/{} (recall {}; {} counting link stalls; {}/{} = {} of those the traffic felt), precision {} ({} raised with the link at half), delay p10/median/p90 {}/{}/{} s (felt {}/{}/{} s), {} false drops/h",
                 self.captures_scored,
                 self.hours * 60.0,
                 self.detected,
@@ -237,6 +244,9 @@ impl TruthReport {
                 f(self.delay_s.p10, 2),
                 f(self.delay_s.median, 2),
                 f(self.delay_s.p90, 2),
+                f(self.delay_felt_s.p10, 2),
+                f(self.delay_felt_s.median, 2),
+                f(self.delay_felt_s.p90, 2),
                 f(self.false_drops_per_hour, 1)
             ),
             format!(
@@ -437,6 +447,7 @@ pub fn score(
         {
             c.drops_felt += 1;
             c.detected_felt += usize::from(delay_of[k].is_some());
+            c.delays_felt_s.extend(delay_of[k]);
         }
     }
     c.drops = ds.len();
@@ -765,8 +776,15 @@ mod tests {
         assert_eq!((c.drops, c.detected, c.drop_events_matched), (2, 1, 1));
         assert!((c.delays_s[0] - 0.15).abs() < 1e-9, "{:?}", c.delays_s);
         assert_eq!((c.drops_felt, c.detected_felt), (1, 1));
-        let r = TruthReport::pool(vec![c]);
-        assert_eq!((r.recall, r.recall_felt), (Some(0.5), Some(1.0)));
+        assert_eq!(c.delays_felt_s, c.delays_s);
+        // Raised at 10.3 s instead, it detects the first drop, which the
+        // traffic did not feel: a delay, but none of a felt drop.
+        let early = [ev(Kind::CapacityDrop, 10.25, 11.0)];
+        let c2 = score("x", &windows, &early, &rows, 20.0, w);
+        assert_eq!((c2.delays_s.len(), c2.delays_felt_s.len()), (1, 0));
+        let r = TruthReport::pool(vec![c, c2]);
+        assert_eq!((r.recall, r.recall_felt), (Some(0.5), Some(0.5)));
+        assert_eq!((r.delay_s.n, r.delay_felt_s.n), (2, 1));
     }
 
     #[test]
