@@ -73,6 +73,7 @@ fn benches(c: &mut Criterion) {
                     duplicate_ack: a.flags & engine::flow::flags::DUPLICATE_ACK != 0,
                     unacked_segments: t.unacked_segments() as u64,
                     queue_delay_ms: a.queue_delay_ms,
+                    reported_bytes: a.reported_bytes,
                 }
             })
             .collect()

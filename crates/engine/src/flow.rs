@@ -62,6 +62,13 @@ pub struct Analysis {
     /// Queueing delay of a data segment, ms (see [`OneWay`]), once its
     /// direction's timestamp clock is known to tick at 1 kHz.
     pub queue_delay_ms: Option<u32>,
+    /// Bytes an ACK newly reports arrived at its sender: its cumulative ACK's
+    /// advance past the highest byte its direction reported before, and the
+    /// bytes of its SACK blocks past that. Counts what a loss recovery still
+    /// delivers (SACKed, not yet cumulatively acknowledged) once; the holes
+    /// are not counted (neither when a SACK passes them nor when the
+    /// cumulative ACK later covers them and the data SACKed).
+    pub reported_bytes: u32,
 }
 
 /// [`Analysis::flags`]: what tshark's sequence analysis says of a segment.
@@ -118,6 +125,9 @@ struct Dir {
     /// This direction's latest packet was a keep-alive.
     keepalive: bool,
     owd: OneWay,
+    /// The highest byte this direction's ACKs and SACK blocks reported
+    /// arrived (see [`Analysis::reported_bytes`]).
+    reported_hi: Option<u32>,
 }
 
 /// The one-way delay of a direction's data segments as the capture sees it:
@@ -201,6 +211,41 @@ impl OneWay {
 }
 
 impl Dir {
+    /// [`Analysis::reported_bytes`] of packet `p` sent by this direction.
+    fn reported(&mut self, p: &PacketSummary) -> u32 {
+        if p.flags & F::ACK == 0 || p.flags & F::RST != 0 {
+            return 0;
+        }
+        let after = |a: u32, b: u32| (a.wrapping_sub(b) as i32) > 0;
+        let Some(mut hi) = self.reported_hi else {
+            self.reported_hi = Some(p.ack);
+            return 0;
+        };
+        let mut bytes = 0u32;
+        if after(p.ack, hi) {
+            bytes = p.ack.wrapping_sub(hi);
+            hi = p.ack;
+        }
+        // The SACK blocks past the highest byte reported, lowest first;
+        // the gaps below them (lost, or still on their way) are not counted.
+        let n = usize::from(p.sack.n).min(3);
+        let mut blocks = [(0u32, 0u32); 3];
+        for (i, b) in blocks.iter_mut().enumerate().take(n) {
+            *b = (p.sack.left[i], p.sack.right[i]);
+        }
+        let blocks = &mut blocks[..n];
+        blocks.sort_unstable_by_key(|&(l, _)| l.wrapping_sub(hi));
+        for &(l, r) in blocks.iter() {
+            if after(r, hi) && !after(l, r) {
+                let from = if after(l, hi) { l } else { hi };
+                bytes = bytes.wrapping_add(r.wrapping_sub(from));
+                hi = r;
+            }
+        }
+        self.reported_hi = Some(hi);
+        bytes
+    }
+
     fn new() -> Self {
         Dir {
             valid_bif: true,
@@ -529,6 +574,7 @@ impl FlowTable {
             fwd.base_seq = Some(p.seq);
         }
         let (out, added, removed) = analyze(fwd, rev, p, budget_left);
+        let reported_bytes = fwd.reported(p);
         let queue_delay_ms = match p.tsval {
             Some(v) if p.payload_len_bytes > 0 => fwd.owd.sample(p.ts_ns, v),
             _ => None,
@@ -557,12 +603,14 @@ impl FlowTable {
             return Analysis {
                 direction_id: serial * 2 + d as u64,
                 flags: out.flags,
+                reported_bytes,
                 ..Analysis::default()
             };
         }
         Analysis {
             direction_id: serial * 2 + d as u64,
             queue_delay_ms,
+            reported_bytes,
             ..out
         }
     }
@@ -691,6 +739,7 @@ fn analyze(
             direction_id: 0,
             flags,
             queue_delay_ms: None,
+            reported_bytes: 0,
         },
         added,
         removed,
@@ -972,5 +1021,54 @@ mod tests {
         assert!(delays(100).iter().all(|q| q.is_none()));
         let a = FlowTable::new(FlowConfig::default()).process(&pkt(true, 0, 1, 1, F::ACK, 100));
         assert_eq!(a.queue_delay_ms, None);
+    }
+
+    #[test]
+    fn acks_and_sacks_report_each_arrived_byte_once() {
+        let mut t = FlowTable::new(FlowConfig::default());
+        // A sends 9 segments of 1000 bytes from 1; the second is lost.
+        for k in 0..9u32 {
+            t.process(&pkt(true, i64::from(k) * MS, 1 + 1000 * k, 1, F::ACK, 1000));
+        }
+        let ack = |t: &mut FlowTable, at: i64, ack: u32, sack: &[(u32, u32)]| {
+            let mut p = pkt(false, at * MS, 1, ack, F::ACK, 0);
+            for (i, (l, r)) in sack.iter().enumerate() {
+                p.sack.left[i] = *l;
+                p.sack.right[i] = *r;
+            }
+            p.sack.n = sack.len() as u8;
+            t.process(&p).reported_bytes
+        };
+        // B's first ACK is where its reports start from.
+        assert_eq!(ack(&mut t, 10, 1, &[]), 0);
+        assert_eq!(ack(&mut t, 11, 1001, &[]), 1000);
+        // Duplicate ACKs: the SACKs report the third, fourth and fifth, not
+        // the hole below them.
+        assert_eq!(ack(&mut t, 12, 1001, &[(2001, 3001)]), 1000);
+        assert_eq!(ack(&mut t, 13, 1001, &[(2001, 4001)]), 1000);
+        assert_eq!(ack(&mut t, 14, 1001, &[(2001, 5001)]), 1000);
+        // An older duplicate reports nothing new; a block past another
+        // hole counts its own bytes, and blocks come in any order.
+        assert_eq!(ack(&mut t, 15, 1001, &[(2001, 4001)]), 0);
+        assert_eq!(
+            ack(
+                &mut t,
+                16,
+                1001,
+                &[(7001, 8001), (2001, 5001), (6001, 6501)]
+            ),
+            1500
+        );
+        // The retransmission fills the hole: the cumulative ACK jumps over
+        // what the SACKs reported, nothing new; then new data.
+        t.process(&pkt(true, 17 * MS, 1001, 1, F::ACK, 1000));
+        assert_eq!(ack(&mut t, 20, 5001, &[(6001, 6501), (7001, 8001)]), 0);
+        assert_eq!(ack(&mut t, 22, 9001, &[]), 1000);
+        // A's own ACKs (of B's nothing) report nothing.
+        assert_eq!(
+            t.process(&pkt(true, 21 * MS, 5001, 1, F::ACK, 0))
+                .reported_bytes,
+            0
+        );
     }
 }

@@ -217,6 +217,7 @@ impl Engine {
             duplicate_ack: a.flags & flags::DUPLICATE_ACK != 0,
             unacked_segments: self.flows.unacked_segments() as u64,
             queue_delay_ms: a.queue_delay_ms,
+            reported_bytes: a.reported_bytes,
         };
         self.windows.push(&self.last, emit);
         a
@@ -336,7 +337,14 @@ mod tests {
             p(5, 2, 0, 3),
             "SYN, SYN-ACK and three segments; SYN and SYN-ACK acked"
         );
-        assert_eq!(t[1], p(0, 2, 1, 1), "two acked, a zero window");
+        assert_eq!(
+            t[1],
+            TcpProgress {
+                reported_bytes: 2000,
+                ..p(0, 2, 1, 1)
+            },
+            "two acked (their 2000 bytes reported arrived), a zero window"
+        );
         assert_eq!(
             t[2],
             p(1, 0, 1, 2),
@@ -344,6 +352,6 @@ mod tests {
         );
         assert_eq!(t[3], p(0, 0, 0, 2), "silent: the unacked count carries");
         assert_eq!(t[4], p(0, 0, 0, 2), "silent");
-        assert_eq!(t[5].acked_segments, 1);
+        assert_eq!((t[5].acked_segments, t[5].reported_bytes), (1, 1000));
     }
 }

@@ -75,6 +75,9 @@ pub struct TcpProgress {
     pub retransmissions: u64,
     /// Duplicate ACKs (`tcp.analysis.duplicate_ack`).
     pub duplicate_acks: u64,
+    /// Bytes the ACKs newly reported arrived, SACKed or acknowledged
+    /// ([`crate::flow::Analysis::reported_bytes`]).
+    pub reported_bytes: u64,
     /// Data segments with a queueing delay
     /// ([`crate::flow::Analysis::queue_delay_ms`]).
     pub queue_delay_samples: u64,
@@ -247,6 +250,8 @@ pub struct PacketFacts {
     pub unacked_segments: u64,
     /// Queueing delay of a data segment, ms (when the sender's timestamps give it).
     pub queue_delay_ms: Option<u32>,
+    /// Bytes its ACK newly reported arrived.
+    pub reported_bytes: u32,
 }
 
 impl WindowAggregator {
@@ -334,6 +339,7 @@ impl WindowAggregator {
         a.tcp.zero_window_segments += u64::from(f.zero_window);
         a.tcp.retransmissions += u64::from(f.retransmission);
         a.tcp.duplicate_acks += u64::from(f.duplicate_ack);
+        a.tcp.reported_bytes += u64::from(f.reported_bytes);
         if let Some(q) = f.queue_delay_ms {
             a.tcp.queue_delay_samples += 1;
             a.tcp.queue_delay_sum_ms += u64::from(q);

@@ -16,11 +16,13 @@
 //!   backlogged (bytes in flight at least `backlog_bif_bytes` and the ACK RTT
 //!   at least `queue_rtt_ratio` times its minimum over the last
 //!   `rtt_min_windows`: the queue says they could send more), and under
-//!   `drop_ratio` of the last second's mean, the segments acknowledged per
-//!   window under that share of theirs too (unless the capture sees no ACKs),
+//!   `drop_ratio` of the last second's mean, the bytes the ACKs report
+//!   arrived per window (acknowledged, or SACKed past a loss: a recovery
+//!   held back by its receive window still reports arrivals at the old
+//!   rate) under that share of theirs too (unless the capture sees no ACKs),
 //!   the bytes in flight over half theirs (a sender that chose to send less,
 //!   BBR's ProbeRTT or a window cut, drains them; a slower link keeps them
-//!   waiting; after a round trip without any ACK, the unacknowledged
+//!   waiting; after half a round trip without any ACK, the unacknowledged
 //!   segments over half theirs will do: a dark path), and from a second at
 //!   most a tenth silent (not an on-off sender's bursts; a silent window with nothing unacknowledged is an idle
 //!   sender and ends an episode, so the level is rebuilt after it).
@@ -33,7 +35,7 @@
 //!   the last data holds the streaks (an outage trickles, a sender that
 //!   stopped sends nothing). A deep drop starts it after
 //!   `deep_drop_windows`: under `deep_drop_ratio` of that mean with the
-//!   segments acknowledged per window under that share of theirs too (a link
+//!   bytes reported arrived under that share of theirs too (a link
 //!   delivering less; an application that stopped writing still gets ACKs at
 //!   the old rate for a round trip). Critical when under half that edge.
 //!   Before the band exists (a stream's first seconds) a full second of
@@ -307,8 +309,8 @@ impl MinWindow {
 #[derive(Copy, Clone, Debug)]
 struct LevelWindow {
     mbps: f64,
-    /// Segments acknowledged.
-    acked: f64,
+    /// Bytes the ACKs reported arrived (acknowledged or SACKed).
+    reported: f64,
     bif: f64,
     /// Segments unacknowledged at its end.
     unacked: f64,
@@ -319,7 +321,7 @@ impl LevelWindow {
     fn of(row: &WindowRow) -> Self {
         LevelWindow {
             mbps: row.throughput_mbps,
-            acked: row.tcp.acked_segments as f64,
+            reported: row.tcp.reported_bytes as f64,
             bif: row.bif_bytes as f64,
             unacked: row.tcp.unacked_segments as f64,
             silent: row.is_silent,
@@ -331,7 +333,7 @@ impl LevelWindow {
 #[derive(Copy, Clone, Debug, Default)]
 struct Level {
     mbps: f64,
-    acked: f64,
+    reported: f64,
     bif: f64,
     unacked: f64,
     silent: usize,
@@ -342,14 +344,15 @@ impl Level {
     fn of<'a>(ws: impl Iterator<Item = &'a LevelWindow>) -> Self {
         let mut l = ws.fold(Level::default(), |l, w| Level {
             mbps: l.mbps + w.mbps,
-            acked: l.acked + w.acked,
+            reported: l.reported + w.reported,
             bif: l.bif + w.bif,
             unacked: l.unacked + w.unacked,
             silent: l.silent + usize::from(w.silent),
             n: l.n + 1,
         });
         let n = l.n.max(1) as f64;
-        (l.mbps, l.acked, l.bif, l.unacked) = (l.mbps / n, l.acked / n, l.bif / n, l.unacked / n);
+        (l.mbps, l.reported, l.bif, l.unacked) =
+            (l.mbps / n, l.reported / n, l.bif / n, l.unacked / n);
         l
     }
 
@@ -359,12 +362,13 @@ impl Level {
         self.silent * 10 <= self.n
     }
 
-    /// `row` under `share` of this level, its segments acknowledged too: a
-    /// link that delivers less, not a sender that stopped (its last flight
-    /// is still acknowledged at the old rate for a round trip).
+    /// `row` under `share` of this level, the bytes its ACKs reported
+    /// arrived too: a link that delivers less, not a sender that stopped
+    /// (its last flight still arrives at the old rate for a round trip) or
+    /// one held back in a loss recovery (the SACKs still report what arrives).
     fn under(&self, row: &WindowRow, share: f64) -> bool {
         row.throughput_mbps < share * self.mbps
-            && (row.tcp.acked_segments as f64) < share * self.acked
+            && (row.tcp.reported_bytes as f64) < share * self.reported
     }
 }
 
@@ -647,17 +651,23 @@ impl Detector {
             self.below_for = 0;
             below = false;
         }
-        // The ACKs fall with what is sent (the link delivers less), unless the
-        // capture shows none: an application that stopped writing still has
-        // its last flight acknowledged at the old rate for a round trip.
+        // What the ACKs report arrived (acknowledged, or SACKed past a loss)
+        // falls with the link, unless the capture shows no ACKs: an
+        // application that stopped writing still has its last flight
+        // arrive at the old rate for a round trip, and a sender held back in
+        // a loss recovery (its receive window full behind the hole, or BBR
+        // at a long RTT) sees the SACKs report arrivals at the old rate
+        // while nothing is newly acknowledged and little is sent.
         let acks_down =
-            lv.acked == 0.0 || (row.tcp.acked_segments as f64) < cfg.drop_ratio * lv.acked;
-        // No ACK of any kind for a round trip while segments wait: the link
-        // delivers nothing (an outage). The bytes in flight can fall there,
-        // counted only for the flows that sent in the window, but the
-        // unacknowledged segments stay. A sender in BBR's ProbeRTT at a long
-        // RTT also leaves windows without ACKs, but not a whole round trip.
-        let silent_acks = self.since_any_ack as f64 * self.width_ns as f64 / 1e6 >= rtt_ms.max(1.0);
+            lv.reported == 0.0 || (row.tcp.reported_bytes as f64) < cfg.drop_ratio * lv.reported;
+        // No ACK of any kind for half a round trip while segments wait: the
+        // link delivers nothing (an outage). The bytes in flight can fall
+        // there, counted only for the flows that sent in the window, but the
+        // unacknowledged segments stay. BBR's ProbeRTT drains them instead
+        // (its ACK-less windows at a 228 ms RTT raised nothing this way on
+        // the development traces; a single ACK-less window did).
+        let silent_acks = self.since_any_ack > 0
+            && self.since_any_ack as f64 * self.width_ns as f64 / 1e6 >= 0.5 * rtt_ms.max(1.0);
         let bif_held = row.bif_bytes as f64 >= BIF_HELD_SHARE * lv.bif
             || (silent_acks
                 && lv.unacked > 0.0
@@ -1149,9 +1159,11 @@ mod tests {
         assert!(run(&mut d, &quiet).is_empty());
     }
 
-    /// A window whose ACKs acknowledge `acked` segments.
+    /// A window whose ACKs acknowledge `acked` full segments (and report
+    /// their bytes arrived).
     fn acking(mut s: Scored, acked: u64) -> Scored {
         s.row.tcp.acked_segments = acked;
+        s.row.tcp.reported_bytes = acked * 1_448;
         s
     }
 
@@ -1185,6 +1197,31 @@ mod tests {
         seq[200].band_at_target = Some((32.0, 48.0));
         let ch = run(&mut Detector::new(cfg, "eth0", W), &seq);
         assert_eq!(ch, vec![(203, Kind::CapacityDrop, true)]);
+    }
+
+    #[test]
+    fn a_loss_recovery_whose_sacks_still_report_arrivals_is_no_drop() {
+        let cfg = EventConfig::default();
+        let steady = |i| acking(scored(i, 40.0, 60_000, 0.020, 0.1), 170);
+        // A segment is lost: nothing is newly acknowledged and the sender,
+        // its receive window full behind the hole, sends almost nothing
+        // (40 -> 1 Mbit/s) while the flight waits; the SACKs report what
+        // arrives past the hole at `reported` bytes per window.
+        let run_with = |reported: u64| {
+            let mut seq: Vec<Scored> = (0..200).map(steady).collect();
+            seq.extend((200..208).map(|i| {
+                let mut s = acking(scored(i, 1.0, 60_000, 0.040, 0.1), 0);
+                s.row.tcp.duplicate_acks = 40;
+                s.row.tcp.reported_bytes = reported;
+                s
+            }));
+            seq[200].band_at_target = Some((32.0, 48.0));
+            run(&mut Detector::new(cfg, "eth0", W), &seq)
+        };
+        // Arrivals at the old rate: the link still delivers, no drop.
+        assert_eq!(run_with(170 * 1_448), vec![]);
+        // Arrivals a fifth of it: the link slowed (and lost what overflowed).
+        assert_eq!(run_with(34 * 1_448), vec![(201, Kind::CapacityDrop, true)]);
     }
 
     #[test]
