@@ -136,16 +136,15 @@ struct Dir {
 /// queued between the sender and the capture point: downstream of a
 /// bottleneck, a backlog standing there. Used only once the sender's clock is
 /// seen ticking at 1 kHz (as Linux's does) within a fifth over its first
-/// `OWD_CLOCK_SPAN_MS`; other clocks give nothing. 16 bytes: a million flows
+/// `OWD_CLOCK_SPAN_MS`; other clocks give nothing. 12 bytes: a million flows
 /// carry two each.
 #[derive(Debug, Default)]
 struct OneWay {
     /// The first sample's capture ms (wrapping) minus its TSval.
     offset0: u32,
-    /// The first sample's capture ms (wrapping) and TSval, for the clock
-    /// check; then when the least last rose.
+    /// The first sample's capture ms (wrapping), for the clock check (its
+    /// TSval is `t0 - offset0`); then when the least last rose.
     t0: u32,
-    v0: u32,
     /// The least capture ms minus TSval so far, relative to `offset0`.
     min_rel: i16,
     clock: Clock,
@@ -172,13 +171,14 @@ impl OneWay {
         let offset = ms.wrapping_sub(tsval);
         match self.clock {
             Clock::Unseen => {
-                (self.offset0, self.t0, self.v0) = (offset, ms, tsval);
+                (self.offset0, self.t0) = (offset, ms);
                 self.clock = Clock::Checking;
             }
             Clock::Checking => {
                 let elapsed = ms.wrapping_sub(self.t0);
                 if (OWD_CLOCK_SPAN_MS..u32::MAX / 2).contains(&elapsed) {
-                    let rate = f64::from(tsval.wrapping_sub(self.v0) as i32) / f64::from(elapsed);
+                    let v0 = self.t0.wrapping_sub(self.offset0);
+                    let rate = f64::from(tsval.wrapping_sub(v0) as i32) / f64::from(elapsed);
                     self.clock = if (0.8..=1.2).contains(&rate) {
                         Clock::Millisecond
                     } else {
@@ -216,13 +216,12 @@ impl Dir {
         if p.flags & F::ACK == 0 || p.flags & F::RST != 0 {
             return 0;
         }
-        let after = |a: u32, b: u32| (a.wrapping_sub(b) as i32) > 0;
         let Some(mut hi) = self.reported_hi else {
             self.reported_hi = Some(p.ack);
             return 0;
         };
         let mut bytes = 0u32;
-        if after(p.ack, hi) {
+        if seq_gt(p.ack, hi) {
             bytes = p.ack.wrapping_sub(hi);
             hi = p.ack;
         }
@@ -236,8 +235,8 @@ impl Dir {
         let blocks = &mut blocks[..n];
         blocks.sort_unstable_by_key(|&(l, _)| l.wrapping_sub(hi));
         for &(l, r) in blocks.iter() {
-            if after(r, hi) && !after(l, r) {
-                let from = if after(l, hi) { l } else { hi };
+            if seq_gt(r, hi) && !seq_gt(l, r) {
+                let from = if seq_gt(l, hi) { l } else { hi };
                 bytes = bytes.wrapping_add(r.wrapping_sub(from));
                 hi = r;
             }

@@ -24,16 +24,17 @@
 //!   BBR's ProbeRTT or a window cut, drains them; a slower link keeps them
 //!   waiting; after half a round trip without any ACK, the unacknowledged
 //!   segments over half theirs will do: a dark path), and from a second at
-//!   most a tenth silent (not an on-off sender's bursts; a silent window with nothing unacknowledged is an idle
-//!   sender and ends an episode, so the level is rebuilt after it).
+//!   most a tenth silent (not an on-off sender's bursts; a silent window
+//!   with nothing unacknowledged is an idle sender and ends an episode, so
+//!   the level is rebuilt after it).
 //!   Downstream of the bottleneck (an ACK RTT minimum under
 //!   `downstream_rtt_ms` and little in flight: the receiver, or a router
 //!   next to it) the backlog cannot be seen; there a window with data
 //!   arriving counts as backlogged (if the senders' timestamps say how long
 //!   it waited on its way, at least `downstream_queue_ms`: a paced sender
-//!   that slows passes an empty queue), and a silent one within half a second of
-//!   the last data holds the streaks (an outage trickles, a sender that
-//!   stopped sends nothing). A deep drop starts it after
+//!   that slows passes an empty queue), and a silent one within half a
+//!   second of the last data holds the streaks (an outage trickles, a sender
+//!   that stopped sends nothing). A deep drop starts it after
 //!   `deep_drop_windows`: under `deep_drop_ratio` of that mean with the
 //!   bytes reported arrived under that share of theirs too (a link
 //!   delivering less; an application that stopped writing still gets ACKs at
@@ -1315,10 +1316,24 @@ mod tests {
         };
         assert_eq!(dark(0), vec![(201, Kind::CapacityDrop, true)]);
         assert_eq!(dark(30), vec![]);
-        // BBR's ProbeRTT at a 270 ms round trip: a few segments in flight,
-        // their ACKs in one window of five, so windows without any ACK but
-        // never a round trip of them; the drained flight is the sender's
-        // choice and nothing starts.
+        // At a 160 ms round trip (a standing queue) half of it without ACKs
+        // is two windows: the unacknowledged segments count from window 201
+        // and the deep rule starts it at 202, not two windows later.
+        let mut seq: Vec<Scored> = (0..200).map(level).collect();
+        seq.extend((200..210).map(|i| {
+            let mut s = scored(i, 0.2, 150_000, 0.160, 0.1);
+            s.row.tcp.unacked_segments = 400;
+            s
+        }));
+        seq[200].band_at_target = Some((32.0, 48.0));
+        assert_eq!(
+            run(&mut Detector::new(cfg, "eth0", W), &seq),
+            vec![(202, Kind::CapacityDrop, true)]
+        );
+        // BBR's ProbeRTT at a 400 ms round trip: a few segments in flight,
+        // their ACKs in one window of five, so runs of four windows without
+        // any ACK, never more than half a round trip; the drained flight is
+        // the sender's choice and nothing starts.
         let mut seq: Vec<Scored> = (0..200)
             .map(|i| {
                 let mut s = acking(scored(i, 40.0, 600_000, 0.270, 0.1), 170);

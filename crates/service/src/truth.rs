@@ -446,12 +446,12 @@ pub fn score(
                 .all(|r| r < before)
         {
             c.drops_felt += 1;
-            c.detected_felt += usize::from(delay_of[k].is_some());
             c.delays_felt_s.extend(delay_of[k]);
         }
     }
     c.drops = ds.len();
     c.detected = c.delays_s.len();
+    c.detected_felt = c.delays_felt_s.len();
     let stalls: Vec<f64> = events
         .iter()
         .filter(|e| e.kind == Kind::LinkStall)
