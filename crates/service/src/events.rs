@@ -432,6 +432,9 @@ pub struct Detector {
     since_any_ack: usize,
     /// Windows since one whose probability was under `congestion_clear_prob`.
     since_low: usize,
+    /// Windows since one whose data waited at least `downstream_queue_ms` on
+    /// its way (the senders' timestamps showed a queue upstream).
+    since_queue: usize,
 }
 
 impl Detector {
@@ -465,6 +468,7 @@ impl Detector {
             seen: 0,
             since_any_ack: 0,
             since_low: usize::MAX,
+            since_queue: usize::MAX,
         }
     }
 
@@ -553,6 +557,11 @@ impl Detector {
         );
         self.since_data = tick(self.since_data, t.data_segments > 0);
         self.since_zero = tick(self.since_zero, t.zero_window_segments > 0);
+        self.since_queue = tick(
+            self.since_queue,
+            t.queue_delay_ms()
+                .is_some_and(|q| q >= cfg.downstream_queue_ms),
+        );
         self.seen = self.seen.saturating_add(1);
         let quiet_acks = self.seen >= cfg.stall_windows && self.since_ack >= cfg.stall_windows;
         let zero_recent = self.since_zero < cfg.stall_windows;
@@ -617,9 +626,17 @@ impl Detector {
         // (an application that stopped writing sends nothing at all), and a
         // silent window within half a second of the last data cannot tell
         // yet: it holds the streaks where they are, neither idle nor drop.
-        let downstream = rtt_min_ms > 0.0
-            && rtt_min_ms < cfg.downstream_rtt_ms
-            && lv.bif < cfg.backlog_bif_bytes as f64;
+        // "Almost nothing in flight" holds for most windows of the level, not
+        // on average: in a loss recovery the data above the holes counts as in
+        // flight until they are filled, hundreds of kB for a few windows.
+        let little_in_flight = self
+            .level
+            .iter()
+            .filter(|w| w.bif < cfg.backlog_bif_bytes as f64)
+            .count()
+            * 2
+            > self.level.len();
+        let downstream = rtt_min_ms > 0.0 && rtt_min_ms < cfg.downstream_rtt_ms && little_in_flight;
         let hold = downstream && row.is_silent && self.since_data < second / 2;
         // A queue stands upstream if the data waited on its way (the senders'
         // timestamps say how long, when they give them): a paced sender or an
@@ -627,7 +644,18 @@ impl Detector {
         let queued = t
             .queue_delay_ms()
             .is_none_or(|q| q >= cfg.downstream_queue_ms);
-        let backlogged = backlogged || (downstream && t.data_segments > 0 && queued);
+        // Downstream, a loss recovery also makes the ACK RTT a round trip
+        // (the data above a hole is acknowledged when the hole is filled) and
+        // the bytes in flight large, which upstream would say the senders are
+        // backlogged. Where the timestamps give the queueing delay, the queue
+        // alone says it: after a burst of losses the senders back off and the
+        // queue drains (at the receiver of a reno flow that lost 15 % for
+        // 0.4 s, from 34 ms to 0.5 ms), while a link that slowed fills it.
+        let backlogged = if downstream && t.queue_delay_ms().is_some() {
+            t.data_segments > 0 && queued
+        } else {
+            backlogged || (downstream && t.data_segments > 0 && queued)
+        };
         // A silent window with nothing waiting is an idle sender, not a
         // drop: it ends the episode, so the level is rebuilt (and must be a
         // steady second again) before a later fall counts. Otherwise the
@@ -1454,6 +1482,43 @@ mod tests {
         assert_eq!(run_with(2, 1), vec![]);
         // Senders without timestamps: data arriving is all there is to go by.
         assert_eq!(run_with(0, 0), vec![(201, Kind::CapacityDrop, true)]);
+    }
+
+    #[test]
+    fn downstream_a_loss_recovery_through_a_draining_queue_is_no_drop() {
+        let cfg = EventConfig::default();
+        // At the receiver, 40 Mbit/s through a standing 30 ms queue. From
+        // window 196 a burst of losses: the data above the holes counts as in
+        // flight (600 kB) and is acknowledged a round trip late (80 ms), and
+        // from window 200 the senders back off to 10 Mbit/s, the ACKs with
+        // them, while the queue holds `after_ms`.
+        let run_with = |after_ms: u64| {
+            let seq: Vec<Scored> = (0..240)
+                .map(|i| {
+                    let (mbps, segments, q) = if i < 200 {
+                        (40.0, 170, 30)
+                    } else {
+                        (10.0, 42, after_ms)
+                    };
+                    let (bif, rtt_s) = if i < 196 {
+                        (2_896, 0.000_01)
+                    } else {
+                        (600_000, 0.080)
+                    };
+                    let mut s = acking(scored(i, mbps, bif, rtt_s, 0.1), segments);
+                    s.row.tcp.data_segments = segments;
+                    s.row.tcp.queue_delay_samples = segments;
+                    s.row.tcp.queue_delay_sum_ms = q * segments;
+                    s.band_at_target = Some((32.0, 48.0));
+                    s
+                })
+                .collect();
+            run(&mut Detector::new(cfg, "eth0", W), &seq)
+        };
+        // The queue drained: the senders backed off, the link did not slow.
+        assert_eq!(run_with(1), vec![]);
+        // The queue grew: the link slowed.
+        assert_eq!(run_with(90), vec![(201, Kind::CapacityDrop, true)]);
     }
 
     #[test]
