@@ -3,20 +3,23 @@
 #
 #   scripts/lab/netns-transfer.sh --out F.pcap [--seconds 10] [--rates "50:3,10:3,100:4"]
 #                                 [--cc cubic] [--snaplen 128] [--parallel 1]
-#                                 [--offloads on] [--bitrate 8M]
+#                                 [--offloads on] [--bitrate 8M] [--stalls SEED]
 #
 # Sender and receiver namespaces are joined by a veth pair with addresses from the
 # 198.18.0.0/15 benchmarking range and no default route, so traffic cannot leave.
 # Offloads (TSO/GSO/GRO) are off so frames look like a wire, unless --offloads on
 # (what a real host's tcpdump sees: GSO/TSO super-frames). --bitrate paces the
-# iperf3 sender (-b, an application-limited sender). --rates plays a
+# iperf3 sender (-b, an application-limited sender). --stalls replaces iperf3 with
+# scripts/lab/stall-peers.py: a bulk sender to a receiving application that stops
+# reading or reads slowly (zero and small windows), its phases drawn from SEED and
+# written with their times to F.pcap.stalls. --rates plays a
 # schedule of "Mbit/s:seconds" steps on a tbf bottleneck at the sender's egress
 # (empty: no bottleneck). tcpdump captures at the sender with the given snap
 # length. Everything started is stopped by PID and both namespaces are deleted on
 # exit or interrupt. Needs root.
 set -euo pipefail
 
-out="" seconds=10 rates="" cc=cubic snaplen=128 parallel=1 offloads=off bitrate=""
+out="" seconds=10 rates="" cc=cubic snaplen=128 parallel=1 offloads=off bitrate="" stalls=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) out=$2; shift 2 ;;
@@ -27,6 +30,7 @@ while [ $# -gt 0 ]; do
     --parallel) parallel=$2; shift 2 ;;
     --offloads) offloads=$2; shift 2 ;;
     --bitrate) bitrate=$2; shift 2 ;;
+    --stalls) stalls=$2; shift 2 ;;
     *) echo "netns-transfer: unknown option $1 (see the header of $0)" >&2; exit 2 ;;
   esac
 done
@@ -69,12 +73,21 @@ set_rate() { # Mbit/s
 first_rate=${rates%%:*}
 [ -n "$rates" ] && set_rate "$first_rate"
 
-ip netns exec "$rcv" iperf3 -s -1 -B 198.18.0.2 >/dev/null 2>&1 &
+peers=$(dirname "$0")/stall-peers.py
+if [ -n "$stalls" ]; then
+  ip netns exec "$rcv" python3 "$peers" receive 198.18.0.2 5201 "$stalls" "$seconds" 2>"$out.stalls" &
+else
+  ip netns exec "$rcv" iperf3 -s -1 -B 198.18.0.2 >/dev/null 2>&1 &
+fi
 pids+=($!)
 ip netns exec "$snd" tcpdump -i "$vs" -s "$snaplen" -w "$out" -U "tcp" 2>/dev/null &
 pids+=($!)
 sleep 0.5
-ip netns exec "$snd" timeout $((seconds + 10)) iperf3 -c 198.18.0.2 -t "$seconds" -C "$cc" -P "$parallel" ${bitrate:+-b "$bitrate"} >/dev/null &
+if [ -n "$stalls" ]; then
+  ip netns exec "$snd" timeout $((seconds + 10)) python3 "$peers" send 198.18.0.2 5201 "$seconds" "$cc" &
+else
+  ip netns exec "$snd" timeout $((seconds + 10)) iperf3 -c 198.18.0.2 -t "$seconds" -C "$cc" -P "$parallel" ${bitrate:+-b "$bitrate"} >/dev/null &
+fi
 client=$!
 if [ -n "$rates" ]; then
   IFS=, read -ra steps <<< "$rates"
@@ -83,7 +96,7 @@ if [ -n "$rates" ]; then
     sleep "${st##*:}"
   done
 fi
-wait $client || { echo "netns-transfer: iperf3 client failed" >&2; exit 1; }
+wait $client || { echo "netns-transfer: the sender failed" >&2; exit 1; }
 sleep 0.3
 cleanup
 trap - EXIT INT TERM

@@ -1522,6 +1522,32 @@ fn replay_reports_events_where_the_link_changes_and_none_where_it_is_steady() {
     }
 }
 
+/// A bulk sender whose receiving application stops reading and trickles
+/// (tests/data/README.md): its throughput falls while its bytes in flight
+/// stay, as at a link that slowed, but the receiver's small windows hold it
+/// back, so no capacity drop is raised (the build before the rule raised two,
+/// at 12.9 s in a trickle and at 25.8 s). The link stayed at 8 Mbit/s.
+#[test]
+fn a_receiver_that_stops_reading_raises_no_capacity_drop() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("r.json");
+    succeeds(
+        nf().args(["replay", "-q", "--report"])
+            .arg(&report)
+            .arg(repo().join("tests/data/veth-receiver-stalls.pcap.gz")),
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let drops: Vec<&serde_json::Value> = r["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "capacity_drop")
+        .collect();
+    assert!(drops.is_empty(), "{drops:?}");
+    assert!(r["windows"].as_u64().unwrap() > 500, "{}", r["windows"]);
+}
+
 /// `--events-truth` scores against the schedule beside the capture, given
 /// after the captures or before them; a file needs `=` (with a space the
 /// first capture was taken for the schedule and nothing was scored), and a

@@ -74,6 +74,8 @@ fn benches(c: &mut Criterion) {
                     unacked_segments: t.unacked_segments() as u64,
                     queue_delay_ms: a.queue_delay_ms,
                     reported_bytes: a.reported_bytes,
+                    pure_ack: a.flags & engine::flow::flags::PURE_ACK != 0,
+                    small_window: a.flags & engine::flow::flags::SMALL_WINDOW != 0,
                 }
             })
             .collect()

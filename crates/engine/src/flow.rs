@@ -82,6 +82,12 @@ pub mod flags {
     pub const DUPLICATE_ACK: u8 = 2;
     /// `tcp.analysis.zero_window`.
     pub const ZERO_WINDOW: u8 = 4;
+    /// A pure ACK: no data, no SYN, FIN or RST.
+    pub const PURE_ACK: u8 = 8;
+    /// A pure ACK advertising a zero window or under an eighth of the largest
+    /// window its direction advertised: the receiving application is not
+    /// keeping up, and its window, not the path, limits the sender.
+    pub const SMALL_WINDOW: u8 = 16;
 }
 
 /// Flow-table counters, reported in summaries and metrics.
@@ -115,6 +121,9 @@ struct Dir {
     nextseq: u32,
     maxseqtobeacked: u32,
     window: u16,
+    /// The largest window field this direction advertised after its SYN (raw:
+    /// the scale is fixed by then, so ratios of raw fields are ratios of windows).
+    max_window: u16,
     valid_bif: bool,
     segs: SegList,
     /// SACK blocks of this direction's latest packet (reset on every packet).
@@ -663,6 +672,15 @@ fn analyze(
             flags |= flags::DUPLICATE_ACK;
         }
     }
+    if plain && seglen == 0 && p.flags & F::ACK != 0 {
+        flags |= flags::PURE_ACK;
+        if p.window == 0 || u32::from(p.window) * 8 < u32::from(fwd.max_window) {
+            flags |= flags::SMALL_WINDOW;
+        }
+    }
+    if plain {
+        fwd.max_window = fwd.max_window.max(p.window);
+    }
     if (seglen > 0 || syn_fin)
         && fwd.nextseq != 0
         && seq_gt(fwd.nextseq, seq)
@@ -833,7 +851,7 @@ mod tests {
         let w = |from_a, ms, seq, ack, len, win| {
             test_segment(from_a, ms * MS, (seq, ack, F::ACK), len, win)
         };
-        let mut f = |p: PacketSummary| t.process(&p).flags;
+        let mut f = |p: PacketSummary| t.process(&p).flags & (RTX | DUP | ZW);
         assert_eq!(f(w(true, 0, 1, 1, 100, 1000)), 0, "new data");
         assert_eq!(f(w(true, 1, 101, 1, 100, 1000)), 0);
         assert_eq!(f(w(false, 2, 1, 101, 0, 1000)), 0, "an ACK that moves");
@@ -864,6 +882,55 @@ mod tests {
         let mut u = FlowTable::new(FlowConfig::default());
         assert_eq!(u.process(&syn(0)).flags, 0);
         assert_eq!(u.process(&syn(1000)).flags, RTX, "a SYN sent again");
+    }
+
+    /// A pure ACK's window is small when it is zero or under an eighth of the
+    /// largest its direction advertised after the SYN (raw fields).
+    #[test]
+    fn pure_acks_and_small_windows() {
+        use super::flags::{PURE_ACK as PURE, SMALL_WINDOW as SMALL};
+        let mut t = FlowTable::new(FlowConfig::default());
+        let mut f = |from_a, ms, (seq, ack, fl), len, win| {
+            t.process(&test_segment(from_a, ms * MS, (seq, ack, fl), len, win))
+                .flags
+                & (PURE | SMALL)
+        };
+        assert_eq!(f(true, 0, (0, 0, F::SYN), 0, 64000), 0, "a SYN");
+        assert_eq!(
+            f(false, 1, (0, 1, F::SYN | F::ACK), 0, 65000),
+            0,
+            "a SYN-ACK: its window is not scaled, and not the largest"
+        );
+        assert_eq!(
+            f(true, 2, (1, 1, F::ACK), 0, 500),
+            PURE,
+            "the handshake's ACK"
+        );
+        assert_eq!(f(true, 3, (1, 1, F::ACK), 1000, 500), 0, "data");
+        assert_eq!(
+            f(false, 4, (1, 1001, F::ACK), 0, 800),
+            PURE,
+            "the largest so far"
+        );
+        assert_eq!(
+            f(false, 5, (1, 1001, F::ACK), 0, 100),
+            PURE,
+            "an eighth is not small"
+        );
+        assert_eq!(
+            f(false, 6, (1, 1001, F::ACK), 0, 99),
+            PURE | SMALL,
+            "under an eighth"
+        );
+        assert_eq!(f(false, 7, (1, 1001, F::ACK), 0, 0), PURE | SMALL, "zero");
+        assert_eq!(f(false, 8, (1, 1001, F::ACK | F::FIN), 0, 0), 0, "a FIN");
+        let mut u = FlowTable::new(FlowConfig::default());
+        let zero = test_segment(false, 0, (1, 1, F::ACK), 0, 0);
+        assert_eq!(
+            u.process(&zero).flags & (PURE | SMALL),
+            PURE | SMALL,
+            "a zero window, with no larger seen"
+        );
     }
 
     #[test]

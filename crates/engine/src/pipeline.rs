@@ -218,6 +218,8 @@ impl Engine {
             unacked_segments: self.flows.unacked_segments() as u64,
             queue_delay_ms: a.queue_delay_ms,
             reported_bytes: a.reported_bytes,
+            pure_ack: a.flags & flags::PURE_ACK != 0,
+            small_window: a.flags & flags::SMALL_WINDOW != 0,
         };
         self.windows.push(&self.last, emit);
         a
@@ -334,24 +336,38 @@ mod tests {
         };
         assert_eq!(
             t[0],
-            p(5, 2, 0, 3),
-            "SYN, SYN-ACK and three segments; SYN and SYN-ACK acked"
+            TcpProgress {
+                pure_acks: 1,
+                ..p(5, 2, 0, 3)
+            },
+            "SYN, SYN-ACK and three segments; SYN and SYN-ACK acked; the handshake's ACK"
         );
         assert_eq!(
             t[1],
             TcpProgress {
                 reported_bytes: 2000,
+                pure_acks: 1,
+                small_window_acks: 1,
                 ..p(0, 2, 1, 1)
             },
             "two acked (their 2000 bytes reported arrived), a zero window"
         );
         assert_eq!(
             t[2],
-            p(1, 0, 1, 2),
+            TcpProgress {
+                pure_acks: 1,
+                small_window_acks: 1,
+                ..p(1, 0, 1, 2)
+            },
             "the probe is remembered, the window still zero"
         );
         assert_eq!(t[3], p(0, 0, 0, 2), "silent: the unacked count carries");
         assert_eq!(t[4], p(0, 0, 0, 2), "silent");
         assert_eq!((t[5].acked_segments, t[5].reported_bytes), (1, 1000));
+        assert_eq!(
+            (t[5].pure_acks, t[5].small_window_acks),
+            (1, 0),
+            "the window open again"
+        );
     }
 }

@@ -83,9 +83,22 @@ pub struct TcpProgress {
     pub queue_delay_samples: u64,
     /// The sum of those delays, ms.
     pub queue_delay_sum_ms: u64,
+    /// Pure ACKs (no data, SYN, FIN or RST).
+    pub pure_acks: u64,
+    /// Pure ACKs advertising a zero window or under an eighth of the largest
+    /// their direction advertised ([`crate::flow::flags::SMALL_WINDOW`]).
+    pub small_window_acks: u64,
 }
 
 impl TcpProgress {
+    /// Whether the window's receivers held their senders back: most of its pure
+    /// ACKs advertised a small window (a receiving application not keeping up;
+    /// a pure ACK is what a receiver sends, so a stream of several flows counts
+    /// as limited only when the limited ones send most of its ACKs).
+    pub fn receiver_limited(&self) -> bool {
+        self.small_window_acks * 2 > self.pure_acks
+    }
+
     /// Mean queueing delay of the window's data segments, ms, when their
     /// senders' timestamps give one.
     pub fn queue_delay_ms(&self) -> Option<f64> {
@@ -252,6 +265,11 @@ pub struct PacketFacts {
     pub queue_delay_ms: Option<u32>,
     /// Bytes its ACK newly reported arrived.
     pub reported_bytes: u32,
+    /// It is a pure ACK ([`crate::flow::flags::PURE_ACK`]).
+    pub pure_ack: bool,
+    /// It is a pure ACK advertising a small window
+    /// ([`crate::flow::flags::SMALL_WINDOW`]).
+    pub small_window: bool,
 }
 
 impl WindowAggregator {
@@ -340,6 +358,8 @@ impl WindowAggregator {
         a.tcp.retransmissions += u64::from(f.retransmission);
         a.tcp.duplicate_acks += u64::from(f.duplicate_ack);
         a.tcp.reported_bytes += u64::from(f.reported_bytes);
+        a.tcp.pure_acks += u64::from(f.pure_ack);
+        a.tcp.small_window_acks += u64::from(f.small_window);
         if let Some(q) = f.queue_delay_ms {
             a.tcp.queue_delay_samples += 1;
             a.tcp.queue_delay_sum_ms += u64::from(q);

@@ -656,6 +656,10 @@ impl Detector {
         } else {
             backlogged || (downstream && t.data_segments > 0 && queued)
         };
+        // Senders held back by their receivers' windows (an application that
+        // stopped reading or reads slowly) send less with the link as it was:
+        // the backlog waits at the receiver, not at the bottleneck.
+        let backlogged = backlogged && !t.receiver_limited();
         // A silent window with nothing waiting is an idle sender, not a
         // drop: it ends the episode, so the level is rebuilt (and must be a
         // steady second again) before a later fall counts. Otherwise the
@@ -1194,6 +1198,35 @@ mod tests {
         s.row.tcp.acked_segments = acked;
         s.row.tcp.reported_bytes = acked * 1_448;
         s
+    }
+
+    #[test]
+    fn senders_held_back_by_their_receivers_windows_raise_no_drop() {
+        let cfg = EventConfig::default();
+        // 40 -> 10 Mbit/s with the ACKs and a growing RTT, as a link that
+        // slowed; the receiver sends 85 pure ACKs a window, `small` of them
+        // with a small window from window 198 on.
+        let changes = |small: u64| {
+            let seq: Vec<Scored> = (0..240)
+                .map(|i| {
+                    let mut s = if i < 200 {
+                        acking(scored(i, 40.0, 60_000, 0.020, 0.1), 170)
+                    } else {
+                        acking(scored(i, 10.0, 60_000, 0.040, 0.1), 40)
+                    };
+                    s.row.tcp.pure_acks = 85;
+                    s.row.tcp.small_window_acks = if i >= 198 { small } else { 0 };
+                    s.band_at_target = Some((32.0, 48.0));
+                    s
+                })
+                .collect();
+            run(&mut Detector::new(cfg, "eth0", W), &seq)
+        };
+        assert_eq!(changes(0), vec![(201, Kind::CapacityDrop, true)]);
+        // A few small windows (one slow reader among the flows): still a drop.
+        assert_eq!(changes(20), vec![(201, Kind::CapacityDrop, true)]);
+        // Most ACKs advertise small windows: the receivers stopped reading.
+        assert_eq!(changes(60), vec![]);
     }
 
     #[test]
