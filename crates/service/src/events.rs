@@ -400,6 +400,8 @@ pub struct Detector {
     rtt_min: MinWindow,
     /// The band's lower edge before a drop, and the windows spent below it.
     ref_lo: Option<f64>,
+    /// The edges `ref_lo` took over the last second (oldest first).
+    lo_hist: VecDeque<f64>,
     below_for: usize,
     /// Windows in a row below that edge with backlogged senders.
     drop_streak: usize,
@@ -449,6 +451,7 @@ impl Detector {
             silent: VecDeque::new(),
             rtt_min: MinWindow::default(),
             ref_lo: None,
+            lo_hist: VecDeque::new(),
             below_for: 0,
             drop_streak: 0,
             deep_streak: 0,
@@ -614,6 +617,7 @@ impl Detector {
             && row.throughput_mbps >= lo
         {
             self.ref_lo = Some(lo);
+            push_bounded(&mut self.lo_hist, lo, second);
         }
         if self.below_for == 0 {
             push_bounded(&mut self.level, LevelWindow::of(row), second);
@@ -668,8 +672,12 @@ impl Detector {
         let idle = row.is_silent && row.tcp.unacked_segments == 0 && !hold;
         // Before the band exists (its first seconds) the level alone judges,
         // once it holds a full second, and only a deep fall counts.
+        // The edge from before the drop is the higher of the last one and the
+        // one a second ago: a fade over a few hundred milliseconds (a
+        // cellular link, a ramp) drags each window's band down with it, so
+        // that the actual never falls under the latest edge.
         let under_edge = match self.ref_lo {
-            Some(lo) => row.throughput_mbps < lo,
+            Some(lo) => row.throughput_mbps < self.lo_hist.front().map_or(lo, |old| lo.max(*old)),
             None => lv.n >= second && row.throughput_mbps < cfg.deep_drop_ratio * lv.mbps,
         };
         let mut below = !idle && under_edge && row.throughput_mbps < cfg.drop_ratio * lv.mbps;
@@ -681,6 +689,8 @@ impl Detector {
             || (self.tracks[1].active.is_none() && self.below_for > second)
         {
             self.ref_lo = s.band_at_target.map(|(lo, _)| lo);
+            self.lo_hist.clear();
+            self.lo_hist.extend(self.ref_lo);
             self.below_for = 0;
             below = false;
         }
@@ -1600,6 +1610,36 @@ mod tests {
         });
         let ch = changes(outage.collect());
         assert_eq!(ch.iter().filter(|c| c.2).count(), 1, "{ch:?}");
+    }
+
+    #[test]
+    fn a_fade_that_drags_the_band_down_with_it_is_a_drop() {
+        let cfg = EventConfig::default();
+        // 40 Mbit/s for ten seconds, then a fade to 16 over 400 ms (8
+        // windows), the ACKs with it and the queue growing, while each
+        // window's band (its lower edge 0.8x the last window) follows.
+        let rate = |i: i64| match i {
+            ..200 => 40.0,
+            200..208 => 40.0 - 3.0 * (i - 199) as f64,
+            _ => 16.0,
+        };
+        let seq: Vec<Scored> = (0..240)
+            .map(|i| {
+                let mbps = rate(i);
+                let rtt = if i < 200 { 0.020 } else { 0.040 };
+                let mut s = acking(scored(i, mbps, 60_000, rtt, 0.1), (mbps * 4.25) as u64);
+                let last = rate(i - 1);
+                s.band_at_target = Some((0.8 * last, 1.2 * last));
+                s
+            })
+            .collect();
+        // Under 0.7x the level (28) from window 204 on (25), and under the
+        // band's edge of a second before (32): raised on the fourth window.
+        // Each window stays over its own band's edge, which alone saw nothing.
+        assert_eq!(
+            run(&mut Detector::new(cfg, "eth0", W), &seq),
+            vec![(207, Kind::CapacityDrop, true)]
+        );
     }
 
     #[test]
