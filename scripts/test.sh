@@ -50,9 +50,15 @@ else
   echo "test: ../shared/fixtures/public not found; oracle runs on the project's own captures only" >&2
 fi
 if [ "$(id -u)" = 0 ]; then
-  # A fresh real transfer: four bbr flows through a changing bottleneck.
-  scripts/lab/netns-transfer.sh --out target/real-bbr4.pcap --seconds 3 --parallel 4 --cc bbr \
-    --rates "60:1,15:1,100:1" && oracle_files+=(target/real-bbr4.pcap)
+  # Fresh real transfers: four bbr flows through a changing bottleneck, and a
+  # flow whose receiving application stops reading (zero windows, probes).
+  rm -f target/real-bbr4.pcap target/real-stalls.pcap
+  step "real transfers in namespaces for the oracle: four bbr flows; a receiver that stalls" sh -c '
+    scripts/lab/netns-transfer.sh --out target/real-bbr4.pcap --seconds 3 --parallel 4 --cc bbr \
+      --rates "60:1,15:1,100:1" &&
+    scripts/lab/netns-transfer.sh --out target/real-stalls.pcap --seconds 6 --stalls 3 --cc cubic \
+      --rates "30:6" && grep -q stop target/real-stalls.pcap.stalls'
+  oracle_files+=(target/real-bbr4.pcap target/real-stalls.pcap)
 fi
 step "tshark oracle" python3 scripts/oracle.py "${oracle_files[@]}"
 step "grafana dashboard and provisioning" scripts/check-grafana.sh
