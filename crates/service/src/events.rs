@@ -711,7 +711,12 @@ impl Detector {
         // the development traces; a single ACK-less window did).
         let silent_acks = self.since_any_ack > 0
             && self.since_any_ack as f64 * self.width_ns as f64 / 1e6 >= 0.5 * rtt_ms.max(1.0);
-        let bif_held = row.bif_bytes as f64 >= BIF_HELD_SHARE * lv.bif
+        // Downstream the bytes in flight are the receiver's few segments
+        // awaiting its delayed ACK, nothing of the senders': they fall with the
+        // rate of a link that slowed, and data arriving (through a queue) is
+        // the backlog there.
+        let bif_held = downstream
+            || row.bif_bytes as f64 >= BIF_HELD_SHARE * lv.bif
             || (silent_acks
                 && lv.unacked > 0.0
                 && row.tcp.unacked_segments as f64 >= BIF_HELD_SHARE * lv.unacked);
@@ -1562,6 +1567,34 @@ mod tests {
         assert_eq!(run_with(1), vec![]);
         // The queue grew: the link slowed.
         assert_eq!(run_with(90), vec![(201, Kind::CapacityDrop, true)]);
+    }
+
+    #[test]
+    fn downstream_the_bytes_in_flight_say_nothing_of_the_senders() {
+        let cfg = EventConfig::default();
+        // At the receiver, 40 Mbit/s with 12 kB awaiting its delayed ACKs,
+        // then 10 Mbit/s from window 200 with 3 kB, the data waiting 60 ms
+        // in a growing queue: a link that slowed, raised by the deep rule on
+        // its second window although the bytes in flight fell under half.
+        let seq: Vec<Scored> = (0..240)
+            .map(|i| {
+                let (mbps, segments, bif) = if i < 200 {
+                    (40.0, 170, 12_000)
+                } else {
+                    (10.0, 42, 3_000)
+                };
+                let mut s = acking(scored(i, mbps, bif, 0.000_01, 0.1), segments);
+                s.row.tcp.data_segments = segments;
+                s.row.tcp.queue_delay_samples = segments;
+                s.row.tcp.queue_delay_sum_ms = if i < 200 { 2 } else { 60 } * segments;
+                s.band_at_target = Some((32.0, 48.0));
+                s
+            })
+            .collect();
+        assert_eq!(
+            run(&mut Detector::new(cfg, "eth0", W), &seq),
+            vec![(201, Kind::CapacityDrop, true)]
+        );
     }
 
     #[test]
