@@ -434,9 +434,6 @@ pub struct Detector {
     since_any_ack: usize,
     /// Windows since one whose probability was under `congestion_clear_prob`.
     since_low: usize,
-    /// Windows since one whose data waited at least `downstream_queue_ms` on
-    /// its way (the senders' timestamps showed a queue upstream).
-    since_queue: usize,
 }
 
 impl Detector {
@@ -471,7 +468,6 @@ impl Detector {
             seen: 0,
             since_any_ack: 0,
             since_low: usize::MAX,
-            since_queue: usize::MAX,
         }
     }
 
@@ -560,11 +556,6 @@ impl Detector {
         );
         self.since_data = tick(self.since_data, t.data_segments > 0);
         self.since_zero = tick(self.since_zero, t.zero_window_segments > 0);
-        self.since_queue = tick(
-            self.since_queue,
-            t.queue_delay_ms()
-                .is_some_and(|q| q >= cfg.downstream_queue_ms),
-        );
         self.seen = self.seen.saturating_add(1);
         let quiet_acks = self.seen >= cfg.stall_windows && self.since_ack >= cfg.stall_windows;
         let zero_recent = self.since_zero < cfg.stall_windows;
