@@ -398,10 +398,10 @@ pub struct Detector {
     /// `congestion_n` if more).
     silent: VecDeque<bool>,
     rtt_min: MinWindow,
-    /// The band's lower edge before a drop, and the windows spent below it.
-    ref_lo: Option<f64>,
-    /// The edges `ref_lo` took over the last second (oldest first).
-    lo_hist: VecDeque<f64>,
+    /// The band's lower edges the actual did not fall under, the last second
+    /// of them (oldest first; frozen during an episode): the newest is the
+    /// edge before a drop. And the windows spent below.
+    edges: VecDeque<f64>,
     below_for: usize,
     /// Windows in a row below that edge with backlogged senders.
     drop_streak: usize,
@@ -447,8 +447,7 @@ impl Detector {
             recent: VecDeque::new(),
             silent: VecDeque::new(),
             rtt_min: MinWindow::default(),
-            ref_lo: None,
-            lo_hist: VecDeque::new(),
+            edges: VecDeque::new(),
             below_for: 0,
             drop_streak: 0,
             deep_streak: 0,
@@ -607,8 +606,7 @@ impl Detector {
             && let Some((lo, _)) = s.band_at_target
             && row.throughput_mbps >= lo
         {
-            self.ref_lo = Some(lo);
-            push_bounded(&mut self.lo_hist, lo, second);
+            push_bounded(&mut self.edges, lo, second);
         }
         if self.below_for == 0 {
             push_bounded(&mut self.level, LevelWindow::of(row), second);
@@ -667,8 +665,9 @@ impl Detector {
         // one a second ago: a fade over a few hundred milliseconds (a
         // cellular link, a ramp) drags each window's band down with it, so
         // that the actual never falls under the latest edge.
-        let under_edge = match self.ref_lo {
-            Some(lo) => row.throughput_mbps < self.lo_hist.front().map_or(lo, |old| lo.max(*old)),
+        let edge = self.edges.front().zip(self.edges.back());
+        let under_edge = match edge {
+            Some((old, last)) => row.throughput_mbps < old.max(*last),
             None => lv.n >= second && row.throughput_mbps < cfg.deep_drop_ratio * lv.mbps,
         };
         let mut below = !idle && under_edge && row.throughput_mbps < cfg.drop_ratio * lv.mbps;
@@ -679,9 +678,8 @@ impl Detector {
         if self.below_for > cfg.rtt_min_windows
             || (self.tracks[1].active.is_none() && self.below_for > second)
         {
-            self.ref_lo = s.band_at_target.map(|(lo, _)| lo);
-            self.lo_hist.clear();
-            self.lo_hist.extend(self.ref_lo);
+            self.edges.clear();
+            self.edges.extend(s.band_at_target.map(|(lo, _)| lo));
             self.below_for = 0;
             below = false;
         }
@@ -759,7 +757,8 @@ impl Detector {
             start = true;
         }
         let severity = if self
-            .ref_lo
+            .edges
+            .back()
             .is_some_and(|lo| below && row.throughput_mbps < 0.5 * lo)
         {
             Severity::Critical
