@@ -10,12 +10,16 @@
 //!   the threshold has the probability near 1 all along). Ends after `clear`
 //!   windows below `congestion_clear_prob` or without demand (hysteresis).
 //! - `capacity_drop`: the actual throughput below the band's lower edge as it
-//!   was before the drop (the last edge the actual did not fall under: the
-//!   forecast itself follows a drop within a window or two, so its own band
-//!   would hide it) for `drop_windows` windows in a row while the senders are
+//!   was before the drop (the last edge the actual did not fall under, or the
+//!   one a second before it if higher: the forecast itself follows a drop
+//!   within a window or two, and a fade over a few hundred milliseconds drags
+//!   every window's band down with it, so its own band would hide it) for
+//!   `drop_windows` windows in a row while the senders are
 //!   backlogged (bytes in flight at least `backlog_bif_bytes` and the ACK RTT
 //!   at least `queue_rtt_ratio` times its minimum over the last
-//!   `rtt_min_windows`: the queue says they could send more), and under
+//!   `rtt_min_windows`: the queue says they could send more; never while most
+//!   of the window's pure ACKs advertise a small window, where the receivers,
+//!   not the link, hold the senders back), and under
 //!   `drop_ratio` of the last second's mean, the bytes the ACKs report
 //!   arrived per window (acknowledged, or SACKed past a loss: a recovery
 //!   held back by its receive window still reports arrivals at the old
@@ -28,17 +32,21 @@
 //!   with nothing unacknowledged is an idle sender and ends an episode, so
 //!   the level is rebuilt after it).
 //!   Downstream of the bottleneck (an ACK RTT minimum under
-//!   `downstream_rtt_ms` and little in flight: the receiver, or a router
-//!   next to it) the backlog cannot be seen; there a window with data
-//!   arriving counts as backlogged (if the senders' timestamps say how long
-//!   it waited on its way, at least `downstream_queue_ms`: a paced sender
-//!   that slows passes an empty queue), and a silent one within half a
-//!   second of the last data holds the streaks (an outage trickles, a sender
-//!   that stopped sends nothing). A deep drop starts it after
+//!   `downstream_rtt_ms` and under `backlog_bif_bytes` in flight in most
+//!   windows of the level: the receiver, or a router next to it) the backlog
+//!   cannot be seen; there a window with data arriving counts as backlogged
+//!   (if the senders' timestamps say how long it waited on its way, at least
+//!   `downstream_queue_ms`: a paced sender that slows passes an empty queue,
+//!   and a loss recovery drains it), the ACK RTT and bytes in flight, which a
+//!   loss recovery swells there, count only where the timestamps are
+//!   missing, the bytes in flight need not stay over half theirs (they are
+//!   the receiver's segments awaiting its delayed ACK), and a silent window
+//!   within half a second of the last data holds the streaks (an outage
+//!   trickles, a sender that stopped sends nothing). A deep drop starts it after
 //!   `deep_drop_windows`: under `deep_drop_ratio` of that mean with the
 //!   bytes reported arrived under that share of theirs too (a link
 //!   delivering less; an application that stopped writing still gets ACKs at
-//!   the old rate for a round trip). Critical when under half that edge.
+//!   the old rate for a round trip). Critical when under half the last edge.
 //!   Before the band exists (a stream's first seconds) a full second of
 //!   level and a fall under `deep_drop_ratio` of it stand in for the edge.
 //!   After `rtt_min_windows` below it, the lower level is the new normal:
