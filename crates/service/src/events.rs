@@ -1213,6 +1213,27 @@ mod tests {
         s
     }
 
+    /// The ACK RTT at the receiver: its ACKs leave at once.
+    const RECEIVER_RTT_S: f64 = 0.000_01;
+
+    /// A window at the receiver: `segments` data segments arrive at `mbps`
+    /// and are acknowledged, `bif` bytes in flight, an ACK RTT of `rtt_s`,
+    /// the data queued `queue_ms` on its way (0: no timestamps).
+    fn at_receiver(
+        i: i64,
+        mbps: f64,
+        segments: u64,
+        bif: u64,
+        rtt_s: f64,
+        queue_ms: u64,
+    ) -> Scored {
+        let mut s = acking(scored(i, mbps, bif, rtt_s, 0.1), segments);
+        s.row.tcp.data_segments = segments;
+        s.row.tcp.queue_delay_samples = if queue_ms > 0 { segments } else { 0 };
+        s.row.tcp.queue_delay_sum_ms = queue_ms * segments;
+        s
+    }
+
     #[test]
     fn senders_held_back_by_their_receivers_windows_raise_no_drop() {
         let cfg = EventConfig::default();
@@ -1456,11 +1477,7 @@ mod tests {
     fn downstream_of_the_bottleneck_data_still_arriving_is_the_backlog() {
         let cfg = EventConfig::default();
         // At the receiver: ACKs within 0.01 ms, 3 kB in flight, 40 Mbit/s.
-        let at = |i, mbps: f64, segments: u64| {
-            let mut s = acking(scored(i, mbps, 2_896, 0.000_01, 0.1), segments);
-            s.row.tcp.data_segments = segments;
-            s
-        };
+        let at = |i, mbps, segments| at_receiver(i, mbps, segments, 2_896, RECEIVER_RTT_S, 0);
         let busy: Vec<Scored> = (0..200).map(|i| at(i, 40.0, 170)).collect();
         // The link goes out mid-window 200; what waits at the bottleneck
         // trickles in, a segment every fifth window (0.25 s).
@@ -1512,10 +1529,7 @@ mod tests {
                     } else {
                         (10.0, 42, after_ms)
                     };
-                    let mut s = acking(scored(i, mbps, 2_896, 0.000_01, 0.1), segments);
-                    s.row.tcp.data_segments = segments;
-                    s.row.tcp.queue_delay_samples = if q > 0 { segments } else { 0 };
-                    s.row.tcp.queue_delay_sum_ms = q * segments;
+                    let mut s = at_receiver(i, mbps, segments, 2_896, RECEIVER_RTT_S, q);
                     s.band_at_target = Some((32.0, 48.0));
                     s
                 })
@@ -1547,14 +1561,11 @@ mod tests {
                         (10.0, 42, after_ms)
                     };
                     let (bif, rtt_s) = if i < 196 {
-                        (2_896, 0.000_01)
+                        (2_896, RECEIVER_RTT_S)
                     } else {
                         (600_000, 0.080)
                     };
-                    let mut s = acking(scored(i, mbps, bif, rtt_s, 0.1), segments);
-                    s.row.tcp.data_segments = segments;
-                    s.row.tcp.queue_delay_samples = segments;
-                    s.row.tcp.queue_delay_sum_ms = q * segments;
+                    let mut s = at_receiver(i, mbps, segments, bif, rtt_s, q);
                     s.band_at_target = Some((32.0, 48.0));
                     s
                 })
@@ -1576,15 +1587,12 @@ mod tests {
         // its second window although the bytes in flight fell under half.
         let seq: Vec<Scored> = (0..240)
             .map(|i| {
-                let (mbps, segments, bif) = if i < 200 {
-                    (40.0, 170, 12_000)
+                let (mbps, segments, bif, q) = if i < 200 {
+                    (40.0, 170, 12_000, 2)
                 } else {
-                    (10.0, 42, 3_000)
+                    (10.0, 42, 3_000, 60)
                 };
-                let mut s = acking(scored(i, mbps, bif, 0.000_01, 0.1), segments);
-                s.row.tcp.data_segments = segments;
-                s.row.tcp.queue_delay_samples = segments;
-                s.row.tcp.queue_delay_sum_ms = if i < 200 { 2 } else { 60 } * segments;
+                let mut s = at_receiver(i, mbps, segments, bif, RECEIVER_RTT_S, q);
                 s.band_at_target = Some((32.0, 48.0));
                 s
             })
