@@ -50,7 +50,7 @@ def main():
                               check=True, capture_output=True, text=True).stdout
     bif_at = {int(r["window_start"].replace(".", "")): int(r["bif"]) for r in csv.DictReader(io.StringIO(both))}
     rows = [(int(r["window_start"].replace(".", "")), int(r["size"]),
-             bif_at.get(int(r["window_start"].replace(".", "")), PAUSE_BIF))
+             bif_at[int(r["window_start"].replace(".", ""))])
             for r in csv.DictReader(io.StringIO(out))]
     t0 = steps[0][0]
     bins, kept, paused = {}, {}, {}
@@ -62,21 +62,22 @@ def main():
         bins[b] = bins.get(b, 0) + size
         kept[b] = kept.get(b, 0) + 1
     checked, fails = 0, []
-    for b in sorted(bins):
+    # Every second with a window, so that one whose windows all paused is seen.
+    for b in sorted(set(bins) | set(paused)):
         lo, hi = t0 + b * NS, t0 + (b + 1) * NS
         active = [s for s in steps if s[0] <= lo]
         if not active or any(lo < s[0] < hi for s in steps) or b >= 24:
             continue
         since = lo - active[-1][0]
         rate = active[-1][1]
-        mbps = bins[b] * 8 / 1e6 * (NS // W) / kept[b]
+        mbps = bins.get(b, 0) * 8 / 1e6 * (NS // W) / max(kept.get(b, 0), 1)
         skip = since < 1.5 * NS
         err = (mbps - rate) / rate
         note = f", {paused[b]} windows of a sender pause left out" if paused.get(b) else ""
         print(f"lab_follow: second {b:2d}: bottleneck {rate:7.2f} Mbit/s, sent {mbps:7.2f} Mbit/s "
               f"({err:+.1%}){note}{'  transient, not checked' if skip else ''}")
-        if not skip and kept[b] < (NS // W) // 2:
-            fails.append(f"second {b}: only {kept[b]} windows with the sender backlogged")
+        if not skip and kept.get(b, 0) < (NS // W) // 2:
+            fails.append(f"second {b}: only {kept.get(b, 0)} windows with the sender backlogged")
             continue
         if skip:
             continue
