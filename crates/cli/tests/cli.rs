@@ -1593,3 +1593,131 @@ fn events_truth_reads_the_schedule_beside_the_capture_or_the_one_given() {
     assert_eq!(e.trim().lines().count(), 1, "{e}");
     assert!(e.contains("--events-truth"), "{e}");
 }
+
+/// A classic pcap (Ethernet, microseconds) of `frames` at their times (s).
+fn write_pcap(p: &Path, frames: &[(f64, Vec<u8>)]) {
+    let mut b = Vec::new();
+    for v in [0xa1b2_c3d4u32, 0x0004_0002, 0, 0, 65_535, 1] {
+        match v {
+            0x0004_0002 => b.extend_from_slice(&[2, 0, 4, 0]),
+            _ => b.extend_from_slice(&v.to_le_bytes()),
+        }
+    }
+    for (t, f) in frames {
+        let us = (t * 1e6).round() as u64;
+        b.extend_from_slice(&((1_700_000_000 + us / 1_000_000) as u32).to_le_bytes());
+        b.extend_from_slice(&((us % 1_000_000) as u32).to_le_bytes());
+        b.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        b.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        b.extend_from_slice(f);
+    }
+    std::fs::write(p, b).unwrap();
+}
+
+/// A data segment from 10.0.0.1:40000 to 10.0.0.2:5201, `len` bytes at `seq`.
+fn data_frame(seq: u32, len: usize) -> Vec<u8> {
+    let mut f = Vec::new();
+    testkit::tcp4_frame(
+        &testkit::Tcp4 {
+            src: ([10, 0, 0, 1], 40_000),
+            dst: ([10, 0, 0, 2], 5201),
+            seq,
+            ack: 1,
+            flags: 0x18,
+            len,
+        },
+        &mut f,
+    );
+    f
+}
+
+#[test]
+fn replay_of_nothing_to_forecast_says_why_and_never_prints_nan() {
+    let dir = tempfile::tempdir().unwrap();
+    let replay = |name: &str, frames: &[(f64, Vec<u8>)]| {
+        let pcap = dir.path().join(name);
+        write_pcap(&pcap, frames);
+        let report = dir.path().join(format!("{name}.json"));
+        let out = nf()
+            .args(["replay", "--out"])
+            .arg(dir.path().join(format!("{name}.csv")))
+            .arg("--report")
+            .arg(&report)
+            .arg(&pcap)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        for bad in ["NaN", "nan", "inf", "panicked"] {
+            assert!(!stderr.contains(bad), "{name}: {bad} in {stderr}");
+        }
+        let csv = std::fs::read_to_string(dir.path().join(format!("{name}.csv"))).unwrap();
+        assert!(!csv.to_lowercase().contains("nan"), "{name}: {csv}");
+        let report = std::fs::read_to_string(&report).ok();
+        (out.status.code(), stderr, report)
+    };
+
+    // No TCP at all (ARP frames), and TCP for fewer windows than the
+    // lookback: the summary counts what was read, then one line says why
+    // nothing was forecast; exit 1, no report.
+    let arp = {
+        let mut f = vec![0xff; 6];
+        f.extend_from_slice(&[2, 0, 0, 0, 0, 1, 0x08, 0x06]);
+        f.extend_from_slice(&[0; 28]);
+        f
+    };
+    let short: Vec<(f64, Vec<u8>)> = (0..6u32)
+        .map(|i| (f64::from(i) * 0.05, data_frame(1 + i * 1448, 1448)))
+        .collect();
+    for (name, frames) in [
+        ("arp.pcap", vec![(0.0, arp.clone()), (0.5, arp)]),
+        ("short.pcap", short),
+    ] {
+        let (code, stderr, report) = replay(name, &frames);
+        assert_eq!(code, Some(1), "{name}: {stderr}");
+        let why: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("netforecast:"))
+            .collect();
+        assert_eq!(why.len(), 1, "{name}: {stderr}");
+        assert!(
+            why[0].contains("need at least 16 contiguous windows of TCP traffic"),
+            "{name}: {}",
+            why[0]
+        );
+        assert!(
+            stderr.contains("frames read"),
+            "{name}: no summary in {stderr}"
+        );
+        assert!(report.is_none(), "{name}");
+    }
+
+    // One segment, then three seconds of silence, then another: every
+    // forecast window is below the threshold (one class), and an all-zero
+    // actual leaves R2 and MASE 0/0. The table says n/a and why; the report
+    // has null with the reason, never a number.
+    let (code, stderr, report) = replay(
+        "silent.pcap",
+        &[(0.0, data_frame(1, 100)), (3.0, data_frame(101, 100))],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr
+            .contains("n/a: roc_auc, pr_auc: every window is below the threshold (one class only)"),
+        "{stderr}"
+    );
+    let r: serde_json::Value = serde_json::from_str(&report.unwrap()).unwrap();
+    for who in ["published", "model", "persistence"] {
+        assert!(
+            r[who]["roc_auc"].is_null() && r[who]["pr_auc"].is_null(),
+            "{who}: {}",
+            r[who]
+        );
+        let why = r[who]["undefined"].to_string();
+        assert!(why.contains("one class only"), "{who}: {why}");
+        // The actual is the same (0) in every forecast window but the last.
+        if r[who]["r2"].is_null() {
+            assert!(why.contains("r2:"), "{who}: {why}");
+        }
+    }
+    assert!(r["windows"].as_u64().unwrap() > 0, "{r}");
+}

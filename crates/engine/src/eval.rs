@@ -158,9 +158,11 @@ pub fn roc_auc(label: &[bool], score: &[f64]) -> f64 {
 }
 
 /// Area under the precision-recall curve as average precision (ties grouped).
+/// Undefined (NaN) with one class only: with every window positive any
+/// score reaches 1, which says nothing.
 pub fn pr_auc(label: &[bool], score: &[f64]) -> f64 {
     let pos = label.iter().filter(|l| **l).count();
-    if pos == 0 {
+    if pos == 0 || pos == label.len() {
         return f64::NAN;
     }
     let mut idx: Vec<usize> = (0..score.len()).collect();
@@ -241,6 +243,16 @@ pub fn metrics(
         ));
     }
     out
+}
+
+/// `v` with `prec` decimals, or `n/a` where it is undefined (NaN or
+/// infinite): printed tables never show NaN.
+pub fn shown(v: f64, prec: usize) -> String {
+    if v.is_finite() {
+        format!("{v:.prec$}")
+    } else {
+        "n/a".to_owned()
+    }
 }
 
 /// One bin of a reliability table.
@@ -374,14 +386,38 @@ impl Scoreboard {
             ("EWMA 0.3", &self.ewma),
         ]) {
             s += &format!(
-                "{:<16} {:>8.4} {:>9.3} {:>10.3} {:>7.3} {:>8.4} {:>7.4}\n",
-                name, m.r2, m.mae_mbps, m.rmse_mbps, m.mase, m.roc_auc, m.pr_auc
+                "{:<16} {:>8} {:>9} {:>10} {:>7} {:>8} {:>7}\n",
+                name,
+                shown(m.r2, 4),
+                shown(m.mae_mbps, 3),
+                shown(m.rmse_mbps, 3),
+                shown(m.mase, 3),
+                shown(m.roc_auc, 4),
+                shown(m.pr_auc, 4)
             );
         }
         s += &format!(
             "congestion prevalence (actual below threshold): {:.3}",
             self.model.prevalence
         );
+        // Why a column says n/a (the same reasons for every forecaster but
+        // MASE, which depends on the forecast only through a 0/0).
+        let mut why: Vec<&str> = Vec::new();
+        for m in self.published.iter().chain([
+            &self.model,
+            &self.persistence,
+            &self.mean_last_15,
+            &self.ewma,
+        ]) {
+            for w in &m.undefined {
+                if !why.contains(&w.as_str()) {
+                    why.push(w);
+                }
+            }
+        }
+        for w in why {
+            s += &format!("\nn/a: {w}");
+        }
         s
     }
 }
@@ -407,6 +443,18 @@ mod tests {
             "{why}"
         );
         assert!(why.contains("r2"), "{why}");
+        // Every window below: average precision would be 1 for any score.
+        let below = metrics(
+            &[1.0, 2.0, 3.0],
+            &[1.0, 2.0, 2.0],
+            Some(&[0.9, 0.1, 0.5]),
+            1.0,
+            20.0,
+        );
+        assert!(below.roc_auc.is_nan() && below.pr_auc.is_nan());
+        assert!(below.undefined.join("; ").contains("every window is below"));
+        assert_eq!(shown(below.pr_auc, 4), "n/a");
+        assert_eq!(shown(0.12345, 3), "0.123");
         // A well-defined case says nothing.
         let ok = metrics(&[10.0, 30.0], &[12.0, 28.0], Some(&[0.9, 0.1]), 1.0, 20.0);
         assert!(ok.undefined.is_empty());

@@ -7,7 +7,7 @@ use super::plot::{self, phase_shift_png};
 use super::{Sink, SinkError};
 use crate::capture::CaptureSummary;
 use crate::forecast::Scored;
-use engine::eval::{Calibration, Forecasts, Scoreboard, calibration};
+use engine::eval::{Calibration, Forecasts, Scoreboard, calibration, shown};
 use engine::forecast::{LOOKBACK, WindowWidth};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -565,8 +565,10 @@ impl Sink for Evaluation {
             };
             let shown = scores.published.as_ref().unwrap_or(&scores.model);
             let title = format!(
-                "{what} - model {} - published MASE {:.3}, ROC-AUC {:.3}",
-                cfg.model_version, shown.mase, shown.roc_auc
+                "{what} - model {} - published MASE {}, ROC-AUC {}",
+                cfg.model_version,
+                engine::eval::shown(shown.mase, 3),
+                engine::eval::shown(shown.roc_auc, 3)
             );
             phase_shift_png(
                 p,
@@ -626,15 +628,15 @@ impl Sink for Evaluation {
                 );
                 for c in &report.per_class {
                     eprintln!(
-                        "  {:<24} {:>3} captures {:>7} windows  {:>6.3} / {:>6.3} / {:>6.3}  {:.4}  {:.4}",
+                        "  {:<24} {:>3} captures {:>7} windows  {:>6} / {:>6} / {:>6}  {}  {}",
                         c.class,
                         c.captures,
                         c.windows,
-                        c.scores.published.as_ref().map_or(f64::NAN, |m| m.mase),
-                        c.scores.model.mase,
-                        c.scores.ewma.mase,
-                        c.calibration.brier,
-                        c.calibration.ece
+                        shown(c.scores.published.as_ref().map_or(f64::NAN, |m| m.mase), 3),
+                        shown(c.scores.model.mase, 3),
+                        shown(c.scores.ewma.mase, 3),
+                        shown(c.calibration.brier, 4),
+                        shown(c.calibration.ece, 4)
                     );
                 }
             }
@@ -642,12 +644,12 @@ impl Sink for Evaluation {
                 eprintln!("\nper capture (MASE published / model, ECE published):");
                 for p in &report.per_capture {
                     eprintln!(
-                        "  {:<48} {:>6} windows  {:>6.3} / {:>6.3}  {:.4}",
+                        "  {:<48} {:>6} windows  {:>6} / {:>6}  {}",
                         p.name,
                         p.windows,
-                        p.scores.published.as_ref().map_or(f64::NAN, |m| m.mase),
-                        p.scores.model.mase,
-                        p.calibration.ece
+                        shown(p.scores.published.as_ref().map_or(f64::NAN, |m| m.mase), 3),
+                        shown(p.scores.model.mase, 3),
+                        shown(p.calibration.ece, 4)
                     );
                 }
             }
