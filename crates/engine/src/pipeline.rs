@@ -211,6 +211,7 @@ impl Engine {
             bytes_in_flight: a.bytes_in_flight,
             direction_id: a.direction_id,
             data: p.payload_len_bytes > 0 || p.flags & (tcp_flags::SYN | tcp_flags::FIN) != 0,
+            payload_bytes: p.payload_len_bytes,
             acked_segments: self.flows.last_acked(),
             zero_window: a.flags & flags::ZERO_WINDOW != 0,
             retransmission: a.flags & flags::RETRANSMISSION != 0,
@@ -338,9 +339,10 @@ mod tests {
             t[0],
             TcpProgress {
                 pure_acks: 1,
+                payload_bytes: 3000,
                 ..p(5, 2, 0, 3)
             },
-            "SYN, SYN-ACK and three segments; SYN and SYN-ACK acked; the handshake's ACK"
+            "SYN, SYN-ACK and three segments (3000 bytes of payload, none in SYN or SYN-ACK); SYN and SYN-ACK acked; the handshake's ACK"
         );
         assert_eq!(
             t[1],
@@ -357,6 +359,7 @@ mod tests {
             TcpProgress {
                 pure_acks: 1,
                 small_window_acks: 1,
+                payload_bytes: 1,
                 ..p(1, 0, 1, 2)
             },
             "the probe is remembered, the window still zero"

@@ -62,6 +62,8 @@ pub struct WindowRow {
 pub struct TcpProgress {
     /// Segments carrying data (or SYN/FIN) sent in the window.
     pub data_segments: u64,
+    /// TCP payload bytes sent in the window (data, without SYN or FIN).
+    pub payload_bytes: u64,
     /// Remembered segments a cumulative ACK in the window acknowledged.
     pub acked_segments: u64,
     /// Segments advertising a zero receive window (not SYN, FIN or RST; as
@@ -251,6 +253,8 @@ pub struct PacketFacts {
     pub direction_id: u64,
     /// The segment carries data, SYN or FIN.
     pub data: bool,
+    /// Its TCP payload, bytes.
+    pub payload_bytes: u32,
     /// Remembered segments its ACK acknowledged.
     pub acked_segments: u32,
     /// It advertises a zero window.
@@ -353,6 +357,7 @@ impl WindowAggregator {
             a.bif_last.insert(f.direction_id, b);
         }
         a.tcp.data_segments += u64::from(f.data);
+        a.tcp.payload_bytes += u64::from(f.payload_bytes);
         a.tcp.acked_segments += u64::from(f.acked_segments);
         a.tcp.zero_window_segments += u64::from(f.zero_window);
         a.tcp.retransmissions += u64::from(f.retransmission);

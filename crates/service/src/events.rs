@@ -386,6 +386,11 @@ impl Level {
 /// after a loss) drains them, a link that delivers less keeps them waiting.
 const BIF_HELD_SHARE: f64 = 0.5;
 
+/// Downstream, a window's payload that says the senders' data still arrives:
+/// about one full-sized segment (a backlogged sender sends full segments; a
+/// link slowed to 0.2 Mbit/s still delivers 1,250 bytes in 50 ms).
+const ARRIVING_MIN_BYTES: u64 = 1_000;
+
 /// One kind's state: the active event and the windows towards its end.
 #[derive(Debug, Default)]
 struct Track {
@@ -561,7 +566,7 @@ impl Detector {
             self.since_any_ack,
             t.acked_segments > 0 || t.duplicate_acks > 0,
         );
-        self.since_data = tick(self.since_data, t.data_segments > 0);
+        self.since_data = tick(self.since_data, t.payload_bytes >= ARRIVING_MIN_BYTES);
         self.since_zero = tick(self.since_zero, t.zero_window_segments > 0);
         self.seen = self.seen.saturating_add(1);
         let quiet_acks = self.seen >= cfg.stall_windows && self.since_ack >= cfg.stall_windows;
@@ -652,10 +657,14 @@ impl Detector {
         // alone says it: after a burst of losses the senders back off and the
         // queue drains (at the receiver of a reno flow that lost 15 % for
         // 0.4 s, from 34 ms to 0.5 ms), while a link that slowed fills it.
+        // Data arriving is at least a full segment's payload: the FINs that
+        // close a page load's flows carry none, and the requests a receiver
+        // sends for the next page tens of bytes each.
+        let arriving = t.payload_bytes >= ARRIVING_MIN_BYTES;
         let backlogged = if downstream && t.queue_delay_ms().is_some() {
-            t.data_segments > 0 && queued
+            arriving && queued
         } else {
-            backlogged || (downstream && t.data_segments > 0 && queued)
+            backlogged || (downstream && arriving && queued)
         };
         // Senders held back by their receivers' windows (an application that
         // stopped reading or reads slowly) send less with the link as it was:
@@ -1229,6 +1238,7 @@ mod tests {
     ) -> Scored {
         let mut s = acking(scored(i, mbps, bif, rtt_s, 0.1), segments);
         s.row.tcp.data_segments = segments;
+        s.row.tcp.payload_bytes = segments * 1448;
         s.row.tcp.queue_delay_samples = if queue_ms > 0 { segments } else { 0 };
         s.row.tcp.queue_delay_sum_ms = queue_ms * segments;
         s
@@ -1514,6 +1524,37 @@ mod tests {
             s.row.delay_s = 0.020;
         }
         assert_eq!(run(&mut Detector::new(cfg, "eth0", W), &up), vec![]);
+    }
+
+    #[test]
+    fn downstream_closing_flows_and_the_next_requests_are_no_data_arriving() {
+        let cfg = EventConfig::default();
+        // At the receiver of page loads over a 40 Mbit/s link, without the
+        // senders' timestamps (short flows: their clocks are never known).
+        let at = |i, mbps, segments| at_receiver(i, mbps, segments, 2_896, RECEIVER_RTT_S, 0);
+        let mut seq: Vec<Scored> = (0..200).map(|i| at(i, 40.0, 170)).collect();
+        // The page's last responses end mid-window 200; then its flows
+        // close (FINs: segments without payload), a retransmitted segment
+        // straggles in, the receiver sends the next page's requests (16
+        // bytes each), then think time.
+        seq.push(at(200, 15.0, 60));
+        seq[200].band_at_target = Some((32.0, 48.0));
+        let mut fins = at(201, 0.02, 0);
+        fins.row.tcp.data_segments = 2;
+        fins.row.is_silent = false;
+        let mut requests = at(203, 0.03, 0);
+        requests.row.tcp.data_segments = 11;
+        requests.row.tcp.payload_bytes = 11 * 16;
+        requests.row.is_silent = false;
+        seq.extend([fins, at(202, 0.23, 1), requests]);
+        seq.extend((204..240).map(|i| at(i, 0.0, 0)));
+        assert_eq!(run(&mut Detector::new(cfg, "eth0", W), &seq), vec![]);
+        // A link that slowed instead still delivers full segments.
+        seq[201] = at(201, 2.0, 9);
+        assert_eq!(
+            run(&mut Detector::new(cfg, "eth0", W), &seq).first(),
+            Some(&(201, Kind::CapacityDrop, true))
+        );
     }
 
     #[test]
