@@ -67,6 +67,7 @@ fn benches(c: &mut Criterion) {
                     bytes_in_flight: a.bytes_in_flight,
                     direction_id: a.direction_id,
                     data: p.payload_len_bytes > 0,
+                    payload_bytes: p.payload_len_bytes,
                     acked_segments: t.last_acked(),
                     zero_window: a.flags & engine::flow::flags::ZERO_WINDOW != 0,
                     retransmission: a.flags & engine::flow::flags::RETRANSMISSION != 0,
