@@ -69,6 +69,7 @@ if [ -n "$plan" ]; then
   lane() { # $1: class filter (bulk | other), $2: parallel traces
     local filter=$1 par=$2 running=0
     while IFS=, read -r name class profile seed cc flows secs at off split; do
+      split=${split%$'\r'} # a plan with CRLF line ends (Python's csv module, Windows editors)
       [ "$name" = name ] && continue
       if [ "$filter" = bulk ]; then [ "$class" = bulk ] || continue; else [ "$class" = bulk ] && continue; fi
       grep -q "^$name," "$manifest" && continue
