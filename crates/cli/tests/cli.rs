@@ -1594,24 +1594,14 @@ fn events_truth_reads_the_schedule_beside_the_capture_or_the_one_given() {
     assert!(e.contains("--events-truth"), "{e}");
 }
 
-/// A classic pcap (Ethernet, microseconds) of `frames` at their times (s).
+/// A classic pcap (Ethernet) of `frames` at their times (s).
 fn write_pcap(p: &Path, frames: &[(f64, Vec<u8>)]) {
-    let mut b = Vec::new();
-    for v in [0xa1b2_c3d4u32, 0x0004_0002, 0, 0, 65_535, 1] {
-        match v {
-            0x0004_0002 => b.extend_from_slice(&[2, 0, 4, 0]),
-            _ => b.extend_from_slice(&v.to_le_bytes()),
-        }
-    }
+    let mut w = engine::pcapfile::PcapWriter::new(Vec::new(), 1, 65_535).unwrap();
     for (t, f) in frames {
-        let us = (t * 1e6).round() as u64;
-        b.extend_from_slice(&((1_700_000_000 + us / 1_000_000) as u32).to_le_bytes());
-        b.extend_from_slice(&((us % 1_000_000) as u32).to_le_bytes());
-        b.extend_from_slice(&(f.len() as u32).to_le_bytes());
-        b.extend_from_slice(&(f.len() as u32).to_le_bytes());
-        b.extend_from_slice(f);
+        let ts_ns = 1_700_000_000 * 1_000_000_000 + (t * 1e9).round() as i64;
+        w.write(ts_ns, f, f.len() as u32).unwrap();
     }
-    std::fs::write(p, b).unwrap();
+    std::fs::write(p, w.into_inner()).unwrap();
 }
 
 /// A data segment from 10.0.0.1:40000 to 10.0.0.2:5201, `len` bytes at `seq`.
