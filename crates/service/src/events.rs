@@ -437,8 +437,9 @@ pub struct Detector {
     zero_recent: VecDeque<u64>,
     /// Retransmissions and duplicate ACKs of the last `congestion_n` windows.
     loss_recent: VecDeque<(u64, u64)>,
-    /// Windows since an acknowledgement moved, since a zero window was
-    /// advertised, and windows seen.
+    /// Windows since an acknowledgement moved, since data arrived (a full
+    /// segment's payload), since a zero window was advertised, and windows
+    /// seen.
     since_ack: usize,
     since_data: usize,
     since_zero: usize,
@@ -539,6 +540,10 @@ impl Detector {
         };
         let capture_lost: u64 = self.lost_recent.iter().sum();
         let t = row.tcp;
+        // Data arriving is at least a full segment's payload: the FINs that
+        // close a page load's flows carry none, and the requests a receiver
+        // sends for the next page tens of bytes each.
+        let arriving = t.payload_bytes >= ARRIVING_MIN_BYTES;
         push_bounded(&mut self.sent_recent, t.data_segments, cfg.stall_windows);
         let sent: u64 = self.sent_recent.iter().sum();
         push_bounded(
@@ -566,7 +571,7 @@ impl Detector {
             self.since_any_ack,
             t.acked_segments > 0 || t.duplicate_acks > 0,
         );
-        self.since_data = tick(self.since_data, t.payload_bytes >= ARRIVING_MIN_BYTES);
+        self.since_data = tick(self.since_data, arriving);
         self.since_zero = tick(self.since_zero, t.zero_window_segments > 0);
         self.seen = self.seen.saturating_add(1);
         let quiet_acks = self.seen >= cfg.stall_windows && self.since_ack >= cfg.stall_windows;
@@ -657,10 +662,6 @@ impl Detector {
         // alone says it: after a burst of losses the senders back off and the
         // queue drains (at the receiver of a reno flow that lost 15 % for
         // 0.4 s, from 34 ms to 0.5 ms), while a link that slowed fills it.
-        // Data arriving is at least a full segment's payload: the FINs that
-        // close a page load's flows carry none, and the requests a receiver
-        // sends for the next page tens of bytes each.
-        let arriving = t.payload_bytes >= ARRIVING_MIN_BYTES;
         let backlogged = if downstream && t.queue_delay_ms().is_some() {
             arriving && queued
         } else {
