@@ -48,10 +48,15 @@ def main():
         # Bytes in flight need the ACKs too: the same windows over both directions.
         both = subprocess.run([NF, "extract", os.path.join(td, "t.pcap"), "--out", "-", "-q"],
                               check=True, capture_output=True, text=True).stdout
-    bif_at = {int(r["window_start"].replace(".", "")): int(r["bif"]) for r in csv.DictReader(io.StringIO(both))}
-    rows = [(int(r["window_start"].replace(".", "")), int(r["size"]),
-             bif_at[int(r["window_start"].replace(".", ""))])
-            for r in csv.DictReader(io.StringIO(out))]
+    def start_ns(r):
+        return int(r["window_start"].replace(".", ""))
+    bif_at = {start_ns(r): int(r["bif"]) for r in csv.DictReader(io.StringIO(both))}
+    rows = []
+    for r in csv.DictReader(io.StringIO(out)):
+        if start_ns(r) not in bif_at:
+            sys.exit(f"lab_follow: window {r['window_start']} of the sender's extract is missing from "
+                     "the both-directions extract: the two extracts disagree")
+        rows.append((start_ns(r), int(r["size"]), bif_at[start_ns(r)]))
     t0 = steps[0][0]
     bins, kept, paused = {}, {}, {}
     for start, size, bif in rows:
