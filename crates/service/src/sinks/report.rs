@@ -563,12 +563,12 @@ impl Sink for Evaluation {
             } else {
                 first
             };
-            let shown = scores.published.as_ref().unwrap_or(&scores.model);
+            let headline = scores.published.as_ref().unwrap_or(&scores.model);
             let title = format!(
                 "{what} - model {} - published MASE {}, ROC-AUC {}",
                 cfg.model_version,
-                engine::eval::shown(shown.mase, 3),
-                engine::eval::shown(shown.roc_auc, 3)
+                shown(headline.mase, 3),
+                shown(headline.roc_auc, 3)
             );
             phase_shift_png(
                 p,
