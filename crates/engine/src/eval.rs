@@ -400,22 +400,10 @@ impl Scoreboard {
             "congestion prevalence (actual below threshold): {:.3}",
             self.model.prevalence
         );
-        // Why a column says n/a (the same reasons for every forecaster but
-        // MASE, which depends on the forecast only through a 0/0).
-        let mut why: Vec<&str> = Vec::new();
-        for m in self.published.iter().chain([
-            &self.model,
-            &self.persistence,
-            &self.mean_last_15,
-            &self.ewma,
-        ]) {
-            for w in &m.undefined {
-                if !why.contains(&w.as_str()) {
-                    why.push(w);
-                }
-            }
-        }
-        for w in why {
+        // Why a column says n/a: every reason depends on the windows alone
+        // (the actuals, their classes, persistence's error), never on the
+        // forecast, so the model's reasons are every forecaster's.
+        for w in &self.model.undefined {
             s += &format!("\nn/a: {w}");
         }
         s
