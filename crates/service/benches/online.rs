@@ -32,9 +32,12 @@ fn online(c: &mut Criterion) {
     c.bench_function("online: observe + issue, one window", |b| {
         b.iter(|| {
             i += 1;
-            let a = 20.0 + (i % 17) as f64;
+            // Bursts of 9 busy windows between silent ones, so the burst-end
+            // expert has volumes to compare with.
+            let silent = i.is_multiple_of(10);
+            let a = if silent { 0.0 } else { 20.0 + (i % 17) as f64 };
             o.observe(black_box(a));
-            black_box(o.issue([a * 1.1, a, a * 0.9, a], 0.3, a, false))
+            black_box(o.issue([a * 1.1, a, a * 0.9, a], 0.3, a, silent, false))
         })
     });
     let mut stage = ForecastStage::new(

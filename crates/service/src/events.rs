@@ -86,6 +86,7 @@
 //! Owns the per-stream state machines; not where events go (the sinks).
 
 use crate::forecast::Scored;
+use crate::push_bounded;
 use engine::window::WindowRow;
 use std::collections::VecDeque;
 
@@ -1041,13 +1042,6 @@ impl EventConfig {
         }
         None
     }
-}
-
-fn push_bounded<T>(q: &mut VecDeque<T>, v: T, n: usize) {
-    if q.len() == n {
-        q.pop_front();
-    }
-    q.push_back(v);
 }
 
 #[cfg(test)]

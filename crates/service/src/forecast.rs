@@ -304,6 +304,7 @@ impl<M: SequenceModel> ForecastStage<M> {
                 f.congestion_prob,
                 row.throughput_mbps,
                 row.is_silent,
+                row.tcp.receiver_limited(),
             );
             let p = if self.combine {
                 Forecast {

@@ -42,3 +42,12 @@ pub mod sinks;
 pub mod source;
 pub mod truth;
 pub mod web;
+
+/// Appends `v`, first dropping the oldest value when `q` already holds `n`:
+/// the last `n` values, oldest first.
+pub(crate) fn push_bounded<T>(q: &mut std::collections::VecDeque<T>, v: T, n: usize) {
+    if q.len() == n {
+        q.pop_front();
+    }
+    q.push_back(v);
+}
