@@ -24,6 +24,7 @@ per-host phase shift a series for a chosen host.
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -152,6 +153,13 @@ def main():
     failures = []
     procs = []
     td = tempfile.mkdtemp()
+    # VictoriaMetrics keeps its data in memory (tmpfs) where the machine has one: the lag is
+    # the product's writer and the server's ~1 s until a point is searchable, not this test
+    # machine's disk. A clean-clone CI rehearsal, right after the builds had written several
+    # GB, measured p99 6.5 s (max 7.0 s, p50 1.3 s: a stall of seconds, likely the disk's
+    # writeback); the same test on a quiet machine p99 1.5 s. The data is removed at the end.
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    data = tempfile.mkdtemp(prefix="nf-fleet-", dir=shm) if shm else td
     sh("ip", "netns", "add", NS)
     sh("ip", "-n", NS, "link", "set", "lo", "up")
 
@@ -162,7 +170,7 @@ def main():
 
     def vm(tag):
         p = start(["victoria-metrics", "-httpListenAddr", "127.0.0.1:8428", "-storageDataPath",
-                   os.path.join(td, f"vm-{tag}"), "-search.latencyOffset", "0s"], os.path.join(td, f"vm-{tag}.log"))
+                   os.path.join(data, f"vm-{tag}"), "-search.latencyOffset", "0s"], os.path.join(td, f"vm-{tag}.log"))
         if not wait_for(lambda: get("http://127.0.0.1:8428/api/v1/status/tsdb") is not None):
             raise RuntimeError("VictoriaMetrics did not start")
         return p
@@ -210,6 +218,8 @@ def main():
         for p in procs:
             stop(p)
         sh("ip", "netns", "del", NS)
+        shutil.rmtree(data, ignore_errors=True)
+        shutil.rmtree(td, ignore_errors=True)
     for f in failures:
         print(f"fleet: FAIL {f}")
     print(f"fleet: {0 if failures else 1} passed, {1 if failures else 0} failed")
