@@ -219,7 +219,10 @@ def main():
             stop(p)
         sh("ip", "netns", "del", NS)
         shutil.rmtree(data, ignore_errors=True)
-        shutil.rmtree(td, ignore_errors=True)
+        if failures:
+            print(f"fleet: the servers' logs are in {td}")
+        else:
+            shutil.rmtree(td, ignore_errors=True)
     for f in failures:
         print(f"fleet: FAIL {f}")
     print(f"fleet: {0 if failures else 1} passed, {1 if failures else 0} failed")
