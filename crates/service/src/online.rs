@@ -229,13 +229,15 @@ pub struct Online {
     /// How often a silent window has been followed by another (an exponential
     /// average over the stream's silent windows).
     silence_stays: f64,
-    /// Throughput summed over the current burst's windows (Mbit/s x windows).
-    burst_so_far: f64,
+    /// Throughput summed over the current burst's windows (Mbit/s x windows);
+    /// None while it is unknown (the burst began before a gap in the grid).
+    burst_so_far: Option<f64>,
     /// The volumes of the last bursts, newest last.
     bursts: VecDeque<f64>,
-    /// Silent windows since the last busy one; the lengths of the last gaps
+    /// Silent windows since the last busy one (None while unknown: the
+    /// silence began before a gap in the grid); the lengths of the last gaps
     /// before a burst, and the first windows of those bursts.
-    gap: usize,
+    gap: Option<usize>,
     gaps: VecDeque<usize>,
     starts: VecDeque<f64>,
 }
@@ -287,9 +289,9 @@ impl Online {
             total: (0.0, 0.0),
             scored: 0,
             silence_stays: 0.75,
-            burst_so_far: 0.0,
+            burst_so_far: Some(0.0),
             bursts: VecDeque::with_capacity(BURSTS_KEPT + 1),
-            gap: 0,
+            gap: Some(0),
             gaps: VecDeque::with_capacity(BURSTS_KEPT + 1),
             starts: VecDeque::with_capacity(BURSTS_KEPT + 1),
         }
@@ -300,9 +302,13 @@ impl Online {
         self.silence_stays
     }
 
-    /// A gap in the grid: what was issued will not be scored; what was learnt stays.
+    /// A gap in the grid: what was issued will not be scored; what was learnt
+    /// stays. The burst or silence in progress has lasted an unknown time, so
+    /// it is not measured.
     pub fn gap(&mut self) {
         self.pending = None;
+        self.burst_so_far = None;
+        self.gap = None;
     }
 
     /// The current normalised weights per context: steady, after silence,
@@ -422,11 +428,11 @@ impl Online {
     /// persistence's 0. Returns the forecast and whether a burst is due.
     fn burst(&mut self, current_mbps: f64, silent: bool) -> (f64, bool) {
         if silent {
-            if self.burst_so_far > 0.0 {
-                push_bounded(&mut self.bursts, self.burst_so_far, BURSTS_KEPT);
-                self.burst_so_far = 0.0;
+            if let Some(v) = self.burst_so_far.filter(|v| *v > 0.0) {
+                push_bounded(&mut self.bursts, v, BURSTS_KEPT);
             }
-            self.gap = self.gap.saturating_add(1);
+            self.burst_so_far = Some(0.0);
+            self.gap = self.gap.map(|g| g.saturating_add(1));
             // A stream whose last bursts came after gaps of one length (a
             // player in its steady state, a periodic transfer): the next one
             // is due after this window when the gap has reached the length
@@ -434,25 +440,32 @@ impl Online {
             // pooled MASE 0.9277 without it, 0.9220 when all three had it,
             // 0.9209 most (the rule), 0.9210 the last two.
             let periodic = self.gaps.len() == BURSTS_KEPT
-                && self.gaps.iter().filter(|g| **g == self.gap).count() * 2 > BURSTS_KEPT;
+                && self.gap.is_some_and(|gap| {
+                    self.gaps.iter().filter(|g| **g == gap).count() * 2 > BURSTS_KEPT
+                });
             if periodic && let Some(start) = median(&self.starts) {
                 return (start, true);
             }
             return (current_mbps, false);
         }
-        if self.gap > 0 {
-            push_bounded(&mut self.gaps, self.gap, BURSTS_KEPT);
+        if let Some(g) = self.gap.filter(|g| *g > 0) {
+            push_bounded(&mut self.gaps, g, BURSTS_KEPT);
             push_bounded(&mut self.starts, current_mbps, BURSTS_KEPT);
-            self.gap = 0;
         }
-        self.burst_so_far += current_mbps;
-        let Some(typical) = median(&self.bursts) else {
+        self.gap = Some(0);
+        let (Some(so_far), Some(typical)) = (
+            self.burst_so_far.as_mut().map(|v| {
+                *v += current_mbps;
+                *v
+            }),
+            median(&self.bursts),
+        ) else {
             return (current_mbps, false);
         };
-        let left = if self.burst_so_far > BURST_PAST * typical {
+        let left = if so_far > BURST_PAST * typical {
             current_mbps
         } else {
-            (typical - self.burst_so_far).clamp(0.0, current_mbps)
+            (typical - so_far).clamp(0.0, current_mbps)
         };
         (left, false)
     }
@@ -696,6 +709,43 @@ mod tests {
             1,
             "{expected:?}"
         );
+    }
+
+    #[test]
+    fn silence_cut_by_a_gap_in_the_grid_is_not_counted_as_a_period() {
+        // A periodic sender (5 busy windows, 30 silent ones); 10 windows into
+        // one silence the grid has a gap (the capture lost minutes), then 20
+        // more silent windows: 30 counted, but the silence lasted far longer,
+        // so no burst is due. After the next burst the period is known again.
+        let mut o = Online::new(OnlineConfig::default(), 20.0);
+        let mut feed = |o: &mut Online, a: f64| {
+            o.observe(a);
+            o.issue([1.0, a, 0.3 * a, 2.0], 0.9, a, a == 0.0, false).0
+        };
+        let cycle = |o: &mut Online, feed: &mut dyn FnMut(&mut Online, f64) -> f64| {
+            let busy: Vec<f64> = (0..5).map(|_| feed(o, 10.0)).collect();
+            let silent: Vec<f64> = (0..30).map(|_| feed(o, 0.0)).collect();
+            (busy, silent)
+        };
+        for _ in 0..20 {
+            cycle(&mut o, &mut feed);
+        }
+        let (_, silent) = cycle(&mut o, &mut feed);
+        assert!(silent[29] > 5.0, "the period is learnt: {silent:?}");
+        for _ in 0..5 {
+            feed(&mut o, 10.0);
+        }
+        for _ in 0..10 {
+            feed(&mut o, 0.0);
+        }
+        o.gap();
+        let after_gap: Vec<f64> = (0..20).map(|_| feed(&mut o, 0.0)).collect();
+        assert!(
+            after_gap.iter().all(|p| *p == 0.0),
+            "no burst is due after a silence of unknown length: {after_gap:?}"
+        );
+        let (_, silent) = cycle(&mut o, &mut feed);
+        assert!(silent[29] > 5.0, "known again after a burst: {silent:?}");
     }
 
     #[test]
