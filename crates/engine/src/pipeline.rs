@@ -340,6 +340,7 @@ mod tests {
             TcpProgress {
                 pure_acks: 1,
                 payload_bytes: 3000,
+                first_payload_ns: Some(3 * MS),
                 ..p(5, 2, 0, 3)
             },
             "SYN, SYN-ACK and three segments (3000 bytes of payload, none in SYN or SYN-ACK); SYN and SYN-ACK acked; the handshake's ACK"
@@ -360,6 +361,7 @@ mod tests {
                 pure_acks: 1,
                 small_window_acks: 1,
                 payload_bytes: 1,
+                first_payload_ns: Some(10 * MS),
                 ..p(1, 0, 1, 2)
             },
             "the probe is remembered, the window still zero"

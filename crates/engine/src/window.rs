@@ -90,6 +90,10 @@ pub struct TcpProgress {
     /// Pure ACKs advertising a zero window or under an eighth of the largest
     /// their direction advertised ([`crate::flow::flags::SMALL_WINDOW`]).
     pub small_window_acks: u64,
+    /// Time from the window's start to its first segment with payload, ns
+    /// (None without one): a transfer that began inside the window ran for
+    /// only the rest of it.
+    pub first_payload_ns: Option<i64>,
 }
 
 impl TcpProgress {
@@ -99,6 +103,13 @@ impl TcpProgress {
     /// as limited only when the limited ones send most of its ACKs).
     pub fn receiver_limited(&self) -> bool {
         self.small_window_acks * 2 > self.pure_acks
+    }
+
+    /// The part of a `width_ns` window from its first payload on (1 without
+    /// payload).
+    pub fn active_fraction(&self, width_ns: i64) -> f64 {
+        self.first_payload_ns
+            .map_or(1.0, |t| 1.0 - t as f64 / width_ns.max(1) as f64)
     }
 
     /// Mean queueing delay of the window's data segments, ms, when their
@@ -356,6 +367,10 @@ impl WindowAggregator {
         if let Some(b) = f.bytes_in_flight {
             a.bif_last.insert(f.direction_id, b);
         }
+        if f.payload_bytes > 0 && a.tcp.first_payload_ns.is_none() {
+            let start = self.open.map_or(f.ts_ns, |k| k * self.width_ns);
+            a.tcp.first_payload_ns = Some((f.ts_ns - start).clamp(0, self.width_ns));
+        }
         a.tcp.data_segments += u64::from(f.data);
         a.tcp.payload_bytes += u64::from(f.payload_bytes);
         a.tcp.acked_segments += u64::from(f.acked_segments);
@@ -522,6 +537,30 @@ mod tests {
         assert!(rows[1].is_silent && rows[2].is_silent);
         assert_eq!(rows[3].start_ns, 1_000 * NS_PER_S + 150 * MS);
         assert_eq!(rows[0].throughput_mbps, 100.0 * 8.0 / 0.05 / 1e6);
+    }
+
+    #[test]
+    fn the_first_payload_says_how_much_of_the_window_a_transfer_ran() {
+        let t0 = 1_000 * NS_PER_S;
+        let data = |ts_ns| PacketFacts {
+            payload_bytes: 1448,
+            data: true,
+            ..facts(ts_ns, 1514)
+        };
+        // A pure ACK (the receiver's window update) first, then data from 30 ms
+        // into the window; the next window's payload starts at its start.
+        let rows = run(&[
+            facts(t0 + 20 * MS, 66),
+            data(t0 + 30 * MS),
+            data(t0 + 50 * MS),
+        ]);
+        assert_eq!(rows[0].tcp.first_payload_ns, Some(30 * MS));
+        assert!((rows[0].tcp.active_fraction(50 * MS) - 0.4).abs() < 1e-12);
+        assert_eq!(rows[1].tcp.first_payload_ns, Some(0));
+        // Without payload the whole window counts.
+        let rows = run(&[facts(t0 + 20 * MS, 66)]);
+        assert_eq!(rows[0].tcp.first_payload_ns, None);
+        assert_eq!(rows[0].tcp.active_fraction(50 * MS), 1.0);
     }
 
     /// Keeps what it was given: rows, and runs as (first row, n).

@@ -37,7 +37,7 @@ fn online(c: &mut Criterion) {
             let silent = i.is_multiple_of(10);
             let a = if silent { 0.0 } else { 20.0 + (i % 17) as f64 };
             o.observe(black_box(a));
-            black_box(o.issue([a * 1.1, a, a * 0.9, a], 0.3, a, silent, false))
+            black_box(o.issue([a * 1.1, a, a * 0.9, a], 0.3, a, silent, false, 1.0))
         })
     });
     let mut stage = ForecastStage::new(

@@ -305,6 +305,7 @@ impl<M: SequenceModel> ForecastStage<M> {
                 row.throughput_mbps,
                 row.is_silent,
                 row.tcp.receiver_limited(),
+                row.tcp.active_fraction(self.width.ns()),
             );
             let p = if self.combine {
                 Forecast {

@@ -41,7 +41,14 @@ use crate::push_bounded;
 use std::collections::VecDeque;
 
 /// The forecasters combined, in this order.
-pub const EXPERTS: [&str; 5] = ["model", "persistence", "ewma", "mean_last_15", "burst"];
+pub const EXPERTS: [&str; 6] = [
+    "model",
+    "persistence",
+    "ewma",
+    "mean_last_15",
+    "burst",
+    "resume",
+];
 /// The experts the caller forecasts (the rest the stage makes itself).
 pub const GIVEN: usize = 4;
 const N: usize = EXPERTS.len();
@@ -71,6 +78,24 @@ const BURSTS_KEPT: usize = 3;
 /// rounding alone); the largest capture 1.021 at the choice, 1.011 to 1.025
 /// over all.
 const BURST_PAST: f64 = 1.5;
+
+/// Busy windows whose senders were not held back that the resume expert
+/// remembers (their median is the level a sender returns to).
+const LEVELS_KEPT: usize = 5;
+/// The resume expert's index in [`EXPERTS`]; it takes part in the restart
+/// context only.
+const RESUME: usize = 5;
+/// The restart context (see [`context`]).
+const RESTART: usize = 2;
+/// A restart whose first window carries less than this part of the level
+/// (a zero-window probe, a keep-alive, a request) is not a resumption.
+const RESUME_FROM: f64 = 0.1;
+/// A window whose payload began later than this part of it from its end is
+/// scaled as if it began there (one segment near the end says little about a
+/// rate).
+const MIN_ACTIVE: f64 = 0.25;
+/// The resume expert's prior weight in the restart context.
+const RESUME_PRIOR: f64 = 0.1;
 
 /// The context of a forecast issued after a window that was `silent`, when the
 /// window before it was `before_silent`: 0 steady (busy after busy), 1 after
@@ -113,7 +138,8 @@ pub struct OnlineConfig {
     /// persistence is published instead (0: never).
     pub guard_windows: usize,
     /// Starting weights, in [`EXPERTS`] order; fixed share returns weight
-    /// towards them.
+    /// towards them. The resume expert's share applies in the restart
+    /// context only; elsewhere it is 0 and the others are scaled up to 1.
     pub prior: [f64; N],
     /// A forecast below this is published as 0: less than half of the smallest
     /// non-empty window (one 40-byte segment), so no window can carry it. Set
@@ -130,7 +156,7 @@ impl Default for OnlineConfig {
             skill_windows: 1200,
             calib_rate: 0.02,
             guard_windows: 200,
-            prior: [0.37, 0.37, 0.1, 0.1, 0.06],
+            prior: [0.37, 0.37, 0.1, 0.1, 0.06, RESUME_PRIOR],
             floor_mbps: 0.5 * 40.0 * 8.0 / 0.05 / 1e6,
         }
     }
@@ -138,7 +164,7 @@ impl Default for OnlineConfig {
 
 impl OnlineConfig {
     /// The defaults, with overrides from `NETFORECAST_ONLINE` (for research:
-    /// `eta=1,share=0.02,min_weight=0.01,calib_rate=0.02,guard_windows=200,prior=0.37/0.37/0.1/0.1/0.06`).
+    /// `eta=1,share=0.02,min_weight=0.01,calib_rate=0.02,guard_windows=200,prior=0.37/0.37/0.1/0.1/0.06/0.1`).
     /// A malformed override is reported once and ignored.
     pub fn from_env() -> Self {
         let mut c = Self::default();
@@ -168,7 +194,7 @@ impl OnlineConfig {
             };
             if !ok {
                 tracing::warn!(
-                    "NETFORECAST_ONLINE: cannot use {kv:?}; expected eta, share, min_weight, calib_rate, guard_windows or prior=a/b/c/d/e"
+                    "NETFORECAST_ONLINE: cannot use {kv:?}; expected eta, share, min_weight, calib_rate, guard_windows or prior=a/b/c/d/e/f"
                 );
             }
         }
@@ -208,6 +234,8 @@ struct Pending {
 pub struct Online {
     cfg: OnlineConfig,
     threshold_mbps: f64,
+    /// The prior per context (the resume expert's is 0 outside a restart).
+    prior: [[f64; N]; CONTEXTS],
     /// Normalised weights, per [`context`].
     w: [[f64; N]; CONTEXTS],
     pending: Option<Pending>,
@@ -240,15 +268,40 @@ pub struct Online {
     gap: Option<usize>,
     gaps: VecDeque<usize>,
     starts: VecDeque<f64>,
+    /// The last busy windows whose receivers did not hold their senders
+    /// back, newest last (the resume expert's level).
+    levels: VecDeque<f64>,
+    /// Busy windows in a row up to the last one, and their highest throughput.
+    run: usize,
+    run_max: f64,
 }
 
-/// The median of at most [`BURSTS_KEPT`] values.
+/// The prior of each context from the configured one: normalised, with the
+/// resume expert's share only in the restart context.
+fn priors(prior: [f64; N]) -> [[f64; N]; CONTEXTS] {
+    std::array::from_fn(|c| {
+        let mut p = prior.map(|x| x.max(0.0));
+        if c != RESTART {
+            p[RESUME] = 0.0;
+        }
+        let sum: f64 = p.iter().sum();
+        if sum > 0.0 {
+            p.map(|x| x / sum)
+        } else {
+            // Nothing to go on: persistence.
+            std::array::from_fn(|i| if i == 1 { 1.0 } else { 0.0 })
+        }
+    })
+}
+
+/// The median of at most [`LEVELS_KEPT`] values (the longest ring kept).
 fn median(v: &VecDeque<f64>) -> Option<f64> {
-    let n = v.len();
+    const { assert!(BURSTS_KEPT <= LEVELS_KEPT) };
+    let n = v.len().min(LEVELS_KEPT);
     if n == 0 {
         return None;
     }
-    let mut s = [0.0; BURSTS_KEPT];
+    let mut s = [0.0; LEVELS_KEPT];
     for (x, b) in s.iter_mut().zip(v) {
         *x = *b;
     }
@@ -275,7 +328,8 @@ impl Online {
         Online {
             cfg,
             threshold_mbps,
-            w: [cfg.prior; CONTEXTS],
+            prior: priors(cfg.prior),
+            w: priors(cfg.prior),
             pending: None,
             scale: [None; CONTEXTS],
             last_silent: false,
@@ -294,6 +348,9 @@ impl Online {
             gap: Some(0),
             gaps: VecDeque::with_capacity(BURSTS_KEPT + 1),
             starts: VecDeque::with_capacity(BURSTS_KEPT + 1),
+            levels: VecDeque::with_capacity(LEVELS_KEPT + 1),
+            run: 0,
+            run_max: 0.0,
         }
     }
 
@@ -309,6 +366,9 @@ impl Online {
         self.pending = None;
         self.burst_so_far = None;
         self.gap = None;
+        self.levels.clear();
+        self.run = 0;
+        self.run_max = 0.0;
     }
 
     /// The current normalised weights per context: steady, after silence,
@@ -350,11 +410,11 @@ impl Online {
         }
         let sum: f64 = w.iter().sum();
         if sum > 0.0 && sum.is_finite() {
-            for (wi, p) in w.iter_mut().zip(self.cfg.prior) {
+            for (wi, p) in w.iter_mut().zip(self.prior[p.context]) {
                 *wi = (1.0 - self.cfg.share) * (*wi / sum) + self.cfg.share * p;
             }
         } else {
-            *w = self.cfg.prior;
+            *w = self.prior[p.context];
         }
         // Probability: one step of logistic regression with RMS-scaled steps.
         let y = if actual < self.threshold_mbps {
@@ -482,13 +542,49 @@ impl Online {
         current_mbps: f64,
         silent: bool,
         held: bool,
+        active: f64,
     ) -> (f64, f64) {
         let moved = self.scale[0]
             .is_some_and(|s| (current_mbps - self.last_mbps).abs() > MOVE_SCALES * s.max(0.01));
         let context = context(silent, self.last_silent, moved);
         let (burst, start_due) = self.burst(current_mbps, silent);
+        // The resume expert: on the first busy window after silence, the
+        // sender goes back to the level it kept before (a receiver that
+        // stopped reading leaves the sender's window open and its data
+        // queued; the next transfer on the same path), at most the rate this
+        // window ran at from its first payload (a path that slowed meanwhile)
+        // and no lower than the window's own.
+        let resume = match median(&self.levels) {
+            Some(level) if context == RESTART && current_mbps >= RESUME_FROM * level => {
+                let rate = current_mbps / active.clamp(MIN_ACTIVE, 1.0);
+                level.min(rate).max(current_mbps)
+            }
+            _ => current_mbps,
+        };
+        // The level is kept from busy windows after busy ones (not a probe or
+        // the partial first window of a restart) that no receiver held back.
+        if !silent && !self.last_silent && !held {
+            push_bounded(&mut self.levels, current_mbps, LEVELS_KEPT);
+        }
+        // A restart that ended before it could show a level again (a chunk a
+        // slow reader let through, a short request) says the restarts here
+        // are not returns: the level is forgotten. A probe into a zero window
+        // or a keep-alive (under `RESUME_FROM` of it) says nothing.
+        if silent {
+            let returned = self.run >= LEVELS_KEPT;
+            let resumed = median(&self.levels).is_some_and(|l| self.run_max >= RESUME_FROM * l);
+            if !self.last_silent && !returned && resumed {
+                self.levels.clear();
+            }
+            self.run = 0;
+            self.run_max = 0.0;
+        } else {
+            self.run += 1;
+            self.run_max = self.run_max.max(current_mbps);
+        }
         let mut experts = [burst; N];
         experts[..GIVEN].copy_from_slice(&given);
+        experts[RESUME] = resume;
         self.last_silent = silent;
         self.last_mbps = current_mbps;
         let w = self.w[context];
@@ -582,7 +678,14 @@ mod tests {
             };
             o.observe(actual);
             let model = if since < 5 { 40.0 } else { level };
-            let (p, _) = o.issue([model, actual, actual, actual], 0.1, actual, false, false);
+            let (p, _) = o.issue(
+                [model, actual, actual, actual],
+                0.1,
+                actual,
+                false,
+                false,
+                1.0,
+            );
             if t > 2000 {
                 if cycle == 50 {
                     after_drop.push(p);
@@ -614,6 +717,7 @@ mod tests {
                 actual,
                 false,
                 false,
+                1.0,
             );
             last = actual;
         }
@@ -637,7 +741,7 @@ mod tests {
             let phase = t % 40;
             let a = if phase < 10 { 20.0 } else { 0.0 };
             o.observe(a);
-            let (p, _) = o.issue([20.0, a, 10.0, 5.0], 0.5, a, a == 0.0, false);
+            let (p, _) = o.issue([20.0, a, 10.0, 5.0], 0.5, a, a == 0.0, false, 1.0);
             if t > 3000 {
                 match phase {
                     9 => at_end.push(p),
@@ -677,7 +781,7 @@ mod tests {
         pattern.extend([4.0, 10.0, 10.0, 10.0, 10.0]);
         for (t, &a) in pattern.iter().enumerate() {
             o.observe(a);
-            let (p, _) = o.issue([1.0, a, 0.3 * a, 2.0], 0.9, a, a == 0.0, false);
+            let (p, _) = o.issue([1.0, a, 0.3 * a, 2.0], 0.9, a, a == 0.0, false, 1.0);
             let next = pattern.get(t + 1).copied().unwrap_or(0.0);
             if t >= 3000 {
                 broken.push((a, next, p));
@@ -720,7 +824,8 @@ mod tests {
         let mut o = Online::new(OnlineConfig::default(), 20.0);
         let mut feed = |o: &mut Online, a: f64| {
             o.observe(a);
-            o.issue([1.0, a, 0.3 * a, 2.0], 0.9, a, a == 0.0, false).0
+            o.issue([1.0, a, 0.3 * a, 2.0], 0.9, a, a == 0.0, false, 1.0)
+                .0
         };
         let cycle = |o: &mut Online, feed: &mut dyn FnMut(&mut Online, f64) -> f64| {
             let busy: Vec<f64> = (0..5).map(|_| feed(o, 10.0)).collect();
@@ -760,11 +865,14 @@ mod tests {
             for t in 0..400 {
                 let a = 40.0 + if t % 2 == 0 { 2.0 } else { -2.0 };
                 o.observe(a);
-                o.issue([40.0, a, a, 40.0], 0.1, a, false, false);
+                o.issue([40.0, a, a, 40.0], 0.1, a, false, false, 1.0);
             }
             for a in [30.0, 15.0, 5.0, 1.0] {
                 o.observe(a);
-                published.push(o.issue([40.0, a, 38.0, 39.0], 0.1, a, false, held_known).0);
+                published.push(
+                    o.issue([40.0, a, 38.0, 39.0], 0.1, a, false, held_known, 1.0)
+                        .0,
+                );
             }
             published
         };
@@ -791,7 +899,7 @@ mod tests {
         for t in 0..600 {
             let a = if t % 2 == 0 { 40.0 } else { 60.0 };
             o.observe(a);
-            published.push(o.issue([50.0, a, 50.0, 50.0], 0.1, a, false, false).0);
+            published.push(o.issue([50.0, a, 50.0, 50.0], 0.1, a, false, false, 1.0).0);
         }
         assert!(
             published[400..].iter().all(|p| (p - 50.0).abs() < 1.0),
@@ -808,7 +916,7 @@ mod tests {
             let a = 25.0 + t as f64;
             o.observe(a);
             p = o
-                .issue([a - 9.0, a, a - 9.0, a - 9.0], 0.1, a, false, false)
+                .issue([a - 9.0, a, a - 9.0, a - 9.0], 0.1, a, false, false, 1.0)
                 .0;
         }
         assert_eq!(p, 424.0, "persistence while everything else lags");
@@ -816,7 +924,7 @@ mod tests {
             let a = 25.0 + t as f64;
             o.observe(a);
             p = o
-                .issue([a + 1.0, a, a + 1.0, a + 1.0], 0.1, a, false, false)
+                .issue([a + 1.0, a, a + 1.0, a + 1.0], 0.1, a, false, false, 1.0)
                 .0;
         }
         // Weights stay at the prior (eta 0): a + 1 weighted by the model's,
@@ -827,6 +935,67 @@ mod tests {
             (p - (824.0 + lagging)).abs() < 1e-9,
             "the combination, better again, is back: {p}"
         );
+    }
+
+    /// A bulk sender to a receiver that stops reading now and then: 40
+    /// windows at 50 Mbit/s, 20 silent, then a restart whose first window
+    /// carries payload from its middle on (25 Mbit/s over the window, 50 over
+    /// its second half). Returns what was published for each restart's
+    /// second window, and for the window after each `blip` (a lone busy
+    /// window of `blip` Mbit/s in the silence; 0: none).
+    fn stalls(blip: f64) -> (Vec<f64>, Vec<f64>) {
+        let mut o = Online::new(OnlineConfig::default(), 20.0);
+        let (mut second, mut after_blip) = (Vec::new(), Vec::new());
+        for t in 0..3000 {
+            let phase = t % 60;
+            let (a, active) = match phase {
+                0 => (25.0, 0.5),
+                1..40 => (50.0, 1.0),
+                50 if blip > 0.0 => (blip, 0.5),
+                _ => (0.0, 1.0),
+            };
+            o.observe(a);
+            // The model expects a slow ramp after silence, as on the lab's traces.
+            let model = if phase < 5 { 0.6 * a } else { a };
+            let (p, _) = o.issue(
+                [model, a, 0.5 * a, 0.5 * a],
+                0.5,
+                a,
+                a == 0.0,
+                false,
+                active,
+            );
+            if t > 1000 && phase == 0 {
+                second.push(p);
+            }
+            if t > 1000 && phase == 50 {
+                after_blip.push(p);
+            }
+        }
+        (second, after_blip)
+    }
+
+    #[test]
+    fn a_sender_released_by_its_receiver_is_forecast_back_at_its_level() {
+        let (second, _) = stalls(0.0);
+        assert!(
+            second.iter().all(|p| (p - 50.0).abs() < 2.0),
+            "the level, not the partial window's 25 nor the model's ramp: {second:?}"
+        );
+        // A probe into the zero window (a few bytes) in the silence is no
+        // resumption: nothing is forecast after it, and the level stays.
+        let (second, after_probe) = stalls(0.02);
+        assert!(after_probe.iter().all(|p| *p < 0.1), "{after_probe:?}");
+        assert!(second.iter().all(|p| (p - 50.0).abs() < 2.0), "{second:?}");
+        // A chunk a slow reader let through (one window, then silence again)
+        // is no return to the level either, and says the next restart may not
+        // be one: persistence's, not the level's.
+        let (second, after_chunk) = stalls(10.0);
+        assert!(
+            after_chunk.iter().all(|p| *p <= 10.0 + 1e-9),
+            "{after_chunk:?}"
+        );
+        assert!(second.iter().all(|p| *p < 30.0), "{second:?}");
     }
 
     #[test]
@@ -847,14 +1016,14 @@ mod tests {
             o.observe(a);
             let first = last == 0.0 && a > 0.0;
             let model = if first { 20.0 } else { a };
-            o.issue([model, a, 0.5 * a, 0.5 * a], 0.1, a, a == 0.0, false);
+            o.issue([model, a, 0.5 * a, 0.5 * a], 0.1, a, a == 0.0, false, 1.0);
             last = a;
         }
         let [steady, _, restart, _] = o.weights();
         // Persistence, and the burst expert that says the same until a
         // burst has reached the size of the last ones.
         assert!(
-            restart[1] + restart[4] > 0.99,
+            restart[1] + restart[4] + restart[5] > 0.99,
             "persistence after a restart: {restart:?}"
         );
         // Steady: model and persistence tie (both are right inside a burst and
@@ -871,14 +1040,14 @@ mod tests {
         let mut published = 1.0;
         for _ in 0..200 {
             o.observe(0.0);
-            (published, _) = o.issue([0.08, 0.0, 0.0, 0.0], 0.99, 0.0, true, false);
+            (published, _) = o.issue([0.08, 0.0, 0.0, 0.0], 0.99, 0.0, true, false, 1.0);
         }
         assert_eq!(published, 0.0);
         // Regression: the shipped trees forecast 6.4e-7 Mbit/s on an idle
         // link, and that was published; no window can carry that.
         let mut o = Online::new(OnlineConfig::default(), 20.0);
         o.observe(0.0);
-        let (published, _) = o.issue([6.4e-7, 0.0, 0.0, 0.0], 0.99, 0.0, true, false);
+        let (published, _) = o.issue([6.4e-7, 0.0, 0.0, 0.0], 0.99, 0.0, true, false, 1.0);
         assert_eq!(published, 0.0);
     }
 
@@ -907,7 +1076,14 @@ mod tests {
                 0.0
             };
             o.observe(actual);
-            let (p, _) = o.issue([2.0, actual, 0.3, 0.2], 0.9, actual, actual == 0.0, false);
+            let (p, _) = o.issue(
+                [2.0, actual, 0.3, 0.2],
+                0.9,
+                actual,
+                actual == 0.0,
+                false,
+                1.0,
+            );
             if last == 0.0 && actual == 0.0 {
                 after_silence.push(p);
             }
@@ -923,7 +1099,14 @@ mod tests {
             let actual = if t % 2 == 0 { 0.0 } else { 4.0 };
             o.observe(actual);
             let p = o
-                .issue([4.0, actual, 2.0, 2.0], 0.9, actual, actual == 0.0, false)
+                .issue(
+                    [4.0, actual, 2.0, 2.0],
+                    0.9,
+                    actual,
+                    actual == 0.0,
+                    false,
+                    1.0,
+                )
                 .0;
             if actual == 0.0 {
                 after_silent = p;
@@ -949,7 +1132,7 @@ mod tests {
             let actual = 10.0 + (t % 2) as f64;
             o.observe(actual);
             let next = 10.0 + ((t + 1) % 2) as f64;
-            o.issue([actual; 4], 0.1, actual, false, false);
+            o.issue([actual; 4], 0.1, actual, false, false, 1.0);
             o.publish_instead(2.0 * next, 0.1);
         }
         let m = o.skill().mase_total.unwrap();
@@ -966,7 +1149,7 @@ mod tests {
         // The model says 0.6, but the next window is always above the threshold.
         for _ in 0..2000 {
             o.observe(50.0);
-            (_, prob) = o.issue([50.0; 4], 0.6, 50.0, false, false);
+            (_, prob) = o.issue([50.0; 4], 0.6, 50.0, false, false, 1.0);
         }
         assert!(prob < 0.1, "{prob}");
         assert!(o.skill().brier_recent.unwrap() < 0.05);
