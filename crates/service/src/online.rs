@@ -1020,6 +1020,43 @@ mod tests {
     }
 
     #[test]
+    fn a_sender_back_on_a_slower_path_is_forecast_at_the_rate_it_restarted_at() {
+        // Stalls as above, but the link alternates between 50 and 20 Mbit/s
+        // from one busy stretch to the next; each restart's first window
+        // carries payload from its middle on. After a 50 stretch the level
+        // says 50 while the sender restarts at 20 (10 over the window): the
+        // expert is right only if it is capped at that rate (uncapped it
+        // loses its weight and persistence's 10 is published).
+        let mut o = Online::new(OnlineConfig::default(), 5.0);
+        let mut after_slowdown = Vec::new();
+        for t in 0..6000 {
+            let (phase, rate) = (t % 60, if (t / 60) % 2 == 0 { 50.0 } else { 20.0 });
+            let (a, active) = match phase {
+                0 => (0.5 * rate, 0.5),
+                1..40 => (rate, 1.0),
+                _ => (0.0, 1.0),
+            };
+            o.observe(a);
+            let model = if phase < 5 { 0.6 * a } else { a };
+            let (p, _) = o.issue(
+                [model, a, 0.5 * a, 0.5 * a],
+                0.5,
+                a,
+                a == 0.0,
+                false,
+                active,
+            );
+            if t > 2000 && phase == 0 && rate == 20.0 {
+                after_slowdown.push(p);
+            }
+        }
+        assert!(
+            after_slowdown.iter().all(|p| (p - 20.0).abs() < 3.0),
+            "the rate the restart ran at: {after_slowdown:?}"
+        );
+    }
+
+    #[test]
     fn the_first_windows_of_a_burst_learn_apart_from_its_steady_middle() {
         // Bursts of 12 to 30 windows at 100 +- 2 Mbit/s after 20 silent
         // ones. The model knows the level (better than persistence in the
