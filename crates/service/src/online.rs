@@ -245,8 +245,6 @@ struct Pending {
 pub struct Online {
     cfg: OnlineConfig,
     threshold_mbps: f64,
-    /// The prior per context (the resume expert's is 0 outside a restart).
-    prior: [[f64; N]; CONTEXTS],
     /// Normalised weights, per [`context`].
     w: [[f64; N]; CONTEXTS],
     pending: Option<Pending>,
@@ -282,30 +280,27 @@ pub struct Online {
     /// The last busy windows whose receivers did not hold their senders
     /// back, newest last (the resume expert's level).
     levels: VecDeque<f64>,
-    /// Busy windows in a row up to the last one, and their highest throughput.
-    run: usize,
+    /// The highest throughput of the busy windows since the last silent one.
     run_max: f64,
     /// Busy windows since the last silent one, this one included (None
     /// before any silence was seen or across a gap in the grid).
     since_silence: Option<usize>,
 }
 
-/// The prior of each context from the configured one: normalised, with the
+/// The prior of `context` from the configured one: normalised, with the
 /// resume expert's share only in the restart context.
-fn priors(prior: [f64; N]) -> [[f64; N]; CONTEXTS] {
-    std::array::from_fn(|c| {
-        let mut p = prior.map(|x| x.max(0.0));
-        if c != RESTART {
-            p[RESUME] = 0.0;
-        }
-        let sum: f64 = p.iter().sum();
-        if sum > 0.0 {
-            p.map(|x| x / sum)
-        } else {
-            // Nothing to go on: persistence.
-            std::array::from_fn(|i| if i == 1 { 1.0 } else { 0.0 })
-        }
-    })
+fn prior_in(prior: [f64; N], context: usize) -> [f64; N] {
+    let mut p = prior.map(|x| x.max(0.0));
+    if context != RESTART {
+        p[RESUME] = 0.0;
+    }
+    let sum: f64 = p.iter().sum();
+    if sum > 0.0 {
+        p.map(|x| x / sum)
+    } else {
+        // Nothing to go on: persistence.
+        std::array::from_fn(|i| if i == 1 { 1.0 } else { 0.0 })
+    }
 }
 
 /// The median of at most [`LEVELS_KEPT`] values (the longest ring kept).
@@ -342,8 +337,7 @@ impl Online {
         Online {
             cfg,
             threshold_mbps,
-            prior: priors(cfg.prior),
-            w: priors(cfg.prior),
+            w: std::array::from_fn(|c| prior_in(cfg.prior, c)),
             pending: None,
             scale: [None; CONTEXTS],
             last_silent: false,
@@ -363,7 +357,6 @@ impl Online {
             gaps: VecDeque::with_capacity(BURSTS_KEPT + 1),
             starts: VecDeque::with_capacity(BURSTS_KEPT + 1),
             levels: VecDeque::with_capacity(LEVELS_KEPT + 1),
-            run: 0,
             run_max: 0.0,
             since_silence: None,
         }
@@ -382,7 +375,6 @@ impl Online {
         self.burst_so_far = None;
         self.gap = None;
         self.levels.clear();
-        self.run = 0;
         self.run_max = 0.0;
         self.since_silence = None;
     }
@@ -419,6 +411,7 @@ impl Online {
         }
         // Scaled losses; the floor keeps an idle link (scale 0) from dividing by 0.
         let denom = scale.max(0.01);
+        let prior = prior_in(self.cfg.prior, p.context);
         let w = &mut self.w[p.context];
         for (wi, f) in w.iter_mut().zip(p.experts) {
             let loss = ((f - actual).abs() / denom).min(20.0);
@@ -426,11 +419,11 @@ impl Online {
         }
         let sum: f64 = w.iter().sum();
         if sum > 0.0 && sum.is_finite() {
-            for (wi, p) in w.iter_mut().zip(self.prior[p.context]) {
+            for (wi, p) in w.iter_mut().zip(prior) {
                 *wi = (1.0 - self.cfg.share) * (*wi / sum) + self.cfg.share * p;
             }
         } else {
-            *w = self.prior[p.context];
+            *w = prior;
         }
         // Probability: one step of logistic regression with RMS-scaled steps.
         let y = if actual < self.threshold_mbps {
@@ -562,6 +555,8 @@ impl Online {
     ) -> (f64, f64) {
         let moved = self.scale[0]
             .is_some_and(|s| (current_mbps - self.last_mbps).abs() > MOVE_SCALES * s.max(0.01));
+        // Busy windows in a row up to the last one (None: unknown).
+        let run = self.since_silence;
         self.since_silence = if silent {
             Some(0)
         } else {
@@ -592,15 +587,13 @@ impl Online {
         // are not returns: the level is forgotten. A probe into a zero window
         // or a keep-alive (under `RESUME_FROM` of it) says nothing.
         if silent {
-            let returned = self.run >= LEVELS_KEPT;
+            let short = run.is_some_and(|n| (1..LEVELS_KEPT).contains(&n));
             let resumed = median(&self.levels).is_some_and(|l| self.run_max >= RESUME_FROM * l);
-            if !self.last_silent && !returned && resumed {
+            if short && resumed {
                 self.levels.clear();
             }
-            self.run = 0;
             self.run_max = 0.0;
         } else {
-            self.run += 1;
             self.run_max = self.run_max.max(current_mbps);
         }
         let mut experts = [burst; N];
