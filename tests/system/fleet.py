@@ -100,7 +100,13 @@ def check_run(name, report, failures, lag_limit_ms):
         failures.append(f"{name}: read back {r['hosts_read']} routers, {r['hosts_short']} short, "
                         f"{r['read_back_min']}-{r['read_back_max']} points each of {r['windows']}")
     if r["lag_samples"] < 10 or (lag_limit_ms is not None and r["lag_p99_ms"] >= lag_limit_ms):
-        failures.append(f"{name}: ingestion lag p99 {r['lag_p99_ms']} ms over {r['lag_samples']} samples")
+        failures.append(f"{name}: ingestion lag p99 {r['lag_p99_ms']} ms over {r['lag_samples']} samples "
+                        f"(worst at s into the run, ms: {r.get('lag_worst')}; slowest batches: "
+                        f"{r.get('batch_slowest')})")
+        # What else ran on the machine (a stall of seconds is rarely the writer's own).
+        ps = subprocess.run(["ps", "-eo", "pid,pcpu,pmem,etime,comm", "--sort=-pcpu"],
+                            capture_output=True, text=True).stdout.splitlines()[:12]
+        print(f"fleet: load average {os.getloadavg()}; busiest processes:\n" + "\n".join(ps))
     if r["ticks_late"]:
         failures.append(f"{name}: the generator was late {r['ticks_late']} times")
     k = r.get("kafka")

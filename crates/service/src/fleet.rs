@@ -67,6 +67,13 @@ pub struct FleetReport {
     pub lag_p50_ms: f64,
     pub lag_p99_ms: f64,
     pub lag_max_ms: f64,
+    /// The five largest lag samples: (seconds into the run, ms), to tell a
+    /// stall of the server from a writer falling behind.
+    pub lag_worst: Vec<(f64, f64)>,
+    /// Direct runs: how long the server took to take a batch (ms; p50, p99,
+    /// max) and the five slowest (seconds into the run, ms).
+    pub batch_ms: Option<(f64, f64, f64)>,
+    pub batch_slowest: Vec<(f64, f64)>,
     /// Points read back per router: fewest, most, routers with other than
     /// `windows`.
     pub read_back_min: u64,
@@ -155,7 +162,7 @@ pub fn simulate(
     let (tx, rx) = crossbeam_channel::bounded::<Vec<Point>>(1200);
     let writer = std::thread::Builder::new()
         .name("fleet-writer".into())
-        .spawn(move || write(out, &rx))
+        .spawn(move || write(out, &rx, Instant::now()))
         .map_err(|e| FleetError(e.to_string()))?;
     // The relay and the probe run beside the generator.
     let stop = Arc::new(AtomicBool::new(false));
@@ -214,11 +221,20 @@ pub fn simulate(
         }
     }
     drop(tx);
-    let (stats, kafka) = writer
+    let (stats, kafka, mut batches) = writer
         .join()
         .map_err(|_| FleetError("the writer panicked".into()))?;
     report.writer = stats;
     report.kafka = kafka;
+    if !batches.is_empty() {
+        let mut ms: Vec<f64> = batches.iter().map(|b| b.1).collect();
+        ms.sort_by(|a, b| a.total_cmp(b));
+        let q = |f: f64| ms[((ms.len() - 1) as f64 * f).round() as usize];
+        report.batch_ms = Some((q(0.5), q(0.99), ms[ms.len() - 1]));
+        batches.sort_by(|a, b| b.1.total_cmp(&a.1));
+        batches.truncate(5);
+        report.batch_slowest = batches;
+    }
     report.seconds = start.elapsed().as_secs_f64();
     // The relay stops once it has carried every point (or at its deadline).
     if let Some(r) = relay {
@@ -238,9 +254,17 @@ pub fn simulate(
     // The probe ends once everything is read.
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::Relaxed);
-    let mut lag = probe
+    let timed = probe
         .join()
         .map_err(|_| FleetError("the probe panicked".into()))?;
+    let mut worst = timed.clone();
+    worst.sort_by(|a, b| b.1.total_cmp(&a.1));
+    worst.truncate(5);
+    report.lag_worst = worst
+        .into_iter()
+        .map(|(at, l)| (((at - t0_ms) as f64 / 1000.0), l))
+        .collect();
+    let mut lag: Vec<f64> = timed.into_iter().map(|(_, l)| l).collect();
     lag.sort_by(|a, b| a.total_cmp(b));
     if !lag.is_empty() {
         let q = |f: f64| lag[((lag.len() - 1) as f64 * f).round() as usize];
@@ -253,12 +277,17 @@ pub fn simulate(
     Ok(report)
 }
 
+/// A batch the writer sent: (seconds since `start`, ms the server took).
+type BatchTime = (f64, f64);
+
 /// Write each tick's points until the generator hangs up, then everything
 /// still queued (up to 60 s).
 fn write(
     mut out: Out,
     rx: &crossbeam_channel::Receiver<Vec<Point>>,
-) -> (WriterStats, Option<KafkaCounts>) {
+    start: Instant,
+) -> (WriterStats, Option<KafkaCounts>, Vec<BatchTime>) {
+    let mut batches = Vec::new();
     loop {
         let wait = match &out {
             Out::Direct(w, _) => w.next_due().map_or(Duration::from_millis(100), |d| {
@@ -281,7 +310,16 @@ fn write(
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
         }
         match &mut out {
-            Out::Direct(w, rt) => while rt.block_on(w.flush_once(false)) {},
+            Out::Direct(w, rt) => loop {
+                let t = Instant::now();
+                if !rt.block_on(w.flush_once(false)) {
+                    break;
+                }
+                batches.push((
+                    t.duration_since(start).as_secs_f64(),
+                    t.elapsed().as_secs_f64() * 1000.0,
+                ));
+            },
             Out::Kafka(s) => {
                 let _ = crate::sinks::Sink::tick(s);
             }
@@ -296,11 +334,11 @@ fn write(
                     std::thread::sleep(Duration::from_millis(20));
                 }
             }
-            (w.stats, None)
+            (w.stats, None, batches)
         }
         Out::Kafka(s) => {
             let _ = crate::sinks::Sink::finish(s, deadline);
-            (WriterStats::default(), Some(s.stats().into()))
+            (WriterStats::default(), Some(s.stats().into()), batches)
         }
     }
 }
@@ -416,7 +454,7 @@ const PROBE_LOOKBEHIND_S: i64 = 10;
 /// behind, counted from the end of its window. Starts once every router has
 /// a point in the server. A router with no point in the last
 /// [`PROBE_LOOKBEHIND_S`] seconds counts as that far behind (at least).
-fn probe(base: &str, hosts: usize, window_ms: i64, stop: &AtomicBool) -> Vec<f64> {
+fn probe(base: &str, hosts: usize, window_ms: i64, stop: &AtomicBool) -> Vec<(i64, f64)> {
     let Ok(rt) = runtime() else {
         return Vec::new();
     };
@@ -437,11 +475,14 @@ fn probe(base: &str, hosts: usize, window_ms: i64, stop: &AtomicBool) -> Vec<f64
             if !all_in {
                 all_in = counted.is_some_and(|c| c >= hosts);
             } else if counted.is_some_and(|c| c < hosts) {
-                lag.push((PROBE_LOOKBEHIND_S * 1000) as f64);
+                lag.push((asked, (PROBE_LOOKBEHIND_S * 1000) as f64));
                 return;
             }
             if all_in && let Some(t) = get_json(&client, &newest).await.and_then(|j| scalar(&j)) {
-                lag.push((asked - (t * 1000.0).round() as i64 - window_ms) as f64);
+                lag.push((
+                    asked,
+                    (asked - (t * 1000.0).round() as i64 - window_ms) as f64,
+                ));
             }
         });
         let spent = (now_ms() - asked).max(0) as u64;
