@@ -57,6 +57,9 @@ pub struct WindowRow {
     pub tcp: TcpProgress,
 }
 
+/// [`TcpProgress::tail_bytes`] counts the window's last this-many-th.
+pub const TAIL_PARTS: i64 = 5;
+
 /// What a window says about TCP's progress, beyond the features.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct TcpProgress {
@@ -94,6 +97,9 @@ pub struct TcpProgress {
     /// (None without one): a transfer that began inside the window ran for
     /// only the rest of it.
     pub first_payload_ns: Option<i64>,
+    /// Frame bytes in the window's last [`TAIL_PARTS`]th (its last 10 ms at
+    /// 50 ms): where the rate was heading when the window closed.
+    pub tail_bytes: u64,
 }
 
 impl TcpProgress {
@@ -110,6 +116,11 @@ impl TcpProgress {
     pub fn active_fraction(&self, width_ns: i64) -> f64 {
         self.first_payload_ns
             .map_or(1.0, |t| 1.0 - t as f64 / width_ns.max(1) as f64)
+    }
+
+    /// The rate over the window's last [`TAIL_PARTS`]th, Mbit/s.
+    pub fn tail_mbps(&self, width_ns: i64) -> f64 {
+        self.tail_bytes as f64 * 8.0 * TAIL_PARTS as f64 / width_ns.max(1) as f64 * 1e3
     }
 
     /// Mean queueing delay of the window's data segments, ms, when their
@@ -367,9 +378,13 @@ impl WindowAggregator {
         if let Some(b) = f.bytes_in_flight {
             a.bif_last.insert(f.direction_id, b);
         }
+        let start = self.open.map_or(f.ts_ns, |k| k * self.width_ns);
+        let into = (f.ts_ns - start).clamp(0, self.width_ns);
         if f.payload_bytes > 0 && a.tcp.first_payload_ns.is_none() {
-            let start = self.open.map_or(f.ts_ns, |k| k * self.width_ns);
-            a.tcp.first_payload_ns = Some((f.ts_ns - start).clamp(0, self.width_ns));
+            a.tcp.first_payload_ns = Some(into);
+        }
+        if into as i128 * TAIL_PARTS as i128 >= (TAIL_PARTS as i128 - 1) * self.width_ns as i128 {
+            a.tcp.tail_bytes += f.frame_len_bytes as u64;
         }
         a.tcp.data_segments += u64::from(f.data);
         a.tcp.payload_bytes += u64::from(f.payload_bytes);
@@ -561,6 +576,26 @@ mod tests {
         let rows = run(&[facts(t0 + 20 * MS, 66)]);
         assert_eq!(rows[0].tcp.first_payload_ns, None);
         assert_eq!(rows[0].tcp.active_fraction(50 * MS), 1.0);
+    }
+
+    #[test]
+    fn the_last_fifth_of_a_window_says_where_its_rate_was_heading() {
+        let t0 = 1_000 * NS_PER_S;
+        // 1514-byte frames every 2 ms until 30 ms into the window, then one
+        // every 10 ms: the last 10 ms (from 40 ms on, the frame at 40 ms
+        // included) carry one frame; the frame at 39.999 ms is not in it.
+        let mut at: Vec<i64> = (0..15).map(|k| t0 + k * 2 * MS).collect();
+        at.extend([t0 + 40 * MS - 1, t0 + 40 * MS]);
+        let rows = run(&at.iter().map(|t| facts(*t, 1514)).collect::<Vec<_>>());
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].tcp.tail_bytes, 1514);
+        let tail = rows[0].tcp.tail_mbps(50 * MS);
+        assert!((tail - 1514.0 * 8.0 / 0.010 / 1e6).abs() < 1e-9, "{tail}");
+        // A frame on the next window's first nanosecond is that window's.
+        let rows = run(&[facts(t0, 100), facts(t0 + 50 * MS, 100)]);
+        assert_eq!((rows[0].tcp.tail_bytes, rows[1].tcp.tail_bytes), (0, 0));
+        let rows = run(&[facts(t0 + 50 * MS - 1, 100)]);
+        assert_eq!(rows[0].tcp.tail_bytes, 100);
     }
 
     /// Keeps what it was given: rows, and runs as (first row, n).

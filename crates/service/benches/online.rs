@@ -6,7 +6,7 @@ use criterion::{Criterion, black_box, criterion_group, criterion_main};
 use engine::forecast::{Persistence, WindowWidth};
 use engine::window::WindowRow;
 use service::forecast::ForecastStage;
-use service::online::{Online, OnlineConfig};
+use service::online::{Online, OnlineConfig, Shape};
 
 fn row(i: i64) -> WindowRow {
     let mbps = 20.0 + 10.0 * ((i as f64) * 0.1).sin();
@@ -33,11 +33,17 @@ fn online(c: &mut Criterion) {
         b.iter(|| {
             i += 1;
             // Bursts of 9 busy windows between silent ones, so the burst-end
-            // expert has volumes to compare with.
+            // expert has volumes to compare with; the last fifth of every
+            // third window turned (down, then up), so the turn contexts run.
             let silent = i.is_multiple_of(10);
             let a = if silent { 0.0 } else { 20.0 + (i % 17) as f64 };
+            let tail = a * [1.0, 0.5, 1.6][(i % 3) as usize];
+            let shape = Shape {
+                active: 1.0,
+                tail_mbps: Some(tail),
+            };
             o.observe(black_box(a));
-            black_box(o.issue([a * 1.1, a, a * 0.9, a], 0.3, a, silent, false, 1.0))
+            black_box(o.issue([a * 1.1, a, a * 0.9, a], 0.3, a, silent, false, shape))
         })
     });
     let mut stage = ForecastStage::new(

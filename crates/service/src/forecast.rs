@@ -8,7 +8,7 @@
 //! own the model's arithmetic (the [`SequenceModel`]) or any output.
 
 use crate::band::{Band, BandConfig};
-use crate::online::{Online, OnlineConfig, Skill};
+use crate::online::{Online, OnlineConfig, Shape, Skill};
 use engine::eval::Baselines;
 use engine::forecast::{Forecast, PredictError, Predictor, SequenceModel, WindowWidth};
 use engine::shift::ShiftMonitor;
@@ -305,7 +305,10 @@ impl<M: SequenceModel> ForecastStage<M> {
                 row.throughput_mbps,
                 row.is_silent,
                 row.tcp.receiver_limited(),
-                row.tcp.active_fraction(self.width.ns()),
+                Shape {
+                    active: row.tcp.active_fraction(self.width.ns()),
+                    tail_mbps: Some(row.tcp.tail_mbps(self.width.ns())),
+                },
             );
             let p = if self.combine {
                 Forecast {
