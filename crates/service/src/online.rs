@@ -38,7 +38,9 @@
 //!   trading bandwidth, or a paced sender).
 //! - The published probability is the model's, recalibrated by an online
 //!   logistic map on (logit of the model's probability, current window below the
-//!   threshold, 1), starting from the model's own and following recent labels.
+//!   threshold, 1, the tail expert's rate below the threshold: where a window
+//!   turned, its last fifth), starting from the model's own and following
+//!   recent labels.
 //! - Rolling skill: MASE against persistence over the last minute and since the
 //!   start, and the Brier score of the published probability.
 //!
@@ -286,7 +288,7 @@ struct Pending {
     context: usize,
     published: f64,
     prob: f64,
-    x: [f64; 3],
+    x: [f64; 4],
     persistence: f64,
 }
 
@@ -304,8 +306,8 @@ pub struct Online {
     /// its throughput.
     last_silent: bool,
     last_mbps: f64,
-    theta: [f64; 3],
-    g2: [f64; 3],
+    theta: [f64; 4],
+    g2: [f64; 4],
     recent: VecDeque<(f64, f64, f64)>,
     recent_sum: (f64, f64, f64),
     /// The combination's error less persistence's, last `guard_windows` windows.
@@ -395,8 +397,8 @@ impl Online {
             scale: [None; CONTEXTS],
             last_silent: false,
             last_mbps: 0.0,
-            theta: [1.0, 0.0, 0.0],
-            g2: [0.0; 3],
+            theta: [1.0, 0.0, 0.0, 0.0],
+            g2: [0.0; 4],
             recent: VecDeque::with_capacity(cfg.skill_windows + 1),
             recent_sum: (0.0, 0.0, 0.0),
             guard: VecDeque::with_capacity(cfg.guard_windows + 1),
@@ -485,7 +487,7 @@ impl Online {
             0.0
         };
         let err = p.prob - y;
-        for k in 0..3 {
+        for k in 0..4 {
             let g = err * p.x[k];
             self.g2[k] = 0.99 * self.g2[k] + 0.01 * g * g;
             self.theta[k] -= self.cfg.calib_rate * g / (self.g2[k].sqrt() + 1e-6);
@@ -719,6 +721,7 @@ impl Online {
                 0.0
             },
             1.0,
+            if tail < self.threshold_mbps { 1.0 } else { 0.0 },
         ];
         let prob = sigmoid(self.theta.iter().zip(x).map(|(t, v)| t * v).sum());
         self.pending = Some(Pending {
@@ -1320,6 +1323,44 @@ mod tests {
             "{:?}",
             &steady[..5]
         );
+    }
+
+    #[test]
+    fn the_probability_learns_where_a_turned_window_was_heading() {
+        // A link between 30 and 10 Mbit/s (threshold 20), the step 70 % into
+        // a window: the window that caught a fall runs at 24 (over the
+        // threshold) and the next is at 10; one that caught a rise runs at
+        // 16 and the next at 30. The model's probability says nothing.
+        let mut o = Online::new(OnlineConfig::default(), 20.0);
+        let level = |t: usize| {
+            if (t / 40).is_multiple_of(2) {
+                30.0
+            } else {
+                10.0
+            }
+        };
+        let (mut falls, mut rises) = (Vec::new(), Vec::new());
+        for t in 1..4000 {
+            let (now, before) = (level(t), level(t - 1));
+            let a = if now != before {
+                0.7 * before + 0.3 * now
+            } else {
+                now
+            };
+            o.observe(a);
+            let shape = Shape {
+                active: 1.0,
+                tail_mbps: Some(now),
+            };
+            let (_, prob) = o.issue([a; 4], 0.5, a, false, false, shape);
+            if t > 3000 && now < before {
+                falls.push(prob);
+            } else if t > 3000 && now > before {
+                rises.push(prob);
+            }
+        }
+        assert!(falls.iter().all(|p| *p > 0.7), "{falls:?}");
+        assert!(rises.iter().all(|p| *p < 0.3), "{rises:?}");
     }
 
     #[test]
