@@ -162,7 +162,7 @@ pub fn simulate(
     let (tx, rx) = crossbeam_channel::bounded::<Vec<Point>>(1200);
     let writer = std::thread::Builder::new()
         .name("fleet-writer".into())
-        .spawn(move || write(out, &rx, Instant::now()))
+        .spawn(move || write(out, &rx))
         .map_err(|e| FleetError(e.to_string()))?;
     // The relay and the probe run beside the generator.
     let stop = Arc::new(AtomicBool::new(false));
@@ -226,67 +226,61 @@ pub fn simulate(
         .map_err(|_| FleetError("the writer panicked".into()))?;
     report.writer = stats;
     report.kafka = kafka;
-    if !batches.is_empty() {
-        let mut ms: Vec<f64> = batches.iter().map(|b| b.1).collect();
-        ms.sort_by(|a, b| a.total_cmp(b));
-        let q = |f: f64| ms[((ms.len() - 1) as f64 * f).round() as usize];
-        report.batch_ms = Some((q(0.5), q(0.99), ms[ms.len() - 1]));
-        batches.sort_by(|a, b| b.1.total_cmp(&a.1));
-        batches.truncate(5);
-        report.batch_slowest = batches;
-    }
+    report.batch_ms = spread(batches.iter().map(|b| b.1).collect());
+    report.batch_slowest = worst(&mut batches, t0_ms);
     report.seconds = start.elapsed().as_secs_f64();
     // The relay stops once it has carried every point (or at its deadline).
     if let Some(r) = relay {
         let r = r.map_err(|e| FleetError(e.to_string()))?;
         expect.store(report.points_made, Ordering::Relaxed);
-        let (n, stats, mut kl) = r
+        let (n, stats, kl) = r
             .join()
             .map_err(|_| FleetError("the relay panicked".into()))??;
         report.relayed = n;
         report.writer = stats;
-        kl.sort_by(|a, b| a.total_cmp(b));
-        if !kl.is_empty() {
-            let q = |f: f64| kl[((kl.len() - 1) as f64 * f).round() as usize];
-            report.kafka_lag_ms = Some((q(0.5), q(0.99), kl[kl.len() - 1]));
-        }
+        report.kafka_lag_ms = spread(kl);
     }
     // The probe ends once everything is read.
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::Relaxed);
-    let timed = probe
+    let mut timed = probe
         .join()
         .map_err(|_| FleetError("the probe panicked".into()))?;
-    let mut worst = timed.clone();
-    worst.sort_by(|a, b| b.1.total_cmp(&a.1));
-    worst.truncate(5);
-    report.lag_worst = worst
-        .into_iter()
-        .map(|(at, l)| (((at - t0_ms) as f64 / 1000.0), l))
-        .collect();
-    let mut lag: Vec<f64> = timed.into_iter().map(|(_, l)| l).collect();
-    lag.sort_by(|a, b| a.total_cmp(b));
-    if !lag.is_empty() {
-        let q = |f: f64| lag[((lag.len() - 1) as f64 * f).round() as usize];
-        report.lag_samples = lag.len();
-        report.lag_p50_ms = q(0.5);
-        report.lag_p99_ms = q(0.99);
-        report.lag_max_ms = lag[lag.len() - 1];
+    report.lag_samples = timed.len();
+    if let Some((p50, p99, max)) = spread(timed.iter().map(|t| t.1).collect()) {
+        (report.lag_p50_ms, report.lag_p99_ms, report.lag_max_ms) = (p50, p99, max);
     }
+    report.lag_worst = worst(&mut timed, t0_ms);
     read_back(&cfg.influx.url, &mut report, t0_ms)?;
     Ok(report)
 }
 
-/// A batch the writer sent: (seconds since `start`, ms the server took).
-type BatchTime = (f64, f64);
+/// Something timed during the run: (when, Unix ms; how long or how late, ms).
+type Timed = (i64, f64);
+
+/// The median, 99th percentile and largest of `v` (None when empty).
+fn spread(mut v: Vec<f64>) -> Option<(f64, f64, f64)> {
+    v.sort_by(f64::total_cmp);
+    let q = |f: f64| v[((v.len() - 1) as f64 * f).round() as usize];
+    let max = *v.last()?;
+    Some((q(0.5), q(0.99), max))
+}
+
+/// The five largest of `v`, as (seconds after `t0_ms`, ms).
+fn worst(v: &mut [Timed], t0_ms: i64) -> Vec<(f64, f64)> {
+    v.sort_by(|a, b| b.1.total_cmp(&a.1));
+    v.iter()
+        .take(5)
+        .map(|(at, ms)| ((at - t0_ms) as f64 / 1000.0, *ms))
+        .collect()
+}
 
 /// Write each tick's points until the generator hangs up, then everything
 /// still queued (up to 60 s).
 fn write(
     mut out: Out,
     rx: &crossbeam_channel::Receiver<Vec<Point>>,
-    start: Instant,
-) -> (WriterStats, Option<KafkaCounts>, Vec<BatchTime>) {
+) -> (WriterStats, Option<KafkaCounts>, Vec<Timed>) {
     let mut batches = Vec::new();
     loop {
         let wait = match &out {
@@ -311,14 +305,11 @@ fn write(
         }
         match &mut out {
             Out::Direct(w, rt) => loop {
-                let t = Instant::now();
+                let (at, t) = (now_ms(), Instant::now());
                 if !rt.block_on(w.flush_once(false)) {
                     break;
                 }
-                batches.push((
-                    t.duration_since(start).as_secs_f64(),
-                    t.elapsed().as_secs_f64() * 1000.0,
-                ));
+                batches.push((at, t.elapsed().as_secs_f64() * 1000.0));
             },
             Out::Kafka(s) => {
                 let _ = crate::sinks::Sink::tick(s);
@@ -454,7 +445,7 @@ const PROBE_LOOKBEHIND_S: i64 = 10;
 /// behind, counted from the end of its window. Starts once every router has
 /// a point in the server. A router with no point in the last
 /// [`PROBE_LOOKBEHIND_S`] seconds counts as that far behind (at least).
-fn probe(base: &str, hosts: usize, window_ms: i64, stop: &AtomicBool) -> Vec<(i64, f64)> {
+fn probe(base: &str, hosts: usize, window_ms: i64, stop: &AtomicBool) -> Vec<Timed> {
     let Ok(rt) = runtime() else {
         return Vec::new();
     };
@@ -523,4 +514,23 @@ fn read_back(base: &str, report: &mut FleetReport, t0_ms: i64) -> Result<(), Fle
     report.hosts_short = counts.iter().filter(|c| **c != report.windows).count()
         + report.hosts.saturating_sub(counts.len());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spreads_and_the_worst_samples_say_when_in_the_run() {
+        assert_eq!(spread(Vec::new()), None);
+        // 100 samples, shuffled: the 51st, the 99th and the largest.
+        let v: Vec<f64> = (1..=100).map(|i| ((i * 37) % 100 + 1) as f64).collect();
+        assert_eq!(spread(v), Some((51.0, 99.0, 100.0)));
+        // A stall 12.5 s into a run that began at Unix ms 1,000,000.
+        let mut timed = vec![(1_003_000, 900.0), (1_012_500, 7_000.0), (1_001_000, 800.0)];
+        timed.extend((0..10).map(|k| (1_000_000 + k * 250, 100.0)));
+        let w = worst(&mut timed, 1_000_000);
+        assert_eq!(w.len(), 5);
+        assert_eq!(&w[..3], &[(12.5, 7_000.0), (3.0, 900.0), (1.0, 800.0)]);
+    }
 }
