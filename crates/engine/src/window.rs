@@ -383,7 +383,7 @@ impl WindowAggregator {
         if f.payload_bytes > 0 && a.tcp.first_payload_ns.is_none() {
             a.tcp.first_payload_ns = Some(into);
         }
-        if into as i128 * TAIL_PARTS as i128 >= (TAIL_PARTS as i128 - 1) * self.width_ns as i128 {
+        if into * TAIL_PARTS >= (TAIL_PARTS - 1) * self.width_ns {
             a.tcp.tail_bytes += f.frame_len_bytes as u64;
         }
         a.tcp.data_segments += u64::from(f.data);

@@ -166,12 +166,12 @@ const RESUME_PRIOR: f64 = 0.1;
 /// times the stream's usual change: a link that drops or comes back, where
 /// the forecasters that smooth a steady flow lag).
 fn context(silent: bool, since_silence: Option<usize>, moved: bool, turn: Option<usize>) -> usize {
-    match (silent, since_silence) {
-        (true, _) => 1,
-        (false, Some(n)) if n <= RESTART_WINDOWS => 2,
-        (false, _) if turn.is_some() => turn.unwrap_or(FALLING),
-        (false, _) if moved => 3,
-        (false, _) => 0,
+    match (silent, since_silence, turn) {
+        (true, ..) => 1,
+        (false, Some(n), _) if n <= RESTART_WINDOWS => RESTART,
+        (false, _, Some(turned)) => turned,
+        (false, ..) if moved => 3,
+        (false, ..) => 0,
     }
 }
 
