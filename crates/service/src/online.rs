@@ -1064,20 +1064,26 @@ mod tests {
         );
     }
 
-    /// A bulk sender to a receiver that stops reading now and then: 40
-    /// windows at 50 Mbit/s, 20 silent, then a restart whose first window
-    /// carries payload from its middle on (25 Mbit/s over the window, 50 over
-    /// its second half). Returns what was published for each restart's
-    /// second window, and for the window after each `blip` (a lone busy
-    /// window of `blip` Mbit/s in the silence; 0: none).
-    fn stalls(blip: f64) -> (Vec<f64>, Vec<f64>) {
-        let mut o = Online::new(OnlineConfig::default(), 20.0);
-        let (mut second, mut after_blip) = (Vec::new(), Vec::new());
-        for t in 0..3000 {
-            let phase = t % 60;
+    /// A bulk sender to a receiver that stops reading now and then, over
+    /// `windows` windows: 40 at the link's rate (`rate` of the stretch's
+    /// index), 20 silent, then a restart whose first window carries payload
+    /// from its middle on (half the rate over the window, the rate over its
+    /// second half); in the silence, 10 windows in, a lone busy window of
+    /// `blip` Mbit/s (0: none). Returns each window's phase in its 60, the
+    /// link's rate, and what was published for it.
+    fn stalls(
+        threshold: f64,
+        windows: usize,
+        rate: impl Fn(usize) -> f64,
+        blip: f64,
+    ) -> Vec<(usize, f64, f64)> {
+        let mut o = Online::new(OnlineConfig::default(), threshold);
+        let mut published = Vec::with_capacity(windows);
+        for t in 0..windows {
+            let (phase, rate) = (t % 60, rate(t / 60));
             let (a, active) = match phase {
-                0 => (25.0, 0.5),
-                1..40 => (50.0, 1.0),
+                0 => (0.5 * rate, 0.5),
+                1..40 => (rate, 1.0),
                 50 if blip > 0.0 => (blip, 0.5),
                 _ => (0.0, 1.0),
             };
@@ -1095,32 +1101,44 @@ mod tests {
                     tail_mbps: None,
                 },
             );
-            if t > 1000 && phase == 0 {
-                second.push(p);
-            }
-            if t > 1000 && phase == 50 {
-                after_blip.push(p);
-            }
+            published.push((phase, rate, p));
         }
+        published
+    }
+
+    /// [`stalls`] on a 50 Mbit/s link, 3,000 windows: what was published for
+    /// each restart's second window, and for the window after each blip,
+    /// from window 1,000 on.
+    fn restarts_at_50(blip: f64) -> (Vec<f64>, Vec<f64>) {
+        let run = stalls(20.0, 3000, |_| 50.0, blip);
+        let after = |phase| {
+            run.iter()
+                .skip(1001)
+                .filter(|w| w.0 == phase)
+                .map(|w| w.2)
+                .collect()
+        };
+        let (second, after_blip): (Vec<f64>, Vec<f64>) = (after(0), after(50));
+        assert_eq!(second.len(), 33, "restarts scored");
         (second, after_blip)
     }
 
     #[test]
     fn a_sender_released_by_its_receiver_is_forecast_back_at_its_level() {
-        let (second, _) = stalls(0.0);
+        let (second, _) = restarts_at_50(0.0);
         assert!(
             second.iter().all(|p| (p - 50.0).abs() < 2.0),
             "the level, not the partial window's 25 nor the model's ramp: {second:?}"
         );
         // A probe into the zero window (a few bytes) in the silence is no
         // resumption: nothing is forecast after it, and the level stays.
-        let (second, after_probe) = stalls(0.02);
+        let (second, after_probe) = restarts_at_50(0.02);
         assert!(after_probe.iter().all(|p| *p < 0.1), "{after_probe:?}");
         assert!(second.iter().all(|p| (p - 50.0).abs() < 2.0), "{second:?}");
         // A chunk a slow reader let through (one window, then silence again)
         // is no return to the level either, and says the next restart may not
         // be one: persistence's, not the level's.
-        let (second, after_chunk) = stalls(10.0);
+        let (second, after_chunk) = restarts_at_50(10.0);
         assert!(
             after_chunk.iter().all(|p| *p <= 10.0 + 1e-9),
             "{after_chunk:?}"
@@ -1136,32 +1154,18 @@ mod tests {
         // says 50 while the sender restarts at 20 (10 over the window): the
         // expert is right only if it is capped at that rate (uncapped it
         // loses its weight and persistence's 10 is published).
-        let mut o = Online::new(OnlineConfig::default(), 5.0);
-        let mut after_slowdown = Vec::new();
-        for t in 0..6000 {
-            let (phase, rate) = (t % 60, if (t / 60) % 2 == 0 { 50.0 } else { 20.0 });
-            let (a, active) = match phase {
-                0 => (0.5 * rate, 0.5),
-                1..40 => (rate, 1.0),
-                _ => (0.0, 1.0),
-            };
-            o.observe(a);
-            let model = if phase < 5 { 0.6 * a } else { a };
-            let (p, _) = o.issue(
-                [model, a, 0.5 * a, 0.5 * a],
-                0.5,
-                a,
-                a == 0.0,
-                false,
-                Shape {
-                    active,
-                    tail_mbps: None,
-                },
-            );
-            if t > 2000 && phase == 0 && rate == 20.0 {
-                after_slowdown.push(p);
-            }
-        }
+        let after_slowdown: Vec<f64> =
+            stalls(5.0, 6000, |k| if k % 2 == 0 { 50.0 } else { 20.0 }, 0.0)
+                .into_iter()
+                .skip(2001)
+                .filter(|w| w.0 == 0 && w.1 == 20.0)
+                .map(|w| w.2)
+                .collect();
+        assert_eq!(
+            after_slowdown.len(),
+            33,
+            "restarts onto the slower path scored"
+        );
         assert!(
             after_slowdown.iter().all(|p| (p - 20.0).abs() < 3.0),
             "the rate the restart ran at: {after_slowdown:?}"
