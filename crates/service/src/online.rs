@@ -1315,6 +1315,11 @@ mod tests {
                 }
             }
         }
+        assert_eq!(
+            (after_turn.len(), steady.len()),
+            (33, 932),
+            "windows scored"
+        );
         // After the window that caught the step: close to the new rate
         // (persistence says 44 or 56, 24 or 36 off).
         assert!(
@@ -1363,6 +1368,7 @@ mod tests {
                 rises.push(prob);
             }
         }
+        assert_eq!((falls.len(), rises.len()), (12, 12), "turns scored");
         assert!(falls.iter().all(|p| *p > 0.7), "{falls:?}");
         assert!(rises.iter().all(|p| *p < 0.3), "{rises:?}");
     }
