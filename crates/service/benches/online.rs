@@ -4,7 +4,7 @@
 
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
 use engine::forecast::{Persistence, WindowWidth};
-use engine::window::WindowRow;
+use engine::window::{TcpProgress, WindowRow};
 use service::forecast::ForecastStage;
 use service::online::{Online, OnlineConfig, Shape};
 
@@ -22,7 +22,11 @@ fn row(i: i64) -> WindowRow {
         bif_grad_bytes: 0,
         is_silent: false,
         packets: 100,
-        tcp: Default::default(),
+        // Its bytes spread evenly: the last fifth carries a fifth (no turn).
+        tcp: TcpProgress {
+            tail_bytes: (mbps * 6250.0) as u64 / 5,
+            ..Default::default()
+        },
     }
 }
 
