@@ -319,26 +319,22 @@ pub fn schedule_beside(capture: &Path) -> PathBuf {
 pub fn drops(rows: &[(f64, f64)], from: f64, to: f64) -> Vec<f64> {
     let over = |a: f64, b: f64| rates_over(rows, a, b);
     let mut out = Vec::new();
-    // After a drop, the rows that stay down belong to it (a staircase down is
-    // one drop) until the rate is back over half the level before it, or has
-    // at least doubled from its lowest since (a new level, from which the
-    // next halving is a drop of its own: 214 -> 4.7, then 13 -> 15 -> 2.3 is
-    // two drops). A drop after such a rise is measured from the rise on.
-    let mut holding: Option<(f64, f64)> = None;
-    let mut since = f64::NEG_INFINITY;
+    // The rows within a second of a drop belong to it (a fall over a few
+    // rows, a cellular rate that slides on down); after that the level it
+    // fell to is the one a later halving is measured from, so each step
+    // of a staircase down that halves the rate and holds is a drop of its
+    // own (41 -> 4.8 after 224 -> 65 is one: an operator wants to hear of
+    // it). A drop is measured from the highest rate of the second before
+    // it, since the last drop.
+    let mut last: Option<f64> = None;
     for &(t, r) in rows {
-        if let Some((reference, low)) = holding {
-            if r > 0.5 * reference || r > 2.0 * low {
-                holding = None;
-                since = t;
-            } else {
-                holding = Some((reference, low.min(r)));
-            }
-            continue;
-        }
         if t - DROP_LASTS_S < from || t + DROP_LASTS_S > to {
             continue;
         }
+        if last.is_some_and(|d| t < d + DROP_LASTS_S) {
+            continue;
+        }
+        let since = last.unwrap_or(f64::NEG_INFINITY);
         let before = over((t - DROP_LASTS_S).max(since), t);
         let Some(pre) = before.iter().copied().reduce(f64::max) else {
             continue;
@@ -346,7 +342,7 @@ pub fn drops(rows: &[(f64, f64)], from: f64, to: f64) -> Vec<f64> {
         if pre > 0.0 && r <= 0.5 * pre && over(t, t + DROP_LASTS_S).iter().all(|x| *x <= 0.5 * pre)
         {
             out.push(t);
-            holding = Some((pre, r));
+            last = Some(t);
         }
     }
     out
@@ -651,9 +647,9 @@ mod tests {
         ];
         assert_eq!(drops(&rows, 0.0, 50.0), vec![10.0, 30.6]);
         // The lab's steps profile (seed 200): from 214 down to 4.7 and
-        // staying under half of 214 for a minute, with two more halvings on
-        // the way (15.5 -> 2.3 and 69 -> 7), each after a rise; the slide
-        // 2.3 -> 1.1 is part of the drop before it.
+        // staying under half of 214 for a minute, with four more halvings
+        // that hold on the way: 15.5 -> 2.3 and 69 -> 7 after rises, and the
+        // steps down 2.3 -> 1.1 and 7 -> 1.5 from the levels those fell to.
         let steps = [
             (0.0, 214.0),
             (2.5, 4.7),
@@ -671,8 +667,9 @@ mod tests {
             (48.9, 11.8),
             (52.0, 221.7),
         ];
-        assert_eq!(drops(&steps, 0.0, 60.0), vec![2.5, 18.9, 42.6]);
-        // A rise that does not double the low is still the same drop.
+        assert_eq!(drops(&steps, 0.0, 60.0), vec![2.5, 18.9, 23.6, 42.6, 45.7]);
+        // Within a second of a drop, the rows are the same drop, whether
+        // they rise a little or a lot before falling again.
         let noisy = [
             (0.0, 100.0),
             (10.0, 10.0),
@@ -681,8 +678,6 @@ mod tests {
             (20.0, 100.0),
         ];
         assert_eq!(drops(&noisy, 0.0, 30.0), vec![10.0]);
-        // One that does starts a new level: 21 -> 9 is a drop of its own,
-        // measured from 21, not from the 100 of the second before.
         let again = [
             (0.0, 100.0),
             (10.0, 10.0),
@@ -690,7 +685,17 @@ mod tests {
             (10.6, 9.0),
             (20.0, 100.0),
         ];
-        assert_eq!(drops(&again, 0.0, 30.0), vec![10.0, 10.6]);
+        assert_eq!(drops(&again, 0.0, 30.0), vec![10.0]);
+        // A second later a halving from the level it fell to is a drop of
+        // its own, measured from that level (20), not from the 100 before.
+        let stair = [
+            (0.0, 100.0),
+            (10.0, 20.0),
+            (12.0, 9.0),
+            (13.0, 11.0),
+            (16.0, 100.0),
+        ];
+        assert_eq!(drops(&stair, 0.0, 30.0), vec![10.0, 12.0]);
         assert_eq!(
             drops(&rows, 0.0, 10.5),
             Vec::<f64>::new(),
