@@ -259,6 +259,13 @@ pub struct EventConfig {
     /// at least this long on its way (ms: its one-way delay over the least
     /// its flow showed, from the senders' TCP timestamps), when they give it.
     pub downstream_queue_ms: f64,
+    /// A link whose throughput fell far enough to raise a capacity drop and
+    /// came back within a second this many times in the last
+    /// `flap_span_windows` windows swings that way (a cellular rate):
+    /// there a drop starts only once it has lasted a second (0: never).
+    pub flap_dips: usize,
+    /// See `flap_dips`.
+    pub flap_span_windows: usize,
 }
 
 impl Default for EventConfig {
@@ -286,6 +293,8 @@ impl Default for EventConfig {
             deep_drop_windows: 2,
             downstream_rtt_ms: 1.0,
             downstream_queue_ms: 10.0,
+            flap_dips: 3,
+            flap_span_windows: 600,
         }
     }
 }
@@ -423,6 +432,13 @@ pub struct Detector {
     deep_streak: usize,
     /// The last second before an episode.
     level: VecDeque<LevelWindow>,
+    /// The episode that met a capacity drop's start (the drop may wait for
+    /// its confirmation on a flapping link): when (windows seen) its first
+    /// window below was, and its last; it is over once `clear_windows` in a
+    /// row are not below, as an event would end. And when the last such
+    /// episodes that lasted under a second were over.
+    pending: Option<(usize, usize)>,
+    dips: VecDeque<usize>,
     /// The last second inside an active capacity drop, and the windows in a
     /// row of a further deep drop under it.
     inner: VecDeque<LevelWindow>,
@@ -467,6 +483,8 @@ impl Detector {
             drop_streak: 0,
             deep_streak: 0,
             level: VecDeque::new(),
+            pending: None,
+            dips: VecDeque::new(),
             inner: VecDeque::new(),
             further_streak: 0,
             lost_total: None,
@@ -690,12 +708,15 @@ impl Detector {
             None => lv.n >= second && row.throughput_mbps < cfg.deep_drop_ratio * lv.mbps,
         };
         let mut below = !idle && under_edge && row.throughput_mbps < cfg.drop_ratio * lv.mbps;
+        let was_below = self.below_for;
         self.below_for = if below { self.below_for + 1 } else { 0 };
         // A minute below, or a second below with no drop confirmed (the level
         // came from a burst, or the rate fell without a backlog: an
         // application's pace): the lower level is the new normal.
         if self.below_for > cfg.rtt_min_windows
-            || (self.tracks[1].active.is_none() && self.below_for > second)
+            || (self.tracks[1].active.is_none()
+                && self.pending.is_none()
+                && self.below_for > second)
         {
             self.edges.clear();
             self.edges.extend(s.band_at_target.map(|(lo, _)| lo));
@@ -741,8 +762,38 @@ impl Detector {
             };
         }
         // From a busy second only.
-        let mut start = lv.steady()
-            && (self.drop_streak >= cfg.drop_windows || self.deep_streak >= cfg.deep_drop_windows);
+        let now = self.seen;
+        if let Some((_, last)) = self.pending.as_mut()
+            && below
+        {
+            *last = now;
+        }
+        if self.pending.is_none()
+            && lv.steady()
+            && (self.drop_streak >= cfg.drop_windows || self.deep_streak >= cfg.deep_drop_windows)
+        {
+            self.pending = Some((now + 1 - self.drop_streak.max(1), now));
+        }
+        // An episode that met the start and was over within a second: a dip
+        // of a link that swings, or an alert that was (or would have been)
+        // false by a second's measure.
+        if self.pending.is_some() && self.below_for == 0 && was_below > 0 && was_below < second {
+            push_bounded(&mut self.dips, now, cfg.flap_dips.max(1));
+        }
+        if let Some((_, last)) = self.pending
+            && now - last >= cfg.clear_windows
+        {
+            self.pending = None;
+        }
+        let flapping = cfg.flap_dips > 0
+            && self.dips.len() >= cfg.flap_dips
+            && self
+                .dips
+                .front()
+                .is_some_and(|t| now - t <= cfg.flap_span_windows);
+        let mut start = self
+            .pending
+            .is_some_and(|(first, _)| !flapping || now + 1 - first >= second);
         // A further deep drop inside an active one (a staircase down): under
         // `deep_drop_ratio` of a full second inside it (at most a tenth of
         // it silent: not the bursts of a link that barely delivers), the ACKs
@@ -1022,6 +1073,9 @@ impl EventConfig {
                 self.downstream_rtt_ms
             ));
         }
+        if self.flap_dips > 0 && self.flap_span_windows == 0 {
+            return Some("flap_span_windows is 0: give at least 1 window, or flap_dips 0".into());
+        }
         if self.downstream_queue_ms.is_nan() || self.downstream_queue_ms < 0.0 {
             return Some(format!(
                 "downstream_queue_ms is {}: give 0 (any data arriving) or more",
@@ -1298,6 +1352,74 @@ mod tests {
         seq[200].band_at_target = Some((32.0, 48.0));
         let ch = run(&mut Detector::new(cfg, "eth0", W), &seq);
         assert_eq!(ch, vec![(203, Kind::CapacityDrop, true)]);
+    }
+
+    #[test]
+    fn on_a_link_that_keeps_dipping_for_under_a_second_a_drop_waits_a_second() {
+        let cfg = EventConfig::default();
+        let steady = |i| acking(scored(i, 40.0, 60_000, 0.020, 0.1), 170);
+        // Deep dips (40 -> 10, the ACKs too) of `len` windows from `at`.
+        let run_dips = |dips: &[(i64, i64)]| {
+            let end = dips.iter().map(|(at, len)| at + len).max().unwrap() + 100;
+            let seq: Vec<Scored> = (0..end)
+                .map(
+                    |i| match dips.iter().find(|(at, len)| (*at..at + len).contains(&i)) {
+                        Some((at, _)) => {
+                            let mut s = acking(scored(i, 10.0, 60_000, 0.040, 0.1), 40);
+                            if i == *at {
+                                s.band_at_target = Some((32.0, 48.0));
+                            }
+                            s
+                        }
+                        None => steady(i),
+                    },
+                )
+                .collect();
+            let mut d = Detector::new(cfg, "eth0", W);
+            let starts: Vec<i64> = run(&mut d, &seq)
+                .into_iter()
+                .filter(|(_, k, started)| *k == Kind::CapacityDrop && *started)
+                .map(|(i, ..)| i)
+                .collect();
+            starts
+        };
+        // Three dips of half a second within 30 s raise at once; after them
+        // a fourth raises nothing, and a drop that lasts starts after a
+        // second (20 windows) instead of two windows.
+        let dips = [(200, 10), (350, 10), (500, 10), (650, 10), (800, 40)];
+        assert_eq!(run_dips(&dips), vec![201, 351, 501, 819]);
+        // One window back at the level inside it does not restart the count
+        // (the drop is over only after `clear_windows` of them, as an event).
+        let blip = [
+            (200, 10),
+            (350, 10),
+            (500, 10),
+            (650, 10),
+            (800, 10),
+            (811, 29),
+        ];
+        assert_eq!(run_dips(&blip), vec![201, 351, 501, 819]);
+        // Dips further apart than `flap_span_windows`: each its own drop.
+        let apart = [(200, 10), (600, 10), (1000, 10), (1400, 10)];
+        assert_eq!(run_dips(&apart), vec![201, 601, 1001, 1401]);
+        // With `flap_dips` 0 every dip raises at once.
+        let cfg0 = EventConfig {
+            flap_dips: 0,
+            ..cfg
+        };
+        let mut seq: Vec<Scored> = (0..800).map(steady).collect();
+        for at in [200, 350, 500, 650] {
+            for i in at..at + 10 {
+                seq[i as usize] = acking(scored(i, 10.0, 60_000, 0.040, 0.1), 40);
+            }
+            seq[at as usize].band_at_target = Some((32.0, 48.0));
+        }
+        let starts: Vec<i64> = run(&mut Detector::new(cfg0, "eth0", W), &seq)
+            .into_iter()
+            .filter(|(_, _, started)| *started)
+            .map(|(i, ..)| i)
+            .collect();
+        assert_eq!(starts, vec![201, 351, 501, 651]);
     }
 
     #[test]
