@@ -59,6 +59,10 @@ pub struct WindowRow {
 
 /// [`TcpProgress::tail_bytes`] counts the window's last this-many-th.
 pub const TAIL_PARTS: i64 = 5;
+/// [`TcpProgress::ack_clock_mbps`] scales a window's throughput by at most
+/// this (ACKs of a burst sent before the window, arriving in one where little
+/// was sent, say little of the next).
+pub const ACK_CLOCK_MAX: f64 = 4.0;
 
 /// What a window says about TCP's progress, beyond the features.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
@@ -121,6 +125,19 @@ impl TcpProgress {
     /// The rate over the window's last [`TAIL_PARTS`]th, Mbit/s.
     pub fn tail_mbps(&self, width_ns: i64) -> f64 {
         self.tail_bytes as f64 * 8.0 * TAIL_PARTS as f64 / width_ns.max(1) as f64 * 1e3
+    }
+
+    /// The throughput the window's ACKs clock out next, Mbit/s: its own
+    /// (`throughput_mbps`), times the bytes its ACKs reported arrived over the
+    /// payload it sent (at most [`ACK_CLOCK_MAX`] times). Seen from the
+    /// senders, a window sends about what the ACKs of the last one let out:
+    /// a link that slowed shows in the ACKs a window before it shows in what
+    /// is sent. None without payload or reports.
+    pub fn ack_clock_mbps(&self, throughput_mbps: f64) -> Option<f64> {
+        (self.payload_bytes > 0 && self.reported_bytes > 0).then(|| {
+            throughput_mbps
+                * (self.reported_bytes as f64 / self.payload_bytes as f64).min(ACK_CLOCK_MAX)
+        })
     }
 
     /// Mean queueing delay of the window's data segments, ms, when their
@@ -576,6 +593,23 @@ mod tests {
         let rows = run(&[facts(t0 + 20 * MS, 66)]);
         assert_eq!(rows[0].tcp.first_payload_ns, None);
         assert_eq!(rows[0].tcp.active_fraction(50 * MS), 1.0);
+    }
+
+    #[test]
+    fn the_ack_clock_scales_the_throughput_by_what_the_acks_reported() {
+        let t = |payload_bytes, reported_bytes| TcpProgress {
+            payload_bytes,
+            reported_bytes,
+            ..TcpProgress::default()
+        };
+        // Half of what was sent reported delivered: half the rate next.
+        assert_eq!(t(100_000, 50_000).ack_clock_mbps(40.0), Some(20.0));
+        assert_eq!(t(100_000, 150_000).ack_clock_mbps(40.0), Some(60.0));
+        // ACKs of an earlier burst in a window that sent little: capped.
+        assert_eq!(t(1_000, 100_000).ack_clock_mbps(1.0), Some(ACK_CLOCK_MAX));
+        // Nothing sent, or no reports (a capture of one direction): unknown.
+        assert_eq!(t(0, 50_000).ack_clock_mbps(0.0), None);
+        assert_eq!(t(100_000, 0).ack_clock_mbps(40.0), None);
     }
 
     #[test]

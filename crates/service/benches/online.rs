@@ -22,9 +22,12 @@ fn row(i: i64) -> WindowRow {
         bif_grad_bytes: 0,
         is_silent: false,
         packets: 100,
-        // Its bytes spread evenly: the last fifth carries a fifth (no turn).
+        // Its bytes spread evenly: the last fifth carries a fifth (no turn);
+        // its ACKs reported 90 % of its payload delivered (the ACK clock runs).
         tcp: TcpProgress {
             tail_bytes: (mbps * 6250.0) as u64 / 5,
+            payload_bytes: (mbps * 6250.0) as u64,
+            reported_bytes: (mbps * 6250.0 * 0.9) as u64,
             ..Default::default()
         },
     }
@@ -45,6 +48,7 @@ fn online(c: &mut Criterion) {
             let shape = Shape {
                 active: 1.0,
                 tail_mbps: Some(tail),
+                acked_mbps: Some(a * 0.9),
             };
             o.observe(black_box(a));
             black_box(o.issue([a * 1.1, a, a * 0.9, a], 0.3, a, silent, false, shape))

@@ -308,6 +308,7 @@ impl<M: SequenceModel> ForecastStage<M> {
                 Shape {
                     active: row.tcp.active_fraction(self.width.ns()),
                     tail_mbps: Some(row.tcp.tail_mbps(self.width.ns())),
+                    acked_mbps: row.tcp.ack_clock_mbps(row.throughput_mbps),
                 },
             );
             let p = if self.combine {
