@@ -435,8 +435,8 @@ pub struct Detector {
     /// The episode that met a capacity drop's start (the drop may wait for
     /// its confirmation on a flapping link): when (windows seen) its first
     /// window below was, and its last; it is over once `clear_windows` in a
-    /// row are not below, as an event would end. And when the last such
-    /// episodes that lasted under a second were over.
+    /// row are not below, as an event would end. And when the last dips
+    /// ended: runs below inside such an episode over within a second.
     pending: Option<(usize, usize)>,
     dips: VecDeque<usize>,
     /// The last second inside an active capacity drop, and the windows in a
@@ -774,9 +774,9 @@ impl Detector {
         {
             self.pending = Some((now + 1 - self.drop_streak.max(1), now));
         }
-        // An episode that met the start and was over within a second: a dip
-        // of a link that swings, or an alert that was (or would have been)
-        // false by a second's measure.
+        // A run below, in an episode that met the start, over within a
+        // second: a dip of a link that swings, or an alert that was (or
+        // would have been) false by a second's measure.
         if self.pending.is_some() && self.below_for == 0 && was_below > 0 && was_below < second {
             push_bounded(&mut self.dips, now, cfg.flap_dips.max(1));
         }
@@ -1376,12 +1376,11 @@ mod tests {
                 )
                 .collect();
             let mut d = Detector::new(cfg, "eth0", W);
-            let starts: Vec<i64> = run(&mut d, &seq)
+            run(&mut d, &seq)
                 .into_iter()
                 .filter(|(_, k, started)| *k == Kind::CapacityDrop && *started)
                 .map(|(i, ..)| i)
-                .collect();
-            starts
+                .collect::<Vec<i64>>()
         };
         // Three dips of half a second within 30 s raise at once; after them
         // a fourth raises nothing, and a drop that lasts starts after a
