@@ -101,18 +101,20 @@ const RESUME: usize = 5;
 const TAIL: usize = 6;
 /// The ACK clock's index in [`EXPERTS`]: the window's throughput scaled by
 /// what its ACKs reported delivered over what it sent
-/// ([`engine::window::TcpProgress::ack_clock_mbps`]; persistence where the
-/// capture shows no reports). It takes part everywhere but after silence
-/// and in restarts, where the first windows of a burst are sent before any
-/// of its ACKs come back (on `web-s502` of the development set the expert
-/// there took the capture from MASE 0.919 to 0.985).
+/// ([`engine::window::TcpProgress::ack_clock_mbps`]; a window without
+/// reports leaves it asleep, see [`Online::issue`]). It takes part
+/// everywhere but after silence and in restarts, where the first windows of
+/// a burst are sent before any of its ACKs come back (on `web-s502` of the
+/// development set the expert there took the capture from MASE 0.919 to
+/// 0.982).
 const ACK: usize = 7;
 /// The ACK clock's prior weight (before the priors are normalised). Pooled
 /// development MASE 0.8965 without the expert; 0.8867 / 0.8866 / 0.8856 /
 /// 0.8888 at 0.03 / 0.1 / 0.2 / 0.37 (still in every context), the largest
 /// capture 1.029 / 1.034 / 1.048 / 1.067; at 0.1 out of the restart
-/// contexts 0.8859, the largest 1.027; asleep without reports 0.8863, the
-/// largest 1.034 (one window of `steps-s222-reno-f2-ro`, its first).
+/// contexts 0.8859, the largest 1.034 (one window of
+/// `steps-s222-reno-f2-ro`, its first); asleep without reports 0.8863, the
+/// same largest.
 const ACK_PRIOR: f64 = 0.1;
 /// The turn contexts (see [`context`]): the rate fell, or rose, within the
 /// window.
@@ -144,7 +146,9 @@ pub struct Shape {
     /// The rate over its last fifth, Mbit/s
     /// ([`engine::window::TcpProgress::tail_mbps`]; None: not known).
     pub tail_mbps: Option<f64>,
-    /// The throughput the ACKs of the window clock out next.
+    /// The throughput the ACKs of the window clock out next, Mbit/s
+    /// ([`engine::window::TcpProgress::ack_clock_mbps`]; None: no reports,
+    /// the ACK clock sleeps).
     pub acked_mbps: Option<f64>,
 }
 
@@ -157,6 +161,8 @@ impl Shape {
     };
 }
 
+/// The context after a silent window (see [`context`]).
+const AFTER_SILENCE: usize = 1;
 /// The restart context (see [`context`]).
 const RESTART: usize = 2;
 /// The first this many busy windows after silence are forecast in the restart
@@ -186,7 +192,7 @@ const RESUME_PRIOR: f64 = 0.1;
 /// the forecasters that smooth a steady flow lag).
 fn context(silent: bool, since_silence: Option<usize>, moved: bool, turn: Option<usize>) -> usize {
     match (silent, since_silence, turn) {
-        (true, ..) => 1,
+        (true, ..) => AFTER_SILENCE,
         (false, Some(n), _) if n <= RESTART_WINDOWS => RESTART,
         (false, _, Some(turned)) => turned,
         (false, ..) if moved => 3,
@@ -380,7 +386,7 @@ fn prior_in(prior: [f64; N], context: usize) -> [f64; N] {
     if context != FALLING && context != RISING {
         p[TAIL] = 0.0;
     }
-    if context == RESTART || context == 1 {
+    if context == RESTART || context == AFTER_SILENCE {
         p[ACK] = 0.0;
     }
     let sum: f64 = p.iter().sum();
@@ -490,7 +496,7 @@ impl Online {
             Some(s) => 0.99 * s + 0.01 * pers_err,
         };
         self.scale[p.context] = Some(scale);
-        if p.context == 1 {
+        if p.context == AFTER_SILENCE {
             let stayed = if actual < self.cfg.floor_mbps {
                 1.0
             } else {
@@ -502,30 +508,21 @@ impl Online {
         let denom = scale.max(0.01);
         let prior = prior_in(self.cfg.prior, p.context);
         let w = &mut self.w[p.context];
-        let awake = |i: usize| i != ACK || p.ack_awake;
-        let before: f64 = w
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| awake(*i))
-            .map(|(_, x)| x)
-            .sum();
+        // A sleeping ACK clock keeps its weight; the awake experts share
+        // what they had between them.
+        let asleep = (!p.ack_awake).then_some(ACK);
+        let kept = asleep.map_or(0.0, |i| w[i]);
+        let before = w.iter().sum::<f64>() - kept;
         for (i, (wi, f)) in w.iter_mut().zip(p.experts).enumerate() {
-            if awake(i) {
+            if Some(i) != asleep {
                 let loss = ((f - actual).abs() / denom).min(20.0);
                 *wi *= (-self.cfg.eta * loss).exp();
             }
         }
-        // The awake experts share what they had between them; a sleeping
-        // one keeps its weight.
-        let after: f64 = w
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| awake(*i))
-            .map(|(_, x)| x)
-            .sum();
+        let after = w.iter().sum::<f64>() - kept;
         if after > 0.0 && after.is_finite() {
             for (i, wi) in w.iter_mut().enumerate() {
-                if awake(i) {
+                if Some(i) != asleep {
                     *wi *= before / after;
                 }
             }
@@ -1450,7 +1447,7 @@ mod tests {
         // Learnt in steady windows; never in the windows after silence or
         // restarts, where the first ACKs of a burst lag what it sends.
         assert!(w[0][ACK] > 0.9, "{:?}", w[0]);
-        assert_eq!((w[1][ACK], w[RESTART][ACK]), (0.0, 0.0));
+        assert_eq!((w[AFTER_SILENCE][ACK], w[RESTART][ACK]), (0.0, 0.0));
     }
 
     #[test]
