@@ -8,7 +8,8 @@
 //! - [`source`]: packet sources (files, live capture) and the clock;
 //! - [`capture`]: a source through the engine into window rows, with its summary;
 //! - [`forecast`]: each window to the model, each forecast matched to its target;
-//! - [`online`]: self-scoring, the published combination and the recalibrated probability;
+//! - [`online`]: self-scoring, the published combination and the recalibrated probability
+//!   ([`analog`]: its expert that looks up the stream's own past);
 //! - [`pipeline`]: the three threads and their queues, with everything passed in;
 //! - [`sinks`]: every output, each owning its format;
 //! - [`live`] and [`web`]: the last minutes in memory, and the HTTP endpoint (page, REST API, live stream, metrics);
@@ -22,6 +23,7 @@
 
 #![warn(missing_docs)]
 
+pub mod analog;
 pub mod band;
 pub mod capture;
 pub mod config;

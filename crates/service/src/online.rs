@@ -46,11 +46,12 @@
 //!
 //! Owns these numbers for one stream; costs a few hundred nanoseconds a window.
 
+use crate::analog::Analog;
 use crate::push_bounded;
 use std::collections::VecDeque;
 
 /// The forecasters combined, in this order.
-pub const EXPERTS: [&str; 9] = [
+pub const EXPERTS: [&str; 10] = [
     "model",
     "persistence",
     "ewma",
@@ -60,6 +61,7 @@ pub const EXPERTS: [&str; 9] = [
     "tail",
     "ack_clock",
     "level",
+    "analog",
 ];
 /// The experts the caller forecasts (the rest the stage makes itself).
 pub const GIVEN: usize = 4;
@@ -140,6 +142,17 @@ const LEVEL_SCALES: f64 = 3.0;
 /// The level is the mean of at most this many windows (older ones fade
 /// out): 0.8834 at 20, 0.8833 at 40, 0.8837 at 200 (prior 0.3 / 0.3 / 0.1).
 const LEVEL_WINDOWS: f64 = 40.0;
+/// The analog expert's index in [`EXPERTS`] ([`crate::analog`]): what
+/// followed the moments of the stream's last 51 s that moved most like its
+/// last four windows. It takes part in every context.
+const ANALOG: usize = 9;
+/// The analog expert's prior weight (before the priors are normalised).
+/// Pooled development MASE 0.8820 without it; 0.8747 / 0.8742 at 0.1 / 0.2
+/// (256 windows, 5 and 10 matches, no level term); 0.8610 / 0.8597 at 0.2 /
+/// 0.3 with the kept pattern and matches (512 windows). Left out of one
+/// context at a time (512 windows): after silence 0.8611, restarts 0.8683,
+/// the turns 0.8647, large moves 0.8657; it stays in all.
+const ANALOG_PRIOR: f64 = 0.2;
 /// The turn contexts (see [`context`]): the rate fell, or rose, within the
 /// window.
 const FALLING: usize = 4;
@@ -278,6 +291,7 @@ impl Default for OnlineConfig {
                 TAIL_PRIOR,
                 ACK_PRIOR,
                 LEVEL_PRIOR,
+                ANALOG_PRIOR,
             ],
             floor_mbps: 0.5 * 40.0 * 8.0 / 0.05 / 1e6,
         }
@@ -286,7 +300,7 @@ impl Default for OnlineConfig {
 
 impl OnlineConfig {
     /// The defaults, with overrides from `NETFORECAST_ONLINE` (for research:
-    /// `eta=1,share=0.02,min_weight=0.01,calib_rate=0.02,guard_windows=200,prior=0.37/0.37/0.1/0.1/0.06/0.1/0.8/0.1/0.2`,
+    /// `eta=1,share=0.02,min_weight=0.01,calib_rate=0.02,guard_windows=200,prior=0.37/0.37/0.1/0.1/0.06/0.1/0.8/0.1/0.2/0.2`,
     /// one prior per expert in [`EXPERTS`] order).
     /// A malformed override is reported once and ignored.
     pub fn from_env() -> Self {
@@ -317,7 +331,7 @@ impl OnlineConfig {
             };
             if !ok {
                 tracing::warn!(
-                    "NETFORECAST_ONLINE: cannot use {kv:?}; expected eta, share, min_weight, calib_rate, guard_windows or prior=a/b/c/d/e/f/g/h/i (one per expert)"
+                    "NETFORECAST_ONLINE: cannot use {kv:?}; expected eta, share, min_weight, calib_rate, guard_windows or prior=a/b/c/d/e/f/g/h/i/j (one per expert)"
                 );
             }
         }
@@ -402,6 +416,8 @@ pub struct Online {
     /// The level expert's sum of throughput and count of windows since the
     /// rate last moved (count 0: no level).
     level: (f64, f64),
+    /// The analog expert's history.
+    analog: Analog,
 }
 
 /// The prior of `context` from the configured one: normalised, with the
@@ -486,6 +502,7 @@ impl Online {
             run_max: 0.0,
             since_silence: None,
             level: (0.0, 0.0),
+            analog: Analog::new(),
         }
     }
 
@@ -505,6 +522,7 @@ impl Online {
         self.run_max = 0.0;
         self.since_silence = None;
         self.level = (0.0, 0.0);
+        self.analog.clear();
     }
 
     /// The current normalised weights per context: steady, after silence,
@@ -791,6 +809,9 @@ impl Online {
         let ack = shape.acked_mbps.filter(|_| !silent);
         experts[ACK] = ack.unwrap_or(0.0);
         experts[LEVEL] = self.level(current_mbps, silent);
+        experts[ANALOG] = self
+            .analog
+            .forecast(if silent { 0.0 } else { current_mbps });
         self.last_silent = silent;
         self.last_mbps = current_mbps;
         let w = self.w[context];
@@ -867,13 +888,25 @@ impl Online {
 mod tests {
     use super::*;
 
+    /// The defaults without the two experts that read the stream's own past
+    /// (the level and the analog expert): the synthetic streams of the tests
+    /// of other mechanisms repeat exactly (+-1 in turn, the same stall every
+    /// 60 windows), which those experts learn to forecast as no real stream
+    /// lets them.
+    fn without_the_past() -> OnlineConfig {
+        let mut cfg = OnlineConfig::default();
+        cfg.prior[LEVEL] = 0.0;
+        cfg.prior[ANALOG] = 0.0;
+        cfg
+    }
+
     #[test]
     fn after_a_large_move_the_weights_are_learnt_apart() {
         // Steady windows at 40 +- 1 where the model knows the level (better
         // than persistence), and every 100 windows the link drops to 10 for 20
         // windows, where the model still says 40 for the first 5 (it expects
         // a return) and persistence is right.
-        let mut o = Online::new(OnlineConfig::default(), 20.0);
+        let mut o = Online::new(without_the_past(), 20.0);
         let mut after_drop = Vec::new();
         let mut steady = Vec::new();
         let mut last: f64 = 40.0;
@@ -1089,7 +1122,7 @@ mod tests {
         // (30, 15, 5, 1) while the model, from the sender's history, still
         // expects 40.
         let run = |held_known: bool| {
-            let mut o = Online::new(OnlineConfig::default(), 20.0);
+            let mut o = Online::new(without_the_past(), 20.0);
             let mut published = Vec::new();
             for t in 0..400 {
                 let a = 40.0 + if t % 2 == 0 { 2.0 } else { -2.0 };
@@ -1129,7 +1162,7 @@ mod tests {
         // Two backlogged flows trading bandwidth every window (40, 60, 40, ...):
         // persistence errs by 20 every window, the experts forecasting the mean
         // 50 by 10. The combination is the better one and stays published.
-        let cfg = OnlineConfig::default();
+        let cfg = without_the_past();
         let mut o = Online::new(cfg, 20.0);
         let mut published = Vec::new();
         for t in 0..600 {
@@ -1211,7 +1244,7 @@ mod tests {
         rate: impl Fn(usize) -> f64,
         blip: f64,
     ) -> Vec<(usize, f64, f64)> {
-        let mut o = Online::new(OnlineConfig::default(), threshold);
+        let mut o = Online::new(without_the_past(), threshold);
         let mut published = Vec::with_capacity(windows);
         for t in 0..windows {
             let (phase, rate) = (t % 60, rate(t / 60));
@@ -1368,7 +1401,7 @@ mod tests {
         let mut o = Online::new(
             OnlineConfig {
                 guard_windows: 0,
-                ..OnlineConfig::default()
+                ..without_the_past()
             },
             20.0,
         );
@@ -1478,17 +1511,7 @@ mod tests {
         // in each window what the last one's ACKs reported delivered. The ACK
         // clock knows the next window; the other experts do not.
         let run = |with_acks: bool| {
-            // The level expert, which smooths the wandering rate in a way of
-            // its own, left out.
-            let mut prior = OnlineConfig::default().prior;
-            prior[LEVEL] = 0.0;
-            let mut o = Online::new(
-                OnlineConfig {
-                    prior,
-                    ..OnlineConfig::default()
-                },
-                10.0,
-            );
+            let mut o = Online::new(without_the_past(), 10.0);
             let mut x = 12345u64;
             let (mut sent, mut delivered) = (40.0, 40.0);
             let (mut err, mut persistence_err) = (0.0, 0.0);
@@ -1523,6 +1546,44 @@ mod tests {
         // restarts, where the first ACKs of a burst lag what it sends.
         assert!(w[0][ACK] > 0.9, "{:?}", w[0]);
         assert_eq!((w[AFTER_SILENCE][ACK], w[RESTART][ACK]), (0.0, 0.0));
+    }
+
+    #[test]
+    fn a_cycle_the_stream_went_through_before_is_forecast_from_its_past() {
+        // A BBR sender's gain cycle, one round trip a window: 1.25 times its
+        // rate, then 0.75, then six at the rate (40 Mbit/s), each window
+        // within 1 % at random. Persistence misses three windows in eight;
+        // nothing but the analog expert knows what comes after a probe.
+        let run = |cfg: OnlineConfig| {
+            let mut o = Online::new(cfg, 10.0);
+            let (mut err, mut persistence_err, mut last) = (0.0, 0.0, 40.0);
+            let mut issued: Option<f64> = None;
+            let mut x = 99u64;
+            for t in 0..3000 {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let u = (x >> 11) as f64 / (1u64 << 53) as f64;
+                let gain = [1.25, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0][t % 8];
+                let actual = 40.0 * gain * (1.0 + 0.02 * (u - 0.5));
+                o.observe(actual);
+                if let Some(p) = issued.filter(|_| t > 1500) {
+                    err += (p - actual).abs();
+                    persistence_err += (last - actual).abs();
+                }
+                issued = Some(
+                    o.issue([actual; GIVEN], 0.1, actual, false, false, Shape::WHOLE)
+                        .0,
+                );
+                last = actual;
+            }
+            (err / persistence_err, o.weights())
+        };
+        let (with, w) = run(OnlineConfig::default());
+        let (without, _) = run(without_the_past());
+        assert!(with < 0.3, "MASE {with} with the analog expert");
+        assert!(without > 0.9, "MASE {without} without the stream's past");
+        assert!(w[0][ANALOG] > 0.5, "{:?}", w[0]);
     }
 
     #[test]
