@@ -244,7 +244,14 @@ pub struct EventConfig {
     pub stall_windows: usize,
     /// A capacity drop's throughput must also be under this share of the
     /// mean of the second before it, and so must its segments acknowledged
-    /// per window.
+    /// per window. Chosen on the development schedules (`corpus/dev`,
+    /// `corpus/dev2`, twelfth session) by the F1 of felt recall and strict
+    /// precision: 0.853 / 0.872 / 0.890 / 0.904 / 0.914 at 0.7 / 0.65 / 0.6 /
+    /// 0.55 / 0.5 (felt recall 1.00 / 0.98 / 0.98 / 0.95 / 0.95, precision
+    /// 0.74 / 0.79 / 0.82 / 0.86 / 0.88); 0.55 over 0.5 for its precision at
+    /// half (0.98 against 0.96) and the margin it keeps over
+    /// `deep_drop_ratio`: a link cut to half, its throughput wobbling about
+    /// half, still starts a drop after `drop_windows`.
     pub drop_ratio: f64,
     /// A deep drop: under this share of that mean ...
     pub deep_drop_ratio: f64,
@@ -288,7 +295,7 @@ impl Default for EventConfig {
             capture_critical: 1_000,
             capture_clear_windows: 200,
             stall_windows: 40,
-            drop_ratio: 0.7,
+            drop_ratio: 0.55,
             deep_drop_ratio: 0.5,
             deep_drop_windows: 2,
             downstream_rtt_ms: 1.0,
@@ -1336,8 +1343,8 @@ mod tests {
         // The same fall of what is sent while the ACKs still come at the old
         // rate for a round trip: the application stopped, the link did not,
         // and nothing starts. ACKs under `drop_ratio` of theirs but over
-        // half: only the slower rule (four windows) starts it.
-        for (acked_after, want) in [(170, vec![]), (100, vec![(203, Kind::CapacityDrop, true)])] {
+        // half (90 of 170): only the slower rule (four windows) starts it.
+        for (acked_after, want) in [(170, vec![]), (90, vec![(203, Kind::CapacityDrop, true)])] {
             let mut seq: Vec<Scored> = (0..200).map(steady).collect();
             seq.extend(
                 (200..210).map(|i| acking(scored(i, 10.0, 60_000, 0.040, 0.1), acked_after)),
@@ -1346,9 +1353,10 @@ mod tests {
             let ch = run(&mut Detector::new(cfg, "eth0", W), &seq);
             assert_eq!(ch, want, "{acked_after}");
         }
-        // A shallow drop (40 -> 25, ACKs too) waits for the four windows.
+        // A shallow drop (40 -> 21, ACKs too: under `drop_ratio`, over
+        // half) waits for the four windows.
         let mut seq: Vec<Scored> = (0..200).map(steady).collect();
-        seq.extend((200..210).map(|i| acking(scored(i, 25.0, 60_000, 0.040, 0.1), 100)));
+        seq.extend((200..210).map(|i| acking(scored(i, 21.0, 60_000, 0.040, 0.1), 90)));
         seq[200].band_at_target = Some((32.0, 48.0));
         let ch = run(&mut Detector::new(cfg, "eth0", W), &seq);
         assert_eq!(ch, vec![(203, Kind::CapacityDrop, true)]);
@@ -1829,12 +1837,14 @@ mod tests {
                 s
             })
             .collect();
-        // Under 0.7x the level (28) from window 204 on (25), and under the
-        // band's edge of a second before (32): raised on the fourth window.
-        // Each window stays over its own band's edge, which alone saw nothing.
+        // Under the band's edge of a second before (32) from window 203 on,
+        // under 0.55x the level (its mean falling with the fade, 20.3) from
+        // 206 (19), under half of it from 207 (16): raised on the second
+        // window under half. Each window stays over its own band's edge,
+        // which alone saw nothing.
         assert_eq!(
             run(&mut Detector::new(cfg, "eth0", W), &seq),
-            vec![(207, Kind::CapacityDrop, true)]
+            vec![(208, Kind::CapacityDrop, true)]
         );
     }
 
