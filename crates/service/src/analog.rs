@@ -1,5 +1,6 @@
 //! The analog expert: a stream's own past as its forecaster (the method of
-//! analogues). The last [`PATTERN`] changes of the throughput are looked up in
+//! analogues). The last [`PATTERN`] changes of the throughput (or the last
+//! one, [`SHORT_PATTERN`], for the second such expert) are looked up in
 //! the stream's last [`HISTORY`] windows; the [`MATCHES`] moments that moved
 //! most alike, at a level most alike, say what comes next: the forecast is the
 //! current window plus the median of the changes that followed them, each
@@ -23,6 +24,12 @@ pub const HISTORY: usize = 1024;
 /// Changes in a pattern (so `PATTERN + 1` windows): 0.8665 / 0.8713 / 0.8696
 /// with 3 / 4 / 6 (512 windows, 10 matches); 0.8563 with 5 at 1024 windows.
 pub const PATTERN: usize = 4;
+/// The changes in the pattern of the short analog (`crate::online` runs
+/// both): with the 4-change one kept, a second one of 0 / 1 / 2 / 3 / 8 / 12
+/// changes (prior 0.2) gives 0.8483 / 0.8343 / 0.8416 / 0.8389 / 0.8438 /
+/// 0.8455 (0.8482 without it): what followed the same step from the same
+/// level, the finest match, beside the shape of the last four.
+pub const SHORT_PATTERN: usize = 1;
 /// Moments whose sequels are combined (see [`NEAREST_SHARE`]). With their
 /// plain mean: 0.8603 / 0.8610 / 0.8713 with 3 / 5 / 10 (512 windows), 0.8573
 /// / 0.8568 with 5 / 7 at 1,024; their median 0.8528 / 0.8536 / 0.8539 with
@@ -42,7 +49,7 @@ pub const NEAREST_SHARE: f32 = 0.1;
 pub const LEVEL_WEIGHT: f64 = 0.5;
 
 /// The history of one stream and its forecast.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Analog {
     /// Throughput per window, Mbit/s, oldest first; between `HISTORY` and
     /// twice that long once full (the oldest half is dropped in one move),
@@ -51,12 +58,18 @@ pub struct Analog {
     /// Each window's change from the one before (0 for the first), aligned
     /// with `past`.
     changes: Vec<f32>,
+    /// Changes per pattern.
+    pattern: usize,
 }
 
 impl Analog {
-    /// An empty history.
-    pub fn new() -> Self {
-        Self::default()
+    /// An empty history, matched on patterns of `changes` changes.
+    pub fn new(changes: usize) -> Self {
+        Analog {
+            past: Vec::new(),
+            changes: Vec::new(),
+            pattern: changes,
+        }
     }
 
     /// Forget the history (a gap in the grid: what came before does not join
@@ -80,21 +93,22 @@ impl Analog {
         let from = self.past.len().saturating_sub(HISTORY);
         let (v, dv) = (&self.past[from..], &self.changes[from..]);
         let n = v.len();
-        if n < PATTERN + MATCHES + 2 {
+        let pattern = self.pattern;
+        if n < pattern + MATCHES + 2 {
             return current_mbps;
         }
-        // The moments are windows `j` in PATTERN..n - 1 (each followed by a
-        // window in the past, and with PATTERN changes of its own in the
+        // The moments are windows `j` in pattern..n - 1 (each followed by a
+        // window in the past, and with `pattern` changes of its own in the
         // history); their distances are summed a term at a time over all of
         // them, which the compiler turns into vector arithmetic.
-        let moments = PATTERN..n - 1;
+        let moments = pattern..n - 1;
         let mut dist = [0f32; HISTORY];
         let dist = &mut dist[..moments.len()];
         let level_weight = LEVEL_WEIGHT as f32;
         for (d, past) in dist.iter_mut().zip(&v[moments.clone()]) {
             *d = level_weight * (past - x).abs();
         }
-        for i in 0..PATTERN {
+        for i in 0..pattern {
             let p = dv[n - 1 - i];
             for (d, c) in dist.iter_mut().zip(&dv[moments.start - i..moments.end - i]) {
                 *d += (c - p).abs();
@@ -143,7 +157,7 @@ mod tests {
         // Once every phase has been seen MATCHES times, each is forecast
         // exactly; a persistence forecast would miss every window.
         let saw = |t: usize| 10.0 + 10.0 * (t % 5) as f64;
-        let mut a = Analog::new();
+        let mut a = Analog::new(PATTERN);
         for t in 0..60 {
             let f = a.forecast(saw(t));
             if t >= PATTERN + 5 * MATCHES {
@@ -154,7 +168,7 @@ mod tests {
 
     #[test]
     fn a_short_history_is_persistence_and_a_cleared_one_starts_again() {
-        let mut a = Analog::new();
+        let mut a = Analog::new(PATTERN);
         for t in 0..(PATTERN + MATCHES + 1) {
             assert_eq!(a.forecast(t as f64 * 3.0), t as f64 * 3.0);
         }
@@ -164,7 +178,7 @@ mod tests {
 
     #[test]
     fn the_history_is_bounded_and_the_forecast_never_negative() {
-        let mut a = Analog::new();
+        let mut a = Analog::new(PATTERN);
         // A fall to silence, seen many times: the forecast after the fall
         // is 0, not below.
         for t in 0..(5 * HISTORY) {
