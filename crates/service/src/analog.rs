@@ -48,8 +48,8 @@ pub const NEAREST_SHARE: f32 = 0.1;
 /// prior 0.1, the rest with 512, 5, 0.2).
 pub const LEVEL_WEIGHT: f64 = 0.5;
 
-/// The history of one stream and its forecast.
-#[derive(Clone, Debug)]
+/// The history of one stream, and its forecasts.
+#[derive(Clone, Debug, Default)]
 pub struct Analog {
     /// Throughput per window, Mbit/s, oldest first; between `HISTORY` and
     /// twice that long once full (the oldest half is dropped in one move),
@@ -58,18 +58,14 @@ pub struct Analog {
     /// Each window's change from the one before (0 for the first), aligned
     /// with `past`.
     changes: Vec<f32>,
-    /// Changes per pattern.
-    pattern: usize,
+    /// The newest window's throughput as it came (the base of the forecasts).
+    current_mbps: f64,
 }
 
 impl Analog {
-    /// An empty history, matched on patterns of `changes` changes.
-    pub fn new(changes: usize) -> Self {
-        Analog {
-            past: Vec::new(),
-            changes: Vec::new(),
-            pattern: changes,
-        }
+    /// An empty history.
+    pub fn new() -> Self {
+        Self::default()
     }
 
     /// Forget the history (a gap in the grid: what came before does not join
@@ -77,12 +73,11 @@ impl Analog {
     pub fn clear(&mut self) {
         self.past.clear();
         self.changes.clear();
+        self.current_mbps = 0.0;
     }
 
-    /// Window `t`'s throughput (0 for a silent window): remember it and
-    /// forecast window `t + 1`. Persistence until the history holds more
-    /// than a pattern per match.
-    pub fn forecast(&mut self, current_mbps: f64) -> f64 {
+    /// Window `t`'s throughput (0 for a silent window) joins the history.
+    pub fn push(&mut self, current_mbps: f64) {
         if self.past.len() == 2 * HISTORY {
             self.past.drain(..HISTORY);
             self.changes.drain(..HISTORY);
@@ -90,10 +85,21 @@ impl Analog {
         let x = current_mbps as f32;
         self.changes.push(self.past.last().map_or(0.0, |l| x - l));
         self.past.push(x);
+        self.current_mbps = current_mbps;
+    }
+
+    /// The forecast of window `t + 1` from the moments that moved like the
+    /// last `pattern` changes ([`PATTERN`], [`SHORT_PATTERN`]). Persistence
+    /// until the history holds more than a pattern per match (and with no
+    /// history, 0).
+    pub fn forecast(&self, pattern: usize) -> f64 {
         let from = self.past.len().saturating_sub(HISTORY);
         let (v, dv) = (&self.past[from..], &self.changes[from..]);
         let n = v.len();
-        let pattern = self.pattern;
+        let Some(&x) = v.last() else {
+            return 0.0;
+        };
+        let current_mbps = self.current_mbps;
         if n < pattern + MATCHES + 2 {
             return current_mbps;
         }
@@ -157,9 +163,10 @@ mod tests {
         // Once every phase has been seen MATCHES times, each is forecast
         // exactly; a persistence forecast would miss every window.
         let saw = |t: usize| 10.0 + 10.0 * (t % 5) as f64;
-        let mut a = Analog::new(PATTERN);
+        let mut a = Analog::new();
         for t in 0..60 {
-            let f = a.forecast(saw(t));
+            a.push(saw(t));
+            let f = a.forecast(PATTERN);
             if t >= PATTERN + 5 * MATCHES {
                 assert_eq!(f, saw(t + 1), "window {t}");
             }
@@ -168,22 +175,34 @@ mod tests {
 
     #[test]
     fn a_short_history_is_persistence_and_a_cleared_one_starts_again() {
-        let mut a = Analog::new(PATTERN);
-        for t in 0..(PATTERN + MATCHES + 1) {
-            assert_eq!(a.forecast(t as f64 * 3.0), t as f64 * 3.0);
+        let mut a = Analog::new();
+        assert_eq!(a.forecast(PATTERN), 0.0);
+        // A ramp: once the history holds enough, both forecast its next step.
+        for t in 0..(SHORT_PATTERN + MATCHES + 1) {
+            a.push(t as f64 * 3.1);
+            assert_eq!(a.forecast(PATTERN), t as f64 * 3.1);
+            assert_eq!(a.forecast(SHORT_PATTERN), t as f64 * 3.1);
         }
+        for t in (SHORT_PATTERN + MATCHES + 1)..40 {
+            a.push(t as f64 * 3.1);
+        }
+        let next = 40.0 * 3.1;
+        assert!((a.forecast(PATTERN) - next).abs() < 1e-3);
+        assert!((a.forecast(SHORT_PATTERN) - next).abs() < 1e-3);
         a.clear();
-        assert_eq!(a.forecast(7.0), 7.0);
+        a.push(7.0);
+        assert_eq!(a.forecast(PATTERN), 7.0);
     }
 
     #[test]
     fn the_history_is_bounded_and_the_forecast_never_negative() {
-        let mut a = Analog::new(PATTERN);
+        let mut a = Analog::new();
         // A fall to silence, seen many times: the forecast after the fall
         // is 0, not below.
         for t in 0..(5 * HISTORY) {
             let x = if t % 10 < 5 { 40.0 } else { 0.0 };
-            let f = a.forecast(x);
+            a.push(x);
+            let f = a.forecast(PATTERN).min(a.forecast(SHORT_PATTERN));
             assert!(f >= 0.0);
             assert!(a.past.len() <= 2 * HISTORY);
             assert_eq!(a.past.len(), a.changes.len());

@@ -426,10 +426,8 @@ pub struct Online {
     /// The level expert's sum of throughput and count of windows since the
     /// rate last moved (count 0: no level).
     level: (f64, f64),
-    /// The analog experts' histories (the same windows, kept twice: 8 kB
-    /// each at most).
+    /// The analog experts' history (16 kB at most).
     analog: Analog,
-    analog_short: Analog,
 }
 
 /// The prior of `context` from the configured one: normalised, with the
@@ -514,8 +512,7 @@ impl Online {
             run_max: 0.0,
             since_silence: None,
             level: (0.0, 0.0),
-            analog: Analog::new(analog::PATTERN),
-            analog_short: Analog::new(analog::SHORT_PATTERN),
+            analog: Analog::new(),
         }
     }
 
@@ -536,7 +533,6 @@ impl Online {
         self.since_silence = None;
         self.level = (0.0, 0.0);
         self.analog.clear();
-        self.analog_short.clear();
     }
 
     /// The current normalised weights per context: steady, after silence,
@@ -823,9 +819,9 @@ impl Online {
         let ack = shape.acked_mbps.filter(|_| !silent);
         experts[ACK] = ack.unwrap_or(0.0);
         experts[LEVEL] = self.level(current_mbps, silent);
-        let current = if silent { 0.0 } else { current_mbps };
-        experts[ANALOG] = self.analog.forecast(current);
-        experts[ANALOG_SHORT] = self.analog_short.forecast(current);
+        self.analog.push(if silent { 0.0 } else { current_mbps });
+        experts[ANALOG] = self.analog.forecast(analog::PATTERN);
+        experts[ANALOG_SHORT] = self.analog.forecast(analog::SHORT_PATTERN);
         self.last_silent = silent;
         self.last_mbps = current_mbps;
         let w = self.w[context];
