@@ -88,69 +88,104 @@ impl Analog {
         self.current_mbps = current_mbps;
     }
 
-    /// The forecast of window `t + 1` from the moments that moved like the
-    /// last `pattern` changes ([`PATTERN`], [`SHORT_PATTERN`]). Persistence
-    /// until the history holds more than a pattern per match (and with no
-    /// history, 0).
-    pub fn forecast(&self, pattern: usize) -> f64 {
+    /// The forecasts of window `t + 1` from the moments that moved like the
+    /// last [`PATTERN`] changes and like the last [`SHORT_PATTERN`] ones, in
+    /// that order. Persistence until the history holds more than a pattern
+    /// per match (and with no history, 0).
+    pub fn forecasts(&self) -> [f64; 2] {
+        const { assert!(SHORT_PATTERN <= PATTERN) };
         let from = self.past.len().saturating_sub(HISTORY);
         let (v, dv) = (&self.past[from..], &self.changes[from..]);
         let n = v.len();
         let Some(&x) = v.last() else {
-            return 0.0;
+            return [0.0; 2];
         };
         let current_mbps = self.current_mbps;
-        if n < pattern + MATCHES + 2 {
-            return current_mbps;
+        if n < SHORT_PATTERN + MATCHES + 2 {
+            return [current_mbps; 2];
         }
         // The moments are windows `j` in pattern..n - 1 (each followed by a
         // window in the past, and with `pattern` changes of its own in the
-        // history); their distances are summed a term at a time over all of
-        // them, which the compiler turns into vector arithmetic.
-        let moments = pattern..n - 1;
+        // history). Their distances are summed a term at a time over all of
+        // them, which the compiler turns into vector arithmetic: the level's,
+        // the short pattern's, whose nearest are then taken, and the rest of
+        // the long one's (the same sums in the same order as one at a time).
+        let moments = SHORT_PATTERN..n - 1;
         let mut dist = [0f32; HISTORY];
         let dist = &mut dist[..moments.len()];
         let level_weight = LEVEL_WEIGHT as f32;
         for (d, past) in dist.iter_mut().zip(&v[moments.clone()]) {
             *d = level_weight * (past - x).abs();
         }
-        for i in 0..pattern {
+        let add_change = |dist: &mut [f32], i: usize| {
             let p = dv[n - 1 - i];
-            for (d, c) in dist.iter_mut().zip(&dv[moments.start - i..moments.end - i]) {
+            let start = n - 1 - dist.len();
+            for (d, c) in dist.iter_mut().zip(&dv[start - i..n - 1 - i]) {
                 *d += (c - p).abs();
             }
+        };
+        for i in 0..SHORT_PATTERN {
+            add_change(dist, i);
         }
-        // The nearest, newest first, so of equal distances the most recent
-        // wins: (distance, moment).
-        let mut best = [(f32::INFINITY, 0usize); MATCHES];
-        for (k, &d) in dist.iter().enumerate().rev() {
-            if d < best[MATCHES - 1].0 {
-                let mut m = MATCHES - 1;
-                while m > 0 && best[m - 1].0 > d {
-                    best[m] = best[m - 1];
-                    m -= 1;
+        let short = sequel(&nearest(dist, moments.start), dv, current_mbps);
+        if n < PATTERN + MATCHES + 2 {
+            return [current_mbps, short];
+        }
+        let long = &mut dist[PATTERN - SHORT_PATTERN..];
+        for i in SHORT_PATTERN..PATTERN {
+            add_change(long, i);
+        }
+        [sequel(&nearest(long, PATTERN), dv, current_mbps), short]
+    }
+}
+
+/// The [`MATCHES`] smallest of `dist` as (distance, moment), the moment of
+/// `dist[k]` being `first + k`; nearest first and, of equal distances, the
+/// most recent. Scanned newest first in blocks whose least distance is
+/// checked first: once the matches are near, most blocks hold none nearer.
+fn nearest(dist: &[f32], first: usize) -> [(f32, usize); MATCHES] {
+    const BLOCK: usize = 8;
+    let mut best = [(f32::INFINITY, 0usize); MATCHES];
+    let mut end = dist.len();
+    while end > 0 {
+        let start = end.saturating_sub(BLOCK);
+        let block = &dist[start..end];
+        if block.iter().fold(f32::INFINITY, |m, d| m.min(*d)) < best[MATCHES - 1].0 {
+            for (k, &d) in block.iter().enumerate().rev() {
+                if d < best[MATCHES - 1].0 {
+                    let mut m = MATCHES - 1;
+                    while m > 0 && best[m - 1].0 > d {
+                        best[m] = best[m - 1];
+                        m -= 1;
+                    }
+                    best[m] = (d, first + start + k);
                 }
-                best[m] = (d, moments.start + k);
             }
         }
-        // What followed them, each weighted by how near it was (the nearest
-        // not infinitely: a tenth of its distance is added to every one), and
-        // their weighted median taken: the least absolute error, not led by
-        // one moment that went another way.
-        let floor = 1e-3 + NEAREST_SHARE * best[0].0;
-        let mut next = best.map(|(d, j)| (dv[j + 1], 1.0 / (d + floor)));
-        next.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let half = 0.5 * next.iter().map(|n| n.1).sum::<f32>();
-        let mut below = 0.0;
-        let change = next
-            .iter()
-            .find(|n| {
-                below += n.1;
-                below >= half
-            })
-            .map_or(0.0, |n| n.0);
-        (current_mbps + f64::from(change)).max(0.0)
+        end = start;
     }
+    best
+}
+
+/// The forecast from the matches: the current throughput plus the median of
+/// the changes that followed them, each weighted by how near it was (the
+/// nearest not infinitely: [`NEAREST_SHARE`] of its distance is added to
+/// every one): the least absolute error, not led by one moment that went
+/// another way. At least 0.
+fn sequel(best: &[(f32, usize); MATCHES], changes: &[f32], current_mbps: f64) -> f64 {
+    let floor = 1e-3 + NEAREST_SHARE * best[0].0;
+    let mut next = best.map(|(d, j)| (changes[j + 1], 1.0 / (d + floor)));
+    next.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let half = 0.5 * next.iter().map(|n| n.1).sum::<f32>();
+    let mut below = 0.0;
+    let change = next
+        .iter()
+        .find(|n| {
+            below += n.1;
+            below >= half
+        })
+        .map_or(0.0, |n| n.0);
+    (current_mbps + f64::from(change)).max(0.0)
 }
 
 #[cfg(test)]
@@ -166,7 +201,7 @@ mod tests {
         let mut a = Analog::new();
         for t in 0..60 {
             a.push(saw(t));
-            let f = a.forecast(PATTERN);
+            let f = a.forecasts()[0];
             if t >= PATTERN + 5 * MATCHES {
                 assert_eq!(f, saw(t + 1), "window {t}");
             }
@@ -176,22 +211,20 @@ mod tests {
     #[test]
     fn a_short_history_is_persistence_and_a_cleared_one_starts_again() {
         let mut a = Analog::new();
-        assert_eq!(a.forecast(PATTERN), 0.0);
+        assert_eq!(a.forecasts(), [0.0; 2]);
         // A ramp: once the history holds enough, both forecast its next step.
         for t in 0..(SHORT_PATTERN + MATCHES + 1) {
             a.push(t as f64 * 3.1);
-            assert_eq!(a.forecast(PATTERN), t as f64 * 3.1);
-            assert_eq!(a.forecast(SHORT_PATTERN), t as f64 * 3.1);
+            assert_eq!(a.forecasts(), [t as f64 * 3.1; 2]);
         }
         for t in (SHORT_PATTERN + MATCHES + 1)..40 {
             a.push(t as f64 * 3.1);
         }
         let next = 40.0 * 3.1;
-        assert!((a.forecast(PATTERN) - next).abs() < 1e-3);
-        assert!((a.forecast(SHORT_PATTERN) - next).abs() < 1e-3);
+        assert!(a.forecasts().iter().all(|f| (f - next).abs() < 1e-3));
         a.clear();
         a.push(7.0);
-        assert_eq!(a.forecast(PATTERN), 7.0);
+        assert_eq!(a.forecasts(), [7.0; 2]);
     }
 
     #[test]
@@ -202,7 +235,8 @@ mod tests {
         for t in 0..(5 * HISTORY) {
             let x = if t % 10 < 5 { 40.0 } else { 0.0 };
             a.push(x);
-            let f = a.forecast(PATTERN).min(a.forecast(SHORT_PATTERN));
+            let [long, short] = a.forecasts();
+            let f = long.min(short);
             assert!(f >= 0.0);
             assert!(a.past.len() <= 2 * HISTORY);
             assert_eq!(a.past.len(), a.changes.len());

@@ -46,7 +46,7 @@
 //!
 //! Owns these numbers for one stream; costs a few hundred nanoseconds a window.
 
-use crate::analog::{self, Analog};
+use crate::analog::Analog;
 use crate::push_bounded;
 use std::collections::VecDeque;
 
@@ -820,8 +820,7 @@ impl Online {
         experts[ACK] = ack.unwrap_or(0.0);
         experts[LEVEL] = self.level(current_mbps, silent);
         self.analog.push(if silent { 0.0 } else { current_mbps });
-        experts[ANALOG] = self.analog.forecast(analog::PATTERN);
-        experts[ANALOG_SHORT] = self.analog.forecast(analog::SHORT_PATTERN);
+        [experts[ANALOG], experts[ANALOG_SHORT]] = self.analog.forecasts();
         self.last_silent = silent;
         self.last_mbps = current_mbps;
         let w = self.w[context];
