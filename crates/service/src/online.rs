@@ -897,6 +897,14 @@ impl Online {
 mod tests {
     use super::*;
 
+    /// A uniform draw in [0, 1) from a 64-bit linear congruential state.
+    fn uniform(state: &mut u64) -> f64 {
+        *state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (*state >> 11) as f64 / (1u64 << 53) as f64
+    }
+
     /// The defaults without the three experts that read the stream's own
     /// past (the level and the two analog experts): the synthetic streams of the tests
     /// of other mechanisms repeat exactly (+-1 in turn, the same stall every
@@ -1527,10 +1535,7 @@ mod tests {
             let (mut err, mut persistence_err) = (0.0, 0.0);
             let mut issued: Option<f64> = None;
             for t in 0..3000 {
-                x = x
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                let u = (x >> 11) as f64 / (1u64 << 53) as f64;
+                let u = uniform(&mut x);
                 let before = sent;
                 sent = delivered;
                 delivered = (delivered * (0.7 + 0.7 * u)).clamp(5.0, 150.0) * 0.9 + 4.0;
@@ -1570,10 +1575,7 @@ mod tests {
             let mut issued: Option<f64> = None;
             let mut x = 99u64;
             for t in 0..3000 {
-                x = x
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                let u = (x >> 11) as f64 / (1u64 << 53) as f64;
+                let u = uniform(&mut x);
                 let gain = [1.25, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0][t % 8];
                 let actual = 40.0 * gain * (1.0 + 0.02 * (u - 0.5));
                 o.observe(actual);
@@ -1606,10 +1608,7 @@ mod tests {
         let mut issued: Option<f64> = None;
         let mut x = 12345u64;
         for t in 0..2000 {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let u = (x >> 11) as f64 / (1u64 << 53) as f64;
+            let u = uniform(&mut x);
             let rate = if t < 1000 { 50.0 } else { 100.0 };
             let wobble = 1.0 + 0.1 * (u - 0.5);
             let actual = rate * wobble;
