@@ -1,8 +1,9 @@
 //! Reads a Kafka topic from its first offset on every partition and says what
 //! is there, as one JSON object: messages, distinct messages (key and value),
-//! duplicates, messages per partition and per `stream_kind`, and points of
-//! `traffic_prediction` whose timestamp goes back within their key (an order
-//! the producer must keep).
+//! duplicates, messages per partition and per `stream_kind`, the partition
+//! each key's messages were in (`per_key`; a key found in two is listed in
+//! `keys_split`), and points of `traffic_prediction` whose timestamp goes
+//! back within their key (an order the producer must keep).
 //!
 //! Stops when `--expect N` messages have been read and nothing more came for
 //! `--idle S` seconds (default 3), or after `--timeout S` (default 60).
@@ -16,7 +17,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -123,6 +124,8 @@ fn main() -> ExitCode {
     let mut seen: HashSet<(Vec<u8>, Vec<u8>)> = HashSet::new();
     let mut per_partition: BTreeMap<i32, u64> = BTreeMap::new();
     let mut per_kind: BTreeMap<String, u64> = BTreeMap::new();
+    let mut per_key: BTreeMap<String, i32> = BTreeMap::new();
+    let mut keys_split: BTreeSet<String> = BTreeSet::new();
     let mut last_ts: HashMap<Vec<u8>, i64> = HashMap::new();
     let mut reordered = 0u64;
     let mut errors = 0u64;
@@ -147,6 +150,10 @@ fn main() -> ExitCode {
                 messages += 1;
                 *per_partition.entry(m.partition()).or_default() += 1;
                 let key = m.key().unwrap_or_default().to_vec();
+                let shown = String::from_utf8_lossy(&key).into_owned();
+                if *per_key.entry(shown.clone()).or_insert(m.partition()) != m.partition() {
+                    keys_split.insert(shown);
+                }
                 let value = m.payload().unwrap_or_default().to_vec();
                 let line = String::from_utf8_lossy(&value);
                 let kind = tag(&line, "stream_kind").unwrap_or("(none)").to_owned();
@@ -185,6 +192,8 @@ fn main() -> ExitCode {
         "partitions": partitions,
         "per_partition": per_partition,
         "per_stream_kind": per_kind,
+        "per_key": per_key,
+        "keys_split": keys_split,
         "errors": errors,
         "seconds": start.elapsed().as_secs_f64(),
     });
