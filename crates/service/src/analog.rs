@@ -13,8 +13,8 @@
 //! recent errors like any other, so where the past does not repeat it loses
 //! its weight.
 //!
-//! Owns the history of one stream; costs about a microsecond a window (see
-//! `benches/README.md`).
+//! Owns the history of one stream; both lookups cost about 2 us a window
+//! (see `benches/README.md`).
 
 /// Windows of history searched (51.2 s at 50 ms). Chosen on the development
 /// captures (see `crate::online`'s `ANALOG_PRIOR`): pooled published MASE
@@ -46,7 +46,7 @@ pub const NEAREST_SHARE: f32 = 0.1;
 /// current window's: 0.8763 without the level, 0.8700 / 0.8609 / 0.8597 /
 /// 0.8600 at 0.5 / 0.25 / 1 / 2 (the first two with 512 windows, 5 matches,
 /// prior 0.1, the rest with 512, 5, 0.2).
-pub const LEVEL_WEIGHT: f64 = 0.5;
+pub const LEVEL_WEIGHT: f32 = 0.5;
 
 /// The history of one stream, and its forecasts.
 #[derive(Clone, Debug, Default)]
@@ -113,9 +113,8 @@ impl Analog {
         let moments = SHORT_PATTERN..n - 1;
         let mut dist = [0f32; HISTORY];
         let dist = &mut dist[..moments.len()];
-        let level_weight = LEVEL_WEIGHT as f32;
         for (d, past) in dist.iter_mut().zip(&v[moments.clone()]) {
-            *d = level_weight * (past - x).abs();
+            *d = LEVEL_WEIGHT * (past - x).abs();
         }
         let add_change = |dist: &mut [f32], i: usize| {
             let p = dv[n - 1 - i];
