@@ -1354,12 +1354,18 @@ mod tests {
             assert_eq!(ch, want, "{acked_after}");
         }
         // A shallow drop (40 -> 21, ACKs too: under `drop_ratio`, over
-        // half) waits for the four windows.
-        let mut seq: Vec<Scored> = (0..200).map(steady).collect();
-        seq.extend((200..210).map(|i| acking(scored(i, 21.0, 60_000, 0.040, 0.1), 90)));
-        seq[200].band_at_target = Some((32.0, 48.0));
-        let ch = run(&mut Detector::new(cfg, "eth0", W), &seq);
-        assert_eq!(ch, vec![(203, Kind::CapacityDrop, true)]);
+        // half) waits for the four windows; a fall to 25 (0.625, over
+        // `drop_ratio`) is none.
+        for (mbps, acked, want) in [
+            (21.0, 90, vec![(203, Kind::CapacityDrop, true)]),
+            (25.0, 106, vec![]),
+        ] {
+            let mut seq: Vec<Scored> = (0..200).map(steady).collect();
+            seq.extend((200..210).map(|i| acking(scored(i, mbps, 60_000, 0.040, 0.1), acked)));
+            seq[200].band_at_target = Some((32.0, 48.0));
+            let ch = run(&mut Detector::new(cfg, "eth0", W), &seq);
+            assert_eq!(ch, want, "{mbps}");
+        }
     }
 
     #[test]
