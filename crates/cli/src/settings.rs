@@ -94,8 +94,9 @@ pub enum Command {
     /// The daemon: live capture, a forecast every window, InfluxDB and/or CSV,
     /// until SIGINT or SIGTERM. The InfluxDB settings come from the config file
     /// and the environment (INFLUX_URL, INFLUX_ORG, INFLUX_BUCKET, INFLUX_TOKEN
-    /// or INFLUX_TOKEN_FILE, INFLUX_VERSION, INFLUX_DB), never from arguments;
-    /// Kafka's from KAFKA_BROKERS, KAFKA_TOPIC and KAFKA_FORMAT or the file's [kafka].
+    /// or INFLUX_TOKEN_FILE, INFLUX_VERSION, INFLUX_DB, INFLUX_FIELDS), never from
+    /// arguments; Kafka's from KAFKA_BROKERS, KAFKA_TOPIC, KAFKA_FORMAT and
+    /// KAFKA_FIELDS or the file's [kafka].
     Run(RunCmd),
     /// The nine window features (FEATURES.md) of capture files or a live interface, as CSV.
     Extract(ExtractArgs),

@@ -1,6 +1,7 @@
 //! Daemon configuration: a TOML file, then the environment on top
 //! (INFLUX_URL, INFLUX_ORG, INFLUX_BUCKET, INFLUX_DB, INFLUX_VERSION,
-//! INFLUX_TOKEN or INFLUX_TOKEN_FILE), then command-line options.
+//! INFLUX_TOKEN or INFLUX_TOKEN_FILE, INFLUX_FIELDS; KAFKA_BROKERS, KAFKA_TOPIC,
+//! KAFKA_FORMAT, KAFKA_FIELDS), then command-line options.
 //!
 //! The InfluxDB token is a [`Secret`]: it is read from the environment or a
 //! file, never from argv, and it prints as `***` in logs, errors and debug output.
@@ -115,6 +116,10 @@ pub struct InfluxConfig {
     pub buffer_dir: Option<PathBuf>,
     /// Measurement name.
     pub measurement: String,
+    /// The fields of a window's point written (INFLUX_FIELDS, comma-separated);
+    /// empty: every one. A fleet writes what its dashboards draw: each field is
+    /// a series per stream in VictoriaMetrics and Prometheus.
+    pub fields: Vec<String>,
 }
 
 impl Default for InfluxConfig {
@@ -133,6 +138,7 @@ impl Default for InfluxConfig {
             gzip: true,
             buffer_dir: None,
             measurement: "traffic_prediction".into(),
+            fields: Vec::new(),
         }
     }
 }
@@ -179,6 +185,9 @@ pub struct KafkaConfig {
     pub linger_ms: u64,
     /// `none`, `gzip`, `lz4`, `zstd` or `snappy` (what the brokers accept).
     pub compression: String,
+    /// The fields of a window's point sent (KAFKA_FIELDS, comma-separated);
+    /// empty: every one.
+    pub fields: Vec<String>,
 }
 
 impl Default for KafkaConfig {
@@ -190,6 +199,7 @@ impl Default for KafkaConfig {
             buffer_points: 100_000,
             linger_ms: 100,
             compression: "none".into(),
+            fields: Vec::new(),
         }
     }
 }
@@ -206,6 +216,15 @@ pub const MAX_TOP_HOSTS: usize = 4096;
 
 /// Most interfaces one daemon captures on (a capture thread each).
 pub const MAX_IFACES: usize = 64;
+
+/// `a,b , c` as field names (empty entries dropped).
+fn field_list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
 
 /// `iface = "eth0"`, `iface = "eth0,eth1"` or `iface = ["eth0", "eth1"]`.
 fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -459,8 +478,14 @@ impl DaemonConfig {
         } else if let Some(p) = &i.token_file {
             i.token = read_token_file(p, "InfluxDB")?;
         }
+        if let Some(v) = env.get("INFLUX_FIELDS") {
+            i.fields = field_list(&v);
+        }
         if let Some(v) = env.get("KAFKA_BROKERS") {
             cfg.kafka.brokers = v;
+        }
+        if let Some(v) = env.get("KAFKA_FIELDS") {
+            cfg.kafka.fields = field_list(&v);
         }
         if let Some(v) = env.get("KAFKA_TOPIC") {
             cfg.kafka.topic = v;
@@ -502,6 +527,19 @@ impl DaemonConfig {
                 None => key.to_owned(),
             },
             None => key.to_owned(),
+        }
+    }
+
+    /// Every name in `fields` is a field of a window's point.
+    fn known_fields(&self, key: &str, env: &str, fields: &[String]) -> Result<(), ConfigError> {
+        let known: Vec<&str> = crate::sinks::influx::point_field_names().collect();
+        match fields.iter().find(|f| !known.contains(&f.as_str())) {
+            Some(f) => Err(ConfigError::Invalid(format!(
+                "{} ({env}) names {f:?}, not a field of a point; use some of {}",
+                self.key(key),
+                known.join(", ")
+            ))),
+            None => Ok(()),
         }
     }
 
@@ -644,6 +682,7 @@ impl DaemonConfig {
                     k.compression
                 )));
             }
+            self.known_fields("kafka.fields", "KAFKA_FIELDS", &k.fields)?;
             if k.linger_ms > 60_000 {
                 return Err(ConfigError::Invalid(format!(
                     "{} is {}: use at most 60000 ms",
@@ -673,6 +712,7 @@ impl DaemonConfig {
                     i.url
                 )));
             }
+            self.known_fields("influx.fields", "INFLUX_FIELDS", &i.fields)?;
             if i.buffer_points > 10_000_000 {
                 return Err(ConfigError::Invalid(format!(
                     "{} is {}: use at most 10000000 points",
@@ -761,6 +801,60 @@ mod tests {
         let shown = format!("{c:?} {}", c.influx.token);
         assert!(!shown.contains("s3cr3t"), "{shown}");
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn the_shipped_example_configuration_loads_and_validates() {
+        let f = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../deploy/netforecast.toml.example");
+        // Its token_file is the deployed one; the environment's token wins.
+        let env = Map(HashMap::from([("INFLUX_TOKEN", "t".to_string())]));
+        let c = DaemonConfig::load(Some(&f), &env).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.ifaces(), ["eth0"]);
+        assert!(c.influx.fields.is_empty() && c.kafka.fields.is_empty());
+    }
+
+    #[test]
+    fn field_lists_from_the_file_or_the_environment_and_unknown_names_refused() {
+        let c = accepted(
+            "iface = \"eth0\"\n[influx]\nurl = \"http://a:8428\"\nfields = [\"actual_mbps\", \"congestion_prob\"]\n",
+            &[
+                ("KAFKA_BROKERS", "a:9092"),
+                ("KAFKA_FIELDS", " actual_mbps, predicted_mbps ,"),
+            ],
+        );
+        assert_eq!(c.influx.fields, ["actual_mbps", "congestion_prob"]);
+        assert_eq!(c.kafka.fields, ["actual_mbps", "predicted_mbps"]);
+        let c = accepted(
+            "iface = \"eth0\"\n",
+            &[
+                ("INFLUX_URL", "http://a:8428"),
+                ("INFLUX_FIELDS", "mase_recent,bif"),
+            ],
+        );
+        assert_eq!(c.influx.fields, ["mase_recent", "bif"]);
+        assert!(accepted("iface = \"eth0\"\n", &[]).influx.fields.is_empty());
+        let e = refused(
+            "iface = \"eth0\"\n",
+            &[
+                ("INFLUX_URL", "http://a:8428"),
+                ("INFLUX_FIELDS", "actual_mbps,throughput"),
+            ],
+        );
+        assert!(
+            e.contains("INFLUX_FIELDS") && e.contains("\"throughput\""),
+            "{e}"
+        );
+        assert!(
+            e.contains("throughput_mbps"),
+            "the valid names are listed: {e}"
+        );
+        let e = refused(
+            "iface = \"eth0\"\n[kafka]\nbrokers = \"a:9092\"\nfields = [\"rtt\"]\n",
+            &[],
+        );
+        assert!(e.contains("kafka.fields (") && e.contains("\"rtt\""), "{e}");
     }
 
     #[test]

@@ -101,6 +101,23 @@ pub struct WriterStats {
     pub unanswered: u64,
 }
 
+/// The counts of several writers together (a fleet's).
+impl std::ops::AddAssign for WriterStats {
+    fn add_assign(&mut self, o: WriterStats) {
+        self.points_made += o.points_made;
+        self.points_written += o.points_written;
+        self.batches_written += o.batches_written;
+        self.retries += o.retries;
+        self.dropped_overflow += o.dropped_overflow;
+        self.dropped_rejected += o.dropped_rejected;
+        self.dropped_shutdown += o.dropped_shutdown;
+        self.dropped_encode += o.dropped_encode;
+        self.held_on_disk += o.held_on_disk;
+        self.queued += o.queued;
+        self.unanswered += o.unanswered;
+    }
+}
+
 impl WriterStats {
     /// Every point dropped, for any reason.
     pub fn dropped(&self) -> u64 {
@@ -133,6 +150,32 @@ pub enum InfluxError {
 pub struct LineEncoder {
     measurement: String,
     tags: Vec<(&'static str, String)>,
+    /// The window fields written (None: every one); events keep theirs.
+    keep: Option<Vec<&'static str>>,
+}
+
+/// Every field a window's point can carry ([`point_for`]), in its order.
+pub fn point_field_names() -> impl Iterator<Item = &'static str> {
+    [
+        "actual_mbps",
+        "predicted_mbps",
+        "congestion_prob",
+        "predicted_lower_mbps",
+        "predicted_upper_mbps",
+        "issued_predicted_mbps",
+        "issued_congestion_prob",
+        "issued_lower_mbps",
+        "issued_upper_mbps",
+        "model_predicted_mbps",
+        "model_congestion_prob",
+        "mase_recent",
+        "mase_total",
+        "brier_recent",
+        "input_shift",
+    ]
+    .into_iter()
+    .chain(FEATURE_NAMES)
+    .chain(["kernel_drops"])
 }
 
 impl LineEncoder {
@@ -146,6 +189,26 @@ impl LineEncoder {
                 ("iface", iface.into()),
                 ("model", model.into()),
             ],
+            keep: None,
+        }
+    }
+
+    /// Write only these of a window's fields (empty: every one). Names that
+    /// are not fields of a point (the configuration refuses them) are ignored.
+    pub fn with_fields(mut self, names: &[String]) -> Self {
+        self.keep = (!names.is_empty()).then(|| {
+            point_field_names()
+                .filter(|f| names.iter().any(|n| n == f))
+                .collect()
+        });
+        self
+    }
+
+    /// Whether field `name` of `p` is written.
+    pub fn writes(&self, p: &Point, name: &str) -> bool {
+        match &self.keep {
+            Some(keep) if p.event.is_none() => keep.contains(&name),
+            _ => true,
         }
     }
 
@@ -192,7 +255,7 @@ impl LineEncoder {
             b = b.field("text", e.text.as_str());
         }
         for (k, v) in &p.fields {
-            if v.is_finite() {
+            if v.is_finite() && self.writes(p, k) {
                 b = b.field(*k, *v);
             }
         }
@@ -262,7 +325,8 @@ impl InfluxWriter {
             cfg: cfg.clone(),
             client,
             write_url,
-            encoder: LineEncoder::new(&cfg.measurement, host, iface, model),
+            encoder: LineEncoder::new(&cfg.measurement, host, iface, model)
+                .with_fields(&cfg.fields),
             buffer: VecDeque::new(),
             journal: None,
             done: None,
@@ -1305,5 +1369,76 @@ mod tests {
         assert_eq!(get("issued_lower_mbps"), None);
         assert_eq!(get("kernel_drops"), Some(3.0));
         assert_eq!(get("bif"), Some(10.0));
+    }
+
+    #[test]
+    fn a_field_list_writes_those_fields_of_a_window_and_events_keep_theirs() {
+        let f = |v: f64| Forecast {
+            target_start_ns: 0,
+            throughput_mbps: v,
+            congestion_prob: 0.25,
+        };
+        // A window with every field: the names are point_field_names, in order.
+        let s = Scored {
+            stream: 0,
+            row: WindowRow {
+                start_ns: 1_700_000_000_050_000_000,
+                size_bytes: 250_000,
+                delay_s: 0.01,
+                bif_bytes: 10,
+                iat_mean_s: 0.0,
+                iat_std_s: 0.0,
+                throughput_mbps: 40.0,
+                delay_grad_s: 0.0,
+                bif_grad_bytes: 0,
+                is_silent: false,
+                packets: 170,
+                tcp: Default::default(),
+            },
+            at_target: Some(f(1.0)),
+            baselines: None,
+            issued: Some(f(2.0)),
+            inference: None,
+            published_at_target: Some(f(3.0)),
+            published: Some(f(4.0)),
+            band_at_target: Some((0.5, 2.5)),
+            band: Some((1.5, 5.5)),
+            skill: Some(crate::online::Skill {
+                mase_recent: Some(0.8),
+                mase_total: Some(0.9),
+                brier_recent: Some(0.01),
+                scored: 10,
+            }),
+            input_shift: Some((0.1, 0.2)),
+        };
+        let p = point_for(&s, 0);
+        let names: Vec<&str> = p.fields.iter().map(|(k, _)| *k).collect();
+        assert_eq!(names, point_field_names().collect::<Vec<_>>());
+        let all = LineEncoder::new("m", "h", "i", "v");
+        let line = String::from_utf8(all.encode(&p).unwrap()).unwrap();
+        assert_eq!(line.matches('=').count(), 3 + names.len(), "{line}");
+        let fleet: Vec<String> = ["congestion_prob", "actual_mbps", "mase_recent"]
+            .map(String::from)
+            .into();
+        let some = LineEncoder::new("m", "h", "i", "v").with_fields(&fleet);
+        let line = String::from_utf8(some.encode(&p).unwrap()).unwrap();
+        let fields = line.split(' ').nth(1).unwrap();
+        assert_eq!(
+            fields, "actual_mbps=40,congestion_prob=0.25,mase_recent=0.8",
+            "{line}"
+        );
+        assert_eq!(line.trim_end().split(' ').nth(2), Some("1700000000050"));
+        // An empty list is every field.
+        let none = LineEncoder::new("m", "h", "i", "v").with_fields(&[]);
+        assert_eq!(none.encode(&p).unwrap(), all.encode(&p).unwrap());
+        // An event's point is written whole.
+        let mut e = p.clone();
+        e.event = Some(EventTags {
+            kind: "capacity_drop",
+            severity: "warning",
+            change: "started",
+            text: "t".into(),
+        });
+        assert_eq!(some.encode(&e).unwrap(), all.encode(&e).unwrap());
     }
 }

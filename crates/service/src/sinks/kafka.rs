@@ -208,7 +208,8 @@ impl KafkaSink {
             cfg: cfg.clone(),
             client_id,
             producer,
-            encoder: LineEncoder::new("traffic_prediction", host, iface, model),
+            encoder: LineEncoder::new("traffic_prediction", host, iface, model)
+                .with_fields(&cfg.fields),
             tagger: Tagger::default(),
             metrics,
             made: 0,
@@ -259,7 +260,7 @@ impl KafkaSink {
                 let mut fields: serde_json::Map<String, serde_json::Value> = p
                     .fields
                     .iter()
-                    .filter(|(_, v)| v.is_finite())
+                    .filter(|(k, v)| v.is_finite() && self.encoder.writes(p, k))
                     .map(|(k, v)| ((*k).to_owned(), (*v).into()))
                     .collect();
                 if let Some(e) = &p.event {
@@ -470,6 +471,24 @@ mod tests {
             "NaN is left out"
         );
         assert_eq!(v["time_ms"], 1_700_000_000_050i64);
+    }
+
+    #[test]
+    fn a_field_list_leaves_the_other_fields_out_in_either_format() {
+        let mut p = point();
+        p.fields.push(("congestion_prob", 0.5));
+        for format in [KafkaFormat::Line, KafkaFormat::Json] {
+            let cfg = KafkaConfig {
+                brokers: "127.0.0.1:1".into(),
+                format,
+                fields: vec!["congestion_prob".into()],
+                ..KafkaConfig::default()
+            };
+            let k = KafkaSink::new(&cfg, "r1", "eth0", "m1", Metrics::new()).unwrap();
+            let v = String::from_utf8(k.value(&p).unwrap()).unwrap();
+            assert!(v.contains("congestion_prob"), "{v}");
+            assert!(!v.contains("actual_mbps"), "{v}");
+        }
     }
 
     #[test]
