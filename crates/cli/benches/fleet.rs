@@ -6,10 +6,15 @@
 //! `--kafka BROKERS TOPIC` through Kafka (the product's Kafka sink) and a relay
 //! to the server. Prints one JSON report: points made and written, the
 //! ingestion lag (p50/p99/max: the slowest router's newest point in the
-//! server, from its window's end, asked every 250 ms) and every router's
+//! server, from its window's end, asked every second) and every router's
 //! points counted back from the server.
 //!
-//! `cargo bench -p netforecast --bench fleet -- HOSTS SECONDS URL [--kafka BROKERS TOPIC]`
+//! Each point carries the fields the fleet dashboards draw ([`FLEET_FIELDS`]:
+//! what `[influx] fields` is set to on a fleet's routers), or every field with
+//! `--fields all` (25, each a series per router in VictoriaMetrics), or the
+//! comma-separated names given.
+//!
+//! `cargo bench -p netforecast --bench fleet -- HOSTS SECONDS URL [--fields all|LIST] [--kafka BROKERS TOPIC]`
 //! (the server: VictoriaMetrics with `-search.latencyOffset=0s`;
 //! `tests/system/fleet.py` starts one and runs this).
 
@@ -24,13 +29,32 @@ use service::sinks::memory::MemorySink;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// What the fleet dashboards draw (`deploy/grafana/dashboards/fleet*.json`:
+/// actual, forecast, congestion risk, recent MASE) and the forecast's band.
+const FLEET_FIELDS: &str = "actual_mbps,predicted_mbps,congestion_prob,predicted_lower_mbps,predicted_upper_mbps,mase_recent";
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| a != "--bench")
         .collect();
     let kafka_at = args.iter().position(|a| a == "--kafka");
-    let pos: Vec<&String> = args[..kafka_at.unwrap_or(args.len())].iter().collect();
+    let fields_at = args.iter().position(|a| a == "--fields");
+    let fields: Vec<String> = match fields_at.and_then(|i| args.get(i + 1)).map(String::as_str) {
+        Some("all") => Vec::new(),
+        Some(list) => list.split(',').map(str::to_owned).collect(),
+        None => FLEET_FIELDS.split(',').map(str::to_owned).collect(),
+    };
+    let known: Vec<&str> = service::sinks::influx::point_field_names().collect();
+    if let Some(f) = fields.iter().find(|f| !known.contains(&f.as_str())) {
+        eprintln!(
+            "fleet bench: {f:?} is not a field of a point; use all or some of {}",
+            known.join(",")
+        );
+        std::process::exit(2);
+    }
+    let first_option = [kafka_at, fields_at].into_iter().flatten().min();
+    let pos: Vec<&String> = args[..first_option.unwrap_or(args.len())].iter().collect();
     let hosts: usize = pos.first().and_then(|a| a.parse().ok()).unwrap_or(1000);
     let secs: u64 = pos.get(1).and_then(|a| a.parse().ok()).unwrap_or(30);
     let Some(url) = pos.get(2) else {
@@ -43,6 +67,7 @@ fn main() {
             .get(i + 2)
             .cloned()
             .unwrap_or_else(|| "netforecast".into()),
+        fields: fields.clone(),
         ..KafkaConfig::default()
     });
     let width = WindowWidth::DEFAULT;
@@ -121,9 +146,11 @@ fn main() {
             batch_points: 5000,
             batch_age_ms: 250,
             buffer_points: 2_000_000,
+            fields: fields.clone(),
             ..InfluxConfig::default()
         },
         kafka,
+        writers: 4,
         model: version,
     };
     match simulate(
