@@ -27,7 +27,7 @@ pub struct Step {
     pub loss: f64,
 }
 
-pub const PROFILES: [&str; 8] = [
+pub const PROFILES: [&str; 9] = [
     "steps",
     "ramps",
     "random-walk",
@@ -36,6 +36,7 @@ pub const PROFILES: [&str; 8] = [
     "loss-bursts",
     "delay-steps",
     "on-off",
+    "steady",
 ];
 
 /// What a profile looks like, for `--help` and the README.
@@ -51,6 +52,7 @@ pub fn describe(profile: &str) -> &'static str {
         "loss-bursts" => "steady rate with 100-800 ms bursts of 5-30 % loss",
         "delay-steps" => "steady rate, one-way delay stepping between 5 and 200 ms every 3-8 s",
         "on-off" => "steady rate; the senders switch on and off (see `nf-lab send --on-off`)",
+        "steady" => "one log-uniform rate (5-300 Mbit/s) and delay for the whole run: steady bulk",
         "video" => "1-3 video players: segments of 2-10 s at a buffer-based bitrate ladder, on/off",
         "web" => "page loads: bursts of 5-80 short parallel flows, heavy-tailed sizes, think times",
         "interactive" => "small requests and responses on 1-4 long connections, idle stretches",
@@ -160,6 +162,9 @@ pub fn schedule(profile: &str, seed: u64, duration_s: f64) -> Result<Vec<Step>, 
         }
         "on-off" => {
             steps.push(step(0.0, r.log_range(10.0, 150.0), base_delay, 0.0, 0.0));
+        }
+        "steady" => {
+            steps.push(step(0.0, r.log_range(5.0, 300.0), base_delay, 0.0, 0.0));
         }
         p if apps::APP_PROFILES.contains(&p) => {
             // The network under an application: a LAN-to-intercontinental base

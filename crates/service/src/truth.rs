@@ -31,6 +31,14 @@
 //!   under the threshold within 5 s of being raised is a false alert; one
 //!   raised while at least half the last second's windows were silent is an
 //!   alert on an idle link.
+//! - A steady link: the scheduled rate unchanged from `SETTLE_S` before to
+//!   `DETECT_S` after, and the traffic busy (under half of the last second's
+//!   windows silent). Every alert raised there is counted per hour of such
+//!   windows: a `capacity_drop` is false by definition, a `congestion_ahead`
+//!   is counted, and false if no window under the threshold follows it (a
+//!   flow on a link near the threshold does dip under it). On a capture of
+//!   steady bulk traffic (the lab's `steady` profile) this is the false alert
+//!   rate the operator of a healthy link sees.
 //!
 //! Owns reading schedules and scoring; the events come from `crate::events`.
 
@@ -45,6 +53,10 @@ use std::sync::{Arc, Mutex};
 pub const DETECT_S: f64 = 5.0;
 /// How long a drop must last, s.
 pub const DROP_LASTS_S: f64 = 1.0;
+/// How long after the scheduled rate changed the link is not yet steady, s
+/// (the senders find the new rate within a few round trips; a second more
+/// for the slowest).
+pub const SETTLE_S: f64 = 2.0;
 /// How long before an alert was raised the link may have been at half, s
 /// (the traffic shows a drop a round trip or two after it).
 pub const RAISE_SLACK_S: f64 = 0.5;
@@ -130,6 +142,21 @@ pub struct CaptureTruth {
     pub congestion_false: usize,
     /// See `congestion_events`.
     pub congestion_idle: usize,
+    /// Seconds of busy windows on a steady link (see the module's doc).
+    pub steady_s: f64,
+    /// Alerts raised on a steady link: `capacity_drop`, `congestion_ahead`,
+    /// and of those the false ones.
+    pub steady_drops: usize,
+    /// See `steady_drops`.
+    pub steady_congestion: usize,
+    /// See `steady_drops`.
+    pub steady_congestion_false: usize,
+    /// Seconds of windows on an idle link (at least half of the last
+    /// second's windows silent).
+    pub idle_s: f64,
+    /// `capacity_drop` alerts raised on an idle link (`congestion_idle`
+    /// counts the `congestion_ahead` ones).
+    pub idle_drops: usize,
 }
 
 /// Every capture pooled.
@@ -178,6 +205,19 @@ pub struct TruthReport {
     pub false_congestion_per_hour: Option<f64>,
     /// `congestion_ahead` alerts on an idle link.
     pub congestion_on_idle: usize,
+    /// Hours of busy windows on a steady link.
+    pub steady_hours: f64,
+    /// `capacity_drop` alerts per hour on a steady link (every one false).
+    pub steady_drops_per_hour: Option<f64>,
+    /// `congestion_ahead` alerts per hour on a steady link, and the false
+    /// ones (no window under the threshold followed).
+    pub steady_congestion_per_hour: Option<f64>,
+    /// See `steady_congestion_per_hour`.
+    pub steady_congestion_false_per_hour: Option<f64>,
+    /// Hours of windows on an idle link.
+    pub idle_hours: f64,
+    /// Alerts (`congestion_ahead` and `capacity_drop`) per hour on an idle link.
+    pub idle_alerts_per_hour: Option<f64>,
     /// Each capture.
     pub per_capture: Vec<CaptureTruth>,
 }
@@ -198,6 +238,10 @@ impl TruthReport {
         let leads: Vec<f64> = s.iter().flat_map(|c| c.leads_s.clone()).collect();
         let leads_all: Vec<f64> = s.iter().flat_map(|c| c.leads_all_s.clone()).collect();
         let per_hour = |n: usize| (hours > 0.0).then(|| n as f64 / hours);
+        let steady_hours = s.iter().map(|c| c.steady_s).sum::<f64>() / 3600.0;
+        let per_steady_hour = |n: usize| (steady_hours > 0.0).then(|| n as f64 / steady_hours);
+        let idle_hours = s.iter().map(|c| c.idle_s).sum::<f64>() / 3600.0;
+        let idle_alerts = sum(|c| c.congestion_idle + c.idle_drops);
         TruthReport {
             captures_scored: s.len(),
             hours,
@@ -220,6 +264,12 @@ impl TruthReport {
             lead_all_s: Spread::of(&leads_all),
             false_congestion_per_hour: per_hour(sum(|c| c.congestion_false)),
             congestion_on_idle: sum(|c| c.congestion_idle),
+            steady_hours,
+            steady_drops_per_hour: per_steady_hour(sum(|c| c.steady_drops)),
+            steady_congestion_per_hour: per_steady_hour(sum(|c| c.steady_congestion)),
+            steady_congestion_false_per_hour: per_steady_hour(sum(|c| c.steady_congestion_false)),
+            idle_hours,
+            idle_alerts_per_hour: (idle_hours > 0.0).then(|| idle_alerts as f64 / idle_hours),
             per_capture: caps,
         }
     }
@@ -263,6 +313,15 @@ impl TruthReport {
                 f(self.lead_all_s.p90, 2),
                 f(self.false_congestion_per_hour, 1),
                 self.congestion_on_idle
+            ),
+            format!(
+                "on a steady link ({:.1} min busy): {} capacity drops/h, {} congestion-ahead alerts/h ({} false); on an idle link ({:.1} min): {} alerts/h",
+                self.steady_hours * 60.0,
+                f(self.steady_drops_per_hour, 1),
+                f(self.steady_congestion_per_hour, 1),
+                f(self.steady_congestion_false_per_hour, 1),
+                self.idle_hours * 60.0,
+                f(self.idle_alerts_per_hour, 1)
             ),
         ]
     }
@@ -498,6 +557,15 @@ pub fn score(
         above = 0;
     }
     c.congestion_events = cong.len();
+    // Whether the last second before `t` was at least half silent windows.
+    let idle_at = |t: f64| {
+        let (n, silent) = windows
+            .iter()
+            .filter(|w| w.0 < t && w.0 >= t - 1.0)
+            .fold((0, 0), |(n, s), w| (n + 1, s + usize::from(w.2)));
+        n > 0 && silent * 2 >= n
+    };
+    let steady_at = |t: f64| steady(schedule, t) && !idle_at(t);
     for e in &cong {
         let r = raised(e);
         let follows = windows
@@ -506,15 +574,30 @@ pub fn score(
         if !follows {
             c.congestion_false += 1;
         }
-        let recent: Vec<&(f64, f64, bool)> = windows
-            .iter()
-            .filter(|w| w.0 < r && w.0 >= r - 1.0)
-            .collect();
-        if !recent.is_empty() && recent.iter().filter(|w| w.2).count() * 2 >= recent.len() {
+        if idle_at(r) {
             c.congestion_idle += 1;
         }
+        if steady_at(r) {
+            c.steady_congestion += 1;
+            c.steady_congestion_false += usize::from(!follows);
+        }
     }
+    c.steady_drops = cap.iter().filter(|e| steady_at(raised(e))).count();
+    c.idle_drops = cap.iter().filter(|e| idle_at(raised(e))).count();
+    c.idle_s = windows.iter().filter(|w| idle_at(w.0 + width_s)).count() as f64 * width_s;
+    c.steady_s = windows
+        .iter()
+        .filter(|w| !w.2 && steady_at(w.0 + width_s))
+        .count() as f64
+        * width_s;
     c
+}
+
+/// Whether the scheduled rate at `t` has held since `SETTLE_S` before and
+/// holds until `DETECT_S` after (a schedule's last rate holds to its end).
+pub fn steady(rows: &[(f64, f64)], t: f64) -> bool {
+    let rates = rates_over(rows, t - SETTLE_S, t + DETECT_S);
+    rate_at(rows, t - SETTLE_S).is_some() && rates.iter().all(|r| *r == rates[0])
 }
 
 /// The sink that collects a capture's windows and events and scores them at
@@ -745,7 +828,7 @@ mod tests {
         let r = TruthReport::pool(vec![c]);
         assert_eq!((r.recall, r.precision), (Some(1.0), Some(0.5)));
         assert_eq!(r.precision_at_half, Some(0.5));
-        assert_eq!(r.lines().len(), 2);
+        assert_eq!(r.lines().len(), 3);
         // Warned of: alerted, with the same lead.
         assert_eq!((r.alerted, r.lead_all_s.median), (1, r.lead_s.median));
         // Started at 10.25 s, raised at the end of its first window: 0.3 s
@@ -790,6 +873,68 @@ mod tests {
         let r = TruthReport::pool(vec![c, c2]);
         assert_eq!((r.recall, r.recall_felt), (Some(0.5), Some(0.5)));
         assert_eq!((r.delay_s.n, r.delay_felt_s.n), (2, 1));
+    }
+
+    #[test]
+    fn alerts_on_a_steady_busy_link_are_counted_per_hour_of_it() {
+        let w = 0.05;
+        // The link: 40, 10 from 10 s to 12 s, 40 again; the traffic follows
+        // it, silent from 30 s to 35 s.
+        let rows = [(0.0, 40.0), (10.0, 10.0), (12.0, 40.0)];
+        let windows: Vec<(f64, f64, bool)> = (0..800)
+            .map(|k| {
+                let t = k as f64 * w;
+                let silent = (30.0..35.0).contains(&t);
+                let mbps = if silent {
+                    0.0
+                } else if (10.0..12.0).contains(&t) {
+                    10.0
+                } else {
+                    40.0
+                };
+                (t, mbps, silent)
+            })
+            .collect();
+        // Steady: from 2 s after the start or a change to 5 s before the next.
+        assert!(!steady(&rows, 1.9) && steady(&rows, 2.1) && steady(&rows, 4.9));
+        assert!(!steady(&rows, 5.1) && !steady(&rows, 13.9) && steady(&rows, 14.1));
+        assert!(steady(&rows, 39.0), "the last rate holds to the end");
+        let events = [
+            // At the drop: not on a steady link.
+            ev(Kind::CapacityDrop, 10.15, 11.0),
+            ev(Kind::CongestionAhead, 9.8, 10.5),
+            // On a steady busy link: a false drop, a false warning, and a
+            // warning the silence at 30 s follows (not false).
+            ev(Kind::CapacityDrop, 20.0, 21.0),
+            ev(Kind::CongestionAhead, 22.0, 23.0),
+            ev(Kind::CongestionAhead, 27.0, 28.0),
+            // On an idle link: not on a steady busy one.
+            ev(Kind::CongestionAhead, 33.0, 34.0),
+        ];
+        let c = score("x", &windows, &events, &rows, 20.0, w);
+        assert_eq!(
+            (
+                c.steady_drops,
+                c.steady_congestion,
+                c.steady_congestion_false
+            ),
+            (1, 2, 1)
+        );
+        assert_eq!((c.congestion_idle, c.idle_drops), (1, 0));
+        // Idle from the window ending at 30.5 s (half the last second
+        // silent) to the one ending at 35.5 s.
+        assert!((c.idle_s - 5.0).abs() <= 0.1, "{}", c.idle_s);
+        // Busy steady windows end in [2, 5] and [14, 40) less the silence
+        // (and the half second after it, the last second still half silent).
+        let expect = (5.0 - 2.0) + (40.0 - 14.0) - 5.5;
+        assert!((c.steady_s - expect).abs() <= 0.2, "{}", c.steady_s);
+        let r = TruthReport::pool(vec![c]);
+        let hours = r.steady_hours;
+        assert_eq!(r.steady_drops_per_hour, Some(1.0 / hours));
+        assert_eq!(r.steady_congestion_per_hour, Some(2.0 / hours));
+        assert_eq!(r.steady_congestion_false_per_hour, Some(1.0 / hours));
+        assert_eq!(r.idle_alerts_per_hour, Some(1.0 / r.idle_hours));
+        assert_eq!(r.lines().len(), 3);
     }
 
     #[test]
