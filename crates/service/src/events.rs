@@ -3,9 +3,15 @@
 //!
 //! - `congestion_ahead`: the published probability that the next window falls
 //!   below the threshold is at least `congestion_prob` in `m` of the last `n`
-//!   windows, counted only while there is demand (the window carried packets
-//!   and bytes in flight), so an idle link (where the probability is 1) or a
-//!   quiet application-limited one raises nothing, and only within a second
+//!   windows, counted only while there is demand (the window carried data,
+//!   a full segment's payload at least, and bytes in flight, over half the
+//!   last second's mean: the link holds the traffic back, not the sender;
+//!   downstream of the bottleneck, where the bytes in flight are the
+//!   receiver's, the data queued on its way when the senders' timestamps
+//!   tell), so an idle link (where the probability is 1), a quiet
+//!   application-limited one, a transfer's end (its last flight
+//!   acknowledged, nothing new sent) or BBR's ProbeRTT (4 segments in
+//!   flight for 200 ms every 10 s) raises nothing, and only within a second
 //!   of a window under `congestion_clear_prob` (ahead: a flow that stays under
 //!   the threshold has the probability near 1 all along). Ends after `clear`
 //!   windows below `congestion_clear_prob` or without demand (hysteresis).
@@ -472,6 +478,8 @@ pub struct Detector {
     since_any_ack: usize,
     /// Windows since one whose probability was under `congestion_clear_prob`.
     since_low: usize,
+    /// The bytes in flight of the last second's windows that were not silent.
+    bif_recent: VecDeque<u64>,
 }
 
 impl Detector {
@@ -507,6 +515,7 @@ impl Detector {
             seen: 0,
             since_any_ack: 0,
             since_low: usize::MAX,
+            bif_recent: VecDeque::new(),
         }
     }
 
@@ -553,7 +562,44 @@ impl Detector {
         );
         let silent_in = |n: usize| self.silent.iter().rev().take(n).filter(|x| **x).count();
         let idle = silent_in(second) * 2 >= self.silent.len().min(second);
-        let demand = !row.is_silent && row.bif_bytes >= cfg.demand_bif_bytes && !idle;
+        // Data on the wire, too: when a transfer ends, its last flight is
+        // acknowledged for a round trip with nothing new sent, the bytes in
+        // flight of its last segment carried forward and the throughput
+        // falling to nothing (at every transfer's end: no congestion).
+        // And the link, not the sender, holds the traffic back: the bytes in
+        // flight over half the last second's mean (a sender that chose to
+        // send less drains them: BBR's ProbeRTT, 4 segments for 200 ms every
+        // 10 s, takes a 200 Mbit/s flow under any threshold; a slower link
+        // keeps them waiting). Downstream of the bottleneck (ACKs within
+        // `downstream_rtt_ms`, little in flight) the bytes in flight are the
+        // receiver's; there the senders' timestamps say whether the data
+        // still waited `downstream_queue_ms` on its way (ProbeRTT drains the
+        // queue), when they give it.
+        let bif_n = self.bif_recent.len();
+        let bif_mean = self.bif_recent.iter().sum::<u64>() as f64 / bif_n.max(1) as f64;
+        let little_in_flight = self
+            .bif_recent
+            .iter()
+            .filter(|b| **b < cfg.backlog_bif_bytes)
+            .count()
+            * 2
+            > bif_n;
+        let held_back =
+            if rtt_min_ms > 0.0 && rtt_min_ms < cfg.downstream_rtt_ms && little_in_flight {
+                row.tcp
+                    .queue_delay_ms()
+                    .is_none_or(|q| q >= cfg.downstream_queue_ms)
+            } else {
+                bif_n == 0 || row.bif_bytes as f64 >= BIF_HELD_SHARE * bif_mean
+            };
+        let demand = !row.is_silent
+            && row.bif_bytes >= cfg.demand_bif_bytes
+            && row.tcp.payload_bytes >= ARRIVING_MIN_BYTES
+            && held_back
+            && !idle;
+        if !row.is_silent {
+            push_bounded(&mut self.bif_recent, row.bif_bytes, second);
+        }
         let prob = s.published.map(|f| f.congestion_prob);
         let high = prob.is_some_and(|p| p >= cfg.congestion_prob);
         push_bounded(&mut self.recent, high && demand, cfg.congestion_n);
@@ -1110,7 +1156,7 @@ mod tests {
     use super::*;
     use crate::online::Skill;
     use engine::forecast::Forecast;
-    use engine::window::WindowRow;
+    use engine::window::{TcpProgress, WindowRow};
 
     const W: i64 = 50_000_000;
 
@@ -1127,7 +1173,10 @@ mod tests {
             bif_grad_bytes: 0,
             is_silent: mbps == 0.0,
             packets: u64::from(mbps > 0.0) * 50,
-            tcp: Default::default(),
+            tcp: TcpProgress {
+                payload_bytes: (mbps * 1e6 / 8.0 * 0.05) as u64,
+                ..Default::default()
+            },
         };
         let f = Forecast {
             target_start_ns: (i + 1) * W,
@@ -1187,16 +1236,84 @@ mod tests {
         let mut seq: Vec<Scored> = (0..100)
             .map(|i| scored(i, 50.0, 60_000, 0.02, 0.1))
             .collect();
-        seq.extend((100..130).map(|i| scored(i, 25.0, 8_000, 0.02, 0.5)));
-        seq.extend((130..200).map(|i| scored(i, 2.0, 8_000, 0.02, 0.99)));
+        seq.extend((100..130).map(|i| scored(i, 25.0, 60_000, 0.02, 0.5)));
+        seq.extend((130..200).map(|i| scored(i, 2.0, 60_000, 0.02, 0.99)));
         let mut d = Detector::new(EventConfig::default(), "eth0", W);
         assert!(run(&mut d, &seq).is_empty());
         let mut seq: Vec<Scored> = (0..100)
             .map(|i| scored(i, 50.0, 60_000, 0.02, 0.1))
             .collect();
-        seq.extend((100..200).map(|i| scored(i, 2.0, 8_000, 0.02, 0.99)));
+        // (The link slowed: the senders' flight waits, as it did.)
+        seq.extend((100..200).map(|i| scored(i, 2.0, 60_000, 0.02, 0.99)));
         let mut d = Detector::new(EventConfig::default(), "eth0", W);
         assert_eq!(run(&mut d, &seq), vec![(102, Kind::CongestionAhead, true)]);
+    }
+
+    #[test]
+    fn a_transfer_that_ends_raises_no_congestion_ahead() {
+        // A bulk transfer at 50 Mbit/s stops writing: for a round trip (four
+        // windows here) its last flight is acknowledged, nothing new is sent,
+        // the bytes in flight of its last segment carried forward, the
+        // throughput (the ACKs' bytes) near nothing and the probability high.
+        let mut seq: Vec<Scored> = (0..100)
+            .map(|i| scored(i, 50.0, 60_000, 0.02, 0.1))
+            .collect();
+        let acks_only = |i: i64| {
+            let mut s = scored(i, 0.5, 60_000, 0.02, 0.99);
+            s.row.tcp.payload_bytes = 0;
+            s
+        };
+        seq.extend((100..104).map(acks_only));
+        seq.extend((104..200).map(|i| scored(i, 0.0, 0, 0.0, 1.0)));
+        let mut d = Detector::new(EventConfig::default(), "eth0", W);
+        assert!(run(&mut d, &seq).is_empty());
+        // The same windows with data still sent (a link that slowed to 0.5
+        // Mbit/s under a backlog): congestion, warned of on the third.
+        seq.splice(
+            100..104,
+            (100..104).map(|i| scored(i, 0.5, 60_000, 0.02, 0.99)),
+        );
+        let mut d = Detector::new(EventConfig::default(), "eth0", W);
+        assert_eq!(run(&mut d, &seq)[0], (102, Kind::CongestionAhead, true));
+    }
+
+    #[test]
+    fn a_sender_that_drains_its_flight_raises_no_congestion_ahead() {
+        // BBR's ProbeRTT at the sender: a 100 Mbit/s flow with 600 kB in
+        // flight keeps 4 segments in flight for 200 ms, its throughput near
+        // nothing and the probability high; nothing is raised. The same dip
+        // with the bytes in flight held (a link that slowed): congestion.
+        let dip = |bif: u64| {
+            let mut seq: Vec<Scored> = (0..100)
+                .map(|i| scored(i, 100.0, 600_000, 0.06, 0.05))
+                .collect();
+            seq.extend((100..104).map(|i| scored(i, 1.0, bif, 0.06, 0.97)));
+            seq.extend((104..200).map(|i| scored(i, 100.0, 600_000, 0.06, 0.05)));
+            let mut d = Detector::new(EventConfig::default(), "eth0", W);
+            run(&mut d, &seq)
+        };
+        assert!(dip(5_792).is_empty(), "{:?}", dip(5_792));
+        assert_eq!(dip(600_000)[0], (102, Kind::CongestionAhead, true));
+        // Downstream (ACKs within 0.1 ms, the receiver's few segments in
+        // flight): ProbeRTT drains the queue the senders' timestamps show
+        // (0.5 ms on the way); a link that slowed fills it (40 ms).
+        let downstream = |queue_ms: u64| {
+            let with_queue = |mut s: Scored, q: u64| {
+                s.row.tcp.queue_delay_sum_ms = q * 10;
+                s.row.tcp.queue_delay_samples = 10;
+                s
+            };
+            let mut seq: Vec<Scored> = (0..100)
+                .map(|i| with_queue(scored(i, 100.0, 8_000, 0.0001, 0.05), 20))
+                .collect();
+            seq.extend(
+                (100..104).map(|i| with_queue(scored(i, 1.0, 8_000, 0.0001, 0.97), queue_ms)),
+            );
+            let mut d = Detector::new(EventConfig::default(), "eth0", W);
+            run(&mut d, &seq)
+        };
+        assert!(downstream(0).is_empty(), "{:?}", downstream(0));
+        assert_eq!(downstream(40)[0], (102, Kind::CongestionAhead, true));
     }
 
     #[test]

@@ -154,8 +154,9 @@ pub struct CaptureTruth {
     /// Seconds of windows on an idle link (at least half of the last
     /// second's windows silent).
     pub idle_s: f64,
-    /// `capacity_drop` alerts raised on an idle link (`congestion_idle`
-    /// counts the `congestion_ahead` ones).
+    /// `capacity_drop` alerts raised on an idle link that detected no drop
+    /// (an outage leaves the windows silent too; `congestion_idle` counts the
+    /// `congestion_ahead` ones).
     pub idle_drops: usize,
 }
 
@@ -216,7 +217,8 @@ pub struct TruthReport {
     pub steady_congestion_false_per_hour: Option<f64>,
     /// Hours of windows on an idle link.
     pub idle_hours: f64,
-    /// Alerts (`congestion_ahead` and `capacity_drop`) per hour on an idle link.
+    /// Alerts per hour on an idle link: `congestion_ahead`, and
+    /// `capacity_drop` that detected no drop.
     pub idle_alerts_per_hour: Option<f64>,
     /// Each capture.
     pub per_capture: Vec<CaptureTruth>,
@@ -467,6 +469,7 @@ pub fn score(
     // detected yet (an alert explains the most recent drop, not one 4 s
     // older that the traffic may not have felt).
     let mut delay_of: Vec<Option<f64>> = vec![None; ds.len()];
+    let mut matched = vec![false; cap.len()];
     let mut order: Vec<usize> = (0..cap.len()).collect();
     order.sort_by(|a, b| raised(cap[*a]).total_cmp(&raised(cap[*b])));
     for i in order {
@@ -476,6 +479,7 @@ pub fn score(
             .find(|&k| delay_of[k].is_none() && ds[k] <= r && r - ds[k] <= DETECT_S)
         {
             delay_of[k] = Some(r - ds[k]);
+            matched[i] = true;
         }
     }
     c.delays_s = delay_of.iter().flatten().copied().collect();
@@ -583,7 +587,13 @@ pub fn score(
         }
     }
     c.steady_drops = cap.iter().filter(|e| steady_at(raised(e))).count();
-    c.idle_drops = cap.iter().filter(|e| idle_at(raised(e))).count();
+    // An outage leaves the windows silent too: a drop alert there that
+    // detected a drop is no alert on an idle link.
+    c.idle_drops = cap
+        .iter()
+        .zip(&matched)
+        .filter(|(e, m)| !**m && idle_at(raised(e)))
+        .count();
     c.idle_s = windows.iter().filter(|w| idle_at(w.0 + width_s)).count() as f64 * width_s;
     c.steady_s = windows
         .iter()
@@ -910,6 +920,7 @@ mod tests {
             ev(Kind::CongestionAhead, 27.0, 28.0),
             // On an idle link: not on a steady busy one.
             ev(Kind::CongestionAhead, 33.0, 34.0),
+            ev(Kind::CapacityDrop, 33.5, 34.0),
         ];
         let c = score("x", &windows, &events, &rows, 20.0, w);
         assert_eq!(
@@ -920,7 +931,7 @@ mod tests {
             ),
             (1, 2, 1)
         );
-        assert_eq!((c.congestion_idle, c.idle_drops), (1, 0));
+        assert_eq!((c.congestion_idle, c.idle_drops), (1, 1));
         // Idle from the window ending at 30.5 s (half the last second
         // silent) to the one ending at 35.5 s.
         assert!((c.idle_s - 5.0).abs() <= 0.1, "{}", c.idle_s);
@@ -933,7 +944,7 @@ mod tests {
         assert_eq!(r.steady_drops_per_hour, Some(1.0 / hours));
         assert_eq!(r.steady_congestion_per_hour, Some(2.0 / hours));
         assert_eq!(r.steady_congestion_false_per_hour, Some(1.0 / hours));
-        assert_eq!(r.idle_alerts_per_hour, Some(1.0 / r.idle_hours));
+        assert_eq!(r.idle_alerts_per_hour, Some(2.0 / r.idle_hours));
         assert_eq!(r.lines().len(), 3);
     }
 
