@@ -4,17 +4,18 @@
 //! - `congestion_ahead`: the published probability that the next window falls
 //!   below the threshold is at least `congestion_prob` in `m` of the last `n`
 //!   windows, counted only while there is demand (the window carried data,
-//!   a full segment's payload at least, and bytes in flight, over half the
-//!   last second's mean: the link holds the traffic back, not the sender;
-//!   downstream of the bottleneck, where the bytes in flight are the
-//!   receiver's, the data queued on its way when the senders' timestamps
-//!   tell), so an idle link (where the probability is 1), a quiet
-//!   application-limited one, a transfer's end (its last flight
+//!   a full segment's payload at least, and bytes in flight) and the link,
+//!   not the sender, holds the traffic back (the bytes in flight over half
+//!   the last second's mean; downstream of the bottleneck, where the bytes
+//!   in flight are the receiver's, the data queued on its way when the
+//!   senders' timestamps tell), so an idle link (where the probability is
+//!   1), a quiet application-limited one, a transfer's end (its last flight
 //!   acknowledged, nothing new sent) or BBR's ProbeRTT (4 segments in
 //!   flight for 200 ms every 10 s) raises nothing, and only within a second
 //!   of a window under `congestion_clear_prob` (ahead: a flow that stays under
 //!   the threshold has the probability near 1 all along). Ends after `clear`
-//!   windows below `congestion_clear_prob` or without demand (hysteresis).
+//!   windows below `congestion_clear_prob` or without demand (hysteresis; a
+//!   sender draining its flight to the lower rate does not end it).
 //! - `capacity_drop`: the actual throughput below the band's lower edge as it
 //!   was before the drop (the last edge the actual did not fall under, or the
 //!   one a second before it if higher: the forecast itself follows a drop
@@ -595,14 +596,20 @@ impl Detector {
         let demand = !row.is_silent
             && row.bif_bytes >= cfg.demand_bif_bytes
             && row.tcp.payload_bytes >= ARRIVING_MIN_BYTES
-            && held_back
             && !idle;
         if !row.is_silent {
             push_bounded(&mut self.bif_recent, row.bif_bytes, second);
         }
         let prob = s.published.map(|f| f.congestion_prob);
         let high = prob.is_some_and(|p| p >= cfg.congestion_prob);
-        push_bounded(&mut self.recent, high && demand, cfg.congestion_n);
+        // Held back counts towards a start only: inside an event the senders
+        // drain their flight to the lower rate (and a loss halves a window),
+        // which must not end it and start it again a moment later.
+        push_bounded(
+            &mut self.recent,
+            high && demand && held_back,
+            cfg.congestion_n,
+        );
         let lost_now = std::mem::take(&mut self.lost_new);
         push_bounded(&mut self.lost_recent, lost_now, cfg.capture_windows);
         self.since_loss = if lost_now > 0 {

@@ -32,8 +32,8 @@
 //!   raised while at least half the last second's windows were silent is an
 //!   alert on an idle link.
 //! - A steady link: the scheduled rate unchanged from `SETTLE_S` before to
-//!   `DETECT_S` after, and the traffic busy (under half of the last second's
-//!   windows silent). Every alert raised there is counted per hour of such
+//!   `DETECT_S` after, and the traffic busy (no silent window in the
+//!   `SETTLE_S` before). Every alert raised there is counted per hour of such
 //!   windows: a `capacity_drop` is false by definition, a `congestion_ahead`
 //!   is counted, and false if no window under the threshold follows it (a
 //!   flow on a link near the threshold does dip under it). On a capture of
@@ -561,15 +561,26 @@ pub fn score(
         above = 0;
     }
     c.congestion_events = cong.len();
+    // Windows and silent ones that start in [a, b) (the windows are in time
+    // order; prefix sums keep an hour's capture linear).
+    let mut silent_before = Vec::with_capacity(windows.len() + 1);
+    silent_before.push(0usize);
+    for w in windows {
+        silent_before.push(silent_before.last().copied().unwrap_or(0) + usize::from(w.2));
+    }
+    let span = |a: f64, b: f64| {
+        let lo = windows.partition_point(|w| w.0 < a);
+        let hi = windows.partition_point(|w| w.0 < b).max(lo);
+        (hi - lo, silent_before[hi] - silent_before[lo])
+    };
     // Whether the last second before `t` was at least half silent windows.
     let idle_at = |t: f64| {
-        let (n, silent) = windows
-            .iter()
-            .filter(|w| w.0 < t && w.0 >= t - 1.0)
-            .fold((0, 0), |(n, s), w| (n + 1, s + usize::from(w.2)));
+        let (n, silent) = span(t - 1.0, t);
         n > 0 && silent * 2 >= n
     };
-    let steady_at = |t: f64| steady(schedule, t) && !idle_at(t);
+    // Steady bulk: a steady link and traffic that has not paused for the
+    // `SETTLE_S` before (an on-off sender's bursts are not steady traffic).
+    let steady_at = |t: f64| steady(schedule, t) && span(t - SETTLE_S, t).1 == 0;
     for e in &cong {
         let r = raised(e);
         let follows = windows
@@ -605,9 +616,11 @@ pub fn score(
 
 /// Whether the scheduled rate at `t` has held since `SETTLE_S` before and
 /// holds until `DETECT_S` after (a schedule's last rate holds to its end).
+/// `rows` in time order.
 pub fn steady(rows: &[(f64, f64)], t: f64) -> bool {
-    let rates = rates_over(rows, t - SETTLE_S, t + DETECT_S);
-    rate_at(rows, t - SETTLE_S).is_some() && rates.iter().all(|r| *r == rates[0])
+    let first = rows.partition_point(|r| r.0 <= t - SETTLE_S);
+    let last = rows.partition_point(|r| r.0 < t + DETECT_S).max(first);
+    first > 0 && rows[first..last].iter().all(|r| r.1 == rows[first - 1].1)
 }
 
 /// The sink that collects a capture's windows and events and scores them at
@@ -936,8 +949,8 @@ mod tests {
         // silent) to the one ending at 35.5 s.
         assert!((c.idle_s - 5.0).abs() <= 0.1, "{}", c.idle_s);
         // Busy steady windows end in [2, 5] and [14, 40) less the silence
-        // (and the half second after it, the last second still half silent).
-        let expect = (5.0 - 2.0) + (40.0 - 14.0) - 5.5;
+        // and the 2 s after it (steady traffic has not paused for 2 s).
+        let expect = (5.0 - 2.0) + (40.0 - 14.0) - 7.0;
         assert!((c.steady_s - expect).abs() <= 0.2, "{}", c.steady_s);
         let r = TruthReport::pool(vec![c]);
         let hours = r.steady_hours;
