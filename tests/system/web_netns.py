@@ -8,6 +8,8 @@ while everything runs:
 
   * the charts receive live updates: at least 200 windows, and more 3 s later,
     with redraws, and no error in the page's console;
+  * in the 20 s of steady bulk traffic before that, no congestion_ahead or
+    capacity_drop (GET /api/v1/events);
   * after the test cuts the bottleneck to 4 Mbit/s, a capacity_drop row appears
     in the page's events table (and in GET /api/v1/events), and Alertmanager
     (Debian's, started in the namespace; the daemon's alertmanager_url) has it
@@ -146,6 +148,13 @@ def main():
         expect(not live["errors"], f"no error in the page: {live['errors']}")
         # A minute of windows sets the band and the RTT floor; then the link drops.
         time.sleep(max(0.0, 20 - (time.time() - started)))
+        # 20 s of one bulk transfer through a steady 40 Mbit/s bottleneck: a
+        # healthy link, where an operator must not be alerted.
+        api = json.loads(ns_get(chain, "/api/v1/events?since=0") or "{}")
+        steady = [(r["change"], r["event"]["kind"], r["event"]["start_ns"]) for r in api.get("events", [])
+                  if r["event"]["kind"] in ("congestion_ahead", "capacity_drop")]
+        expect("events" in api and not steady,
+               f"no congestion_ahead or capacity_drop in 20 s of steady bulk traffic: {steady}")
         # Window starts are on the epoch grid: the cut falls in the window
         # that starts at or before it.
         cut = time.time()
