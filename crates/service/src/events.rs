@@ -410,6 +410,17 @@ impl Level {
 /// after a loss) drains them, a link that delivers less keeps them waiting.
 const BIF_HELD_SHARE: f64 = 0.5;
 
+/// Downstream of the bottleneck (the receiver, or a router next to it): the
+/// ACKs come back within `downstream_rtt_ms` (the least seen) and most of the
+/// recent windows have under `backlog_bif_bytes` in flight (`bifs`; a loss
+/// recovery swells a few of them).
+fn downstream_of(cfg: &EventConfig, rtt_min_ms: f64, bifs: impl Iterator<Item = f64>) -> bool {
+    let (n, little) = bifs.fold((0, 0), |(n, l), b| {
+        (n + 1, l + usize::from(b < cfg.backlog_bif_bytes as f64))
+    });
+    rtt_min_ms > 0.0 && rtt_min_ms < cfg.downstream_rtt_ms && little * 2 > n
+}
+
 /// Downstream, a window's payload that says the senders' data still arrives:
 /// about one full-sized segment (a backlogged sender sends full segments; a
 /// link slowed to 0.2 Mbit/s still delivers 1,250 bytes in 50 ms).
@@ -578,21 +589,14 @@ impl Detector {
         // queue), when they give it.
         let bif_n = self.bif_recent.len();
         let bif_mean = self.bif_recent.iter().sum::<u64>() as f64 / bif_n.max(1) as f64;
-        let little_in_flight = self
-            .bif_recent
-            .iter()
-            .filter(|b| **b < cfg.backlog_bif_bytes)
-            .count()
-            * 2
-            > bif_n;
-        let held_back =
-            if rtt_min_ms > 0.0 && rtt_min_ms < cfg.downstream_rtt_ms && little_in_flight {
-                row.tcp
-                    .queue_delay_ms()
-                    .is_none_or(|q| q >= cfg.downstream_queue_ms)
-            } else {
-                bif_n == 0 || row.bif_bytes as f64 >= BIF_HELD_SHARE * bif_mean
-            };
+        let bifs = self.bif_recent.iter().map(|b| *b as f64);
+        let held_back = if downstream_of(&cfg, rtt_min_ms, bifs) {
+            row.tcp
+                .queue_delay_ms()
+                .is_none_or(|q| q >= cfg.downstream_queue_ms)
+        } else {
+            bif_n == 0 || row.bif_bytes as f64 >= BIF_HELD_SHARE * bif_mean
+        };
         let demand = !row.is_silent
             && row.bif_bytes >= cfg.demand_bif_bytes
             && row.tcp.payload_bytes >= ARRIVING_MIN_BYTES
@@ -719,14 +723,7 @@ impl Detector {
         // "Almost nothing in flight" holds for most windows of the level, not
         // on average: in a loss recovery the data above the holes counts as in
         // flight until they are filled, hundreds of kB for a few windows.
-        let little_in_flight = self
-            .level
-            .iter()
-            .filter(|w| w.bif < cfg.backlog_bif_bytes as f64)
-            .count()
-            * 2
-            > self.level.len();
-        let downstream = rtt_min_ms > 0.0 && rtt_min_ms < cfg.downstream_rtt_ms && little_in_flight;
+        let downstream = downstream_of(&cfg, rtt_min_ms, self.level.iter().map(|w| w.bif));
         let hold = downstream && row.is_silent && self.since_data < second / 2;
         // A queue stands upstream if the data waited on its way (the senders'
         // timestamps say how long, when they give them): a paced sender or an
@@ -1168,9 +1165,10 @@ mod tests {
     const W: i64 = 50_000_000;
 
     fn scored(i: i64, mbps: f64, bif: u64, rtt_s: f64, prob: f64) -> Scored {
+        let bytes = (mbps * 1e6 / 8.0 * 0.05) as u64;
         let row = WindowRow {
             start_ns: i * W,
-            size_bytes: (mbps * 1e6 / 8.0 * 0.05) as u64,
+            size_bytes: bytes,
             delay_s: rtt_s,
             bif_bytes: bif,
             iat_mean_s: 0.0,
@@ -1181,7 +1179,7 @@ mod tests {
             is_silent: mbps == 0.0,
             packets: u64::from(mbps > 0.0) * 50,
             tcp: TcpProgress {
-                payload_bytes: (mbps * 1e6 / 8.0 * 0.05) as u64,
+                payload_bytes: bytes,
                 ..Default::default()
             },
         };

@@ -409,16 +409,21 @@ pub fn drops(rows: &[(f64, f64)], from: f64, to: f64) -> Vec<f64> {
     out
 }
 
-/// The rate in effect at `t`, None before the first row.
+/// The rate in effect at `t`, None before the first row (`rows` in time
+/// order, as `read_schedule` gives them: found by bisection).
 fn rate_at(rows: &[(f64, f64)], t: f64) -> Option<f64> {
-    rows.iter().rev().find(|r| r.0 <= t).map(|r| r.1)
+    rows.partition_point(|r| r.0 <= t)
+        .checked_sub(1)
+        .map(|i| rows[i].1)
 }
 
 /// The rates in effect over `[a, b)`: the row in effect at `a` and every
-/// row after it before `b`.
+/// row after it before `b` (`rows` in time order).
 fn rates_over(rows: &[(f64, f64)], a: f64, b: f64) -> Vec<f64> {
+    let after = rows.partition_point(|r| r.0 <= a);
+    let before = rows.partition_point(|r| r.0 < b).max(after);
     let mut v: Vec<f64> = rate_at(rows, a).into_iter().collect();
-    v.extend(rows.iter().filter(|r| r.0 > a && r.0 < b).map(|r| r.1));
+    v.extend(rows[after..before].iter().map(|r| r.1));
     v
 }
 
@@ -618,9 +623,8 @@ pub fn score(
 /// holds until `DETECT_S` after (a schedule's last rate holds to its end).
 /// `rows` in time order.
 pub fn steady(rows: &[(f64, f64)], t: f64) -> bool {
-    let first = rows.partition_point(|r| r.0 <= t - SETTLE_S);
-    let last = rows.partition_point(|r| r.0 < t + DETECT_S).max(first);
-    first > 0 && rows[first..last].iter().all(|r| r.1 == rows[first - 1].1)
+    let rates = rates_over(rows, t - SETTLE_S, t + DETECT_S);
+    rate_at(rows, t - SETTLE_S).is_some() && rates.iter().all(|r| *r == rates[0])
 }
 
 /// The sink that collects a capture's windows and events and scores them at
